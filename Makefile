@@ -1,0 +1,32 @@
+# Two commands on a fresh machine with Python 3.11+ and make:
+#   make run    set up and start the daemon on embedded defaults (state under ./var)
+#   make test   set up (including the SFTP clients/servers the tests drive) and run every test
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+
+.PHONY: run test install system-deps bench clean
+
+$(BIN)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e '.[test]'
+	touch $@
+
+install: $(BIN)/.installed
+
+run: install
+	$(BIN)/rostergate serve
+
+system-deps:
+	scripts/install-system-deps
+
+test: install system-deps
+	$(BIN)/pytest -q
+
+bench: install
+	$(BIN)/python bench/bench_validate.py
+	$(BIN)/python bench/bench_convert.py
+
+clean:
+	rm -rf $(VENV) var .pytest_cache .hypothesis

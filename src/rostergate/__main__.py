@@ -1,0 +1,3 @@
+from rostergate.cli import main
+
+main()

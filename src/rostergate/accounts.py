@@ -1,0 +1,198 @@
+"""Tenant file accounts: create, regenerate the password, replace keys, delete, verify.
+
+Accounts live in the shared state store (:mod:`rostergate.store`), so the CLI
+and a running daemon see the same accounts at once. Passwords are generated
+here, shown once, and stored only as argon2id hashes. Public keys are kept as
+OpenSSH ``authorized_keys`` lines. Each account has a home directory under
+``<data_dir>/homes/<name>`` holding a read-only ``reports/`` folder.
+"""
+
+from __future__ import annotations
+
+import re
+import secrets
+import shutil
+import sqlite3
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import asyncssh
+from argon2 import PasswordHasher
+from argon2.exceptions import InvalidHashError, VerificationError
+
+from rostergate import timeutil
+
+NAME_PATTERN = re.compile(r"^[a-z0-9][a-z0-9._-]{0,62}$")
+REPORTS_DIR = "reports"
+_HASHER = PasswordHasher()  # argon2id with the library's RFC 9106 low-memory profile
+# Verified against when the user is unknown, so unknown and known users cost the same time.
+_DUMMY_HASH = _HASHER.hash(secrets.token_urlsafe(24))
+
+
+class AccountError(Exception):
+    """An operator request about accounts cannot be done; the message says why."""
+
+
+@dataclass(frozen=True)
+class Account:
+    name: str
+    has_password: bool
+    public_keys: tuple[str, ...] = field(default=())
+    disabled: bool = False
+    created_at: str = ""
+    updated_at: str = ""
+
+
+def generate_password() -> str:
+    """A strong random password: 24 URL-safe characters (~143 bits)."""
+    return secrets.token_urlsafe(18)
+
+
+def parse_public_keys(text: str) -> tuple[str, ...]:
+    """Validate OpenSSH ``authorized_keys`` text and return its key lines.
+
+    Accepts ed25519, ECDSA and RSA keys (RSA at least 2048 bits); comments and
+    blank lines are dropped. Raises :class:`AccountError` naming the bad line.
+    """
+    lines: list[str] = []
+    for number, raw in enumerate(text.splitlines(), start=1):
+        line = raw.strip()
+        if not line or line.startswith("#"):
+            continue
+        tokens = line.split()
+        start = next((i for i, t in enumerate(tokens) if t.startswith(("ssh-", "ecdsa-"))), None)
+        try:
+            asyncssh.import_authorized_keys(line + "\n")  # options such as from= are checked too
+            if start is None:
+                raise ValueError("no key type such as ssh-ed25519 found")
+            key = asyncssh.import_public_key(" ".join(tokens[start : start + 2]))
+        except (asyncssh.KeyImportError, ValueError) as exc:
+            raise AccountError(f"public key line {number}: not an OpenSSH public key ({exc})") from None
+        algorithm = key.get_algorithm()
+        if algorithm == "ssh-rsa" and key.pyca_key.key_size < 2048:
+            raise AccountError(f"public key line {number}: RSA keys must have at least 2048 bits")
+        if algorithm not in ("ssh-ed25519", "ssh-rsa") and not algorithm.startswith("ecdsa-sha2-"):
+            raise AccountError(f"public key line {number}: key type {algorithm} is not accepted")
+        lines.append(line)
+    return tuple(lines)
+
+
+class AccountStore:
+    """Account operations on the shared store; homes are created under ``data_dir/homes``."""
+
+    def __init__(self, conn: sqlite3.Connection, data_dir: Path):
+        self.conn = conn
+        self.homes = Path(data_dir) / "homes"
+
+    # -- queries -----------------------------------------------------------------
+    def get(self, name: str) -> Account | None:
+        row = self.conn.execute("SELECT * FROM accounts WHERE name = ?", (name,)).fetchone()
+        return _account(row) if row else None
+
+    def list(self) -> list[Account]:
+        return [_account(r) for r in self.conn.execute("SELECT * FROM accounts ORDER BY name")]
+
+    def home(self, name: str) -> Path:
+        return self.homes / name
+
+    # -- changes -----------------------------------------------------------------
+    def create(self, name: str, public_keys: str = "", with_password: bool = True) -> tuple[Account, str | None]:
+        """Create an account; returns it and the generated password (shown once) or None."""
+        if not NAME_PATTERN.match(name):
+            raise AccountError(
+                f"account name {name!r} is not allowed: use 1-63 lower-case letters, digits, '.', '_' or '-', "
+                "starting with a letter or digit"
+            )
+        keys = parse_public_keys(public_keys)
+        if not with_password and not keys:
+            raise AccountError("an account without a password needs at least one public key (--public-key FILE)")
+        password = generate_password() if with_password else None
+        stamp = timeutil.iso()
+        try:
+            with self.conn:
+                self.conn.execute(
+                    "INSERT INTO accounts (name, password_hash, public_keys, created_at, updated_at)"
+                    " VALUES (?, ?, ?, ?, ?)",
+                    (name, _HASHER.hash(password) if password else None, "\n".join(keys), stamp, stamp),
+                )
+        except sqlite3.IntegrityError:
+            raise AccountError(f"account {name!r} already exists") from None
+        self._make_home(name)
+        return self.get(name), password  # type: ignore[return-value]
+
+    def regenerate_password(self, name: str) -> tuple[Account, str]:
+        self._require(name)
+        password = generate_password()
+        self._update(name, password_hash=_HASHER.hash(password))
+        return self.get(name), password  # type: ignore[return-value]
+
+    def set_keys(self, name: str, public_keys: str) -> Account:
+        """Replace the account's public keys with those in ``public_keys``."""
+        account = self._require(name)
+        keys = parse_public_keys(public_keys)
+        if not keys and not account.has_password:
+            raise AccountError(f"account {name!r} has no password; it needs at least one public key")
+        self._update(name, public_keys="\n".join(keys))
+        return self.get(name)  # type: ignore[return-value]
+
+    def set_disabled(self, name: str, disabled: bool) -> Account:
+        self._require(name)
+        self._update(name, disabled=int(disabled))
+        return self.get(name)  # type: ignore[return-value]
+
+    def delete(self, name: str, flow_accounts: set[str]) -> None:
+        """Delete the account and its home; refused while a configured flow uses it."""
+        self._require(name)
+        if name in flow_accounts:
+            raise AccountError(
+                f"account {name!r} is used by a flow in the configuration; remove that [[flows]] entry first"
+            )
+        with self.conn:
+            self.conn.execute("DELETE FROM accounts WHERE name = ?", (name,))
+        shutil.rmtree(self.home(name), ignore_errors=True)
+
+    # -- authentication ----------------------------------------------------------
+    def verify_password(self, name: str, password: str) -> bool:
+        """True when ``password`` is right for an enabled account; constant work for unknown names."""
+        row = self.conn.execute("SELECT password_hash, disabled FROM accounts WHERE name = ?", (name,)).fetchone()
+        stored = row["password_hash"] if row and row["password_hash"] else _DUMMY_HASH
+        try:
+            ok = _HASHER.verify(stored, password)
+        except (VerificationError, InvalidHashError):
+            ok = False
+        return bool(ok and row and row["password_hash"] and not row["disabled"])
+
+    def authorized_keys(self, name: str) -> asyncssh.SSHAuthorizedKeys | None:
+        """The account's keys for asyncssh, or None when it has none or is disabled."""
+        account = self.get(name)
+        if account is None or account.disabled or not account.public_keys:
+            return None
+        return asyncssh.import_authorized_keys("\n".join(account.public_keys) + "\n")
+
+    # -- internals ---------------------------------------------------------------
+    def _require(self, name: str) -> Account:
+        account = self.get(name)
+        if account is None:
+            raise AccountError(f"account {name!r} does not exist (see 'rostergate accounts list')")
+        return account
+
+    def _update(self, name: str, **columns: object) -> None:
+        assignments = ", ".join(f"{column} = ?" for column in columns)
+        with self.conn:
+            self.conn.execute(
+                f"UPDATE accounts SET {assignments}, updated_at = ? WHERE name = ?",
+                (*columns.values(), timeutil.iso(), name),
+            )
+
+    def _make_home(self, name: str) -> None:
+        home = self.home(name)
+        (home / REPORTS_DIR).mkdir(parents=True, exist_ok=True, mode=0o700)
+        home.chmod(0o700)
+
+
+def _account(row: sqlite3.Row) -> Account:
+    keys = tuple(line for line in (row["public_keys"] or "").splitlines() if line)
+    return Account(
+        name=row["name"], has_password=row["password_hash"] is not None, public_keys=keys,
+        disabled=bool(row["disabled"]), created_at=row["created_at"], updated_at=row["updated_at"],
+    )

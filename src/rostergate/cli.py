@@ -1,0 +1,393 @@
+"""Commands only: parse, call, print (tables for people, JSON with ``--json``).
+
+Exit codes: 0 success, 1 a refused request or an invalid upload, 2 unreadable
+input or a broken configuration.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+from pathlib import Path
+
+import click
+
+from rostergate import config as config_module
+from rostergate import store, timeutil
+
+
+class Context:
+    """Lazily loads settings and opens the store, so ``validate`` needs neither."""
+
+    def __init__(self, config_path: Path | None):
+        self.config_path = config_path
+        self._settings: config_module.Settings | None = None
+        self._conn = None
+
+    @property
+    def settings(self) -> config_module.Settings:
+        if self._settings is None:
+            try:
+                self._settings = config_module.load(self.config_path)
+            except config_module.ConfigError as exc:
+                for problem in exc.problems:
+                    click.echo(f"config error: {problem}", err=True)
+                sys.exit(2)
+        return self._settings
+
+    @property
+    def conn(self):
+        if self._conn is None:
+            self._conn = store.connect(self.settings.data_dir)
+        return self._conn
+
+    def accounts(self):
+        from rostergate.accounts import AccountStore
+
+        return AccountStore(self.conn, self.settings.data_dir)
+
+    def history(self):
+        from rostergate.history import History
+
+        return History(self.conn)
+
+
+pass_context = click.make_pass_decorator(Context)
+
+
+def emit_json(data: object) -> None:
+    click.echo(json.dumps(data, indent=2, ensure_ascii=False))
+
+
+def table(rows: list[list[str]], headers: list[str]) -> None:
+    widths = [max(len(str(x)) for x in column) for column in zip(headers, *rows)]
+    for row in [headers, *rows]:
+        click.echo("  ".join(str(v).ljust(w) for v, w in zip(row, widths)).rstrip())
+
+
+def fail(message: str, code: int = 1) -> None:
+    click.echo(f"error: {message}", err=True)
+    sys.exit(code)
+
+
+@click.group()
+@click.option("--config", "config_path", type=click.Path(path_type=Path),
+              help="TOML configuration (default: ./rostergate.toml if present, else embedded defaults).")
+@click.version_option(package_name="rostergate")
+@click.pass_context
+def main(ctx: click.Context, config_path: Path | None) -> None:
+    """rostergate: SFTP intake, validation, conversion and forwarding of rostering data."""
+    from rostergate import logs
+
+    logs.configure()
+    ctx.obj = Context(config_path)
+
+
+# -- serve / check-config --------------------------------------------------------
+@main.command()
+@pass_context
+def serve(ctx: Context) -> None:
+    """Run the SFTP server and the pipeline until stopped (SIGTERM/SIGINT)."""
+    from rostergate.daemon import serve as run_daemon
+
+    asyncio.run(run_daemon(ctx.settings))
+
+
+@main.command("check-config")
+@pass_context
+def check_config(ctx: Context) -> None:
+    """Load the configuration and report every wrong key (exit 2 if any)."""
+    settings = ctx.settings
+    where = settings.source or "embedded defaults"
+    click.echo(f"configuration OK ({where}): {len(settings.flows)} flow(s), "
+               f"listen {settings.server.listen_host}:{settings.server.listen_port}")
+
+
+# -- accounts --------------------------------------------------------------------
+@main.group()
+def accounts() -> None:
+    """Tenant file accounts."""
+
+
+def _credentials(ctx: Context, account, password: str | None) -> dict:
+    from rostergate.sftp.server import host_key_fingerprint
+
+    server = ctx.settings.server
+    data = {
+        "name": account.name,
+        "host": server.public_host,
+        "port": server.listen_port,
+        "username": account.name,
+        "public_keys": list(account.public_keys),
+        "host_key_fingerprint": host_key_fingerprint(server.host_key),
+        "disabled": account.disabled,
+    }
+    if password is not None:
+        data["password"] = password
+    return data
+
+
+def _print_credentials(data: dict) -> None:
+    click.echo(f"account:   {data['name']}")
+    click.echo(f"host:      {data['host']}")
+    click.echo(f"port:      {data['port']}")
+    click.echo(f"username:  {data['username']}")
+    if "password" in data:
+        click.echo(f"password:  {data['password']}   (shown only now; store it safely)")
+    for key in data["public_keys"]:
+        click.echo(f"key:       {key[:60]}...")
+    click.echo(f"host key:  {data['host_key_fingerprint'] or 'generated on first start of serve'}")
+
+
+def _read_keys(files: tuple[Path, ...]) -> str:
+    try:
+        return "\n".join(Path(f).read_text(encoding="utf-8") for f in files)
+    except OSError as exc:
+        fail(f"cannot read public key file: {exc}", 2)
+        raise  # unreachable
+
+
+@accounts.command("create")
+@click.argument("name")
+@click.option("--public-key", "public_keys", multiple=True, type=click.Path(path_type=Path),
+              help="An OpenSSH public key or authorized_keys file; may be repeated.")
+@click.option("--no-password", is_flag=True, help="Key-only account: no password is generated.")
+@click.option("--json", "as_json", is_flag=True)
+@pass_context
+def accounts_create(ctx: Context, name: str, public_keys: tuple[Path, ...], no_password: bool, as_json: bool) -> None:
+    """Create a file account; prints its connection details and, once, its password."""
+    from rostergate.accounts import AccountError
+
+    try:
+        account, password = ctx.accounts().create(name, _read_keys(public_keys), with_password=not no_password)
+    except AccountError as exc:
+        fail(str(exc))
+    data = _credentials(ctx, account, password)
+    emit_json(data) if as_json else _print_credentials(data)
+
+
+@accounts.command("list")
+@click.option("--json", "as_json", is_flag=True)
+@pass_context
+def accounts_list(ctx: Context, as_json: bool) -> None:
+    """List file accounts."""
+    flows = {f.account for f in ctx.settings.flows}
+    items = ctx.accounts().list()
+    if as_json:
+        emit_json([
+            {"name": a.name, "password": a.has_password, "public_keys": len(a.public_keys),
+             "disabled": a.disabled, "flow": a.name in flows, "created_at": a.created_at}
+            for a in items
+        ])
+        return
+    table([[a.name, "yes" if a.has_password else "no", str(len(a.public_keys)),
+            "disabled" if a.disabled else "enabled", "yes" if a.name in flows else "no", a.created_at]
+           for a in items], ["NAME", "PASSWORD", "KEYS", "STATE", "FLOW", "CREATED"])
+
+
+@accounts.command("show")
+@click.argument("name")
+@click.option("--json", "as_json", is_flag=True)
+@pass_context
+def accounts_show(ctx: Context, name: str, as_json: bool) -> None:
+    """Show an account's connection details (never its password)."""
+    account = ctx.accounts().get(name)
+    if account is None:
+        fail(f"account {name!r} does not exist")
+    data = _credentials(ctx, account, None)
+    emit_json(data) if as_json else _print_credentials(data)
+
+
+@accounts.command("regenerate-password")
+@click.argument("name")
+@click.option("--json", "as_json", is_flag=True)
+@pass_context
+def accounts_regenerate(ctx: Context, name: str, as_json: bool) -> None:
+    """Replace the account's password with a new generated one (shown once)."""
+    from rostergate.accounts import AccountError
+
+    try:
+        account, password = ctx.accounts().regenerate_password(name)
+    except AccountError as exc:
+        fail(str(exc))
+    data = _credentials(ctx, account, password)
+    emit_json(data) if as_json else _print_credentials(data)
+
+
+@accounts.command("set-key")
+@click.argument("name")
+@click.argument("file", type=click.Path(path_type=Path))
+@pass_context
+def accounts_set_key(ctx: Context, name: str, file: Path) -> None:
+    """Replace the account's public keys with those in FILE (authorized_keys format)."""
+    from rostergate.accounts import AccountError
+
+    try:
+        account = ctx.accounts().set_keys(name, _read_keys((file,)))
+    except AccountError as exc:
+        fail(str(exc))
+    click.echo(f"account {account.name}: {len(account.public_keys)} public key(s) set")
+
+
+@accounts.command("disable")
+@click.argument("name")
+@pass_context
+def accounts_disable(ctx: Context, name: str) -> None:
+    """Refuse logins for the account (its files and history stay)."""
+    from rostergate.accounts import AccountError
+
+    try:
+        ctx.accounts().set_disabled(name, True)
+    except AccountError as exc:
+        fail(str(exc))
+    click.echo(f"account {name} disabled")
+
+
+@accounts.command("enable")
+@click.argument("name")
+@pass_context
+def accounts_enable(ctx: Context, name: str) -> None:
+    """Allow logins for a disabled account again."""
+    from rostergate.accounts import AccountError
+
+    try:
+        ctx.accounts().set_disabled(name, False)
+    except AccountError as exc:
+        fail(str(exc))
+    click.echo(f"account {name} enabled")
+
+
+@accounts.command("delete")
+@click.argument("name")
+@pass_context
+def accounts_delete(ctx: Context, name: str) -> None:
+    """Delete the account and its home; refused while a flow uses it."""
+    from rostergate.accounts import AccountError
+
+    try:
+        ctx.accounts().delete(name, {f.account for f in ctx.settings.flows})
+    except AccountError as exc:
+        fail(str(exc))
+    click.echo(f"account {name} deleted")
+
+
+# -- runs ------------------------------------------------------------------------
+@main.group()
+def runs() -> None:
+    """Run history: list, show, and operator decisions."""
+
+
+@runs.command("list")
+@click.option("--account")
+@click.option("--status")
+@click.option("--since", help="24h, 7d, 30m or an ISO date/time")
+@click.option("--limit", type=int, default=None)
+@click.option("--json", "as_json", is_flag=True)
+@pass_context
+def runs_list(ctx: Context, account: str | None, status: str | None, since: str | None, limit: int | None,
+              as_json: bool) -> None:
+    """List runs, newest first."""
+    from rostergate.history import STATUSES
+
+    if status and status not in STATUSES:
+        fail(f"--status must be one of {', '.join(STATUSES)}", 2)
+    try:
+        since_at = timeutil.parse_since(since) if since else None
+    except ValueError:
+        fail(f"--since {since!r}: use 24h, 7d, 30m or an ISO date such as 2026-11-01", 2)
+    items = ctx.history().list(account=account, status=status, since=since_at, limit=limit)
+    if as_json:
+        emit_json([r.to_dict() for r in items])
+        return
+    table([[r.id, r.account, r.status, r.input_format or "-", r.received_at, r.finished_at or "-", r.upload_name]
+           for r in items], ["ID", "ACCOUNT", "STATUS", "FORMAT", "RECEIVED", "FINISHED", "UPLOAD"])
+
+
+@runs.command("show")
+@click.argument("run_id")
+@click.option("--json", "as_json", is_flag=True)
+@pass_context
+def runs_show(ctx: Context, run_id: str, as_json: bool) -> None:
+    """Show one run with its steps and issues."""
+    from rostergate.formats.issues import Issue
+
+    data = ctx.history().show(run_id)
+    if data is None:
+        fail(f"run {run_id!r} does not exist")
+    if as_json:
+        emit_json(data)
+        return
+    for key in ("id", "account", "status", "upload_name", "input_format", "received_at", "finished_at"):
+        click.echo(f"{key + ':':<14}{data[key] or '-'}")
+    click.echo("steps:")
+    for step in data["steps"]:
+        click.echo(f"  {step['name']:<13} {step['status']:<8} {step['message'] or ''}")
+    if data["issues"]:
+        click.echo(f"issues ({len(data['issues'])}):")
+        for issue in data["issues"]:
+            click.echo(f"  {issue['severity']:<8}{Issue(**issue).to_text()}")
+
+
+@runs.command("stats")
+@click.option("--since", help="24h, 7d, 30m or an ISO date/time")
+@click.option("--json", "as_json", is_flag=True)
+@pass_context
+def runs_stats(ctx: Context, since: str | None, as_json: bool) -> None:
+    """Counts of runs per status and per account."""
+    try:
+        since_at = timeutil.parse_since(since) if since else None
+    except ValueError:
+        fail(f"--since {since!r}: use 24h, 7d, 30m or an ISO date", 2)
+    data = ctx.history().stats(since_at)
+    if as_json:
+        emit_json(data)
+        return
+    click.echo(f"total: {data['total']}")
+    table([[s, str(n)] for s, n in sorted(data["by_status"].items())], ["STATUS", "RUNS"])
+
+
+@runs.command("retry")
+@click.argument("run_id")
+@pass_context
+def runs_retry(ctx: Context, run_id: str) -> None:
+    """Start a failed run again from its spooled upload."""
+    history = ctx.history()
+    run = history.get(run_id)
+    if run is None:
+        fail(f"run {run_id!r} does not exist")
+    if run.status not in ("failed", "retrying"):
+        fail(f"run {run_id} is {run.status}; only failed or retrying runs can be retried")
+    history.set_status(run_id, "received", "retry requested by an operator", finished_at=None, attempts=0)
+    click.echo(f"run {run_id} queued again")
+
+
+# -- validate / convert ------------------------------------------------------------
+@main.command()
+@click.argument("path", type=click.Path(path_type=Path))
+@click.option("--format", "format_", type=click.Choice(["auto", "asm", "oneroster"]), default="auto")
+@click.option("--profile", type=click.Choice(["strict", "asm"]), default="strict")
+@click.option("--json", "as_json", is_flag=True)
+def validate(path: Path, format_: str, profile: str, as_json: bool) -> None:
+    """Validate a ZIP or folder; exit 0 valid, 1 invalid, 2 cannot read."""
+    from rostergate.formats.report import render_text
+    from rostergate.formats.validate import validate_path
+
+    if not path.exists():
+        fail(f"{path}: no such file or folder", 2)
+    progress = None
+    if sys.stderr.isatty() and not as_json:
+        def progress(message: str) -> None:
+            click.echo(f"\r\033[K{message}", err=True, nl=False)
+    try:
+        result = validate_path(path, format=format_, profile=profile, progress=progress)
+    except OSError as exc:
+        fail(f"{path}: cannot read: {exc.strerror or exc}", 2)
+    if progress:
+        click.echo("\r\033[K", err=True, nl=False)
+    if as_json:
+        emit_json(result.to_dict())
+    else:
+        click.echo(render_text(result), nl=False)
+    unreadable = any(i.code.startswith(("archive.unreadable", "archive.not_zip")) for i in result.issues)
+    sys.exit(2 if unreadable else 0 if result.valid else 1)

@@ -1,0 +1,83 @@
+"""``rostergate serve``: the SFTP server, the intake and the pipeline in one process."""
+
+from __future__ import annotations
+
+import asyncio
+import multiprocessing
+import signal
+from concurrent.futures import ProcessPoolExecutor
+
+import structlog
+
+from rostergate import store
+from rostergate.accounts import AccountStore
+from rostergate.config import Settings
+from rostergate.history import History
+from rostergate.intake import Intake
+from rostergate.pipeline import Pipeline
+from rostergate.sftp.server import load_or_create_host_key, start_server
+
+log = structlog.get_logger("rostergate.daemon")
+
+
+def ensure_demo_account(accounts: AccountStore, settings: Settings) -> str | None:
+    """On embedded defaults, create the ``demo`` account once; returns its password when just created."""
+    if not settings.demo or accounts.get("demo"):
+        return None
+    _, password = accounts.create("demo")
+    return password
+
+
+def welcome(settings: Settings, fingerprint: str, demo_password: str | None) -> str:
+    server = settings.server
+    lines = [
+        f"rostergate listening on {server.listen_host}:{server.listen_port}; host key {fingerprint}",
+        f"state and history under {server.data_dir.resolve()}",
+    ]
+    if settings.demo:
+        outbox = settings.flow_for("demo").downstream.path  # type: ignore[union-attr]
+        lines += [
+            "Embedded defaults: account 'demo' uploads are validated, converted to Apple School Manager",
+            f"format and delivered into the local folder {outbox}.",
+        ]
+        if demo_password:
+            lines.append(f"Created account 'demo' with password {demo_password} (shown only now).")
+        else:
+            lines.append("Account 'demo' exists; 'rostergate accounts regenerate-password demo' gives a new password.")
+        lines.append(
+            f"Try: sftp -P {server.listen_port} demo@{server.listen_host}  then  put your-roster.zip"
+        )
+    return "\n".join(lines)
+
+
+async def serve(settings: Settings) -> None:
+    """Run until SIGINT/SIGTERM."""
+    data_dir = settings.data_dir
+    conn = store.connect(data_dir)
+    accounts = AccountStore(conn, data_dir)
+    history = History(conn)
+    demo_password = ensure_demo_account(accounts, settings)
+    executor = ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn"))
+    pipeline = Pipeline(settings, history, accounts, executor)
+    intake = Intake(history, data_dir, wake=pipeline.wake)
+    recovered = intake.recover()
+    if recovered:
+        log.info("uploads_recovered", count=len(recovered))
+    host_key = load_or_create_host_key(settings.server.host_key)
+    server = await start_server(
+        settings.server.listen_host, settings.server.listen_port, settings.server.host_key, accounts,
+        intake.upload_finished, settings=settings.server.sftp,
+    )
+    print(welcome(settings, host_key.get_fingerprint(), demo_password), flush=True)
+    log.info("daemon_started", listen=f"{settings.server.listen_host}:{settings.server.listen_port}")
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    worker = asyncio.create_task(pipeline.run_forever())
+    await stop.wait()
+    log.info("daemon_stopping")
+    server.close()
+    worker.cancel()
+    executor.shutdown(wait=False, cancel_futures=True)
+    conn.close()

@@ -1,0 +1,1 @@
+"""Rostering file formats: archives, CSV reading, validation rules, conversion."""

@@ -1,0 +1,243 @@
+"""Reading and writing CSV tables: every value a string, nothing inferred.
+
+Reading goes through pyarrow's CSV reader with every column typed as string so
+that ids such as ``007`` keep their leading zeros and empty cells stay ``""``
+(never NaN); the frame's columns are pyarrow-backed strings, which keeps a
+district-sized roster compact in memory. Decoding is disclosed (see
+:mod:`rostergate.formats.text`): :func:`load_bytes` returns the issues found
+together with the frame; :func:`read_table` keeps the simple signature and
+raises only when nothing readable is left.
+
+Writing produces what Apple asks for (asm.md §1.1): UTF-8 without BOM, LF line
+ends, quotes only where a value needs them.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.csv as pacsv
+
+from rostergate.formats.catalogue import issue
+from rostergate.formats.issues import Issue
+from rostergate.formats.text import DELIMITER_NAMES, EncodingPolicy, decode, sniff_delimiter
+
+_MAX_LOCATED_BAD_ROWS = 20
+
+
+@dataclass
+class LoadedTable:
+    """One CSV file as read: the frame (``None`` if unreadable) and what was found.
+
+    ``header`` is the header row as written (before duplicate names were made
+    unique); ``lines`` maps row positions to file lines when values span lines,
+    else ``None`` (then line = position + 2).
+    """
+
+    name: str
+    frame: pd.DataFrame | None
+    header: list[str] = field(default_factory=list)
+    issues: list[Issue] = field(default_factory=list)
+    lines: np.ndarray | None = None
+    delimiter: str = ","
+    encoding: str = "utf-8"
+
+    @property
+    def readable(self) -> bool:
+        return self.frame is not None
+
+
+def read_table(path: Path) -> pd.DataFrame:
+    """Read one CSV file (UTF-8, or converted from UTF-16/Windows-1252) into a DataFrame of strings.
+
+    Columns keep the header's names and order; empty cells are ``""``.
+    Raises :class:`ValueError` with a readable message when the file cannot be
+    parsed as CSV at all. Rows with the wrong number of values are dropped;
+    use :func:`read_table_with_issues` to hear about them.
+    """
+    return _frame_or_raise(load_table(Path(path)))
+
+
+def read_table_bytes(data: bytes) -> pd.DataFrame:
+    """Like :func:`read_table` for bytes already in memory."""
+    return _frame_or_raise(load_bytes(data, "table.csv"))
+
+
+def read_table_with_issues(
+    path: Path, name: str | None = None, *, encoding_policy: EncodingPolicy = "convert"
+) -> tuple[pd.DataFrame, list[Issue]]:
+    """Read ``path`` and return the frame (empty when unreadable) and the issues found."""
+    loaded = load_table(Path(path), name, encoding_policy=encoding_policy)
+    frame = loaded.frame if loaded.frame is not None else pd.DataFrame()
+    return frame, loaded.issues
+
+
+def load_table(
+    path: Path,
+    name: str | None = None,
+    *,
+    encoding_policy: EncodingPolicy = "convert",
+    allowed_delimiters: tuple[str, ...] = (",",),
+) -> LoadedTable:
+    """Read and decode one file; never raises for bad content (only for I/O errors)."""
+    return load_bytes(
+        Path(path).read_bytes(),
+        name or Path(path).name,
+        encoding_policy=encoding_policy,
+        allowed_delimiters=allowed_delimiters,
+    )
+
+
+def load_bytes(
+    raw: bytes,
+    name: str,
+    *,
+    encoding_policy: EncodingPolicy = "convert",
+    allowed_delimiters: tuple[str, ...] = (",",),
+) -> LoadedTable:
+    """Decode, sniff and parse CSV bytes into a :class:`LoadedTable`."""
+    if not raw.strip():
+        return LoadedTable(name, None, issues=[issue("csv.empty_file", file=name)])
+    decoded = decode(raw, name, encoding_policy)
+    issues = list(decoded.issues)
+    data = decoded.data
+    if data is None:
+        return LoadedTable(name, None, issues=issues, encoding=decoded.encoding)
+    if not data.strip():
+        issues.append(issue("csv.empty_file", file=name))
+        return LoadedTable(name, None, issues=issues, encoding=decoded.encoding)
+    delimiter = sniff_delimiter(data)
+    if delimiter not in allowed_delimiters:
+        issues.append(issue("text.delimiter", file=name, line=1, value=DELIMITER_NAMES[delimiter]))
+    header, names = _parse_header(data, delimiter, name, issues)
+    bad_rows: list[tuple[int, int, str]] = []
+
+    def on_bad_row(row: pacsv.InvalidRow) -> str:
+        bad_rows.append((row.expected_columns, row.actual_columns, row.text or ""))
+        return "skip"
+
+    try:
+        table = pacsv.read_csv(
+            io.BytesIO(data),
+            read_options=pacsv.ReadOptions(column_names=names, skip_rows=1, block_size=1 << 24),
+            parse_options=pacsv.ParseOptions(
+                delimiter=delimiter, newlines_in_values=True, invalid_row_handler=on_bad_row
+            ),
+            convert_options=pacsv.ConvertOptions(
+                column_types={n: pa.string() for n in names},
+                strings_can_be_null=False,
+                quoted_strings_can_be_null=False,
+            ),
+        )
+    except (pa.ArrowException, ValueError, OverflowError) as exc:
+        issues.append(issue("csv.parse_error", file=name, reason=_short(str(exc))))
+        return LoadedTable(name, None, header, issues, None, delimiter, decoded.encoding)
+    frame = table.to_pandas(types_mapper=_string_mapper)
+    frame.columns = names
+    del table
+    if bad_rows:
+        _report_bad_rows(data, bad_rows, name, issues)
+    lines = _line_breaks(data, frame, name, issues)
+    return LoadedTable(name, frame, header, issues, lines, delimiter, decoded.encoding)
+
+
+def _string_mapper(dtype: pa.DataType):
+    return pd.StringDtype("pyarrow", na_value=np.nan) if dtype == pa.string() else None
+
+
+def _parse_header(data: bytes, delimiter: str, name: str, issues: list[Issue]) -> tuple[list[str], list[str]]:
+    ends = [e for e in (data.find(b"\n", 0, 65536), data.find(b"\r", 0, 65536)) if e >= 0]
+    end = min(ends) if ends else len(data)
+    line = data[:end].decode("utf-8", "replace")
+    try:
+        header = next(csv.reader([line], delimiter=delimiter), [])
+    except csv.Error:
+        header = line.split(delimiter)
+    if not header:
+        header = [""]
+    names: list[str] = []
+    seen: dict[str, int] = {}
+    for position, col in enumerate(header, start=1):
+        if col == "":
+            issues.append(issue("csv.header.empty_column", file=name, line=1, position=position))
+            col = f"Unnamed: {position - 1}"
+        if col in seen:
+            if seen[col] == 1:
+                issues.append(issue("csv.header.duplicate_column", file=name, line=1, column=col, value=col))
+            seen[col] += 1
+            col = f"{col}.{seen[col] - 1}"
+        else:
+            seen[col] = 1
+        names.append(col)
+    return header, names
+
+
+def _report_bad_rows(data: bytes, bad_rows: list[tuple[int, int, str]], name: str, issues: list[Issue]) -> None:
+    offset = 0
+    line_at_offset = 1
+    for expected, actual, text in bad_rows:
+        line = None
+        if len([i for i in issues if i.code == "csv.row_width_mismatch"]) < _MAX_LOCATED_BAD_ROWS and text:
+            found = data.find(text.encode("utf-8", "replace"), offset)
+            if found >= 0:
+                line_at_offset += data.count(b"\n", offset, found)
+                offset = found
+                line = line_at_offset
+        issues.append(issue("csv.row_width_mismatch", file=name, line=line, expected=expected, actual=actual))
+
+
+def _line_breaks(data: bytes, frame: pd.DataFrame, name: str, issues: list[Issue]) -> np.ndarray | None:
+    """Report values holding line breaks; return a row→line map when rows span several lines."""
+    physical = data.count(b"\n")
+    expected = len(frame) + (1 if data.endswith(b"\n") else 0)
+    bare_cr = data.count(b"\r") != data.count(b"\r\n")
+    last_row_broken = len(frame) > 0 and any("\n" in str(v) for v in frame.iloc[-1].tolist())
+    if physical <= expected and not bare_cr and not last_row_broken:
+        return None
+    extra = np.zeros(len(frame), dtype=np.int64)
+    found: list[tuple[str, int, str]] = []
+    for col in frame.columns:
+        s = frame[col]
+        has = s.str.contains("\n", regex=False) | s.str.contains("\r", regex=False)
+        if not has.any():
+            continue
+        extra += s.str.count("\n").to_numpy(dtype=np.int64, na_value=0)
+        for pos in np.flatnonzero(has.to_numpy(dtype=bool, na_value=False))[:_MAX_LOCATED_BAD_ROWS].tolist():
+            found.append((col, pos, str(s.iat[pos])))
+    lines = None
+    if extra.any():
+        lines = 2 + np.arange(len(frame), dtype=np.int64) + np.concatenate(([0], np.cumsum(extra)[:-1]))
+    for col, pos, value in found:
+        line = int(lines[pos]) if lines is not None else pos + 2
+        issues.append(issue("csv.line_break_in_field", file=name, line=line, column=col, value=value))
+    return lines
+
+
+def _short(text: str, limit: int = 200) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def _frame_or_raise(loaded: LoadedTable) -> pd.DataFrame:
+    if loaded.frame is None:
+        reasons = "; ".join(i.message for i in loaded.issues if i.severity == "error") or "unreadable"
+        raise ValueError(f"{loaded.name}: {reasons}")
+    return loaded.frame
+
+
+def write_table(frame: pd.DataFrame, path: Path) -> None:
+    """Write ``frame`` as an ASM-style CSV: UTF-8, no BOM, LF, minimal quoting."""
+    Path(path).write_bytes(table_bytes(frame))
+
+
+def table_bytes(frame: pd.DataFrame) -> bytes:
+    """Serialise ``frame`` deterministically (asm.md §1.1: quote values with a space or comma)."""
+    buffer = io.StringIO()
+    frame.to_csv(buffer, index=False, lineterminator="\n", quoting=csv.QUOTE_MINIMAL)
+    return buffer.getvalue().encode("utf-8")

@@ -1,0 +1,237 @@
+"""Run, step and issue storage and queries.
+
+A run's state lives here, never only in memory: the pipeline reads what to do
+next from this store, so a daemon killed at any moment resumes where it was.
+Times are ISO 8601 UTC strings (``2026-11-22T08:41:51Z``).
+"""
+
+from __future__ import annotations
+
+import secrets
+import sqlite3
+from dataclasses import dataclass
+from datetime import datetime
+
+from rostergate import timeutil
+from rostergate.formats.issues import Issue
+
+STATUSES = (
+    "received", "processing", "retrying", "held", "delivered",
+    "rejected", "failed", "discarded", "superseded",
+)
+FINAL_STATUSES = ("delivered", "rejected", "failed", "discarded", "superseded")
+# Statuses a newer upload of the same account may replace before delivery.
+REPLACEABLE_STATUSES = ("received", "retrying", "held")
+MAX_STORED_ISSUES = 1000  # per run; the report keeps the full picture via "and N more" issues
+
+
+def new_run_id() -> str:
+    """Sortable, unique and short: ``20261122-084151-3f9a1c``."""
+    return f"{timeutil.now().strftime('%Y%m%d-%H%M%S')}-{secrets.token_hex(3)}"
+
+
+@dataclass(frozen=True)
+class Run:
+    id: str
+    account: str
+    status: str
+    upload_name: str
+    input_format: str | None
+    received_at: str
+    finished_at: str | None
+    spool_path: str
+    size: int | None
+    sha256: str | None
+    attempts: int
+    next_attempt_at: str | None
+    message: str | None
+
+    def to_dict(self) -> dict:
+        """The ``runs list --json`` contract shape."""
+        return {
+            "id": self.id, "account": self.account, "status": self.status,
+            "upload_name": self.upload_name, "input_format": self.input_format,
+            "received_at": self.received_at, "finished_at": self.finished_at,
+        }
+
+
+class History:
+    """Queries and changes on runs, their steps and their issues."""
+
+    def __init__(self, conn: sqlite3.Connection):
+        self.conn = conn
+
+    # -- runs --------------------------------------------------------------------
+    def record_received(
+        self, run_id: str, account: str, upload_name: str, spool_path: str, size: int, sha256: str,
+        received_at: str | None = None,
+    ) -> Run:
+        with self.conn:
+            self.conn.execute(
+                "INSERT INTO runs (id, account, status, upload_name, received_at, spool_path, size, sha256)"
+                " VALUES (?, ?, 'received', ?, ?, ?, ?, ?)",
+                (run_id, account, upload_name, received_at or timeutil.iso(), spool_path, size, sha256),
+            )
+        return self.get(run_id)  # type: ignore[return-value]
+
+    def get(self, run_id: str) -> Run | None:
+        row = self.conn.execute("SELECT * FROM runs WHERE id = ?", (run_id,)).fetchone()
+        return _run(row) if row else None
+
+    def list(
+        self, account: str | None = None, status: str | None = None, since: datetime | None = None,
+        limit: int | None = None,
+    ) -> list[Run]:
+        """Runs newest first, filtered by account, status and receive time."""
+        clauses, params = [], []
+        if account:
+            clauses.append("account = ?")
+            params.append(account)
+        if status:
+            clauses.append("status = ?")
+            params.append(status)
+        if since:
+            clauses.append("received_at >= ?")
+            params.append(timeutil.iso(since))
+        where = f"WHERE {' AND '.join(clauses)}" if clauses else ""
+        sql = f"SELECT * FROM runs {where} ORDER BY received_at DESC, id DESC"
+        if limit:
+            sql += f" LIMIT {int(limit)}"
+        return [_run(r) for r in self.conn.execute(sql, params)]
+
+    def set_status(self, run_id: str, status: str, message: str | None = None, **columns: object) -> None:
+        assert status in STATUSES, status
+        values: dict[str, object] = {"status": status, **columns}
+        if message is not None:
+            values["message"] = message
+        if status in FINAL_STATUSES:
+            values["finished_at"] = timeutil.iso()
+            values["next_attempt_at"] = None
+        assignments = ", ".join(f"{column} = ?" for column in values)
+        with self.conn:
+            self.conn.execute(f"UPDATE runs SET {assignments} WHERE id = ?", (*values.values(), run_id))
+
+    def claim_next(self, busy_accounts: set[str]) -> Run | None:
+        """Take the next runnable run (oldest first) of an idle account and mark it ``processing``.
+
+        A newer ``received`` upload of the same account supersedes older runs
+        that were not delivered yet (``received``, ``retrying``, ``held``).
+        """
+        stamp = timeutil.iso()
+        with self.conn:
+            self.conn.execute("BEGIN IMMEDIATE")
+            rows = self.conn.execute(
+                "SELECT * FROM runs WHERE status = 'received'"
+                " OR (status = 'retrying' AND next_attempt_at <= ?) ORDER BY received_at, id",
+                (stamp,),
+            ).fetchall()
+            for row in rows:
+                if row["account"] in busy_accounts:
+                    continue
+                newest = self.conn.execute(
+                    "SELECT id FROM runs WHERE account = ? AND status = 'received'"
+                    " ORDER BY received_at DESC, id DESC LIMIT 1",
+                    (row["account"],),
+                ).fetchone()
+                chosen = newest["id"] if newest else row["id"]
+                placeholders = ",".join("?" * len(REPLACEABLE_STATUSES))
+                self.conn.execute(
+                    f"UPDATE runs SET status = 'superseded', finished_at = ?, next_attempt_at = NULL,"
+                    f" message = ? WHERE account = ? AND id != ? AND status IN ({placeholders})"
+                    f" AND received_at <= (SELECT received_at FROM runs WHERE id = ?)",
+                    (stamp, f"replaced by the newer upload {chosen}", row["account"], chosen,
+                     *REPLACEABLE_STATUSES, chosen),
+                )
+                self.conn.execute("UPDATE runs SET status = 'processing' WHERE id = ?", (chosen,))
+                return self.get(chosen)
+        return None
+
+    def requeue_interrupted(self) -> list[str]:
+        """Runs left ``processing`` by a killed daemon go back to ``received``."""
+        ids = [r["id"] for r in self.conn.execute("SELECT id FROM runs WHERE status = 'processing'")]
+        with self.conn:
+            self.conn.execute("UPDATE runs SET status = 'received' WHERE status = 'processing'")
+        return ids
+
+    def next_wakeup(self) -> str | None:
+        row = self.conn.execute(
+            "SELECT MIN(next_attempt_at) AS t FROM runs WHERE status = 'retrying'"
+        ).fetchone()
+        return row["t"] if row else None
+
+    # -- steps -------------------------------------------------------------------
+    def start_step(self, run_id: str, name: str) -> int:
+        with self.conn:
+            seq = self.conn.execute(
+                "SELECT COALESCE(MAX(seq), 0) + 1 FROM steps WHERE run_id = ?", (run_id,)
+            ).fetchone()[0]
+            self.conn.execute(
+                "INSERT INTO steps (run_id, seq, name, status, started_at) VALUES (?, ?, ?, 'running', ?)",
+                (run_id, seq, name, timeutil.iso()),
+            )
+        return seq
+
+    def finish_step(self, run_id: str, seq: int, status: str, message: str = "") -> None:
+        with self.conn:
+            self.conn.execute(
+                "UPDATE steps SET status = ?, finished_at = ?, message = ? WHERE run_id = ? AND seq = ?",
+                (status, timeutil.iso(), message, run_id, seq),
+            )
+
+    def steps(self, run_id: str) -> list[dict]:
+        return [
+            {k: row[k] for k in ("name", "status", "started_at", "finished_at", "message")}
+            for row in self.conn.execute("SELECT * FROM steps WHERE run_id = ? ORDER BY seq", (run_id,))
+        ]
+
+    # -- issues ------------------------------------------------------------------
+    def replace_issues(self, run_id: str, issues: list[Issue]) -> None:
+        kept = issues[:MAX_STORED_ISSUES]
+        with self.conn:
+            self.conn.execute("DELETE FROM issues WHERE run_id = ?", (run_id,))
+            self.conn.executemany(
+                'INSERT INTO issues (run_id, seq, severity, code, file, line, "column", value, message)'
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                [
+                    (run_id, seq, i.severity, i.code, i.file, i.line, i.column, i.value, i.message)
+                    for seq, i in enumerate(kept, start=1)
+                ],
+            )
+
+    def issues(self, run_id: str) -> list[Issue]:
+        return [
+            Issue(
+                severity=r["severity"], code=r["code"], message=r["message"], file=r["file"],
+                line=r["line"], column=r["column"], value=r["value"],
+            )
+            for r in self.conn.execute("SELECT * FROM issues WHERE run_id = ? ORDER BY seq", (run_id,))
+        ]
+
+    def show(self, run_id: str) -> dict | None:
+        """One run as in ``runs show --json``: the run, its steps and its issues."""
+        run = self.get(run_id)
+        if run is None:
+            return None
+        return {**run.to_dict(), "steps": self.steps(run_id), "issues": [i.to_dict() for i in self.issues(run_id)]}
+
+    def stats(self, since: datetime | None = None) -> dict:
+        """Counts of runs per status (and per account) since ``since``."""
+        params: list[object] = []
+        where = ""
+        if since:
+            where = "WHERE received_at >= ?"
+            params.append(timeutil.iso(since))
+        by_status = {
+            r["status"]: r["n"]
+            for r in self.conn.execute(f"SELECT status, COUNT(*) AS n FROM runs {where} GROUP BY status", params)
+        }
+        by_account: dict[str, dict[str, int]] = {}
+        for r in self.conn.execute(
+            f"SELECT account, status, COUNT(*) AS n FROM runs {where} GROUP BY account, status", params
+        ):
+            by_account.setdefault(r["account"], {})[r["status"]] = r["n"]
+        return {"total": sum(by_status.values()), "by_status": by_status, "by_account": by_account}
+
+
+def _run(row: sqlite3.Row) -> Run:
+    return Run(**{k: row[k] for k in row.keys()})

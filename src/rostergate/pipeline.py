@@ -1,0 +1,172 @@
+"""The run state machine and its worker.
+
+State lives in the history store: the worker claims the next runnable run
+(``received``, or ``retrying`` whose time has come; one run at a time per
+account), does the CPU work in a process pool, delivers in a thread and records
+every step. A daemon killed at any moment finds its runs where it left them:
+``processing`` runs start again, spooled uploads are never deleted before their
+run is final.
+
+    received ──► processing ──► delivered
+                    │  ├──────► rejected   (the upload broke a rule)
+                    │  └──────► retrying ──► processing … ──► failed
+                    └─────────► failed     (cannot deliver / internal error)
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from concurrent.futures import Executor
+from datetime import timedelta
+from pathlib import Path
+
+import structlog
+
+from rostergate import forward, timeutil
+from rostergate.accounts import AccountStore
+from rostergate.config import Flow, Settings
+from rostergate.formats.issues import Issue
+from rostergate.history import History, Run
+from rostergate.prepare import OUTPUT_NAME, Prepared, prepare
+from rostergate.reports import write_report
+
+log = structlog.get_logger("rostergate.pipeline")
+
+
+class Pipeline:
+    """Processes runs from the history store until stopped."""
+
+    def __init__(self, settings: Settings, history: History, accounts: AccountStore, executor: Executor,
+                 concurrency: int = 2):
+        self.settings = settings
+        self.history = history
+        self.accounts = accounts
+        self.executor = executor
+        self.concurrency = concurrency
+        self._wakeup = asyncio.Event()
+        self._busy: dict[str, asyncio.Task] = {}  # account -> its running task
+
+    def wake(self) -> None:
+        """Tell the worker there may be new work (thread-safe via the loop when needed)."""
+        self._wakeup.set()
+
+    async def run_forever(self) -> None:
+        requeued = self.history.requeue_interrupted()
+        if requeued:
+            log.info("runs_resumed", count=len(requeued))
+        while True:
+            self._start_claimable()
+            timeout = self._seconds_until_next_retry()
+            self._wakeup.clear()
+            try:
+                await asyncio.wait_for(self._wakeup.wait(), timeout=timeout)
+            except asyncio.TimeoutError:
+                pass
+
+    def _start_claimable(self) -> None:
+        while len(self._busy) < self.concurrency:
+            run = self.history.claim_next(set(self._busy))
+            if run is None:
+                return
+            task = asyncio.create_task(self._process(run))
+            self._busy[run.account] = task
+            task.add_done_callback(lambda _t, account=run.account: self._finished(account))
+
+    def _finished(self, account: str) -> None:
+        self._busy.pop(account, None)
+        self.wake()
+
+    def _seconds_until_next_retry(self) -> float:
+        upcoming = self.history.next_wakeup()
+        if upcoming is None:
+            return 60.0
+        delta = (timeutil.parse_iso(upcoming) - timeutil.now()).total_seconds()
+        return min(max(delta, 0.5), 60.0)
+
+    # -- one run -----------------------------------------------------------------
+    async def _process(self, run: Run) -> None:
+        bound = log.bind(run_id=run.id, account=run.account)
+        flow = self.settings.flow_for(run.account)
+        try:
+            if flow is None or flow.downstream is None:
+                self._finish(run, "failed", "no flow is configured for this account; the operator must add one")
+                return
+            output = Path(run.spool_path).parent / OUTPUT_NAME
+            summary = ""
+            if run.status == "processing" and run.attempts and output.exists():
+                pass  # a retry: the upload was prepared before; deliver it again
+            else:
+                prepared = await self._prepare(run, flow, bound)
+                summary = prepared.summary
+                if prepared.outcome != "ready":
+                    self._finish(run, "rejected", "the upload breaks the rules listed in the report", summary)
+                    return
+            await self._forward(run, flow, output, bound, summary)
+        except Exception:
+            bound.exception("run_internal_error")
+            self._finish(run, "failed", "internal error; the operator can retry this run")
+
+    async def _prepare(self, run: Run, flow: Flow, bound) -> Prepared:
+        loop = asyncio.get_running_loop()
+        run_dir = str(Path(run.spool_path).parent)
+        prepared: Prepared = await loop.run_in_executor(
+            self.executor, prepare, run_dir, run.spool_path, flow.input, flow.output, flow.profile, flow.mapping,
+        )
+        for step in prepared.steps:
+            seq = self.history.start_step(run.id, step.name)
+            self.history.finish_step(run.id, seq, step.status, step.message)
+            self._backdate_step(run.id, seq, step.started_at, step.finished_at)
+            bound.info("step_finished", step=step.name, status=step.status, seconds=step.seconds)
+        self.history.replace_issues(run.id, prepared.issues)
+        if prepared.format:
+            self.history.set_status(run.id, "processing", input_format=prepared.format)
+        return prepared
+
+    def _backdate_step(self, run_id: str, seq: int, started: str, finished: str) -> None:
+        with self.history.conn:
+            self.history.conn.execute(
+                "UPDATE steps SET started_at = ?, finished_at = ? WHERE run_id = ? AND seq = ?",
+                (started, finished, run_id, seq),
+            )
+
+    async def _forward(self, run: Run, flow: Flow, output: Path, bound, summary: str) -> None:
+        downstream = flow.downstream
+        assert downstream is not None
+        attempts = run.attempts + 1
+        remote_name = downstream.remote_name.format(account=run.account, run_id=run.id)
+        seq = self.history.start_step(run.id, "forward")
+        clock = time.perf_counter()
+        try:
+            where = await asyncio.to_thread(forward.deliver, output, downstream, remote_name)
+        except forward.FinalError as exc:
+            self.history.finish_step(run.id, seq, "failed", str(exc))
+            bound.warning("step_finished", step="forward", status="failed", attempt=attempts,
+                          seconds=round(time.perf_counter() - clock, 3))
+            self._finish(run, "failed", str(exc), summary, attempts=attempts)
+            return
+        except forward.RetryableError as exc:
+            self.history.finish_step(run.id, seq, "failed", f"attempt {attempts}: {exc}")
+            bound.warning("step_finished", step="forward", status="failed", attempt=attempts,
+                          seconds=round(time.perf_counter() - clock, 3))
+            if attempts >= downstream.max_attempts:
+                self._finish(run, "failed", f"gave up after {attempts} attempts: {exc}", summary, attempts=attempts)
+                return
+            delay = downstream.retry_base_seconds * (2 ** (attempts - 1))
+            next_at = timeutil.iso(timeutil.now() + timedelta(seconds=delay))
+            self.history.set_status(run.id, "retrying", f"attempt {attempts} failed: {exc}; next try at {next_at}",
+                                    attempts=attempts, next_attempt_at=next_at)
+            return
+        self.history.finish_step(run.id, seq, "ok", f"delivered as {remote_name}")
+        bound.info("step_finished", step="forward", status="ok", attempt=attempts,
+                   seconds=round(time.perf_counter() - clock, 3))
+        self._finish(run, "delivered", f"delivered as {remote_name}", summary, attempts=attempts)
+
+    def _finish(self, run: Run, status: str, message: str, summary: str = "", **columns: object) -> None:
+        self.history.set_status(run.id, status, message, **columns)
+        finished = self.history.get(run.id)
+        assert finished is not None
+        log.info("run_finished", run_id=run.id, account=run.account, status=status)
+        home = self.accounts.home(run.account)
+        if home.exists():
+            write_report(home, finished, self.history.steps(run.id), self.history.issues(run.id), summary)

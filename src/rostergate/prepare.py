@@ -1,0 +1,155 @@
+"""The CPU-bound part of a run: unpack, detect, validate, convert, check the output.
+
+:func:`prepare` runs in a worker process (so the SFTP server never stalls) and
+returns plain data: the steps it took, the issues it found and, when the upload
+is acceptable, the path of the ZIP to deliver. It never touches the database;
+the pipeline records what it returns.
+"""
+
+from __future__ import annotations
+
+import shutil
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from rostergate import timeutil
+from rostergate.formats.issues import Issue
+
+WORK_DIR = "work"
+OUTPUT_NAME = "deliver.zip"
+
+
+@dataclass
+class StepRecord:
+    name: str
+    status: str  # ok | failed | skipped
+    started_at: str
+    finished_at: str
+    message: str = ""
+    seconds: float = 0.0
+
+
+@dataclass
+class Prepared:
+    """What :func:`prepare` found: ``outcome`` is ``ready`` (deliver ``output``) or ``rejected``."""
+
+    outcome: str
+    format: str | None = None
+    steps: list[StepRecord] = field(default_factory=list)
+    issues: list[Issue] = field(default_factory=list)
+    output: str | None = None
+    summary: str = ""
+
+
+class _Steps:
+    def __init__(self, prepared: Prepared):
+        self.prepared = prepared
+
+    def run(self, name: str, work: Any) -> Any:
+        started, clock = timeutil.iso(), time.perf_counter()
+        try:
+            status, message, value = work()
+        except Exception as exc:  # recorded as the step's failure, then re-raised for the pipeline
+            self._record(name, "failed", f"internal error: {type(exc).__name__}", started, clock)
+            raise
+        self._record(name, status, message, started, clock)
+        return value
+
+    def _record(self, name: str, status: str, message: str, started: str, clock: float) -> None:
+        self.prepared.steps.append(
+            StepRecord(name, status, started, timeutil.iso(), message, round(time.perf_counter() - clock, 3))
+        )
+
+
+def prepare(run_dir: str, upload: str, input_format: str, output_format: str, profile: str,
+            mapping: Any = None) -> Prepared:
+    """Turn the spooled ``upload`` into a deliverable ZIP inside ``run_dir`` (blocking, CPU-bound)."""
+    from rostergate.formats.archive import unpack
+    from rostergate.formats.convert import convert_dir, conversion_summary, write_asm_zip
+    from rostergate.formats.detect import detect_format
+    from rostergate.formats.validate import validate_dir
+
+    prepared = Prepared(outcome="rejected")
+    steps = _Steps(prepared)
+    work = Path(run_dir) / WORK_DIR
+    shutil.rmtree(work, ignore_errors=True)  # a resumed run starts its CPU work afresh
+    source, converted = work / "source", work / "converted"
+    source.mkdir(parents=True, mode=0o700)
+
+    def do_unpack():
+        issues = unpack(Path(upload), source)
+        prepared.issues.extend(issues)
+        errors = sum(i.severity == "error" for i in issues)
+        if errors:
+            return "failed", f"{errors} problem(s) with the ZIP archive", False
+        files = sorted(p.name for p in source.iterdir())
+        return "ok", f"{len(files)} file(s)", True
+
+    if not steps.run("unpack", do_unpack):
+        return prepared
+
+    def do_detect():
+        found = detect_format(source)
+        if input_format != "auto" and found and not found.startswith(input_format):
+            prepared.issues.append(Issue(
+                "error", "format.unexpected",
+                f"this account expects {input_format} uploads but the ZIP holds {found}; "
+                "upload the format the flow is configured for",
+            ))
+            return "failed", f"found {found}, expected {input_format}", None
+        return ("ok" if found else "failed"), found or "format not recognised", found
+
+    prepared.format = steps.run("detect", do_detect)
+
+    def do_validate():
+        result = validate_dir(source, format=input_format, profile=profile)
+        prepared.format = prepared.format or result.format
+        prepared.issues.extend(i for i in result.issues if i not in prepared.issues)
+        errors = len(result.errors)
+        warnings = len(result.issues) - errors
+        return ("ok" if result.valid else "failed"), f"{errors} error(s), {warnings} warning(s)", result.valid
+
+    if not steps.run("validate", do_validate) or prepared.format is None:
+        return prepared
+
+    def do_convert():
+        target = "asm" if output_format == "asm" else None
+        if target is None and prepared.format != "asm":
+            shutil.copyfile(upload, Path(run_dir) / OUTPUT_NAME)
+            return "skipped", "output = same: the upload is delivered as it came", True
+        conversion = convert_dir(source, prepared.format, mapping)
+        prepared.issues.extend(conversion.issues)
+        if any(i.severity == "error" for i in conversion.issues):
+            return "failed", "conversion failed", False
+        converted.mkdir(mode=0o700)
+        write_asm_zip(conversion, Path(run_dir) / OUTPUT_NAME)
+        prepared.summary = conversion_summary(conversion)
+        return "ok", prepared.summary.splitlines()[0] if prepared.summary else "converted", True
+
+    if not steps.run("convert", do_convert):
+        return prepared
+
+    def do_check_output():
+        if output_format != "asm":
+            return "skipped", "", True
+        check_dir = converted / "check"
+        check_dir.mkdir()
+        unpack(Path(run_dir) / OUTPUT_NAME, check_dir)
+        result = validate_dir(check_dir, format="asm", profile="asm")
+        if not result.valid:
+            prepared.issues.extend(
+                Issue("error", "output." + i.code, f"the converted ASM files break a rule: {i.message}",
+                      i.file, i.line, i.column, i.value)
+                for i in result.errors
+            )
+            return "failed", f"{len(result.errors)} error(s) in the converted files", False
+        return "ok", "the ASM files pass the ASM rules", True
+
+    if not steps.run("check-output", do_check_output):
+        return prepared
+    shutil.rmtree(work, ignore_errors=True)
+    prepared.outcome = "ready"
+    prepared.output = str(Path(run_dir) / OUTPUT_NAME)
+    return prepared

@@ -1,0 +1,64 @@
+"""The plain-text report of a run, written into the uploader's own ``reports/`` folder.
+
+One file per run, ``reports/<run-id>.txt``, readable with any SFTP client. It
+names every problem as ``file:line - what is wrong`` and only ever goes to the
+account that uploaded the data.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from rostergate.accounts import REPORTS_DIR
+from rostergate.formats.issues import Issue
+from rostergate.history import Run
+
+_HEADLINES = {
+    "delivered": "DELIVERED: your upload was accepted and forwarded.",
+    "rejected": "REJECTED: your upload breaks the rules below and was not forwarded. Fix them and upload again.",
+    "failed": "FAILED: your upload could not be delivered; the operator has been told. You need not upload again.",
+    "retrying": "RETRYING: the downstream server could not be reached; delivery will be retried.",
+    "held": "HELD: your upload waits for an operator's approval before it is forwarded.",
+    "discarded": "DISCARDED: an operator rejected this held upload.",
+    "superseded": "SUPERSEDED: a newer upload replaced this one before it was delivered.",
+}
+
+
+def render_report(run: Run, steps: list[dict], issues: list[Issue], summary: str = "") -> str:
+    """The report's text: headline, steps, then every issue as ``file:line - what is wrong``."""
+    lines = [
+        f"rostergate run {run.id}",
+        f"upload:   {run.upload_name}",
+        f"received: {run.received_at}",
+        f"format:   {run.input_format or 'unknown'}",
+        f"status:   {run.status}",
+        "",
+        _HEADLINES.get(run.status, run.status),
+    ]
+    if run.message:
+        lines.append(run.message)
+    lines += ["", "Steps:"]
+    lines += [f"  {s['name']:<13} {s['status']:<8} {s['message'] or ''}".rstrip() for s in steps]
+    errors = [i for i in issues if i.severity == "error"]
+    warnings = [i for i in issues if i.severity == "warning"]
+    for title, group in (("Errors", errors), ("Warnings", warnings)):
+        if group:
+            lines += ["", f"{title} ({len(group)}):"]
+            lines += [i.to_text() for i in group]
+    if summary:
+        lines += ["", "Conversion:", summary]
+    return "\n".join(lines) + "\n"
+
+
+def write_report(home: Path, run: Run, steps: list[dict], issues: list[Issue], summary: str = "") -> Path:
+    """Write (or replace) ``reports/<run-id>.txt`` in ``home``, owner-only, atomically."""
+    folder = Path(home) / REPORTS_DIR
+    folder.mkdir(parents=True, exist_ok=True, mode=0o700)
+    target = folder / f"{run.id}.txt"
+    partial = folder / f".{run.id}.txt.partial"
+    fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as handle:
+        handle.write(render_report(run, steps, issues, summary))
+    os.replace(partial, target)
+    return target

@@ -1,0 +1,1 @@
+"""The tenant-facing SFTP server (asyncssh)."""

@@ -1,0 +1,109 @@
+"""The one SQLite state store shared by the daemon and the CLI.
+
+Accounts, runs, steps and issues live in ``<data_dir>/rostergate.db``. The CLI
+and a running ``serve`` open the same file (WAL mode), so an account created
+while the daemon runs works at once. The schema is versioned with
+``PRAGMA user_version`` and migrated one step at a time, SFTPGo-style: append a
+migration to :data:`MIGRATIONS`, never edit a released one.
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+from pathlib import Path
+
+MIGRATIONS: list[str] = [
+    # 1: accounts, runs, steps, issues
+    """
+    CREATE TABLE accounts (
+        name TEXT PRIMARY KEY,
+        password_hash TEXT,
+        public_keys TEXT NOT NULL DEFAULT '',
+        disabled INTEGER NOT NULL DEFAULT 0,
+        created_at TEXT NOT NULL,
+        updated_at TEXT NOT NULL
+    );
+    CREATE TABLE runs (
+        id TEXT PRIMARY KEY,
+        account TEXT NOT NULL,
+        status TEXT NOT NULL,
+        upload_name TEXT NOT NULL,
+        input_format TEXT,
+        received_at TEXT NOT NULL,
+        finished_at TEXT,
+        spool_path TEXT NOT NULL,
+        size INTEGER,
+        sha256 TEXT,
+        attempts INTEGER NOT NULL DEFAULT 0,
+        next_attempt_at TEXT,
+        message TEXT
+    );
+    CREATE INDEX runs_account_received ON runs(account, received_at);
+    CREATE INDEX runs_status ON runs(status);
+    CREATE TABLE steps (
+        run_id TEXT NOT NULL REFERENCES runs(id),
+        seq INTEGER NOT NULL,
+        name TEXT NOT NULL,
+        status TEXT NOT NULL,
+        started_at TEXT NOT NULL,
+        finished_at TEXT,
+        message TEXT,
+        PRIMARY KEY (run_id, seq)
+    );
+    CREATE TABLE issues (
+        run_id TEXT NOT NULL REFERENCES runs(id),
+        seq INTEGER NOT NULL,
+        severity TEXT NOT NULL,
+        code TEXT NOT NULL,
+        file TEXT,
+        line INTEGER,
+        "column" TEXT,
+        value TEXT,
+        message TEXT NOT NULL,
+        PRIMARY KEY (run_id, seq)
+    );
+    """,
+]
+
+DB_NAME = "rostergate.db"
+
+
+def connect(data_dir: Path) -> sqlite3.Connection:
+    """Open (creating and migrating as needed) the state store under ``data_dir``.
+
+    The database file is created owner-only (0600). Connections use autocommit
+    mode; write groups use ``with conn:`` transactions.
+    """
+    data_dir = Path(data_dir)
+    data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    path = data_dir / DB_NAME
+    if not path.exists():
+        fd = os.open(path, os.O_CREAT | os.O_WRONLY, 0o600)
+        os.close(fd)
+    conn = sqlite3.connect(path, timeout=30, isolation_level=None, check_same_thread=False)
+    conn.row_factory = sqlite3.Row
+    conn.execute("PRAGMA journal_mode=WAL")
+    conn.execute("PRAGMA busy_timeout=30000")
+    conn.execute("PRAGMA foreign_keys=ON")
+    migrate(conn)
+    return conn
+
+
+def migrate(conn: sqlite3.Connection) -> None:
+    """Apply every migration newer than the database's ``user_version``."""
+    version = conn.execute("PRAGMA user_version").fetchone()[0]
+    for number, script in enumerate(MIGRATIONS[version:], start=version + 1):
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            current = conn.execute("PRAGMA user_version").fetchone()[0]
+            if current >= number:  # another process migrated meanwhile
+                conn.execute("ROLLBACK")
+                continue
+            for statement in filter(str.strip, script.split(";")):
+                conn.execute(statement)
+            conn.execute(f"PRAGMA user_version = {number}")
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise

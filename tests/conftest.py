@@ -1,0 +1,164 @@
+"""Shared test helpers: a real daemon in a subprocess, ZIP builders, SSH keys.
+
+Every network test uses 127.0.0.1 only, and every wait here is bounded in
+count and time.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import zipfile
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+FIXTURES = ROOT / "tests" / "fixtures"
+ONEROSTER_11_VALID = FIXTURES / "oneroster-1.1-valid"
+SHARED = ROOT.parent / "shared"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def wait_for_port(port: int, timeout: float = 20.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with socket.socket() as sock:
+            sock.settimeout(0.5)
+            if sock.connect_ex(("127.0.0.1", port)) == 0:
+                return
+        time.sleep(0.1)
+    raise TimeoutError(f"nothing listens on 127.0.0.1:{port} after {timeout}s")
+
+
+def zip_folder(folder: Path, target: Path, skip: tuple[str, ...] = ()) -> Path:
+    """ZIP the files of ``folder`` at the archive root, leaving out names in ``skip``."""
+    with zipfile.ZipFile(target, "w", zipfile.ZIP_DEFLATED) as archive:
+        for path in sorted(folder.iterdir()):
+            if path.is_file() and path.name not in skip:
+                archive.write(path, path.name)
+    return target
+
+
+def make_keypair(folder: Path, name: str = "id_ed25519") -> Path:
+    """An ed25519 key pair made by OpenSSH's ssh-keygen; returns the private key path."""
+    key = folder / name
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(key)], check=True)
+    return key
+
+
+class Daemon:
+    """``rostergate serve`` in a subprocess with its own config and data dir under ``root``."""
+
+    def __init__(self, root: Path, flows_toml: str = "", extra_server_toml: str = ""):
+        self.root = root
+        self.port = free_port()
+        self.data_dir = root / "var"
+        self.config = root / "rostergate.toml"
+        self.config.write_text(
+            "[server]\n"
+            f'listen = "127.0.0.1:{self.port}"\n'
+            f'data_dir = "{self.data_dir}"\n'
+            f'host_key = "{self.data_dir / "ssh_host_ed25519_key"}"\n'
+            f"{extra_server_toml}\n{flows_toml}\n"
+        )
+        self.log = root / "daemon.log"
+        self.process: subprocess.Popen | None = None
+
+    def start(self) -> "Daemon":
+        handle = open(self.log, "ab")
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "rostergate", "--config", str(self.config), "serve"],
+            stdout=handle, stderr=subprocess.STDOUT, cwd=self.root,
+        )
+        try:
+            wait_for_port(self.port)
+        except TimeoutError:
+            self.stop()
+            raise RuntimeError(f"daemon did not start:\n{self.log.read_text()}") from None
+        return self
+
+    def stop(self, sig: int = 15) -> None:
+        if self.process and self.process.poll() is None:
+            self.process.send_signal(sig)
+            try:
+                self.process.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(timeout=5)
+
+    def cli(self, *args: str, check: bool = True) -> subprocess.CompletedProcess:
+        result = subprocess.run(
+            [sys.executable, "-m", "rostergate", "--config", str(self.config), *args],
+            capture_output=True, text=True, cwd=self.root, timeout=60,
+        )
+        if check and result.returncode != 0:
+            raise AssertionError(f"rostergate {' '.join(args)} failed ({result.returncode}):\n"
+                                 f"{result.stdout}\n{result.stderr}")
+        return result
+
+    def cli_json(self, *args: str):
+        return json.loads(self.cli(*args, "--json").stdout)
+
+    def runs(self, account: str | None = None) -> list[dict]:
+        return self.cli_json("runs", "list", *(["--account", account] if account else []))
+
+    def wait_for_runs(self, count: int, final: bool = True, timeout: float = 30.0,
+                      account: str | None = None) -> list[dict]:
+        """Wait until ``count`` runs exist (and, with ``final``, none is still in progress)."""
+        deadline = time.monotonic() + timeout
+        runs: list[dict] = []
+        while time.monotonic() < deadline:
+            runs = self.runs(account)
+            busy = [r for r in runs if r["status"] in ("received", "processing")]
+            if len(runs) >= count and not (final and busy):
+                return runs
+            time.sleep(0.3)
+        raise AssertionError(f"expected {count} run(s) within {timeout}s, have {runs}\n{self.log.read_text()}")
+
+    def home(self, account: str) -> Path:
+        return self.data_dir / "homes" / account
+
+
+def local_flow(account: str, outbox: Path, profile: str = "strict") -> str:
+    """A [[flows]] entry that delivers into a local folder (no downstream server needed)."""
+    return (
+        "[[flows]]\n"
+        f'account = "{account}"\n'
+        f'profile = "{profile}"\n'
+        "[flows.downstream]\n"
+        f'url = "{outbox.as_uri()}"\n'
+    )
+
+
+@pytest.fixture
+def daemon_factory(tmp_path):
+    started: list[Daemon] = []
+
+    def make(flows_toml: str = "", extra_server_toml: str = "") -> Daemon:
+        daemon = Daemon(tmp_path, flows_toml, extra_server_toml)
+        started.append(daemon)
+        return daemon
+
+    yield make
+    for daemon in started:
+        daemon.stop()
+
+
+def require_tool(name: str) -> str:
+    path = shutil.which(name)
+    if path is None:
+        if os.environ.get("CI"):
+            pytest.fail(f"{name} is required in CI but not installed")
+        pytest.skip(f"{name} not installed")
+    return path

@@ -1,0 +1,108 @@
+"""Configuration: embedded defaults, a full file, and errors that name their keys."""
+
+from pathlib import Path
+
+import pytest
+
+from rostergate import config
+
+
+def write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "rostergate.toml"
+    path.write_text(text)
+    return path
+
+
+def test_embedded_defaults_listen_on_loopback_with_state_under_var(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    settings = config.load(None)
+    assert (settings.server.listen_host, settings.server.listen_port) == ("127.0.0.1", 2222)
+    assert settings.data_dir == Path("var")
+    assert settings.demo and settings.flow_for("demo").downstream.scheme == "file"
+
+
+def test_local_rostergate_toml_is_used_without_config_option(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    write(tmp_path, '[server]\nlisten = "127.0.0.1:2300"\n')
+    assert config.load(None).server.listen_port == 2300
+
+
+def test_full_sftp_flow_parses(tmp_path):
+    password = tmp_path / "pass"
+    password.write_text("secret\n")
+    path = write(tmp_path, f"""
+[server]
+listen = "0.0.0.0:22"
+data_dir = "state"
+[[flows]]
+account = "district-a"
+input = "oneroster"
+[flows.downstream]
+url = "sftp://upload@example.org:2022/dropbox"
+password_file = "{password}"
+host_key = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIEbYm0+g2pEGX9DGNB/nWoHAfZf2BL7FZDafdkprrCbK"
+""")
+    settings = config.load(path)
+    down = settings.flow_for("district-a").downstream
+    assert (down.host, down.port, down.username, down.path) == ("example.org", 2022, "upload", "/dropbox")
+    assert settings.data_dir == tmp_path / "state"
+    assert settings.flow_for("district-a").input == "oneroster"
+
+
+def test_every_wrong_key_is_named(tmp_path):
+    path = write(tmp_path, """
+[server]
+listen = "nowhere"
+colour = "blue"
+[[flows]]
+account = "a"
+output = "pdf"
+[flows.downstream]
+url = "ftp://host/x"
+[[flows]]
+input = "asm"
+""")
+    with pytest.raises(config.ConfigError) as caught:
+        config.load(path)
+    text = "\n".join(caught.value.problems)
+    for key in ("server.listen", "server.colour", "flows[0].output", "flows[0].downstream.url", "flows[1].account"):
+        assert key in text, (key, text)
+
+
+def test_sftp_downstream_requires_pinned_host_key_and_credentials(tmp_path):
+    path = write(tmp_path, '[[flows]]\naccount = "a"\n[flows.downstream]\nurl = "sftp://u@h/x"\n')
+    with pytest.raises(config.ConfigError) as caught:
+        config.load(path)
+    text = "\n".join(caught.value.problems)
+    assert "password_file or key_file" in text and "host_key or known_hosts" in text
+
+
+def test_missing_file_and_bad_toml_are_reported(tmp_path):
+    with pytest.raises(config.ConfigError, match="file not found"):
+        config.load(tmp_path / "absent.toml")
+    with pytest.raises(config.ConfigError, match="not valid TOML"):
+        config.load(write(tmp_path, "[server\n"))
+
+
+def test_example_config_only_complains_about_its_placeholder_password_file():
+    example = Path(__file__).resolve().parents[2] / "config.example.toml"
+    with pytest.raises(config.ConfigError) as caught:
+        config.load(example)
+    assert caught.value.problems == [
+        "flows[0].downstream.password_file: file not found: /etc/rostergate/district-a.pass"
+    ]
+
+
+def test_unparseable_pinned_host_key_is_named(tmp_path):
+    key = tmp_path / "k"
+    key.write_text("x")
+    path = write(tmp_path, f"""
+[[flows]]
+account = "a"
+[flows.downstream]
+url = "sftp://u@h/x"
+key_file = "{key}"
+host_key = "ssh-ed25519 AAAA"
+""")
+    with pytest.raises(config.ConfigError, match=r"flows\[0\]\.downstream\.host_key"):
+        config.load(path)
