@@ -391,3 +391,77 @@ def validate(path: Path, format_: str, profile: str, as_json: bool) -> None:
         click.echo(render_text(result), nl=False)
     unreadable = any(i.code.startswith(("archive.unreadable", "archive.not_zip")) for i in result.issues)
     sys.exit(2 if unreadable else 0 if result.valid else 1)
+
+
+@main.command()
+@click.argument("path", type=click.Path(path_type=Path))
+@click.option("--to", "target", type=click.Choice(["asm"]), default="asm", show_default=True)
+@click.option("-o", "--output", type=click.Path(path_type=Path), help="The ZIP to write.")
+@click.option("--preview", type=int, default=None, help="Print the first N mapped records per file.")
+@click.option("--account", help="Use this account's flow mapping from the configuration.")
+@pass_context
+def convert(ctx: Context, path: Path, target: str, output: Path | None, preview: int | None,
+            account: str | None) -> None:
+    """Convert a OneRoster (or ASM) ZIP or folder into Apple School Manager's six files."""
+    import tempfile
+
+    from rostergate.formats.archive import unpack
+    from rostergate.formats.convert import conversion_summary, convert_dir, render_preview, write_asm_zip
+    from rostergate.formats.detect import detect_format
+
+    if output is None and preview is None:
+        fail("give -o OUT.zip, --preview N, or both", 2)
+    if not path.exists():
+        fail(f"{path}: no such file or folder", 2)
+    mapping = None
+    if account:
+        flow = ctx.settings.flow_for(account)
+        if flow is None:
+            fail(f"no flow for account {account!r} in {ctx.settings.source or 'the embedded defaults'}", 2)
+        mapping = flow.mapping
+    with tempfile.TemporaryDirectory(prefix="rostergate-convert-") as scratch:
+        source = path
+        if path.is_file():
+            source = Path(scratch) / "source"
+            source.mkdir()
+            problems = [i for i in unpack(path, source) if i.severity == "error"]
+            if problems:
+                for issue in problems:
+                    click.echo(issue.to_text(), err=True)
+                sys.exit(2)
+        found = detect_format(source)
+        if found is None:
+            fail(f"{path}: neither OneRoster (manifest.csv) nor the six Apple School Manager files", 2)
+        if preview is not None:
+            click.echo(render_preview(source, found, mapping, preview))
+        if output is None:
+            return
+        conversion = convert_dir(source, found, mapping)
+        errors = [i for i in conversion.issues if i.severity == "error"]
+        for issue in conversion.issues:
+            click.echo(f"{issue.severity}: {issue.to_text()}", err=True)
+        if errors:
+            sys.exit(1)
+        write_asm_zip(conversion, output)
+        click.echo(conversion_summary(conversion))
+        click.echo(f"wrote {output}")
+
+
+@runs.command("tail")
+@click.option("--interval", type=float, default=1.0, show_default=True, help="Seconds between looks.")
+@pass_context
+def runs_tail(ctx: Context, interval: float) -> None:
+    """Print runs as they arrive and change status, until interrupted."""
+    import time
+
+    history = ctx.history()
+    seen: dict[str, str] = {r.id: r.status for r in history.list(limit=200)}
+    try:
+        while True:
+            for run in reversed(history.list(limit=200)):
+                if seen.get(run.id) != run.status:
+                    seen[run.id] = run.status
+                    click.echo(f"{timeutil.iso()}  {run.id}  {run.account:<16} {run.status:<10} {run.upload_name}")
+            time.sleep(interval)
+    except KeyboardInterrupt:
+        pass

@@ -57,6 +57,8 @@ class Flow:
     profile: str = "strict"
     downstream: Downstream | None = None
     mapping: Any = None  # rostergate.formats.mapping.Mapping, parsed by the converter's own parser
+    watch: Path | None = None  # watch mode: ZIPs another SFTP server drops here start runs too
+    watch_settle_seconds: float = 2.0
 
 
 @dataclass(frozen=True)
@@ -129,7 +131,8 @@ class _Problems:
 
 
 _SERVER_KEYS = {"listen", "public_host", "host_key", "data_dir", "limits", "defender", "algorithms"}
-_FLOW_KEYS = {"account", "input", "output", "profile", "downstream", "mapping", "safeguards"}
+_FLOW_KEYS = {"account", "input", "output", "profile", "downstream", "mapping", "safeguards", "watch",
+              "watch_settle_seconds"}
 _DOWNSTREAM_KEYS = {
     "url", "password_file", "key_file", "host_key", "known_hosts", "remote_name",
     "connect_timeout", "max_attempts", "retry_base_seconds",
@@ -234,6 +237,16 @@ def _parse_flow(table: Any, prefix: str, base: Path, problems: _Problems) -> Flo
         downstream = _parse_downstream(table["downstream"], f"{prefix}.downstream", base, problems)
     else:
         problems.add(f"{prefix}.downstream", "required: where this flow delivers ([flows.downstream] url = ...)")
+    watch = None
+    if "watch" in table:
+        if not isinstance(table["watch"], str) or not table["watch"]:
+            problems.add(f"{prefix}.watch", "must be the path of a folder to watch")
+        else:
+            watch = _resolve(base, table["watch"])
+    settle = table.get("watch_settle_seconds", 2.0)
+    if not isinstance(settle, (int, float)) or isinstance(settle, bool) or settle < 0:
+        problems.add(f"{prefix}.watch_settle_seconds", f"must be a number of seconds >= 0, got {settle!r}")
+        settle = 2.0
     mapping = None
     if "mapping" in table:
         mapping = _parse_mapping(table["mapping"], f"{prefix}.mapping", problems)
@@ -244,6 +257,8 @@ def _parse_flow(table: Any, prefix: str, base: Path, problems: _Problems) -> Flo
         profile=_choice(table, "profile", PROFILES, prefix, problems),
         downstream=downstream,
         mapping=mapping,
+        watch=watch,
+        watch_settle_seconds=float(settle),
     )
 
 

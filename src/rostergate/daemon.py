@@ -16,6 +16,7 @@ from rostergate.history import History
 from rostergate.intake import Intake
 from rostergate.pipeline import Pipeline
 from rostergate.sftp.server import load_or_create_host_key, start_server
+from rostergate.watch import InboxWatcher
 
 log = structlog.get_logger("rostergate.daemon")
 
@@ -75,7 +76,13 @@ async def serve(settings: Settings) -> None:
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     worker = asyncio.create_task(pipeline.run_forever())
+    watchers = [
+        asyncio.create_task(InboxWatcher(flow.watch, flow.account, intake, flow.watch_settle_seconds).run(stop))
+        for flow in settings.flows if flow.watch is not None
+    ]
     await stop.wait()
+    for watcher in watchers:
+        watcher.cancel()
     log.info("daemon_stopping")
     server.close()
     worker.cancel()

@@ -48,11 +48,12 @@ class TenantSFTPServer(asyncssh.SFTPServer):
         self._exited = False
 
     # -- path policy ---------------------------------------------------------------
-    def _relative(self, local: bytes) -> str:
-        return posixpath.relpath(os.fsdecode(local), str(self._home))
+    def _relative(self, path: bytes) -> str:
+        """The client's ``path`` relative to the home (asyncssh hands us unmapped client paths)."""
+        return posixpath.relpath(os.fsdecode(self.map_path(path)), str(self._home))
 
-    def _refuse_reports_write(self, local: bytes) -> None:
-        relative = self._relative(local)
+    def _refuse_reports_write(self, path: bytes) -> None:
+        relative = self._relative(path)
         if relative == REPORTS_DIR or relative.startswith(REPORTS_DIR + "/"):
             raise asyncssh.SFTPPermissionDenied("reports/ is read-only: upload your ZIP to / instead")
 
