@@ -55,6 +55,9 @@ class Context:
 
 pass_context = click.make_pass_decorator(Context)
 
+# Issues that mean "cannot read this input at all" (validate exits 2, not 1).
+UNREADABLE_CODES = frozenset({"archive.not_a_zip", "archive.empty", "input.unreadable"})
+
 
 def emit_json(data: object) -> None:
     click.echo(json.dumps(data, indent=2, ensure_ascii=False))
@@ -389,7 +392,7 @@ def validate(path: Path, format_: str, profile: str, as_json: bool) -> None:
         emit_json(result.to_dict())
     else:
         click.echo(render_text(result), nl=False)
-    unreadable = any(i.code.startswith(("archive.unreadable", "archive.not_zip")) for i in result.issues)
+    unreadable = any(i.code in UNREADABLE_CODES for i in result.issues)
     sys.exit(2 if unreadable else 0 if result.valid else 1)
 
 

@@ -61,7 +61,7 @@ async def serve(settings: Settings) -> None:
     executor = ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn"))
     pipeline = Pipeline(settings, history, accounts, executor)
     intake = Intake(history, data_dir, wake=pipeline.wake)
-    recovered = intake.recover()
+    recovered = intake.recover({a.name: accounts.home(a.name) for a in accounts.list()})
     if recovered:
         log.info("uploads_recovered", count=len(recovered))
     host_key = load_or_create_host_key(settings.server.host_key)

@@ -20,6 +20,7 @@ import structlog
 from rostergate import timeutil
 from rostergate.formats.archive import is_complete_zip
 from rostergate.history import History, new_run_id
+from rostergate.sftp.files import is_upload_name
 
 log = structlog.get_logger("rostergate.intake")
 
@@ -91,8 +92,24 @@ class Intake:
         log.info("run_received", run_id=run_id, account=account, bytes=size)
         self._wake()
 
-    def recover(self) -> list[str]:
-        """Record runs for spooled uploads that have no run (daemon killed between move and record)."""
+    def recover(self, homes: dict[str, Path] | None = None) -> list[str]:
+        """Start runs the daemon may have missed while it was down.
+
+        * spooled uploads without a run (killed between move and record);
+        * complete ``*.zip`` files left in account ``homes`` (killed between the
+          client's close and the move). Incomplete ones stay for a resume.
+        """
+        recovered = self._recover_spool()
+        for account, home in (homes or {}).items():
+            for path in sorted(home.rglob("*.zip")):
+                relative = path.relative_to(home).as_posix()
+                if is_upload_name(relative) and is_complete_zip(path):
+                    run_id = self.accept(account, path)
+                    if run_id:
+                        recovered.append(run_id)
+        return recovered
+
+    def _recover_spool(self) -> list[str]:
         recovered = []
         for run_dir in sorted(p for p in self.spool.iterdir() if p.is_dir()):
             meta, target = run_dir / META_NAME, run_dir / UPLOAD_NAME

@@ -32,6 +32,9 @@ from rostergate.prepare import OUTPUT_NAME, Prepared, prepare
 from rostergate.reports import write_report
 
 log = structlog.get_logger("rostergate.pipeline")
+# The CLI changes runs (retry, approve) in the shared store without talking to the
+# daemon; looking at the store this often picks such changes up.
+POLL_SECONDS = 2.0
 
 
 class Pipeline:
@@ -80,9 +83,9 @@ class Pipeline:
     def _seconds_until_next_retry(self) -> float:
         upcoming = self.history.next_wakeup()
         if upcoming is None:
-            return 60.0
+            return POLL_SECONDS
         delta = (timeutil.parse_iso(upcoming) - timeutil.now()).total_seconds()
-        return min(max(delta, 0.5), 60.0)
+        return min(max(delta, 0.2), POLL_SECONDS)
 
     # -- one run -----------------------------------------------------------------
     async def _process(self, run: Run) -> None:

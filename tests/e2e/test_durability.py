@@ -1,0 +1,127 @@
+"""No upload is lost: kill -9, restarts, downstream outages, retries and give-ups."""
+
+from __future__ import annotations
+
+import json
+import signal
+import sqlite3
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import ONEROSTER_11_VALID, Daemon, make_keypair, require_tool, zip_folder
+from tests.downstream import OpenSSHDownstream
+
+pytestmark = pytest.mark.e2e
+
+
+def put(daemon: Daemon, key: Path, local: Path, account: str) -> None:
+    result = subprocess.run(
+        ["sftp", "-q", "-i", str(key), "-P", str(daemon.port), "-o", "StrictHostKeyChecking=no",
+         "-o", "UserKnownHostsFile=/dev/null", "-o", "BatchMode=yes", "-b", "-", f"{account}@127.0.0.1"],
+        input=f"put {local}\n", capture_output=True, text=True, timeout=60,
+    )
+    assert result.returncode == 0, result.stderr
+
+
+@pytest.fixture
+def sshd(tmp_path):
+    require_tool("sshd")
+    require_tool("sftp")
+    server = OpenSSHDownstream(tmp_path / "downstream")
+    yield server
+    server.stop()
+
+
+def test_outage_retries_then_delivers_and_survives_kill_9(tmp_path, sshd):
+    """Downstream down: the run waits in 'retrying'; a kill -9 loses nothing; delivery follows."""
+    flows = sshd.flow_toml("district-a", extra="max_attempts = 50\nretry_base_seconds = 0.2\n")
+    daemon = Daemon(tmp_path, flows_toml=flows).start()
+    key = make_keypair(tmp_path)
+    daemon.cli("accounts", "create", "district-a", "--public-key", f"{key}.pub", "--no-password")
+    put(daemon, key, zip_folder(ONEROSTER_11_VALID, tmp_path / "roster.zip"), "district-a")
+    runs = daemon.wait_for_runs(1, timeout=30)
+    assert runs[0]["status"] == "retrying"
+
+    daemon.stop(sig=signal.SIGKILL)
+    sshd.start()
+    daemon.start()
+    runs = daemon.wait_for_runs(1, timeout=30)
+    assert [r["status"] for r in runs] == ["delivered"], daemon.log.read_text()[-3000:]
+    assert len(list(sshd.dropbox.iterdir())) == 1
+    forwards = [s for s in daemon.cli_json("runs", "show", runs[0]["id"])["steps"] if s["name"] == "forward"]
+    assert forwards[-1]["status"] == "ok" and any(s["status"] == "failed" for s in forwards[:-1])
+    daemon.stop()
+
+
+def test_gives_up_after_max_attempts_and_reports_failed(tmp_path, sshd):
+    flows = sshd.flow_toml("district-a", extra="max_attempts = 2\nretry_base_seconds = 0.2\n")
+    daemon = Daemon(tmp_path, flows_toml=flows).start()
+    key = make_keypair(tmp_path)
+    daemon.cli("accounts", "create", "district-a", "--public-key", f"{key}.pub", "--no-password")
+    put(daemon, key, zip_folder(ONEROSTER_11_VALID, tmp_path / "roster.zip"), "district-a")
+    deadline_runs = daemon.wait_for_runs(1, timeout=30)
+    for _ in range(60):  # bounded: up to ~18 s
+        run = daemon.runs()[0]
+        if run["status"] == "failed":
+            break
+        time.sleep(0.3)
+    assert run["status"] == "failed", deadline_runs
+    report = (daemon.home("district-a") / "reports" / f"{run['id']}.txt").read_text()
+    assert "FAILED" in report and "gave up after 2 attempts" in report
+    # The operator can retry it once the downstream is back.
+    sshd.start()
+    daemon.cli("runs", "retry", run["id"])
+    for _ in range(60):
+        if daemon.runs()[0]["status"] == "delivered":
+            break
+        time.sleep(0.3)
+    assert daemon.runs()[0]["status"] == "delivered"
+    daemon.stop()
+
+
+def test_restart_recovers_uploads_caught_between_steps(tmp_path):
+    """Killed after a client's close but before the move, or after the move before the record."""
+    outbox = tmp_path / "outbox"
+    flows = f'[[flows]]\naccount = "district-a"\n[flows.downstream]\nurl = "{outbox.as_uri()}"\n'
+    daemon = Daemon(tmp_path, flows_toml=flows)
+    daemon.cli("accounts", "create", "district-a")
+    # 1. a complete upload still in the home, and a partial one that must stay for a resume
+    zip_folder(ONEROSTER_11_VALID, daemon.home("district-a") / "left-in-home.zip")
+    whole = (daemon.home("district-a") / "left-in-home.zip").read_bytes()
+    (daemon.home("district-a") / "half.zip").write_bytes(whole[: len(whole) // 2])
+    # 2. a spooled upload whose run was never recorded
+    spooled = daemon.data_dir / "spool" / "20261122-000000-abcdef"
+    spooled.mkdir(parents=True)
+    zip_folder(ONEROSTER_11_VALID, spooled / "upload.zip")
+    (spooled / "meta.json").write_text(json.dumps(
+        {"account": "district-a", "upload_name": "spooled.zip", "received_at": "2026-11-22T00:00:00Z"}))
+    daemon.start()
+    runs = daemon.wait_for_runs(2, timeout=30)
+    assert sorted(r["upload_name"] for r in runs) == ["left-in-home.zip", "spooled.zip"]
+    # both recovered; the newer supersedes the older undelivered one, exactly one is delivered
+    assert sorted(r["status"] for r in runs) == ["delivered", "superseded"]
+    assert (daemon.home("district-a") / "half.zip").exists()
+    daemon.stop()
+
+
+def test_run_left_processing_by_a_dead_daemon_is_resumed(tmp_path):
+    outbox = tmp_path / "outbox"
+    flows = f'[[flows]]\naccount = "district-a"\n[flows.downstream]\nurl = "{outbox.as_uri()}"\n'
+    daemon = Daemon(tmp_path, flows_toml=flows)
+    daemon.cli("accounts", "create", "district-a")
+    spooled = daemon.data_dir / "spool" / "20261122-000000-abcdef"
+    spooled.mkdir(parents=True)
+    zip_folder(ONEROSTER_11_VALID, spooled / "upload.zip")
+    with sqlite3.connect(daemon.data_dir / "rostergate.db") as db:
+        db.execute(
+            "INSERT INTO runs (id, account, status, upload_name, received_at, spool_path)"
+            " VALUES ('20261122-000000-abcdef', 'district-a', 'processing', 'x.zip', '2026-11-22T00:00:00Z', ?)",
+            (str(spooled / "upload.zip"),),
+        )
+    daemon.start()
+    runs = daemon.wait_for_runs(1, timeout=30)
+    assert [r["status"] for r in runs] == ["delivered"]
+    daemon.stop()
