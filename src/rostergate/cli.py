@@ -350,6 +350,59 @@ def runs_stats(ctx: Context, since: str | None, as_json: bool) -> None:
     table([[s, str(n)] for s, n in sorted(data["by_status"].items())], ["STATUS", "RUNS"])
 
 
+@runs.command("approve")
+@click.argument("run_id")
+@pass_context
+def runs_approve(ctx: Context, run_id: str) -> None:
+    """Deliver a held run as it is."""
+    history = ctx.history()
+    run = _held(history, run_id)
+    history.set_status(run.id, "received", "approved by an operator", approved_at=timeutil.iso())
+    click.echo(f"run {run_id} approved; it will be delivered shortly")
+
+
+@runs.command("reject")
+@click.argument("run_id")
+@pass_context
+def runs_reject(ctx: Context, run_id: str) -> None:
+    """Discard a held run: it is never delivered."""
+    from rostergate.reports import write_report
+
+    history = ctx.history()
+    run = _held(history, run_id)
+    history.set_status(run.id, "discarded", "rejected by an operator; nothing was delivered")
+    home = ctx.accounts().home(run.account)
+    if home.exists():
+        write_report(home, history.get(run.id), history.steps(run.id), history.issues(run.id))
+    click.echo(f"run {run_id} discarded")
+
+
+def _held(history, run_id: str):
+    run = history.get(run_id)
+    if run is None:
+        fail(f"run {run_id!r} does not exist")
+    if run.status != "held":
+        fail(f"run {run_id} is {run.status}; only held runs can be approved or rejected")
+    return run
+
+
+@runs.command("diff")
+@click.argument("run_id")
+@click.option("--json", "as_json", is_flag=True)
+@pass_context
+def runs_diff(ctx: Context, run_id: str, as_json: bool) -> None:
+    """What the run changes against the account's last delivery, file by file."""
+    from rostergate.safeguard import render_diff
+
+    run = ctx.history().get(run_id)
+    if run is None:
+        fail(f"run {run_id!r} does not exist")
+    if not run.diff_json:
+        fail(f"run {run_id} has no diff: it did not reach the safeguard step ({run.status})")
+    data = json.loads(run.diff_json)
+    emit_json(data) if as_json else click.echo(render_diff(data))
+
+
 @runs.command("retry")
 @click.argument("run_id")
 @pass_context

@@ -57,6 +57,7 @@ class Flow:
     profile: str = "strict"
     downstream: Downstream | None = None
     mapping: Any = None  # rostergate.formats.mapping.Mapping, parsed by the converter's own parser
+    safeguards: Any = None  # rostergate.safeguard.Thresholds
     watch: Path | None = None  # watch mode: ZIPs another SFTP server drops here start runs too
     watch_settle_seconds: float = 2.0
 
@@ -109,8 +110,11 @@ def embedded_defaults() -> Settings:
 
     data_dir = Path("var")
     outbox = (data_dir / "outbox").resolve()
+    from rostergate.safeguard import Thresholds
+
     demo_flow = Flow(
         account="demo",
+        safeguards=Thresholds(),
         input="auto",
         output="asm",
         profile="asm",
@@ -247,6 +251,12 @@ def _parse_flow(table: Any, prefix: str, base: Path, problems: _Problems) -> Flo
     if not isinstance(settle, (int, float)) or isinstance(settle, bool) or settle < 0:
         problems.add(f"{prefix}.watch_settle_seconds", f"must be a number of seconds >= 0, got {settle!r}")
         settle = 2.0
+    from rostergate.safeguard import Thresholds, parse_thresholds
+
+    safeguards = Thresholds()
+    if "safeguards" in table:
+        safeguards, safeguard_problems = parse_thresholds(table["safeguards"], f"{prefix}.safeguards")
+        problems.items.extend(safeguard_problems)
     mapping = None
     if "mapping" in table:
         mapping = _parse_mapping(table["mapping"], f"{prefix}.mapping", problems)
@@ -257,6 +267,7 @@ def _parse_flow(table: Any, prefix: str, base: Path, problems: _Problems) -> Flo
         profile=_choice(table, "profile", PROFILES, prefix, problems),
         downstream=downstream,
         mapping=mapping,
+        safeguards=safeguards,
         watch=watch,
         watch_settle_seconds=float(settle),
     )

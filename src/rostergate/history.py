@@ -45,6 +45,8 @@ class Run:
     attempts: int
     next_attempt_at: str | None
     message: str | None
+    approved_at: str | None = None
+    diff_json: str | None = None
 
     def to_dict(self) -> dict:
         """The ``runs list --json`` contract shape."""

@@ -16,6 +16,7 @@ run is final.
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 from concurrent.futures import Executor
 from datetime import timedelta
@@ -23,7 +24,7 @@ from pathlib import Path
 
 import structlog
 
-from rostergate import forward, timeutil
+from rostergate import forward, safeguard, timeutil
 from rostergate.accounts import AccountStore
 from rostergate.config import Flow, Settings
 from rostergate.formats.issues import Issue
@@ -97,13 +98,15 @@ class Pipeline:
                 return
             output = Path(run.spool_path).parent / OUTPUT_NAME
             summary = ""
-            if run.status == "processing" and run.attempts and output.exists():
-                pass  # a retry: the upload was prepared before; deliver it again
+            if output.exists() and (run.attempts or run.approved_at):
+                pass  # a delivery retry or an approved held run: prepared and checked before
             else:
                 prepared = await self._prepare(run, flow, bound)
                 summary = prepared.summary
                 if prepared.outcome != "ready":
                     self._finish(run, "rejected", "the upload breaks the rules listed in the report", summary)
+                    return
+                if await self._hold_if_unsafe(run, flow, output, bound, summary):
                     return
             await self._forward(run, flow, output, bound, summary)
         except Exception:
@@ -133,6 +136,23 @@ class Pipeline:
                 (started, finished, run_id, seq),
             )
 
+    async def _hold_if_unsafe(self, run: Run, flow: Flow, output: Path, bound, summary: str) -> bool:
+        """The safeguard step: diff against the last delivery; hold the run when too much would go."""
+        seq = self.history.start_step(run.id, "safeguard")
+        previous = safeguard.snapshot_path(self.settings.data_dir, run.account)
+        loop = asyncio.get_running_loop()
+        changes = await loop.run_in_executor(self.executor, safeguard.diff, previous, output)
+        reasons = safeguard.reasons_to_hold(changes, flow.safeguards or safeguard.Thresholds())
+        self.history.set_status(run.id, "processing", diff_json=json.dumps(changes))
+        if not reasons:
+            message = "first delivery: nothing to compare with" if not changes["baseline"] else "within thresholds"
+            self.history.finish_step(run.id, seq, "ok", message)
+            return False
+        self.history.finish_step(run.id, seq, "held", "; ".join(reasons))
+        bound.warning("run_held", files=[r.split(" ", 1)[0] for r in reasons])
+        self._finish(run, "held", "held for an operator's approval: " + "; ".join(reasons), summary)
+        return True
+
     async def _forward(self, run: Run, flow: Flow, output: Path, bound, summary: str) -> None:
         downstream = flow.downstream
         assert downstream is not None
@@ -161,6 +181,7 @@ class Pipeline:
                                     attempts=attempts, next_attempt_at=next_at)
             return
         self.history.finish_step(run.id, seq, "ok", f"delivered as {remote_name}")
+        await asyncio.to_thread(safeguard.remember_delivery, self.settings.data_dir, run.account, output)
         bound.info("step_finished", step="forward", status="ok", attempt=attempts,
                    seconds=round(time.perf_counter() - clock, 3))
         self._finish(run, "delivered", f"delivered as {remote_name}", summary, attempts=attempts)

@@ -64,6 +64,11 @@ MIGRATIONS: list[str] = [
         PRIMARY KEY (run_id, seq)
     );
     """,
+    # 2: roster safety: an operator's approval of a held run, and the run's diff summary
+    """
+    ALTER TABLE runs ADD COLUMN approved_at TEXT;
+    ALTER TABLE runs ADD COLUMN diff_json TEXT
+    """,
 ]
 
 DB_NAME = "rostergate.db"

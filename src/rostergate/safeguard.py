@@ -1,0 +1,149 @@
+"""Roster safety: compare an upload with the tenant's last delivered snapshot; hold big drops.
+
+Apple reads every upload as a full snapshot (asm.md §2.5): a class, course or
+person missing from an upload is unlinked or deactivated. A partial SIS export
+can therefore wipe a school. Before delivery, the converted ASM files are
+compared, file by file, with the last ZIP delivered for the same account; a
+run whose removals exceed the flow's thresholds is **held** until an operator
+approves or rejects it (``rostergate runs approve|reject``).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+
+from rostergate.formats.csvio import read_table_bytes
+
+# The key column of each ASM file (asm.md §1.2-1.7).
+KEYS = {
+    "students.csv": "person_id",
+    "staff.csv": "person_id",
+    "courses.csv": "course_id",
+    "classes.csv": "class_id",
+    "rosters.csv": "roster_id",
+    "locations.csv": "location_id",
+}
+SNAPSHOT_DIR = "snapshots"
+
+
+@dataclass(frozen=True)
+class Thresholds:
+    """Hold a run when a file loses more than ``max_removed_percent`` of its previous rows.
+
+    Files with fewer than ``min_previous_rows`` rows before are not judged by
+    percentage (a small school losing 2 of 5 classes is ordinary), but a file
+    that had rows and now has none is always held.
+    """
+
+    max_removed_percent: float = 10.0
+    min_previous_rows: int = 20
+    enabled: bool = True
+
+
+def parse_thresholds(table: object, prefix: str) -> tuple[Thresholds, list[str]]:
+    """``[flows.safeguards]`` → :class:`Thresholds` and a list of ``key: reason`` problems."""
+    problems: list[str] = []
+    if not isinstance(table, dict):
+        return Thresholds(), [f"{prefix}: must be a table"]
+    values: dict[str, object] = {}
+    for key, value in table.items():
+        if key == "enabled":
+            if not isinstance(value, bool):
+                problems.append(f"{prefix}.enabled: must be true or false")
+            else:
+                values[key] = value
+        elif key == "max_removed_percent":
+            if not isinstance(value, (int, float)) or isinstance(value, bool) or not 0 <= value <= 100:
+                problems.append(f"{prefix}.max_removed_percent: must be a number from 0 to 100")
+            else:
+                values[key] = float(value)
+        elif key == "min_previous_rows":
+            if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+                problems.append(f"{prefix}.min_previous_rows: must be a whole number >= 0")
+            else:
+                values[key] = value
+        else:
+            problems.append(f"{prefix}.{key}: unknown key (enabled, max_removed_percent, min_previous_rows)")
+    return Thresholds(**values), problems  # type: ignore[arg-type]
+
+
+def snapshot_path(data_dir: Path, account: str) -> Path:
+    return Path(data_dir) / SNAPSHOT_DIR / account / "last-delivered.zip"
+
+
+def _tables(zip_path: Path) -> dict[str, pd.DataFrame]:
+    with zipfile.ZipFile(zip_path) as archive:
+        names = set(archive.namelist())
+        return {name: read_table_bytes(archive.read(name)) for name in KEYS if name in names}
+
+
+def diff(previous_zip: Path | None, current_zip: Path) -> dict:
+    """Per ASM file: rows before and now, and how many were added, removed, changed, unchanged."""
+    current = _tables(current_zip)
+    previous = _tables(previous_zip) if previous_zip and previous_zip.exists() else {}
+    files = {}
+    for name, key in KEYS.items():
+        now = current.get(name, pd.DataFrame(columns=[key]))
+        before = previous.get(name, pd.DataFrame(columns=[key]))
+        now_ids = pd.Index(now[key]) if key in now else pd.Index([])
+        before_ids = pd.Index(before[key]) if key in before else pd.Index([])
+        kept = now_ids.intersection(before_ids)
+        changed = 0
+        if len(kept) and list(now.columns) == list(before.columns):
+            now_hash = pd.util.hash_pandas_object(now.set_index(key), index=False)
+            before_hash = pd.util.hash_pandas_object(before.set_index(key), index=False)
+            now_hash = now_hash[~now_hash.index.duplicated()]
+            before_hash = before_hash[~before_hash.index.duplicated()]
+            changed = int((now_hash.loc[kept] != before_hash.loc[kept]).sum())
+        elif len(kept):
+            changed = len(kept)  # the columns changed (e.g. a new location_id_2): every kept row changed
+        files[name] = {
+            "before": int(len(before_ids)), "now": int(len(now_ids)),
+            "added": int(len(now_ids.difference(before_ids))), "removed": int(len(before_ids.difference(now_ids))),
+            "changed": changed, "unchanged": int(len(kept) - changed),
+        }
+    return {"baseline": bool(previous), "files": files}
+
+
+def reasons_to_hold(summary: dict, thresholds: Thresholds) -> list[str]:
+    """Why the change is too big to deliver unattended (empty when it may go)."""
+    if not thresholds.enabled or not summary["baseline"]:
+        return []
+    reasons = []
+    for name, counts in summary["files"].items():
+        before, removed = counts["before"], counts["removed"]
+        if before and counts["now"] == 0:
+            reasons.append(f"{name} would go from {before} rows to none")
+        elif before >= thresholds.min_previous_rows and removed * 100 > thresholds.max_removed_percent * before:
+            share = removed * 100 / before
+            reasons.append(
+                f"{name} would lose {removed} of {before} rows ({share:.1f}%, more than the "
+                f"{thresholds.max_removed_percent:g}% allowed)"
+            )
+    return reasons
+
+
+def render_diff(summary: dict) -> str:
+    lines = ["file            before      now    added  removed  changed"]
+    for name, c in summary["files"].items():
+        lines.append(f"{name:<14}{c['before']:>8} {c['now']:>8} {c['added']:>8} {c['removed']:>8} {c['changed']:>8}")
+    if not summary["baseline"]:
+        lines.append("(first delivery for this account: nothing to compare with)")
+    return "\n".join(lines)
+
+
+def remember_delivery(data_dir: Path, account: str, delivered_zip: Path) -> None:
+    """Keep a copy of what was delivered as the account's baseline (owner-only, atomic)."""
+    target = snapshot_path(data_dir, account)
+    target.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    partial = target.with_suffix(".partial")
+    shutil.copyfile(delivered_zip, partial)
+    partial.chmod(0o600)
+    os.replace(partial, target)
+
