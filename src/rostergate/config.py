@@ -69,6 +69,7 @@ class ServerSettings:
     public_host: str = "localhost"
     host_key: Path = Path("var/ssh_host_ed25519_key")
     data_dir: Path = Path("var")
+    metrics_listen: str | None = None  # "127.0.0.1:9464" serves Prometheus metrics
     sftp: Any = None  # rostergate.sftp.settings.SftpSettings
 
 
@@ -134,7 +135,8 @@ class _Problems:
         self.items.append(f"{key}: {reason}")
 
 
-_SERVER_KEYS = {"listen", "public_host", "host_key", "data_dir", "limits", "defender", "algorithms"}
+_SERVER_KEYS = {"listen", "public_host", "host_key", "data_dir", "limits", "defender", "algorithms",
+                "metrics_listen"}
 _FLOW_KEYS = {"account", "input", "output", "profile", "downstream", "mapping", "safeguards", "watch",
               "watch_settle_seconds"}
 _DOWNSTREAM_KEYS = {
@@ -198,6 +200,12 @@ def _parse_server(table: Any, base: Path, problems: _Problems) -> ServerSettings
     host_key_default = str(data_dir / "ssh_host_ed25519_key")
     host_key = _resolve(base, _string(table, "host_key", host_key_default, "server", problems))
     public_host = _string(table, "public_host", "localhost", "server", problems)
+    metrics_listen = table.get("metrics_listen")
+    if metrics_listen is not None and (
+        not isinstance(metrics_listen, str) or not metrics_listen.rpartition(":")[2].isdigit()
+    ):
+        problems.add("server.metrics_listen", f"expected 'HOST:PORT', got {metrics_listen!r}")
+        metrics_listen = None
     try:
         sftp = parse_sftp_settings(table, "server")
     except ConfigError as exc:
@@ -205,7 +213,7 @@ def _parse_server(table: Any, base: Path, problems: _Problems) -> ServerSettings
         sftp = SftpSettings()
     return ServerSettings(
         listen_host=host, listen_port=port, public_host=public_host,
-        host_key=host_key, data_dir=data_dir, sftp=sftp,
+        host_key=host_key, data_dir=data_dir, metrics_listen=metrics_listen, sftp=sftp,
     )
 
 

@@ -13,6 +13,7 @@ from rostergate import store
 from rostergate.accounts import AccountStore
 from rostergate.config import Settings
 from rostergate.history import History
+from rostergate.metrics import serve_metrics
 from rostergate.intake import Intake
 from rostergate.pipeline import Pipeline
 from rostergate.sftp.server import load_or_create_host_key, start_server
@@ -64,6 +65,8 @@ async def serve(settings: Settings) -> None:
     recovered = intake.recover({a.name: accounts.home(a.name) for a in accounts.list()})
     if recovered:
         log.info("uploads_recovered", count=len(recovered))
+    if settings.server.metrics_listen:
+        serve_metrics(settings.server.metrics_listen)
     host_key = load_or_create_host_key(settings.server.host_key)
     server = await start_server(
         settings.server.listen_host, settings.server.listen_port, settings.server.host_key, accounts,

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import structlog
 
-from rostergate import timeutil
+from rostergate import metrics, timeutil
 from rostergate.formats.archive import is_complete_zip
 from rostergate.history import History, new_run_id
 from rostergate.sftp.files import is_upload_name
@@ -90,6 +90,7 @@ class Intake:
             run_id, account, name, str(target), size, sha256_of(target), received_at=received_at
         )
         log.info("run_received", run_id=run_id, account=account, bytes=size)
+        metrics.RUNS_RECEIVED.labels(account).inc()
         self._wake()
 
     def recover(self, homes: dict[str, Path] | None = None) -> list[str]:

@@ -24,7 +24,7 @@ from pathlib import Path
 
 import structlog
 
-from rostergate import forward, safeguard, timeutil
+from rostergate import forward, metrics, safeguard, timeutil
 from rostergate.accounts import AccountStore
 from rostergate.config import Flow, Settings
 from rostergate.formats.issues import Issue
@@ -124,6 +124,7 @@ class Pipeline:
             self.history.finish_step(run.id, seq, step.status, step.message)
             self._backdate_step(run.id, seq, step.started_at, step.finished_at)
             bound.info("step_finished", step=step.name, status=step.status, seconds=step.seconds)
+            metrics.STEP_SECONDS.labels(step.name).observe(step.seconds)
         self.history.replace_issues(run.id, prepared.issues)
         if prepared.format:
             self.history.set_status(run.id, "processing", input_format=prepared.format)
@@ -161,36 +162,37 @@ class Pipeline:
         seq = self.history.start_step(run.id, "forward")
         clock = time.perf_counter()
         try:
-            where = await asyncio.to_thread(forward.deliver, output, downstream, remote_name)
-        except forward.FinalError as exc:
-            self.history.finish_step(run.id, seq, "failed", str(exc))
-            bound.warning("step_finished", step="forward", status="failed", attempt=attempts,
-                          seconds=round(time.perf_counter() - clock, 3))
-            self._finish(run, "failed", str(exc), summary, attempts=attempts)
+            await asyncio.to_thread(forward.deliver, output, downstream, remote_name)
+            error = None
+        except forward.DeliveryError as exc:
+            error = exc
+        seconds = round(time.perf_counter() - clock, 3)
+        metrics.STEP_SECONDS.labels("forward").observe(seconds)
+        bound.info("step_finished", step="forward", status="failed" if error else "ok", attempt=attempts,
+                   seconds=seconds)
+        if error is None:
+            self.history.finish_step(run.id, seq, "ok", f"delivered as {remote_name}")
+            await asyncio.to_thread(safeguard.remember_delivery, self.settings.data_dir, run.account, output)
+            self._finish(run, "delivered", f"delivered as {remote_name}", summary, attempts=attempts)
             return
-        except forward.RetryableError as exc:
-            self.history.finish_step(run.id, seq, "failed", f"attempt {attempts}: {exc}")
-            bound.warning("step_finished", step="forward", status="failed", attempt=attempts,
-                          seconds=round(time.perf_counter() - clock, 3))
-            if attempts >= downstream.max_attempts:
-                self._finish(run, "failed", f"gave up after {attempts} attempts: {exc}", summary, attempts=attempts)
-                return
-            delay = downstream.retry_base_seconds * (2 ** (attempts - 1))
-            next_at = timeutil.iso(timeutil.now() + timedelta(seconds=delay))
-            self.history.set_status(run.id, "retrying", f"attempt {attempts} failed: {exc}; next try at {next_at}",
-                                    attempts=attempts, next_attempt_at=next_at)
+        final = isinstance(error, forward.FinalError)
+        metrics.DELIVERY_FAILURES.labels(run.account, "final" if final else "retryable").inc()
+        self.history.finish_step(run.id, seq, "failed", f"attempt {attempts}: {error}")
+        if final or attempts >= downstream.max_attempts:
+            message = str(error) if final else f"gave up after {attempts} attempts: {error}"
+            self._finish(run, "failed", message, summary, attempts=attempts)
             return
-        self.history.finish_step(run.id, seq, "ok", f"delivered as {remote_name}")
-        await asyncio.to_thread(safeguard.remember_delivery, self.settings.data_dir, run.account, output)
-        bound.info("step_finished", step="forward", status="ok", attempt=attempts,
-                   seconds=round(time.perf_counter() - clock, 3))
-        self._finish(run, "delivered", f"delivered as {remote_name}", summary, attempts=attempts)
+        delay = downstream.retry_base_seconds * (2 ** (attempts - 1))
+        next_at = timeutil.iso(timeutil.now() + timedelta(seconds=delay))
+        self.history.set_status(run.id, "retrying", f"attempt {attempts} failed: {error}; next try at {next_at}",
+                                attempts=attempts, next_attempt_at=next_at)
 
     def _finish(self, run: Run, status: str, message: str, summary: str = "", **columns: object) -> None:
         self.history.set_status(run.id, status, message, **columns)
         finished = self.history.get(run.id)
         assert finished is not None
         log.info("run_finished", run_id=run.id, account=run.account, status=status)
+        metrics.RUNS_FINISHED.labels(run.account, status).inc()
         home = self.accounts.home(run.account)
         if home.exists():
             write_report(home, finished, self.history.steps(run.id), self.history.issues(run.id), summary)
