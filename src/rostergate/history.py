@@ -173,6 +173,16 @@ class History:
             )
         return seq
 
+    def add_step(self, run_id: str, name: str, status: str, started_at: str, finished_at: str,
+                 message: str = "") -> None:
+        """Record a step that already ran (in a worker process)."""
+        with self.conn:
+            self.conn.execute(
+                "INSERT INTO steps (run_id, seq, name, status, started_at, finished_at, message)"
+                " SELECT ?, COALESCE(MAX(seq), 0) + 1, ?, ?, ?, ?, ? FROM steps WHERE run_id = ?",
+                (run_id, name, status, started_at, finished_at, message, run_id),
+            )
+
     def finish_step(self, run_id: str, seq: int, status: str, message: str = "") -> None:
         with self.conn:
             self.conn.execute(

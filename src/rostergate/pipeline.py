@@ -120,22 +120,13 @@ class Pipeline:
             self.executor, prepare, run_dir, run.spool_path, flow.input, flow.output, flow.profile, flow.mapping,
         )
         for step in prepared.steps:
-            seq = self.history.start_step(run.id, step.name)
-            self.history.finish_step(run.id, seq, step.status, step.message)
-            self._backdate_step(run.id, seq, step.started_at, step.finished_at)
+            self.history.add_step(run.id, step.name, step.status, step.started_at, step.finished_at, step.message)
             bound.info("step_finished", step=step.name, status=step.status, seconds=step.seconds)
             metrics.STEP_SECONDS.labels(step.name).observe(step.seconds)
         self.history.replace_issues(run.id, prepared.issues)
         if prepared.format:
             self.history.set_status(run.id, "processing", input_format=prepared.format)
         return prepared
-
-    def _backdate_step(self, run_id: str, seq: int, started: str, finished: str) -> None:
-        with self.history.conn:
-            self.history.conn.execute(
-                "UPDATE steps SET started_at = ?, finished_at = ? WHERE run_id = ? AND seq = ?",
-                (started, finished, run_id, seq),
-            )
 
     async def _hold_if_unsafe(self, run: Run, flow: Flow, output: Path, bound, summary: str) -> bool:
         """The safeguard step: diff against the last delivery; hold the run when too much would go."""

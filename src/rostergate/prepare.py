@@ -106,7 +106,7 @@ def prepare(run_dir: str, upload: str, input_format: str, output_format: str, pr
     def do_validate():
         result = validate_dir(source, format=input_format, profile=profile)
         prepared.format = prepared.format or result.format
-        prepared.issues.extend(i for i in result.issues if i not in prepared.issues)
+        prepared.issues.extend(result.issues)
         errors = len(result.errors)
         warnings = len(result.issues) - errors
         return ("ok" if result.valid else "failed"), f"{errors} error(s), {warnings} warning(s)", result.valid
