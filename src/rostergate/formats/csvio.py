@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import csv
 import io
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -29,6 +30,7 @@ from rostergate.formats.issues import Issue
 from rostergate.formats.text import DELIMITER_NAMES, EncodingPolicy, decode, sniff_delimiter
 
 _MAX_LOCATED_BAD_ROWS = 20
+_BLANK = re.compile(rb"\s*\Z")
 
 
 @dataclass
@@ -47,6 +49,8 @@ class LoadedTable:
     lines: np.ndarray | None = None
     delimiter: str = ","
     encoding: str = "utf-8"
+    #: issues found but not materialised (code -> count), e.g. the 20,001st bad row
+    hidden: dict[str, int] = field(default_factory=dict)
 
     @property
     def readable(self) -> bool:
@@ -78,19 +82,29 @@ def read_table_with_issues(
     return frame, loaded.issues
 
 
+# Apple escapes quotes and line breaks in values with a backslash (asm.md §1.1).
+ASM_ESCAPE = "\\"
+
+
 def load_table(
     path: Path,
     name: str | None = None,
     *,
     encoding_policy: EncodingPolicy = "convert",
     allowed_delimiters: tuple[str, ...] = (",",),
+    escape_char: str | None = None,
 ) -> LoadedTable:
-    """Read and decode one file; never raises for bad content (only for I/O errors)."""
+    """Read and decode one file; never raises for bad content (only for I/O errors).
+
+    ``escape_char="\\"`` reads Apple's dialect (asm.md §1.1: ``\\"`` inside quotes);
+    RFC 4180 quote doubling is accepted as well.
+    """
     return load_bytes(
         Path(path).read_bytes(),
         name or Path(path).name,
         encoding_policy=encoding_policy,
         allowed_delimiters=allowed_delimiters,
+        escape_char=escape_char,
     )
 
 
@@ -100,58 +114,91 @@ def load_bytes(
     *,
     encoding_policy: EncodingPolicy = "convert",
     allowed_delimiters: tuple[str, ...] = (",",),
+    escape_char: str | None = None,
 ) -> LoadedTable:
     """Decode, sniff and parse CSV bytes into a :class:`LoadedTable`."""
-    if not raw.strip():
+    if _BLANK.match(raw):
         return LoadedTable(name, None, issues=[issue("csv.empty_file", file=name)])
     decoded = decode(raw, name, encoding_policy)
     issues = list(decoded.issues)
     data = decoded.data
     if data is None:
         return LoadedTable(name, None, issues=issues, encoding=decoded.encoding)
-    if not data.strip():
+    if _BLANK.match(data):
         issues.append(issue("csv.empty_file", file=name))
         return LoadedTable(name, None, issues=issues, encoding=decoded.encoding)
     delimiter = sniff_delimiter(data)
     if delimiter not in allowed_delimiters:
         issues.append(issue("text.delimiter", file=name, line=1, value=DELIMITER_NAMES[delimiter]))
-    header, names = _parse_header(data, delimiter, name, issues)
-    bad_rows: list[tuple[int, int, str]] = []
+    header, names, header_end = _parse_header(data, delimiter, name, issues)
+    if len(data) - header_end < 65536 and not data[header_end:].strip():
+        frame = pd.DataFrame({n: pd.Series([], dtype=pd.StringDtype("pyarrow", na_value=np.nan)) for n in names})
+        frame.columns = names
+        return LoadedTable(name, frame, header, issues, None, delimiter, decoded.encoding)
+    bad_rows: list[tuple[int, int, str]] = []  # the first few, to locate and show
+    bad_count = [0]
 
     def on_bad_row(row: pacsv.InvalidRow) -> str:
-        bad_rows.append((row.expected_columns, row.actual_columns, row.text or ""))
+        bad_count[0] += 1
+        if len(bad_rows) < _MAX_LOCATED_BAD_ROWS:
+            bad_rows.append((row.expected_columns, row.actual_columns, row.text or ""))
         return "skip"
 
+    # Allowing line breaks in values makes pyarrow chunk serially (slower). Parse the fast
+    # way first and re-parse only when the rows do not account for every line end.
+    physical = data.count(b"\n") + (0 if data.endswith(b"\n") else 1)
     try:
-        table = pacsv.read_csv(
-            io.BytesIO(data),
-            read_options=pacsv.ReadOptions(column_names=names, skip_rows=1, block_size=1 << 24),
-            parse_options=pacsv.ParseOptions(
-                delimiter=delimiter, newlines_in_values=True, invalid_row_handler=on_bad_row
-            ),
-            convert_options=pacsv.ConvertOptions(
-                column_types={n: pa.string() for n in names},
-                strings_can_be_null=False,
-                quoted_strings_can_be_null=False,
-            ),
-        )
+        table = _parse(data, names, delimiter, False, on_bad_row, escape_char)
+        if table.num_rows + bad_count[0] + 1 != physical:
+            bad_rows.clear()
+            bad_count[0] = 0
+            table = _parse(data, names, delimiter, True, on_bad_row, escape_char)
     except (pa.ArrowException, ValueError, OverflowError) as exc:
         issues.append(issue("csv.parse_error", file=name, reason=_short(str(exc))))
         return LoadedTable(name, None, header, issues, None, delimiter, decoded.encoding)
     frame = table.to_pandas(types_mapper=_string_mapper)
     frame.columns = names
     del table
-    if bad_rows:
-        _report_bad_rows(data, bad_rows, name, issues)
-    lines = _line_breaks(data, frame, name, issues)
-    return LoadedTable(name, frame, header, issues, lines, delimiter, decoded.encoding)
+    bad_lines = _report_bad_rows(data, bad_rows, name, issues) if bad_rows else []
+    hidden = {}
+    if bad_count[0] > len(bad_rows):
+        hidden["csv.row_width_mismatch"] = bad_count[0] - len(bad_rows)
+    lines, broken, broken_total = _line_breaks(data, physical, frame)
+    if broken_total > len(broken):
+        hidden["csv.line_break_in_field"] = broken_total - len(broken)
+    if bad_lines and len(bad_lines) == bad_count[0]:
+        # dropped rows shift the lines of every later row; all of them were located, so undo that
+        lines = 2 + np.arange(len(frame), dtype=np.int64) if lines is None else lines
+        for bad in sorted(bad_lines):
+            lines[lines >= bad] += 1
+    for col, pos, value in broken:
+        line = int(lines[pos]) if lines is not None else pos + 2
+        issues.append(issue("csv.line_break_in_field", file=name, line=line, column=col, value=value))
+    return LoadedTable(name, frame, header, issues, lines, delimiter, decoded.encoding, hidden)
+
+
+def _parse(data: bytes, names: list[str], delimiter: str, newlines_in_values: bool, on_bad_row,
+           escape_char: str | None = None) -> pa.Table:
+    return pacsv.read_csv(
+        io.BytesIO(data),
+        read_options=pacsv.ReadOptions(column_names=names, skip_rows=1),
+        parse_options=pacsv.ParseOptions(
+            delimiter=delimiter, newlines_in_values=newlines_in_values, invalid_row_handler=on_bad_row,
+            escape_char=escape_char or False,
+        ),
+        convert_options=pacsv.ConvertOptions(
+            column_types={n: pa.string() for n in names},
+            strings_can_be_null=False,
+            quoted_strings_can_be_null=False,
+        ),
+    )
 
 
 def _string_mapper(dtype: pa.DataType):
     return pd.StringDtype("pyarrow", na_value=np.nan) if dtype == pa.string() else None
 
 
-def _parse_header(data: bytes, delimiter: str, name: str, issues: list[Issue]) -> tuple[list[str], list[str]]:
+def _parse_header(data: bytes, delimiter: str, name: str, issues: list[Issue]) -> tuple[list[str], list[str], int]:
     ends = [e for e in (data.find(b"\n", 0, 65536), data.find(b"\r", 0, 65536)) if e >= 0]
     end = min(ends) if ends else len(data)
     line = data[:end].decode("utf-8", "replace")
@@ -175,48 +222,65 @@ def _parse_header(data: bytes, delimiter: str, name: str, issues: list[Issue]) -
         else:
             seen[col] = 1
         names.append(col)
-    return header, names
+    return header, names, end
 
 
-def _report_bad_rows(data: bytes, bad_rows: list[tuple[int, int, str]], name: str, issues: list[Issue]) -> None:
-    offset = 0
-    line_at_offset = 1
+def _report_bad_rows(data: bytes, bad_rows: list[tuple[int, int, str]], name: str, issues: list[Issue]) -> list[int]:
+    """Report rows with the wrong number of values (the first few); returns the lines located.
+
+    pyarrow may hand rows over out of file order, so each is searched from the start
+    (at most a few whole-file scans, and only for broken files).
+    """
+    used: set[int] = set()
+    found: list[tuple[int | None, int, int]] = []
     for expected, actual, text in bad_rows:
+        needle = text.encode("utf-8", "replace")
+        offset = data.find(needle) if needle else -1
+        while offset in used:
+            offset = data.find(needle, offset + 1)
         line = None
-        if len([i for i in issues if i.code == "csv.row_width_mismatch"]) < _MAX_LOCATED_BAD_ROWS and text:
-            found = data.find(text.encode("utf-8", "replace"), offset)
-            if found >= 0:
-                line_at_offset += data.count(b"\n", offset, found)
-                offset = found
-                line = line_at_offset
+        if offset >= 0:
+            used.add(offset)
+            line = data.count(b"\n", 0, offset) + 1
+        found.append((line, expected, actual))
+    found.sort(key=lambda f: (f[0] is None, f[0] or 0))
+    for line, expected, actual in found:
         issues.append(issue("csv.row_width_mismatch", file=name, line=line, expected=expected, actual=actual))
+    return [line for line, _, _ in found if line is not None]
 
 
-def _line_breaks(data: bytes, frame: pd.DataFrame, name: str, issues: list[Issue]) -> np.ndarray | None:
-    """Report values holding line breaks; return a row→line map when rows span several lines."""
-    physical = data.count(b"\n")
-    expected = len(frame) + (1 if data.endswith(b"\n") else 0)
-    bare_cr = data.count(b"\r") != data.count(b"\r\n")
+def _line_breaks(
+    data: bytes, physical: int, frame: pd.DataFrame
+) -> tuple[np.ndarray | None, list[tuple[str, int, str]], int]:
+    """Find values holding line breaks: a row→line map (when rows span lines), the first
+    few such cells and how many there are in all.
+
+    ``physical`` is the number of lines of ``data``; when it equals header + rows and
+    there is no bare carriage return, no value can hold a line break.
+    """
+    carriage_returns = data.count(b"\r")
+    bare_cr = carriage_returns > 0 and carriage_returns != data.count(b"\r\n")
     last_row_broken = len(frame) > 0 and any("\n" in str(v) for v in frame.iloc[-1].tolist())
-    if physical <= expected and not bare_cr and not last_row_broken:
-        return None
+    if physical <= len(frame) + 1 and not bare_cr and not last_row_broken:
+        return None, [], 0
     extra = np.zeros(len(frame), dtype=np.int64)
     found: list[tuple[str, int, str]] = []
+    total = 0
     for col in frame.columns:
         s = frame[col]
         has = s.str.contains("\n", regex=False) | s.str.contains("\r", regex=False)
         if not has.any():
             continue
         extra += s.str.count("\n").to_numpy(dtype=np.int64, na_value=0)
+        total += int(has.sum())
         for pos in np.flatnonzero(has.to_numpy(dtype=bool, na_value=False))[:_MAX_LOCATED_BAD_ROWS].tolist():
             found.append((col, pos, str(s.iat[pos])))
+    found.sort(key=lambda f: f[1])
+    found = found[:_MAX_LOCATED_BAD_ROWS]
     lines = None
     if extra.any():
         lines = 2 + np.arange(len(frame), dtype=np.int64) + np.concatenate(([0], np.cumsum(extra)[:-1]))
-    for col, pos, value in found:
-        line = int(lines[pos]) if lines is not None else pos + 2
-        issues.append(issue("csv.line_break_in_field", file=name, line=line, column=col, value=value))
-    return lines
+    return lines, found, total
 
 
 def _short(text: str, limit: int = 200) -> str:

@@ -1,0 +1,287 @@
+"""The catalogue of issue codes: one row per code, as data.
+
+Each :class:`Code` has a stable dotted name, a default severity, a message
+template and a fix hint (the frictionless "errors as a catalogue" shape,
+aesthetics.md §5). :func:`issue` renders an :class:`~.issues.Issue` from a code;
+the rendered ``message`` is ``"<reason>; <hint>"`` so every consumer of the
+JSON contract gets the fix with the finding.
+
+Templates may use ``{file}``, ``{column}``, ``{value}`` and any keyword passed
+to :func:`issue`; unknown placeholders render as ``?`` rather than raising.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from rostergate.formats.issues import Issue, Severity
+
+
+@dataclass(frozen=True, slots=True)
+class Code:
+    code: str
+    severity: Severity
+    template: str
+    hint: str
+
+
+class _Lenient(dict):
+    def __missing__(self, key: str) -> str:
+        return "?"
+
+
+E: Severity = "error"
+W: Severity = "warning"
+
+_ROWS: tuple[Code, ...] = (
+    # -- input / format ------------------------------------------------------------------
+    Code("input.unreadable", E, "cannot read the upload: {reason}", "upload a ZIP file or a folder of CSV files"),
+    Code("format.unknown", E, "cannot recognise the format: {reason}",
+         "send either OneRoster CSV (with manifest.csv) or the six Apple School Manager files "
+         "(students.csv, staff.csv, courses.csv, classes.csv, rosters.csv, locations.csv)"),
+    Code("internal.error", E, "the validator failed on this upload ({reason})",
+         "this is a rostergate bug; the operators have the details"),
+    # -- archive (zip safety) --------------------------------------------------------------
+    Code("archive.not_a_zip", E, "the upload is not a readable ZIP archive ({reason})",
+         "compress the CSV files into one .zip and upload it again"),
+    Code("archive.empty", E, "the ZIP archive holds no files", "put the CSV files at the root of the ZIP"),
+    Code("archive.path_traversal", E, "entry '{value}' points outside the archive ('..')",
+         "create the ZIP from the folder that holds the CSV files"),
+    Code("archive.absolute_path", E, "entry '{value}' has an absolute path or drive letter",
+         "create the ZIP from the folder that holds the CSV files"),
+    Code("archive.backslash_path", E, "entry '{value}' uses backslashes in its name",
+         "use a ZIP tool that writes '/' separators (any current tool does)"),
+    Code("archive.duplicate_name", E, "the ZIP holds '{value}' more than once",
+         "keep exactly one copy of each file"),
+    Code("archive.case_collision", E, "entry '{value}' differs from '{other}' only by letter case",
+         "keep one of the two files, with the exact lower/upper case the format requires"),
+    Code("archive.encrypted", E, "entry '{value}' is encrypted", "upload the ZIP without a password"),
+    Code("archive.unsupported_entry", E, "entry '{value}' cannot be unpacked ({reason})",
+         "re-create the ZIP with standard 'deflate' compression and plain files only"),
+    Code("archive.overlapping_entries", E, "entry '{value}' overlaps another entry in the ZIP ({reason})",
+         "this ZIP is malformed or hostile; re-create it with a standard ZIP tool"),
+    Code("archive.too_many_entries", E, "the ZIP holds more than {limit} entries",
+         "send only the CSV files of one roster"),
+    Code("archive.too_large", E, "the ZIP unpacks to more than {limit} bytes",
+         "split the data or contact the operators to raise the limit"),
+    Code("archive.compression_ratio", E, "entry '{value}' expands more than {limit}:1 (possible zip bomb)",
+         "re-create the ZIP with a standard ZIP tool from the real CSV files"),
+    Code("archive.size_mismatch", E, "entry '{value}' does not unpack to the size its header declares",
+         "the ZIP is damaged or hostile; re-create it"),
+    Code("archive.crc_mismatch", E, "entry '{value}' is damaged (checksum mismatch)",
+         "the upload was probably cut off; upload the ZIP again"),
+    Code("archive.nested_zip", W, "entry '{value}' is a ZIP inside the ZIP; it is not unpacked",
+         "put the CSV files themselves at the root of the ZIP"),
+    Code("archive.nested_folder", W, "files were inside the folder '{value}/'; they were read from there",
+         "Apple School Manager forbids folders: zip the files themselves, not their folder"),
+    Code("archive.too_deep", E, "entry '{value}' is nested in folders",
+         "put all CSV files at the root of the ZIP (at most one enclosing folder is tolerated)"),
+    # -- text decoding -----------------------------------------------------------------------
+    Code("text.utf8_bom", W, "the file starts with a UTF-8 byte order mark (BOM); it was ignored",
+         "save as 'UTF-8' without BOM (Excel: 'CSV UTF-8' adds one)"),
+    Code("text.encoding_converted", W, "the file is encoded as {value}, not UTF-8; it was converted",
+         "save the file as UTF-8 so that names with accents arrive unchanged"),
+    Code("text.encoding_rejected", E, "the file is encoded as {value}, not UTF-8",
+         "save the file as UTF-8"),
+    Code("text.encoding_invalid", E, "the file is not valid UTF-8 (bad byte at offset {offset})",
+         "save the file as UTF-8"),
+    Code("text.binary", E, "the file holds binary data, not text", "upload the CSV file itself"),
+    Code("text.delimiter", W, "values are separated by {value} instead of commas",
+         "export with ',' as the separator"),
+    # -- CSV structure -----------------------------------------------------------------------
+    Code("csv.empty_file", E, "the file is empty (not even a header row)",
+         "write the header row; for OneRoster leave the file out and mark it 'absent' in manifest.csv"),
+    Code("csv.parse_error", E, "cannot parse the file as CSV ({reason})", "check quotes and separators"),
+    Code("csv.row_width_mismatch", E, "the row has {actual} values, the header has {expected}",
+         "quote values that contain the separator and give every row one value per column"),
+    Code("csv.line_break_in_field", E, "the value contains a line break",
+         "remove line breaks from values (OneRoster forbids them; Apple needs them escaped)"),
+    Code("csv.header.duplicate_column", E, "the column appears more than once in the header",
+         "keep each column once"),
+    Code("csv.header.empty_column", E, "the header has an empty column name at position {position}",
+         "remove the unnamed column (often a stray separator or an Excel index column)"),
+    # -- Apple School Manager (asm.md §1) ---------------------------------------------------
+    Code("asm.file.missing", E, "{value} is missing", "ASM expects all six files in every upload (asm.md §1.1)"),
+    Code("asm.file.name_case", E, "the file is named '{value}' but must be '{expected}'",
+         "file names are case-sensitive: rename it to {expected}"),
+    Code("asm.file.unexpected", W, "'{value}' is not one of the six ASM files and is ignored",
+         "remove it from the ZIP"),
+    Code("asm.file.header_only", W, "the file has a header but no rows",
+         "an empty file tells Apple that everything in it was removed; check the export"),
+    Code("asm.header.missing_column", E, "the header lacks the column '{column}'",
+         "use the header row of Apple's template unchanged: {expected}"),
+    Code("asm.header.unknown_column", W, "the column '{column}' is not in Apple's template and is ignored",
+         "remove the column or check its spelling (headers are lower-case)"),
+    Code("asm.header.column_limit", E, "the column '{column}' is outside the range Apple allows",
+         "Apple allows {limit}; rename the column or move its values"),
+    Code("asm.header.order", W, "the columns are not in Apple's template order",
+         "use the template order: {expected}"),
+    Code("asm.value.required", E, "a value is required", "fill in {column} on every row"),
+    Code("asm.value.invalid_id", E, "is not a valid identifier",
+         "identifiers may hold only letters, digits and '-' (no spaces)"),
+    Code("asm.value.id_characters", W, "uses '_' or '.', which Apple does not document for identifiers",
+         "Apple documents letters, digits and '-'; such ids usually work but are not guaranteed"),
+    Code("asm.value.too_long", E, "the value is longer than {limit} characters", "shorten it"),
+    Code("asm.value.password_policy", E, "password_policy must be 4, 6, 8 or empty",
+         "use 4 (four-digit passcode), 6 (six-digit) or 8 (standard password), or leave it empty"),
+    Code("asm.value.duplicate_id", E, "appears more than once in {column}",
+         "each row must have its own {column}"),
+    Code("asm.value.person_in_both", E, "is used in both students.csv and staff.csv",
+         "person_id must be unique across students and staff"),
+    Code("asm.value.duplicate_email", W, "the e-mail address is used by more than one person",
+         "give every person their own address (required for federated authentication)"),
+    Code("asm.value.duplicate_roster", W, "this student is listed in this class more than once",
+         "keep one rosters.csv row per class and student"),
+    Code("asm.class.too_many_instructors", E, "the class has {count} instructors; Apple allows at most 15",
+         "keep at most 15 instructors per class"),
+    Code("asm.class.no_instructor", W, "the class has no instructor",
+         "add the teacher's person_id in instructor_id, or check the export's teacher assignments"),
+    Code("asm.student.no_class", W, "the student is not in any class (no rosters.csv row)",
+         "check the export; students without classes are usually a filtering mistake"),
+    Code("asm.reference.missing_record", E, "does not reference any {target_column} in {target}",
+         "add the record to {target} or correct the value"),
+    # -- OneRoster: manifest (oneroster.md §4) ------------------------------------------------
+    Code("oneroster.manifest.missing", E, "manifest.csv is missing",
+         "every OneRoster upload needs manifest.csv at the root of the ZIP"),
+    Code("oneroster.manifest.invalid_header", E, "the manifest header must be 'propertyName,value'",
+         "write 'propertyName,value' as the first line"),
+    Code("oneroster.manifest.duplicate_property", E, "this property appears more than once",
+         "keep one row per property"),
+    Code("oneroster.manifest.unknown_property", E, "is not a manifest property of OneRoster {version}",
+         "remove the row or correct its spelling (property names are case-sensitive)"),
+    Code("oneroster.manifest.missing_property", E, "the manifest lacks '{value}'",
+         "add a row '{value},{expected}'"),
+    Code("oneroster.manifest.invalid_value", E, "is not a valid value for {property}",
+         "use one of: {expected}"),
+    Code("oneroster.manifest.version_excel", E, "manifest.version is '1' instead of '1.0'",
+         "spreadsheet programs turn 1.0 into 1: edit manifest.csv in a text editor"),
+    Code("oneroster.manifest.unsupported_version", E, "is not a supported oneroster.version",
+         "use 1.1 or 1.2"),
+    Code("oneroster.manifest.file_missing", E, "manifest.csv marks {value} as '{mode}' but the file is not in the upload",
+         "add {value}, or mark it 'absent'"),
+    Code("oneroster.manifest.file_unexpected", E, "{value} is in the upload but manifest.csv marks it '{mode}'",
+         "mark it 'bulk' or 'delta' in manifest.csv, or leave the file out"),
+    # -- OneRoster: files and headers (oneroster.md §1, §2, §6) -------------------------------
+    Code("oneroster.file.unknown", W, "'{value}' is not a OneRoster {version} file and is ignored",
+         "remove it from the upload"),
+    Code("oneroster.file.name_case", E, "the file is named '{value}' but must be '{expected}'",
+         "file names are case-sensitive: rename it to {expected}"),
+    Code("oneroster.file.no_rows", E, "the file has a header but no data rows",
+         "files without data are not permitted: leave the file out and mark it 'absent' in manifest.csv"),
+    Code("oneroster.asm.required_file", E, "{value} is required for Apple School Manager",
+         "include orgs.csv, users.csv, courses.csv, classes.csv and enrollments.csv"),
+    Code("oneroster.header.missing_column", E, "the header lacks the column '{column}'",
+         "every defined column must be present, even when empty: {expected}"),
+    Code("oneroster.header.column_case", E, "is the column '{column}' with the wrong letter case",
+         "header names are case-sensitive"),
+    Code("oneroster.header.order", E, "the columns are not in the order the standard defines",
+         "use exactly: {expected}"),
+    Code("oneroster.header.unknown_column", E, "'{column}' is not a column of {file}",
+         "remove it, or name an extension column 'metadata.<name>' and put it after the defined columns"),
+    Code("oneroster.header.metadata_position", E, "the extension column '{column}' comes before a defined column",
+         "move metadata.* columns to the right of all defined columns"),
+    Code("oneroster.header.users_1_2_0", W, "users.csv uses the OneRoster 1.2.0 header (with resourceSourcedIds)",
+         "accepted; OneRoster 1.2.1 removed resourceSourcedIds"),
+    # -- OneRoster: values (oneroster.md §3, §5, §7) ------------------------------------------
+    Code("oneroster.value.required", E, "a value is required", "fill in {column} on every row"),
+    Code("oneroster.value.invalid_guid", E, "is not a valid sourcedId",
+         "use 1-255 characters from A-Z a-z 0-9 . - _ / @"),
+    Code("oneroster.value.invalid_date", E, "is not a date", "write dates as YYYY-MM-DD (e.g. 2026-08-15)"),
+    Code("oneroster.value.invalid_datetime", E, "is not an ISO 8601 date-time",
+         "write e.g. 2026-08-15T12:00:00.000Z"),
+    Code("oneroster.value.datetime_not_canonical", W, "is not in the canonical form YYYY-MM-DDTHH:MM:SS.sssZ",
+         "write UTC with milliseconds, e.g. 2026-08-15T12:00:00.000Z"),
+    Code("oneroster.value.invalid_year", E, "is not a four-digit year",
+         "write the year in which the school year ends, e.g. 2027"),
+    Code("oneroster.value.invalid_boolean", E, "is not 'true' or 'false'", "write true or false in lower case"),
+    Code("oneroster.value.boolean_case", E, "must be written in lower case",
+         "spreadsheet programs write TRUE/FALSE: use true or false"),
+    Code("oneroster.value.invalid_enum", E, "is not an allowed value", "use one of: {expected}"),
+    Code("oneroster.value.invalid_number", E, "is not a number", "write a plain decimal number"),
+    Code("oneroster.value.invalid_list", E, "the list has an empty item",
+         "separate items with single commas and no trailing comma"),
+    Code("oneroster.value.padded_list_item", W, "the list has spaces around its items",
+         "write lists without spaces after commas, e.g. \"a,b\""),
+    Code("oneroster.value.invalid_user_ids", E, "is not a list of {{type:identifier}} items",
+         "write e.g. \"{{LDAP:12}},{{LTI:15}}\""),
+    Code("oneroster.value.unknown_grade", W, "is not a CEDS grade code",
+         "use IT, PR, PK, TK, KG, 01-13, PS, UG or Other"),
+    Code("oneroster.value.grade_leading_zero", W, "has lost its leading zero",
+         "write {expected}; spreadsheet programs drop the zero when the column is not text"),
+    Code("oneroster.value.list_length_mismatch", E, "{column} and {other} have different numbers of items",
+         "subjects and subjectCodes are paired item by item"),
+    Code("oneroster.value.date_range", W, "{column} is after {other}", "check the dates"),
+    Code("oneroster.value.duplicate_sourced_id", E, "appears more than once in sourcedId",
+         "every row needs its own sourcedId"),
+    Code("oneroster.status.forbidden_in_bulk", E, "{column} must be empty in a bulk file",
+         "leave status and dateLastModified empty, or mark the file 'delta' in manifest.csv"),
+    Code("oneroster.status.required_in_delta", E, "{column} is required in a delta file",
+         "fill in status (active|tobedeleted) and dateLastModified, or mark the file 'bulk'"),
+    # -- OneRoster: references and semantics (oneroster.md §8) --------------------------------
+    Code("oneroster.reference.missing_target_file", E,
+         "refers to {target}, which is not in the upload", "include {target} (and mark it in manifest.csv)"),
+    Code("oneroster.reference.missing_record", E, "does not reference any sourcedId in {target}",
+         "add the record to {target} or correct the value"),
+    Code("oneroster.reference.not_a_school", E, "is an org of type '{org_type}', not 'school'",
+         "point {column} at an org of type school"),
+    Code("oneroster.reference.not_a_school_year", W, "is an academic session of type '{session_type}', not 'schoolYear'",
+         "point schoolYearSourcedId at a session of type schoolYear"),
+    Code("oneroster.enrollment.multiple_primary", E, "this class already has a primary teacher",
+         "set primary=true for one teacher per class only"),
+    Code("oneroster.enrollment.primary_not_teacher", W, "primary=true on a '{role}' enrollment",
+         "primary is meaningful for teachers only"),
+    Code("oneroster.reference.parent_cycle", W, "following parentSourcedId from here never reaches the top",
+         "break the loop: the top-level record must have an empty parentSourcedId"),
+    Code("oneroster.roles.primary_org_without_role", E,
+         "has no roles.csv row for this user",
+         "add a roles.csv row for this user and org, or correct primaryOrgSourcedId"),
+    Code("oneroster.roles.profile_of_other_user", E, "this userProfile belongs to another user",
+         "point userProfileSourcedId at a profile of the same user (userProfiles.csv userSourcedId)"),
+    Code("oneroster.roles.multiple_primary", E, "this user already has a primary role in this org",
+         "mark one role per user and org as primary"),
+    Code("oneroster.asm.role_unsupported", W, "this role is not imported by Apple School Manager",
+         "Apple imports students and teachers only"),
+    Code("oneroster.asm.org_type_unsupported", W, "this org type is not used by Apple School Manager",
+         "Apple imports orgs of type school and district"),
+    Code("oneroster.asm.delta_file", W, "{value} is marked 'delta'",
+         "Apple expects a full set (bulk) on every upload"),
+)
+
+CATALOGUE: dict[str, Code] = {row.code: row for row in _ROWS}
+
+
+MAX_VALUE = 200  # a report shows values, but a 3 MB "value" helps nobody
+
+
+def _clip(text: str | None) -> str | None:
+    if text is None or len(text) <= MAX_VALUE:
+        return text
+    return text[: MAX_VALUE - 1] + "…"
+
+
+def issue(
+    code: str,
+    *,
+    file: str | None = None,
+    line: int | None = None,
+    column: str | None = None,
+    value: str | None = None,
+    severity: Severity | None = None,
+    **params: object,
+) -> Issue:
+    """Build an :class:`Issue` for catalogue ``code`` (``KeyError`` if unknown)."""
+    row = CATALOGUE[code]
+    value = _clip(value)
+    column = _clip(column)
+    fields = _Lenient({k: _clip(v) if isinstance(v, str) else v for k, v in params.items()})
+    fields.update(file=file or "upload", column=column or "?", value="" if value is None else value)
+    message = f"{row.template.format_map(fields)}; {row.hint.format_map(fields)}"
+    return Issue(
+        severity=severity or row.severity,
+        code=code,
+        message=message,
+        file=file,
+        line=line,
+        column=column,
+        value=value,
+    )

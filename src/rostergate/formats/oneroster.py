@@ -1,0 +1,597 @@
+"""OneRoster 1.1 and 1.2 CSV rules, interpreted from :mod:`.oneroster_schema`.
+
+:func:`validate_oneroster` checks, in this order: the manifest (oneroster.md §4)
+and its agreement with the files present; each file's header (§2 G4–G8, §6);
+"no data file without rows" (§2 G9); every value against its column's type,
+vocabulary and requiredness (§3, §7); the bulk/delta ``status`` and
+``dateLastModified`` rules (§5); unique ``sourcedId``s (§2 G14); then every
+reference and the semantic rules (§8). All value checks are column masks.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from rostergate.formats import oneroster_schema as S
+from rostergate.formats.collect import Collector, parallel_map
+from rostergate.formats.csvio import LoadedTable, load_table
+from rostergate.formats.rules import (
+    flag,
+    arrow,
+    duplicate_mask,
+    later_duplicates,
+    missing_in,
+    pair_duplicate_mask,
+    nonempty,
+    not_in,
+    not_in_charset,
+    not_matching,
+    split_list,
+)
+from rostergate.formats.text import EncodingPolicy
+
+MANIFEST = "manifest.csv"
+_DATE_STRICT = r"\d{4}-(?:0[1-9]|1[0-2])-(?:0[1-9]|[12]\d|3[01])"
+
+
+@dataclass
+class Package:
+    """What the validator learned about one OneRoster upload."""
+
+    version: str | None = None
+    modes: dict[str, str] = field(default_factory=dict)  # stem -> absent|bulk|delta (from the manifest)
+    files: dict[str, Path] = field(default_factory=dict)  # stem -> path of the data files present
+    tables: dict[str, LoadedTable] = field(default_factory=dict)
+
+
+def validate_oneroster(
+    folder: Path,
+    collector: Collector,
+    *,
+    encoding_policy: EncodingPolicy = "convert",
+    progress: Callable[[str], None] | None = None,
+) -> Package:
+    """Validate the OneRoster upload in ``folder`` into ``collector``."""
+    c = collector
+    present = {p.name: p for p in Path(folder).iterdir() if p.is_file() and not p.name.startswith(".")}
+    pkg = Package()
+    manifest_path = _find(present, MANIFEST, c, "oneroster.file.name_case")
+    if manifest_path is None:
+        c.add("oneroster.manifest.missing", file=MANIFEST, value=MANIFEST)
+        pkg.version = _guess_version(present)
+    else:
+        _read_manifest(manifest_path, pkg, c, encoding_policy)
+    version = pkg.version or "1.1"
+    _match_files(present, pkg, version, c)
+    files = list(pkg.files.items())
+    if progress:
+        for stem, _ in files:
+            progress(f"reading {stem}.csv")
+    loaded_files = parallel_map(lambda item: load_table(item[1], f"{item[0]}.csv", encoding_policy=encoding_policy),
+                                files)
+    for (stem, _), loaded in zip(files, loaded_files):
+        c.extend_loaded(loaded)
+        if loaded.frame is not None:
+            pkg.tables[stem] = loaded
+    tasks = []
+    for stem, t in pkg.tables.items():
+        _check_header(stem, t, version, c)
+        if len(t.frame) == 0:
+            c.add("oneroster.file.no_rows", file=t.name, line=1)
+            continue
+        tasks += _value_tasks(stem, t, version, pkg.modes.get(stem, "bulk"), pkg)
+    tasks += _reference_tasks(pkg, version, c)
+    tasks.append(lambda c: _check_semantics(pkg, version, c))
+    if progress:
+        progress("checking values and references")
+    c.run(tasks)  # all independent: one pool keeps both cores busy to the end
+    return pkg
+
+
+# -- files and manifest --------------------------------------------------------------------------
+
+
+def _find(present: dict[str, Path], name: str, c: Collector, case_code: str) -> Path | None:
+    if name in present:
+        return present[name]
+    for actual, path in present.items():
+        if actual.casefold() == name.casefold():
+            c.add(case_code, file=actual, value=actual, expected=name)
+            return path
+    return None
+
+
+def _guess_version(present: dict[str, Path]) -> str:
+    if any(n.casefold() in {"roles.csv", "userprofiles.csv"} for n in present):
+        return "1.2"
+    return "1.1"
+
+
+def _read_manifest(path: Path, pkg: Package, c: Collector, policy: EncodingPolicy) -> None:
+    """oneroster.md §4: header, properties, versions and file modes."""
+    t = load_table(path, MANIFEST, encoding_policy=policy)
+    c.extend_loaded(t)
+    if t.frame is None:
+        return
+    frame = t.frame
+    if list(t.header) != ["propertyName", "value"]:
+        c.add("oneroster.manifest.invalid_header", file=MANIFEST, line=1, value=",".join(t.header))
+    if frame.shape[1] < 2:
+        return
+    names = frame.iloc[:, 0].str.strip()
+    values = frame.iloc[:, 1].str.strip()
+    props: dict[str, tuple[str, int]] = {}
+    for pos, (name, value) in enumerate(zip(names.tolist(), values.tolist())):  # a manifest has ~25 rows
+        line = int(t.lines[pos]) if t.lines is not None else pos + 2
+        if name in props:
+            c.add("oneroster.manifest.duplicate_property", file=MANIFEST, line=line, column="propertyName", value=name)
+            continue
+        props[name] = (value, line)
+
+    version = None
+    if "oneroster.version" in props:
+        value, line = props["oneroster.version"]
+        if value in S.ONEROSTER_VERSIONS or value == "1.2.1":  # §13 Q5: MEIBO writes 1.2.1
+            version = value[:3]
+        else:
+            c.add("oneroster.manifest.unsupported_version", file=MANIFEST, line=line, column="value", value=value)
+    pkg.version = version
+    v = version or "1.1"
+    if "manifest.version" in props:
+        value, line = props["manifest.version"]
+        if value == "1":
+            c.add("oneroster.manifest.version_excel", file=MANIFEST, line=line, column="value", value=value)
+        elif value != "1.0":
+            c.add("oneroster.manifest.invalid_value", file=MANIFEST, line=line, column="value", value=value,
+                  property="manifest.version", expected="1.0")
+    for key in S.MANIFEST_REQUIRED:
+        if key not in props:
+            c.add("oneroster.manifest.missing_property", file=MANIFEST, value=key,
+                  expected="1.0" if key == "manifest.version" else v)
+    known = set(S.MANIFEST_REQUIRED) | set(S.MANIFEST_OPTIONAL) | {f"file.{s}" for s in S.FILE_KEYS[v]}
+    for name, (value, line) in props.items():
+        if name not in known:
+            c.add("oneroster.manifest.unknown_property", file=MANIFEST, line=line, column="propertyName",
+                  value=name, version=v)
+    for stem in S.FILE_KEYS[v]:
+        key = f"file.{stem}"
+        if key not in props:
+            c.add("oneroster.manifest.missing_property", file=MANIFEST, value=key, expected="absent")
+            continue
+        value, line = props[key]
+        if value not in S.MANIFEST_MODES:
+            c.add("oneroster.manifest.invalid_value", file=MANIFEST, line=line, column="value", value=value,
+                  property=key, expected="absent, bulk, delta")
+            continue
+        pkg.modes[stem] = value
+
+
+def _match_files(present: dict[str, Path], pkg: Package, version: str, c: Collector) -> None:
+    """oneroster.md §4 "Manifest ↔ ZIP consistency" and §10 (asm profile)."""
+    catalogue = {f"{s}.csv": s for s in S.HEADERS[version]}
+    folded = {name.casefold(): name for name in catalogue}
+    for name, path in sorted(present.items()):
+        if name == MANIFEST or name.casefold() == MANIFEST:
+            continue
+        stem = catalogue.get(name)
+        if stem is None and name.casefold() in folded:
+            stem = catalogue[folded[name.casefold()]]
+            c.add("oneroster.file.name_case", file=name, value=name, expected=f"{stem}.csv")
+        if stem is None:
+            c.add("oneroster.file.unknown", file=name, value=name, version=version)
+            continue
+        pkg.files[stem] = path
+    for stem in S.HEADERS[version]:
+        mode = pkg.modes.get(stem)
+        fname = f"{stem}.csv"
+        if mode in ("bulk", "delta") and stem not in pkg.files:
+            c.add("oneroster.manifest.file_missing", file=MANIFEST, value=fname, mode=mode)
+        elif stem in pkg.files and mode == "absent":  # no mode at all was reported as missing_property
+            c.add("oneroster.manifest.file_unexpected", file=fname, value=fname, mode=mode)
+    profile = c.profile
+    if profile.asm_checks:
+        for stem in S.ASM_FILES:
+            if stem not in pkg.files and pkg.modes.get(stem) not in ("bulk", "delta"):
+                c.add("oneroster.asm.required_file", file=f"{stem}.csv", value=f"{stem}.csv")
+        for stem, mode in pkg.modes.items():
+            if mode == "delta":
+                c.add("oneroster.asm.delta_file", file=MANIFEST, value=f"{stem}.csv")
+    for stem in profile.required_oneroster_files - set(S.ASM_FILES):
+        if stem not in pkg.files:
+            c.add("oneroster.asm.required_file", file=f"{stem}.csv", value=f"{stem}.csv")
+
+
+# -- headers -----------------------------------------------------------------------------------------
+
+
+def _check_header(stem: str, t: LoadedTable, version: str, c: Collector) -> None:
+    """oneroster.md §2 G4–G8 and §6: exact names, exact order, metadata.* columns on the right."""
+    cols = list(t.frame.columns)
+    expected = S.HEADERS[version][stem]
+    if stem == "users" and version == "1.2" and "resourceSourcedIds" in cols:
+        expected = S.USERS_12_0
+        c.add("oneroster.header.users_1_2_0", file=t.name, line=1)
+    expected_text = ",".join(expected)
+    defined = set(expected)
+    by_fold = {col.casefold(): col for col in cols}
+    case_variants: set[str] = set()
+    for col in expected:
+        if col in cols:
+            continue
+        variant = by_fold.get(col.casefold())
+        if variant is not None and variant not in defined:
+            case_variants.add(variant)
+            c.add("oneroster.header.column_case", file=t.name, line=1, column=col, value=variant)
+        else:
+            c.add("oneroster.header.missing_column", file=t.name, line=1, column=col, expected=expected_text)
+    last_defined = max((i for i, col in enumerate(cols) if col in defined), default=-1)
+    for i, col in enumerate(cols):
+        if col in defined or col in case_variants:
+            continue
+        if col.startswith("metadata."):
+            if i < last_defined:
+                c.add("oneroster.header.metadata_position", file=t.name, line=1, column=col)
+        elif col in t.header:  # renamed duplicates/empty names were reported by the reader
+            c.add("oneroster.header.unknown_column", file=t.name, line=1, column=col)
+    order = [col for col in cols if col in defined]
+    if order != [col for col in expected if col in cols]:
+        c.add("oneroster.header.order", file=t.name, line=1, expected=expected_text)
+
+
+# -- values ------------------------------------------------------------------------------------------
+
+
+def _value_tasks(stem: str, t: LoadedTable, version: str, mode: str, pkg: Package) -> list:
+    """One task per column (plus uniqueness and the cross-column rules), to run side by side."""
+    frame = t.frame
+    tasks = []
+    for name, col in S.COLUMNS[version][stem].items():
+        if name in frame.columns:
+            s = frame[name]  # taken here: tasks must not race on the frame
+            ref_checked = _reference_checked(col, mode, pkg)
+            tasks.append(lambda c, name=name, col=col, s=s, ref_checked=ref_checked:
+                         _check_column(t, name, s, col, version, mode, ref_checked, c))
+    if "sourcedId" in frame.columns:
+        ids = frame["sourcedId"]
+        tasks.append(lambda c: flag(c, "oneroster.value.duplicate_sourced_id", t, "sourcedId",
+                                    later_duplicates(ids)))
+    tasks.append(lambda c: _check_cross_columns(t, c))
+    return tasks
+
+
+def _reference_checked(col: S.Col, mode: str, pkg: Package) -> bool:
+    """Whether a reference task (:func:`_reference_tasks`) will compare this column with its target's ids."""
+    target = pkg.tables.get(col.ref) if col.ref else None
+    return (target is not None and "sourcedId" in target.frame.columns and mode != "delta"
+            and pkg.modes.get(col.ref, "bulk") != "delta")
+
+
+def _check_column(t: LoadedTable, name: str, s: pd.Series, col: S.Col, version: str, mode: str,
+                  ref_checked: bool, c: Collector) -> None:
+    if name in ("status", "dateLastModified"):
+        _check_lifecycle(t, name, s, mode, c)
+    if col.required:
+        flag(c, "oneroster.value.required", t, name, s == "")
+    _check_type(t, name, s, col, version, ref_checked, c)
+
+
+def _check_cross_columns(t: LoadedTable, c: Collector) -> None:
+    frame = t.frame
+    if {"subjects", "subjectCodes"} <= set(frame.columns):
+        a, b = frame["subjects"], frame["subjectCodes"]
+        both = nonempty(a) & nonempty(b)
+        if both.any():
+            flag(c, "oneroster.value.list_length_mismatch", t, "subjects",
+                 both & (a.str.count(",") != b.str.count(",")), other="subjectCodes")
+    for start, end in (("startDate", "endDate"), ("beginDate", "endDate")):
+        if {start, end} <= set(frame.columns):
+            a, b = frame[start], frame[end]
+            ok = a.str.fullmatch(_DATE_STRICT).fillna(False) & b.str.fullmatch(_DATE_STRICT).fillna(False)
+            if ok.any():
+                flag(c, "oneroster.value.date_range", t, start, ok & (a > b), other=end)
+
+
+def _check_lifecycle(t: LoadedTable, name: str, s: pd.Series, mode: str, c: Collector) -> None:
+    """oneroster.md §5: blank in bulk files, required in delta files."""
+    if mode == "delta":
+        flag(c, "oneroster.status.required_in_delta", t, name, s == "")
+    else:
+        flag(c, "oneroster.status.forbidden_in_bulk", t, name, nonempty(s))
+
+
+def _check_type(t: LoadedTable, name: str, s: pd.Series, col: S.Col, version: str, ref_checked: bool,
+                c: Collector) -> None:
+    """oneroster.md §3: one mask per rule."""
+    kind = col.kind
+    ext = S.EXT_RE if (col.ext and version == "1.2") else None
+    if kind == "guid":
+        if not ref_checked:  # a checked reference must equal a sourcedId that is itself checked
+            sev = "error" if version == "1.2" else "warning"  # §13 Q2
+            flag(c, "oneroster.value.invalid_guid", t, name, not_in_charset(s, S.GUID_CHARS, S.GUID_MAX),
+                 severity=sev)
+    elif kind == "date":
+        _check_dates(t, name, s, c)
+    elif kind == "datetime":
+        bad = not_matching(s, S.DATETIME_ISO_RE)
+        flag(c, "oneroster.value.invalid_datetime", t, name, bad)
+        if version == "1.2":
+            flag(c, "oneroster.value.datetime_not_canonical", t, name,
+                 not_matching(s, S.DATETIME_CANONICAL_RE) & ~bad)
+    elif kind == "year":
+        flag(c, "oneroster.value.invalid_year", t, name, not_matching(s, S.YEAR_RE))
+    elif kind == "bool":
+        bad = not_in(s, ("true", "false"))
+        if bad.any():
+            excel = bad & s.str.lower().isin(["true", "false"])
+            flag(c, "oneroster.value.boolean_case", t, name, excel)
+            flag(c, "oneroster.value.invalid_boolean", t, name, bad & ~excel)
+    elif kind == "enum":
+        flag(c, "oneroster.value.invalid_enum", t, name, not_in(s, col.enum, ext),
+             expected=", ".join(col.enum) + (" or ext:<token>" if ext else ""))
+    elif kind in ("enum_list", "grades", "string_list", "guid_list"):
+        _check_list(t, name, s, col, version, ext, ref_checked, c)
+    elif kind == "user_ids":
+        flag(c, "oneroster.value.invalid_user_ids", t, name, not_matching(s, S.USER_IDS_RE))
+    elif kind == "float":
+        flag(c, "oneroster.value.invalid_number", t, name, not_matching(s, S.FLOAT_RE))
+    elif kind == "int":
+        flag(c, "oneroster.value.invalid_number", t, name, not_matching(s, S.INT_RE))
+
+
+def _check_dates(t: LoadedTable, name: str, s: pd.Series, c: Collector) -> None:
+    filled = nonempty(s)
+    if not filled.any():
+        return
+    shape_ok = s.str.fullmatch(_DATE_STRICT).fillna(False).astype(bool)
+    bad = filled & ~shape_ok
+    late = shape_ok & s.str.slice(8, 10).isin(["29", "30", "31"])  # only these days can be impossible
+    if late.any():
+        parsed = pd.to_datetime(s[late].astype(object), format="%Y-%m-%d", errors="coerce")
+        bad = bad | pd.Series(False, index=s.index).mask(late, parsed.isna().reindex(s.index, fill_value=False))
+    flag(c, "oneroster.value.invalid_date", t, name, bad)
+
+
+def _check_list(t: LoadedTable, name: str, s: pd.Series, col: S.Col, version: str, ext: str | None,
+                ref_checked: bool, c: Collector) -> None:
+    """Comma lists inside one field (§3): no empty items, no padding, items checked one by one."""
+    filled = nonempty(s)
+    if not filled.any():
+        return
+    multi = s.str.contains(",", regex=False)
+    if multi.any():
+        flag(c, "oneroster.value.invalid_list", t, name,
+             multi & (s.str.startswith(",") | s.str.endswith(",") | s.str.contains(",,", regex=False)))
+        flag(c, "oneroster.value.padded_list_item", t, name, multi & (s.str.contains(", ", regex=False) | s.str.contains(" ,", regex=False)))
+    if col.kind == "string_list":
+        return
+    items, parents = split_list(s)
+    items = pc.utf8_trim_whitespace(items)
+    if col.kind == "guid_list":
+        if not ref_checked:
+            sev = "error" if version == "1.2" else "warning"
+            bad = _items_not_matching(items, S.GUID_RE)
+            _flag_items(c, "oneroster.value.invalid_guid", t, name, s, parents, bad, severity=sev)
+        return
+    if col.kind == "grades":
+        allowed = pa.array(S.GRADES, type=items.type)
+        unknown = _items_unknown(items, allowed, ext)
+        if unknown.any():
+            digits = pc.match_substring_regex(items, r"^[1-9]$").to_numpy(zero_copy_only=False)
+            lost_zero = unknown & digits
+            if lost_zero.any():
+                values = np.asarray(items.to_numpy(zero_copy_only=False), dtype=object)
+                for digit in sorted(set(values[lost_zero].tolist())):  # at most nine groups
+                    _flag_items(c, "oneroster.value.grade_leading_zero", t, name, s, parents,
+                                lost_zero & (values == digit), item_values=items, expected=f"'0{digit}'")
+            _flag_items(c, "oneroster.value.unknown_grade", t, name, s, parents, unknown & ~lost_zero,
+                        item_values=items)
+        return
+    allowed = pa.array(col.enum, type=items.type)
+    unknown = _items_unknown(items, allowed, ext)
+    _flag_items(c, "oneroster.value.invalid_enum", t, name, s, parents, unknown, item_values=items,
+                expected=", ".join(col.enum))
+
+
+def _items_not_matching(items: pa.Array, regex: str) -> np.ndarray:
+    ok = pc.and_(pc.match_substring_regex(items, f"^(?:{regex})$"),
+                 pc.less_equal(pc.binary_length(items), S.GUID_MAX)).to_numpy(zero_copy_only=False)
+    empty = pc.equal(items, "").to_numpy(zero_copy_only=False)
+    return ~ok & ~empty
+
+
+def _items_unknown(items: pa.Array, allowed: pa.Array, ext: str | None) -> np.ndarray:
+    known = pc.is_in(items, value_set=allowed).to_numpy(zero_copy_only=False)
+    empty = pc.equal(items, "").to_numpy(zero_copy_only=False)
+    bad = ~known & ~empty
+    if ext is not None and bad.any():
+        bad &= ~pc.match_substring_regex(items, f"^(?:{ext})$").to_numpy(zero_copy_only=False)
+    return bad
+
+
+def _flag_items(c: Collector, code: str, t: LoadedTable, name: str, s: pd.Series, parents: np.ndarray,
+                bad: np.ndarray, *, item_values: pa.Array | None = None,
+                **params) -> None:
+    """Report list items: one issue per failing item, at its row's line."""
+    idx = np.flatnonzero(bad)
+    if len(idx) == 0:
+        return
+    rows = parents[idx]
+    lines = (t.lines[rows] if t.lines is not None else rows + 2)
+    # the collector materialises at most ``cap`` issues, so only that many values are needed
+    if item_values is not None:
+        vals = pd.Series(item_values.take(pa.array(idx[: c.cap])).to_pylist(), dtype=object)
+    else:
+        vals = pd.Series(s.iloc[rows[: c.cap]].tolist(), dtype=object)
+    c.rows(code, t.name, np.ones(len(idx), bool), column=name, values=vals, lines=lines, **params)
+
+
+# -- references and semantics (§8) -------------------------------------------------------------------
+
+
+def _reference_tasks(pkg: Package, version: str, c: Collector) -> list:
+    """One task per resolvable reference column (§8); an absent target file is reported here, once."""
+    reported_files: set[tuple[str, str]] = set()
+    tasks = []
+    for stem, t in pkg.tables.items():
+        if len(t.frame) == 0 or pkg.modes.get(stem, "bulk") == "delta":
+            continue  # §5: delta rows may point at records the receiver already holds
+        for name, col in S.COLUMNS[version][stem].items():
+            if col.ref is None or name not in t.frame.columns:
+                continue
+            s = t.frame[name]
+            target = pkg.tables.get(col.ref)
+            if target is None or "sourcedId" not in target.frame.columns:
+                if col.ref in pkg.files:
+                    continue  # present but unreadable: already reported
+                if nonempty(s).any() and (stem, name) not in reported_files:
+                    reported_files.add((stem, name))
+                    first = int(np.flatnonzero(nonempty(s).to_numpy(dtype=bool))[0])
+                    sev = "warning" if (c.profile.lenient_sessions and col.ref == "academicSessions") else None
+                    c.add("oneroster.reference.missing_target_file", file=t.name, column=name,
+                          line=_line(t, first), value=str(s.iat[first]), target=f"{col.ref}.csv", severity=sev)
+                continue
+            if pkg.modes.get(col.ref, "bulk") == "delta":
+                continue  # a delta target lists only changes
+            ids = target.frame["sourcedId"]  # columns are taken here: tasks must not race on frames
+            types = target.frame["type"] if "type" in target.frame.columns else None
+            tasks.append(lambda c, t=t, name=name, s=s, col=col, ids=ids, types=types:
+                         _check_reference(t, name, s, col, ids, types, c))
+    return tasks
+
+
+def _check_reference(t: LoadedTable, name: str, s: pd.Series, col: S.Col, ids: pd.Series,
+                     types: pd.Series | None, c: Collector) -> None:
+    """One reference column against its target's sourcedIds (§8), plus the target-type rules."""
+    if not nonempty(s).any():
+        return
+    if col.kind == "guid_list":
+        items, parents = split_list(s)
+        items = pc.utf8_trim_whitespace(items)
+        value_set = rules_value_set(ids, items.type)
+        known = pc.is_in(items, value_set=value_set).to_numpy(zero_copy_only=False)
+        empty = pc.equal(items, "").to_numpy(zero_copy_only=False)
+        _flag_items(c, "oneroster.reference.missing_record", t, name, s, parents, ~known & ~empty,
+                    item_values=items, target=f"{col.ref}.csv")
+    else:
+        flag(c, "oneroster.reference.missing_record", t, name, missing_in(s, ids), target=f"{col.ref}.csv")
+    if types is not None and col.school and col.ref == "orgs":
+        _check_target_type(t, name, s, ids, types, "school", "oneroster.reference.not_a_school", "org_type", c)
+    if types is not None and col.school_year and col.ref == "academicSessions":
+        _check_target_type(t, name, s, ids, types, "schoolYear", "oneroster.reference.not_a_school_year",
+                           "session_type", c)
+
+
+def rules_value_set(ids: pd.Series, typ: pa.DataType) -> pa.Array:
+    return arrow(ids).combine_chunks().cast(typ)
+
+
+def _check_target_type(t: LoadedTable, name: str, s: pd.Series, ids: pd.Series, types: pd.Series, wanted: str,
+                       code: str, param: str, c: Collector) -> None:
+    """The referenced record must have ``type == wanted`` (``ext:`` types are allowed, §8)."""
+    wrong = (types != wanted) & ~types.str.startswith("ext:") & (types != "")
+    if not wrong.any():
+        return
+    for kind in sorted(set(types[wrong].tolist())):  # a handful of org/session types
+        bad_ids = ids[wrong & (types == kind)].tolist()
+        flag(c, code, t, name, nonempty(s) & s.isin(bad_ids), **{param: kind})
+
+
+def _check_semantics(pkg: Package, version: str, c: Collector) -> None:
+    enr = pkg.tables.get("enrollments")
+    if enr is not None and {"role", "primary", "classSourcedId"} <= set(enr.frame.columns) and len(enr.frame):
+        f = enr.frame
+        primary = f["primary"] == "true"
+        if primary.any():
+            teacher_primary = primary & (f["role"] == "teacher")
+            dup = pd.Series(False, index=f.index)
+            sel = f.loc[teacher_primary, "classSourcedId"]
+            dup.loc[sel.index] = sel.duplicated(keep="first").to_numpy()
+            flag(c, "oneroster.enrollment.multiple_primary", enr, "classSourcedId", dup)
+            for role in f.loc[primary & (f["role"] != "teacher"), "role"].unique().tolist()[:10]:
+                flag(c, "oneroster.enrollment.primary_not_teacher", enr, "primary",
+                     primary & (f["role"] == role), role=role)
+    roles = pkg.tables.get("roles")
+    if roles is not None and {"roleType", "userSourcedId", "orgSourcedId"} <= set(roles.frame.columns):
+        f = roles.frame
+        prim = f["roleType"] == "primary"
+        dup = pair_duplicate_mask(arrow(f["userSourcedId"]), arrow(f["orgSourcedId"].where(prim, "\x00")))
+        flag(c, "oneroster.roles.multiple_primary", roles, "userSourcedId", dup & prim.to_numpy())
+    for stem in ("orgs", "academicSessions"):
+        t = pkg.tables.get(stem)
+        if t is not None and {"sourcedId", "parentSourcedId"} <= set(t.frame.columns) and len(t.frame):
+            flag(c, "oneroster.reference.parent_cycle", t, "sourcedId",
+                 _parent_cycles(t.frame["sourcedId"], t.frame["parentSourcedId"]))
+    users = pkg.tables.get("users")
+    if roles is not None and users is not None and "primaryOrgSourcedId" in users.frame.columns \
+            and {"userSourcedId", "orgSourcedId"} <= set(roles.frame.columns):
+        _check_primary_org(users, roles, c)
+    profiles = pkg.tables.get("userProfiles")
+    if roles is not None and profiles is not None and "userProfileSourcedId" in roles.frame.columns \
+            and {"sourcedId", "userSourcedId"} <= set(profiles.frame.columns) and len(profiles.frame):
+        _check_profile_owner(roles, profiles, c)
+    if c.profile.asm_checks:
+        _check_asm(pkg, c)
+
+
+def _parent_cycles(ids: pd.Series, parents: pd.Series) -> np.ndarray:
+    """Rows whose parent chain never ends (oneroster.md §8 recommends the check).
+
+    Pointer doubling: after k rounds each row knows its 2^k-th ancestor, so
+    log2(n) rounds decide every chain; a chain still going after that loops.
+    """
+    n = len(ids)
+    first = np.flatnonzero(~duplicate_mask(arrow(ids)))  # duplicates are reported elsewhere
+    index = pd.Index(ids.to_numpy(dtype=object)[first])
+    up = index.get_indexer(parents.to_numpy(dtype=object))  # -1: no parent (or unknown: reported elsewhere)
+    up = np.where(up < 0, n, first[up]).astype(np.int64)
+    up = np.append(up, n)  # row n is the root sentinel
+    for _ in range(max(1, int(np.ceil(np.log2(n + 1))) + 1)):
+        up = up[up]
+    return up[:n] != n
+
+
+def _check_profile_owner(roles: LoadedTable, profiles: LoadedTable, c: Collector) -> None:
+    """1.2: a role's userProfile must belong to the role's user (oneroster.md §7.6, LSG)."""
+    r, p = roles.frame, profiles.frame
+    sep = pa.scalar("\x1f", type=arrow(r["userSourcedId"]).type)
+    wanted = pc.binary_join_element_wise(arrow(r["userProfileSourcedId"]), arrow(r["userSourcedId"]), sep)
+    have = pc.binary_join_element_wise(arrow(p["sourcedId"]), arrow(p["userSourcedId"]), sep)
+    owned = pc.is_in(wanted, value_set=have.combine_chunks()).to_numpy(zero_copy_only=False)
+    exists = ~missing_in(r["userProfileSourcedId"], p["sourcedId"]).to_numpy()  # else: missing_record
+    flag(c, "oneroster.roles.profile_of_other_user", roles, "userProfileSourcedId",
+         nonempty(r["userProfileSourcedId"]).to_numpy() & exists & ~owned)
+
+
+def _check_primary_org(users: LoadedTable, roles: LoadedTable, c: Collector) -> None:
+    """1.2: a user's primaryOrgSourcedId must be backed by a roles.csv row (oneroster.md §7.5, LSG)."""
+    u, r = users.frame, roles.frame
+    org = arrow(u["primaryOrgSourcedId"])
+    sep = pa.scalar("\x1f", type=org.type)
+    wanted = pc.binary_join_element_wise(arrow(u["sourcedId"]), org, sep)
+    have = pc.binary_join_element_wise(arrow(r["userSourcedId"]), arrow(r["orgSourcedId"]), sep)
+    known = pc.is_in(wanted, value_set=have.combine_chunks()).to_numpy(zero_copy_only=False)
+    flag(c, "oneroster.roles.primary_org_without_role", users, "primaryOrgSourcedId",
+         nonempty(u["primaryOrgSourcedId"]).to_numpy() & ~known)
+
+
+def _check_asm(pkg: Package, c: Collector) -> None:
+    """oneroster.md §10: what Apple School Manager imports (warnings in the asm profile)."""
+    for stem in ("users", "enrollments", "roles"):
+        t = pkg.tables.get(stem)
+        if t is not None and "role" in t.frame.columns:
+            s = t.frame["role"]
+            flag(c, "oneroster.asm.role_unsupported", t, "role", not_in(s, S.ASM_ROLES))
+    orgs = pkg.tables.get("orgs")
+    if orgs is not None and "type" in orgs.frame.columns:
+        flag(c, "oneroster.asm.org_type_unsupported", orgs, "type", not_in(orgs.frame["type"], S.ASM_ORG_TYPES))
+
+
+def _line(t: LoadedTable, pos: int) -> int:
+    return int(t.lines[pos]) if t.lines is not None else pos + 2

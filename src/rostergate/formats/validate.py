@@ -1,0 +1,109 @@
+"""Entry points: validate an unpacked folder or an upload (ZIP or folder).
+
+``validate_path`` is what ``rostergate validate`` and the pipeline call. It
+never raises for bad input: everything wrong ends up as issues in the
+:class:`~.issues.ValidationResult`. The codes in :data:`UNREADABLE_CODES` mean
+"cannot read" (CLI exit 2, see :func:`cannot_read`). The work is CPU-bound and
+blocking; the daemon runs it in a process pool, off its event loop.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+from typing import Callable
+
+from rostergate.formats.archive import ArchiveLimits, unpack
+from rostergate.formats.asm import validate_asm
+from rostergate.formats.catalogue import issue
+from rostergate.formats.collect import DEFAULT_CAP, Collector
+from rostergate.formats.detect import detect_format
+from rostergate.formats.issues import ValidationResult
+from rostergate.formats.oneroster import validate_oneroster
+from rostergate.formats.profiles import Profile, get_profile
+from rostergate.formats.text import EncodingPolicy
+
+Progress = Callable[[str], None]
+FORMATS = ("auto", "asm", "oneroster", "oneroster-1.1", "oneroster-1.2")
+UNREADABLE_CODES = frozenset({"input.unreadable", "archive.not_a_zip", "archive.empty"})
+
+
+def validate_dir(
+    folder: Path,
+    format: str = "auto",
+    profile: str | Profile = "strict",
+    *,
+    encoding_policy: EncodingPolicy = "convert",
+    progress: Progress | None = None,
+    cap: int = DEFAULT_CAP,
+) -> ValidationResult:
+    """Validate the CSV files of an unpacked upload in ``folder``.
+
+    ``format`` is ``"auto"``, ``"asm"`` or ``"oneroster"`` (``ValueError`` for
+    anything else, as for an unknown ``profile``).
+    """
+    if format not in FORMATS:
+        raise ValueError(f"unknown format {format!r}; choose one of auto, asm, oneroster")
+    collector = Collector(get_profile(profile), cap=cap)
+    folder = Path(folder)
+    fmt = detect_format(folder) if format == "auto" else format
+    if fmt is None:
+        collector.add("format.unknown", reason=_what_was_found(folder))
+        return ValidationResult(None, collector.issues())
+    try:
+        if fmt == "asm":
+            validate_asm(folder, collector, encoding_policy=encoding_policy, progress=progress)
+        else:
+            pkg = validate_oneroster(folder, collector, encoding_policy=encoding_policy, progress=progress)
+            version = pkg.version or (fmt.rsplit("-", 1)[1] if "-" in fmt else detect_version(folder))
+            fmt = f"oneroster-{version}"
+    except Exception as exc:  # a bug must not lose the report; the type (no data) says where
+        collector.add("internal.error", reason=type(exc).__name__)
+    return ValidationResult(fmt, collector.issues())
+
+
+def detect_version(folder: Path) -> str:
+    detected = detect_format(folder) or "oneroster-1.1"
+    return detected.rsplit("-", 1)[1] if detected.startswith("oneroster-") else "1.1"
+
+
+def validate_path(
+    path: Path,
+    format: str = "auto",
+    profile: str | Profile = "strict",
+    progress: Progress | None = None,
+    *,
+    encoding_policy: EncodingPolicy = "convert",
+    limits: ArchiveLimits = ArchiveLimits(),
+    cap: int = DEFAULT_CAP,
+) -> ValidationResult:
+    """Validate a ZIP upload (unpacked safely into a temporary folder) or a folder."""
+    path = Path(path)
+    if path.is_dir():
+        return validate_dir(path, format, profile, encoding_policy=encoding_policy, progress=progress, cap=cap)
+    if not path.is_file():
+        return ValidationResult(None, [issue("input.unreadable", value=str(path), reason="no such file or folder")])
+    if progress:
+        progress("unpacking")
+    with tempfile.TemporaryDirectory(prefix="rostergate-validate-") as tmp:
+        archive_issues = unpack(path, Path(tmp), limits)
+        if any(i.severity == "error" for i in archive_issues):
+            return ValidationResult(None, archive_issues)
+        result = validate_dir(Path(tmp), format, profile, encoding_policy=encoding_policy, progress=progress,
+                              cap=cap)
+    result.issues[:0] = archive_issues
+    return result
+
+
+def cannot_read(result: ValidationResult) -> bool:
+    """True when the upload could not be read at all (``rostergate validate`` exit code 2)."""
+    return any(i.code in UNREADABLE_CODES for i in result.issues)
+
+
+def _what_was_found(folder: Path) -> str:
+    try:
+        names = sorted(p.name for p in folder.iterdir() if p.is_file())
+    except OSError:
+        names = []
+    found = ", ".join(names[:10]) + (" …" if len(names) > 10 else "") if names else "no files"
+    return f"no manifest.csv and not the six ASM files (found: {found})"
