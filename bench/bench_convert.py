@@ -1,0 +1,122 @@
+"""Conversion speed against a bare pandas parse, side by side in one run.
+
+    python bench/bench_convert.py                        # 200,000 students, OneRoster 1.1, 5 rounds
+    python bench/bench_convert.py --version 1.2 --repeat 3
+    python bench/bench_convert.py --dir /tmp/district     # reuse (or create) a generated folder
+    python bench/bench_convert.py --no-validate           # conversion only
+
+Each round times, on the same folder: (a) ``pandas.read_csv(engine="pyarrow",
+dtype=str)`` of every CSV file; (b) ``convert_dir``; (c) ``write_asm_zip``;
+and, unless ``--no-validate``, (d) ``validate_dir`` of the input and (e) of the
+written ASM files, i.e. what the pipeline does for a OneRoster upload. After one
+warm-up of each, the medians and the ratios to (a) are printed; the issue 5
+target is (b + c + d + e) ≤ 10 × (a).
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import statistics
+import sys
+import tempfile
+import time
+import zipfile
+from pathlib import Path
+
+import pandas as pd
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from gen_district import generate  # noqa: E402
+
+from rostergate.formats.convert import convert_dir, write_asm_zip  # noqa: E402
+
+AS_OF = dt.date(2026, 11, 22)
+
+
+def bare_parse(folder: Path) -> int:
+    return sum(len(pd.read_csv(p, engine="pyarrow", dtype=str)) for p in sorted(folder.glob("*.csv")))
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--students", type=int, default=200_000)
+    parser.add_argument("--version", choices=("1.1", "1.2"), default="1.1")
+    parser.add_argument("--repeat", type=int, default=5)
+    parser.add_argument("--dir", type=Path, help="use (or create) this folder instead of a temporary one")
+    parser.add_argument("--no-validate", action="store_true", help="time the conversion only")
+    args = parser.parse_args(argv)
+    validate = None
+    if not args.no_validate:
+        try:
+            from rostergate.formats.validate import validate_dir as validate
+        except ImportError:
+            print("validate_dir not available: timing conversion only")
+
+    with tempfile.TemporaryDirectory(prefix="rostergate-bench-") as tmp:
+        folder = args.dir or Path(tmp) / "district"
+        if not (folder / "users.csv").exists():
+            started = time.perf_counter()
+            rows = generate(folder, args.students, args.version)
+            print(f"generated {sum(rows.values()):,} rows in {time.perf_counter() - started:.1f}s")
+        size = sum(p.stat().st_size for p in folder.glob("*.csv")) / 2**20
+        print(f"folder: {folder} ({size:.0f} MiB), OneRoster {args.version}")
+        out_zip, out_dir = Path(tmp) / "asm.zip", Path(tmp) / "asm"
+        source_format = f"oneroster-{args.version}"
+
+        def unpack() -> None:
+            out_dir.mkdir(exist_ok=True)
+            with zipfile.ZipFile(out_zip) as archive:
+                archive.extractall(out_dir)
+
+        steps: dict[str, list[float]] = {"bare parse": [], "convert_dir": [], "write_asm_zip": []}
+        if validate is not None:
+            steps.update({"validate input": [], "validate output": []})
+        for round_ in range(args.repeat + 1):  # round 0 is the warm-up
+            timings: dict[str, float] = {}
+            t = time.perf_counter()
+            rows = bare_parse(folder)
+            timings["bare parse"] = time.perf_counter() - t
+            if validate is not None:
+                t = time.perf_counter()
+                validate(folder, "oneroster")
+                timings["validate input"] = time.perf_counter() - t
+            t = time.perf_counter()
+            conversion = convert_dir(folder, source_format, as_of=AS_OF)
+            timings["convert_dir"] = time.perf_counter() - t
+            t = time.perf_counter()
+            write_asm_zip(conversion, out_zip)
+            timings["write_asm_zip"] = time.perf_counter() - t
+            if validate is not None:
+                unpack()
+                t = time.perf_counter()
+                result = validate(out_dir, "asm", "asm")
+                timings["validate output"] = time.perf_counter() - t
+            if round_ == 0:
+                print(f"rows read: {rows:,}; output: {conversion.output_counts}")
+                if validate is not None:
+                    print(f"output valid: {result.valid} ({len(result.issues)} issues)")
+                continue
+            for name, value in timings.items():
+                steps[name].append(value)
+
+        # Medians are the headline; minima are printed too because on a shared machine
+        # the noise only ever adds time.
+        for label, pick in (("median", statistics.median), ("best", min)):
+            chosen = {name: pick(values) for name, values in steps.items()}
+            bare = chosen["bare parse"]
+            print(f"-- {label} of {args.repeat} runs")
+            for name, values in steps.items():
+                runs = ", ".join(f"{v:.2f}" for v in values) if label == "median" else ""
+                print(f"{name:<16} {chosen[name]:6.2f}s  {chosen[name] / bare:5.1f}x  {runs}")
+            conversion_only = chosen["convert_dir"] + chosen["write_asm_zip"]
+            print(f"convert + write: {conversion_only:.2f}s = {conversion_only / bare:.1f}x bare parse")
+            if validate is not None:
+                total = conversion_only + chosen["validate input"] + chosen["validate output"]
+                print(f"validate + convert + write + validate: {total:.2f}s = {total / bare:.1f}x bare parse "
+                      f"(target <= 10x)")
+
+
+if __name__ == "__main__":
+    main()
