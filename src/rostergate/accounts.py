@@ -160,7 +160,10 @@ class AccountStore:
             ok = _HASHER.verify(stored, password)
         except (VerificationError, InvalidHashError):
             ok = False
-        return bool(ok and row and row["password_hash"] and not row["disabled"])
+        ok = bool(ok and row and row["password_hash"] and not row["disabled"])
+        if ok and _HASHER.check_needs_rehash(stored):  # hashing parameters were raised: upgrade on login
+            self._update(name, password_hash=_HASHER.hash(password))
+        return ok
 
     def authorized_keys(self, name: str) -> asyncssh.SSHAuthorizedKeys | None:
         """The account's keys for asyncssh, or None when it has none or is disabled."""
@@ -185,6 +188,8 @@ class AccountStore:
             )
 
     def _make_home(self, name: str) -> None:
+        self.homes.mkdir(parents=True, exist_ok=True, mode=0o700)
+        self.homes.chmod(0o700)
         home = self.home(name)
         (home / REPORTS_DIR).mkdir(parents=True, exist_ok=True, mode=0o700)
         home.chmod(0o700)

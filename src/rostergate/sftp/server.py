@@ -1,70 +1,161 @@
-"""The SSH listener: host key, per-account authentication, one SFTP session per channel.
+"""The SSH listener: host keys, algorithm policy, authentication with a defender, SFTP sessions.
 
 Accounts are read from the shared store at every login, so an account created
-or changed with the CLI while the daemon runs works at once.
+or changed with the CLI while the daemon runs works at once. Only the ``sftp``
+subsystem is offered: no shell, exec, SCP or forwarding.
 """
 
 from __future__ import annotations
 
+import asyncio
 import os
+import time
 from pathlib import Path
 
 import asyncssh
 import structlog
 
 from rostergate.accounts import AccountStore
+from rostergate.sftp.algorithms import policy
+from rostergate.sftp.defender import Defender
+from rostergate.sftp.files import ServerState, UploadCallback
+from rostergate.sftp.session import TenantSession
 from rostergate.sftp.settings import SftpSettings
-from rostergate.sftp.files import TenantSFTPServer, UploadCallback
 
 log = structlog.get_logger("rostergate.sftp")
 
+SERVER_VERSION = "rostergate"  # the SSH banner shows no library version
 
-def load_or_create_host_key(path: Path) -> asyncssh.SSHKey:
-    """Read the ed25519 host key at ``path``; generate it (owner-only) on first start."""
+
+def load_or_create_host_key(path: Path, algorithm: str = "ssh-ed25519", announce: bool = True) -> asyncssh.SSHKey:
+    """Read the host key at ``path``; generate it (owner-only) on first start."""
     path = Path(path)
     if path.exists():
         return asyncssh.read_private_key(str(path))
     path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-    key = asyncssh.generate_private_key("ssh-ed25519")
+    key = (asyncssh.generate_private_key("ssh-rsa", key_size=3072) if algorithm == "ssh-rsa"
+           else asyncssh.generate_private_key(algorithm))
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     with os.fdopen(fd, "wb") as handle:
         handle.write(key.export_private_key())
     path.with_name(path.name + ".pub").write_bytes(key.export_public_key())
-    log.info("host_key_generated", path=str(path), fingerprint=key.get_fingerprint())
+    if announce:
+        log.info("host_key_generated", path=str(path), fingerprint=key.get_fingerprint())
     return key
 
 
+def rsa_host_key_path(host_key_path: Path, settings: SftpSettings) -> Path:
+    configured = settings.algorithms.rsa_host_key_path
+    if configured is None:
+        return Path(host_key_path).with_name("ssh_host_rsa_key")
+    return configured if configured.is_absolute() else Path(host_key_path).parent / configured
+
+
 class TenantSSHServer(asyncssh.SSHServer):
-    """Authenticates file accounts by password (argon2id) or public key."""
+    """One per connection: authenticates file accounts by password (argon2id) or public key."""
 
-    def __init__(self, accounts: AccountStore):
+    def __init__(self, accounts: AccountStore, state: ServerState, defender: Defender):
         self._accounts = accounts
-        self._peer = ""
+        self._state = state
+        self._defender = defender
+        self._conn: asyncssh.SSHServerConnection | None = None
+        self._host = ""
+        self._remote = ""
+        self._counted = False
+        self._failures = 0
+        self._username = ""
+        self._last_activity = time.monotonic()
+        self._watchdog: asyncio.Task | None = None
 
+    # -- connection ----------------------------------------------------------------
     def connection_made(self, conn: asyncssh.SSHServerConnection) -> None:
+        self._conn = conn
         peer = conn.get_extra_info("peername") or ("", 0)
-        self._peer = f"{peer[0]}:{peer[1]}"
+        self._host, self._remote = str(peer[0]), f"{peer[0]}:{peer[1]}"
+        refusal = self._defender.connection_opened(self._host)
+        if refusal is not None:
+            log.warning("connection_refused", remote=self._remote, reason=refusal)
+            conn.disconnect(asyncssh.DISC_NO_MORE_AUTH_METHODS_AVAILABLE, refusal)
+            return
+        self._counted = True
 
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self._counted:
+            self._defender.connection_closed(self._host)
+            self._counted = False
+        if self._watchdog is not None:
+            self._watchdog.cancel()
+
+    # -- authentication ------------------------------------------------------------
     def begin_auth(self, username: str) -> bool:
+        self._username = username
         return True  # always authenticate; unknown users fail like wrong passwords
 
     def password_auth_supported(self) -> bool:
         return True
 
-    async def validate_password(self, username: str, password: str) -> bool:
-        import asyncio
-
-        ok = await asyncio.to_thread(self._accounts.verify_password, username, password)
-        if not ok:
-            log.warning("login_failed", method="password", account=username, remote=self._peer)
-        return ok
-
     def public_key_auth_supported(self) -> bool:
         return True
 
-    def validate_public_key(self, username: str, key: asyncssh.SSHKey) -> bool:
-        keys = self._accounts.authorized_keys(username)
-        return bool(keys and keys.validate(key, "", "", None) is not None)
+    async def validate_password(self, username: str, password: str) -> bool:
+        ok = await asyncio.to_thread(self._accounts.verify_password, username, password)
+        if ok and not self._defender.account_locked(username):
+            return True
+        await self._failed(username, "password")
+        await asyncio.sleep(self._defender.settings.failed_password_delay_seconds)
+        return False
+
+    async def validate_public_key(self, username: str, key: asyncssh.SSHKey) -> bool:
+        keys = await asyncio.to_thread(self._accounts.authorized_keys, username)
+        if keys and keys.validate(key, self._host, self._host, None) is not None:
+            return True
+        await self._failed(username, "publickey")
+        return False
+
+    async def _failed(self, username: str, method: str) -> None:
+        self._failures += 1
+        known = await asyncio.to_thread(self._accounts.get, username) is not None
+        self._defender.login_failed(self._host, username, known)
+        log.warning("login_failed", account=username, remote=self._remote, method=method,
+                    attempt=self._failures, unknown_account=not known)
+        conn = self._conn
+        if conn is None:
+            return
+        limit = self._defender.settings.max_auth_attempts
+        if self._failures >= limit:
+            self._defender.limit_exceeded(self._host)
+            log.warning("login_attempts_exhausted", account=username, remote=self._remote, limit=limit)
+            conn.disconnect(asyncssh.DISC_NO_MORE_AUTH_METHODS_AVAILABLE,
+                            f"too many authentication failures (at most {limit} per connection)")
+        elif self._defender.ban_left(self._host) > 0:
+            conn.disconnect(asyncssh.DISC_NO_MORE_AUTH_METHODS_AVAILABLE,
+                            "too many failed logins from your address: try again later")
+
+    def auth_completed(self) -> None:
+        if self._conn is not None:  # the name that authenticated, whatever was tried before
+            self._username = self._conn.get_extra_info("username") or self._username
+        log.info("login", account=self._username, remote=self._remote)
+        self._touch()
+        self._watchdog = asyncio.ensure_future(self._idle_watchdog())
+
+    # -- sessions ------------------------------------------------------------------
+    def session_requested(self) -> TenantSession:
+        return TenantSession(self._state, self._username, self._remote, self._touch)
+
+    def _touch(self) -> None:
+        self._last_activity = time.monotonic()
+
+    async def _idle_watchdog(self) -> None:
+        idle = self._state.settings.idle_timeout_seconds
+        while True:
+            left = self._last_activity + idle - time.monotonic()
+            if left <= 0:
+                break
+            await asyncio.sleep(min(left + 0.05, 30.0))
+        log.info("idle_timeout", account=self._username, remote=self._remote, seconds=idle)
+        if self._conn is not None:
+            self._conn.disconnect(asyncssh.DISC_BY_APPLICATION,
+                                  f"idle for {idle:g} s: connection closed by the server")
 
 
 async def start_server(
@@ -76,25 +167,52 @@ async def start_server(
     settings: SftpSettings | None = None,
 ) -> asyncssh.SSHAcceptor:
     """Listen for SFTP on ``host:port``; finished uploads go to ``on_upload(account, path)``."""
-    host_key = load_or_create_host_key(host_key_path)
-
-    def sftp_factory(chan: asyncssh.SSHServerChannel) -> TenantSFTPServer:
-        account = chan.get_extra_info("username")
-        return TenantSFTPServer(chan, accounts.home(account), account, on_upload)
-
-    return await asyncssh.listen(
+    settings = settings or SftpSettings()
+    host_keys = [load_or_create_host_key(host_key_path)]
+    if settings.algorithms.rsa_host_key:
+        host_keys.append(load_or_create_host_key(rsa_host_key_path(host_key_path, settings), "ssh-rsa"))
+    accounts.homes.mkdir(parents=True, exist_ok=True, mode=0o700)
+    accounts.homes.chmod(0o700)
+    state = ServerState(settings, accounts.homes.parent, accounts.homes, on_upload)
+    state.recover()
+    defender = Defender(settings.defender)
+    algorithms = policy(settings.algorithms)
+    log.info("sftp_policy", kex=algorithms.kex, ciphers=algorithms.ciphers, macs=algorithms.macs,
+             host_keys=[k.get_algorithm() for k in host_keys])
+    acceptor = await asyncssh.listen(
         host,
         port,
-        server_host_keys=[host_key],
-        server_factory=lambda: TenantSSHServer(accounts),
-        sftp_factory=sftp_factory,
+        server_host_keys=algorithms.host_keypairs(host_keys),
+        server_factory=lambda: TenantSSHServer(accounts, state, defender),
         allow_scp=False,
+        server_version=SERVER_VERSION,
+        login_timeout=settings.login_grace_seconds,
+        agent_forwarding=False,
+        x11_forwarding=False,
+        allow_pty=False,
+        kbdint_auth=False,
+        **algorithms.listen_options(),
     )
+    acceptor.rostergate_state = state  # type: ignore[attr-defined]  # for tests and shutdown
+    acceptor.rostergate_defender = defender  # type: ignore[attr-defined]
+    return acceptor
 
 
-def host_key_fingerprint(path: Path) -> str | None:
-    """``SHA256:...`` of the host key at ``path``, or None before the first start."""
+def host_key_fingerprint(path: Path, create: bool = True) -> str | None:
+    """``SHA256:...`` of the ed25519 host key at ``path``.
+
+    The key is generated when missing (``create``), so credentials handed to a
+    district always carry the fingerprint to pin, even before the first
+    ``serve``. The CLI runs as the service user anyway (the state store is owner-only).
+    """
     path = Path(path)
     if not path.exists():
-        return None
+        if not create:
+            return None
+        try:
+            return load_or_create_host_key(path, announce=False).get_fingerprint()  # stdout may be JSON
+        except FileExistsError:  # serve created it meanwhile
+            pass
+        except OSError:
+            return None
     return asyncssh.read_private_key(str(path)).get_fingerprint()

@@ -1,0 +1,178 @@
+"""One SFTP session: asyncssh's server handler, with the few changes a tenant server needs.
+
+asyncssh's ``SFTPServerHandler`` does the protocol; :class:`TenantSFTPHandler`
+changes only what it must:
+
+* **Trailing bytes are accepted, as OpenSSH does.** asyncssh calls
+  ``packet.check_end()`` after decoding every request and answers
+  ``SSH_FX_BAD_MESSAGE: Unexpected data at end of packet`` when bytes are left.
+  Go's ``pkg/sftp`` (rclone) sends its concurrent ``SSH_FXP_WRITE`` requests from
+  32 KiB pooled buffers and, for the last short block, declares a packet length
+  that still covers the whole buffer; OpenSSH's ``sftp-server`` simply skips the
+  rest of each message ("Discard any remaining input for this request"). So the
+  handler's packets have a ``check_end`` that never complains.
+* **Inbound packets are capped** (``server.limits.max_packet_bytes``, 256 KiB
+  like OpenSSH): a longer packet is answered with ``SSH_FX_BAD_MESSAGE`` naming
+  the limit and ends the session, before its body is read.
+* **Open handles are capped** per session (``server.limits.max_open_handles``).
+* **A client close is told apart from a dropped connection**: only
+  ``SSH_FXP_CLOSE`` reaches :meth:`TenantSFTPServer.client_close`; the closes
+  asyncssh does while cleaning up a dead session go to ``close()``.
+* ``limits@openssh.com`` advertises our real limits; the ``hardlink``,
+  ``copy-data`` and ``ranges`` extensions are not offered.
+* A session over the account's session limit answers every request with an
+  error that says so.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from typing import Any
+
+import asyncssh
+import structlog
+from asyncssh.constants import DEFAULT_LANG, FX_BAD_MESSAGE, FX_FAILURE, FXP_CLOSE, FXP_OPEN, FXP_OPENDIR, FXP_STATUS
+from asyncssh.packet import SSHPacket, String, UInt32
+from asyncssh.sftp import SFTPLimits, SFTPServerHandler
+from asyncssh.stream import SSHReader, SSHServerStreamSession, SSHWriter
+
+from rostergate.sftp.files import ServerState, TenantSFTPServer
+
+log = structlog.get_logger("rostergate.sftp")
+
+_DROPPED_EXTENSIONS = {b"hardlink@openssh.com", b"copy-data", b"ranges@asyncssh.com"}
+
+
+class _LenientPacket(SSHPacket):
+    """An SFTP request whose trailing bytes are ignored, as OpenSSH's sftp-server does."""
+
+    def check_end(self) -> None:
+        return None
+
+
+class TenantSFTPHandler(SFTPServerHandler):
+    """asyncssh's SFTP server handler with our caps (see module doc)."""
+
+    _extensions = [(name, data) for name, data in SFTPServerHandler._extensions if name not in _DROPPED_EXTENSIONS]
+
+    def __init__(self, server: TenantSFTPServer, reader: SSHReader, writer: SSHWriter, version: int,
+                 state: ServerState, touch: Callable[[], None], refusal: str | None = None):
+        super().__init__(server, reader, writer, version)
+        self._state = state
+        self._touch = touch
+        self._refusal = refusal
+        self._refusal_told = False
+        self._max_packet = state.settings.max_packet_bytes
+        self._max_handles = state.settings.max_open_handles
+
+    async def recv_packet(self) -> SSHPacket:
+        assert self._reader is not None
+        length = int.from_bytes(await self._reader.readexactly(4), "big")
+        if length > self._max_packet:
+            reason = (f"SFTP packet of {length} bytes refused: this server accepts at most "
+                      f"{self._max_packet} bytes per packet")
+            head = await self._reader.readexactly(min(length, 5))
+            if len(head) == 5:
+                pktid = int.from_bytes(head[1:5], "big")
+                self.send_packet(FXP_STATUS, pktid, UInt32(pktid), UInt32(FX_BAD_MESSAGE), String(reason),
+                                 String(DEFAULT_LANG))
+            log.warning("sftp_packet_too_large", bytes=length, limit=self._max_packet)
+            raise asyncssh.SFTPBadMessage(reason)
+        packet = await self._reader.readexactly(length)
+        self._touch()
+        return _LenientPacket(packet)
+
+    async def _process_packet(self, pkttype: int, pktid: int, packet: SSHPacket) -> None:
+        if self._refusal is not None:
+            if not self._refusal_told:
+                self._refusal_told = True
+                self._server.refusal(self._refusal)  # type: ignore[attr-defined]  # logs it and tells stderr
+            self.send_packet(FXP_STATUS, pktid, UInt32(pktid), UInt32(FX_FAILURE), String(self._refusal),
+                             String(DEFAULT_LANG))
+            return
+        await super()._process_packet(pkttype, pktid, packet)
+
+    def _check_handles(self) -> None:
+        if len(self._file_handles) + len(self._dir_handles) >= self._max_handles:
+            raise self._server.refusal(  # type: ignore[attr-defined]
+                f"too many open files: at most {self._max_handles} per session; close some first")
+
+    async def _process_open(self, packet: SSHPacket) -> bytes:
+        self._check_handles()
+        return await SFTPServerHandler._process_open(self, packet)
+
+    async def _process_opendir(self, packet: SSHPacket) -> bytes:
+        self._check_handles()
+        return await SFTPServerHandler._process_opendir(self, packet)
+
+    async def _process_close(self, packet: SSHPacket) -> None:
+        handle = packet.get_string()
+        file_obj = self._file_handles.pop(handle, None)
+        if file_obj is not None:
+            self._server.client_close(file_obj)  # type: ignore[attr-defined]
+            return
+        if self._dir_handles.pop(handle, None) is not None:
+            return
+        raise asyncssh.SFTPInvalidHandle("Invalid file handle")
+
+    async def _process_limits(self, packet: SSHPacket) -> SFTPLimits:
+        payload = self._max_packet - 1024
+        return SFTPLimits(self._max_packet, payload, payload, self._max_handles)
+
+    _packet_handlers: dict[Any, Any] = {
+        **{k: v for k, v in SFTPServerHandler._packet_handlers.items() if k not in _DROPPED_EXTENSIONS},
+        FXP_OPEN: _process_open,
+        FXP_OPENDIR: _process_opendir,
+        FXP_CLOSE: _process_close,
+        b"limits@openssh.com": _process_limits,
+    }
+
+
+class TenantSession(SSHServerStreamSession):
+    """An SSH session channel that offers the ``sftp`` subsystem only (no shell, exec or SCP)."""
+
+    def __init__(self, state: ServerState, account: str, remote: str, touch: Callable[[], None]):
+        super().__init__(None)
+        self._state = state
+        self._account = account
+        self._remote = remote
+        self._touch_conn = touch
+
+    def subsystem_requested(self, subsystem: str) -> bool:
+        return subsystem == "sftp"
+
+    def session_started(self) -> None:
+        chan = self._chan
+        assert chan is not None and self._conn is not None
+        if chan.get_subsystem() != "sftp":
+            chan.close()
+            return
+        chan.set_encoding(None)
+        self._encoding = None
+        reader: SSHReader = SSHReader(self, chan)
+        writer: SSHWriter = SSHWriter(self, chan)
+        self._conn.create_task(self._run(chan, reader, writer), reader.logger)
+
+    async def _run(self, chan: asyncssh.SSHServerChannel, reader: SSHReader, writer: SSHWriter) -> None:
+        state, account = self._state, self._account
+        limit = state.settings.session_limit(account)
+        refusal = None
+        if state.sessions.get(account, 0) >= limit:
+            refusal = (f"too many sessions: account {account} may have at most {limit} SFTP session(s) open "
+                       "at once; close another session and try again")
+            log.warning("session_refused", account=account, remote=self._remote, limit=limit)
+        else:
+            state.sessions[account] = state.sessions.get(account, 0) + 1
+        server = TenantSFTPServer(chan, state, account, self._remote)
+        handler = TenantSFTPHandler(server, reader, writer, 3, state, self._touch_conn, refusal)
+        try:
+            await handler.run()
+        finally:
+            if refusal is None:
+                left = state.sessions.get(account, 1) - 1
+                if left > 0:
+                    state.sessions[account] = left
+                else:
+                    state.sessions.pop(account, None)
+            await asyncio.sleep(0)
