@@ -47,6 +47,7 @@ class Downstream:
     connect_timeout: float = 15.0
     max_attempts: int = 5
     retry_base_seconds: float = 30.0
+    retry_max_seconds: float = 3600.0
 
 
 @dataclass(frozen=True)
@@ -141,7 +142,7 @@ _FLOW_KEYS = {"account", "input", "output", "profile", "downstream", "mapping", 
               "watch_settle_seconds"}
 _DOWNSTREAM_KEYS = {
     "url", "password_file", "key_file", "host_key", "known_hosts", "remote_name",
-    "connect_timeout", "max_attempts", "retry_base_seconds",
+    "connect_timeout", "max_attempts", "retry_base_seconds", "retry_max_seconds",
 }
 
 
@@ -307,7 +308,8 @@ def _parse_downstream(table: Any, prefix: str, base: Path, problems: _Problems) 
         return None
     parts = urlsplit(url)
     numbers = {}
-    for key, default in (("connect_timeout", 15.0), ("max_attempts", 5), ("retry_base_seconds", 30.0)):
+    for key, default in (("connect_timeout", 15.0), ("max_attempts", 5), ("retry_base_seconds", 30.0),
+                         ("retry_max_seconds", 3600.0)):
         value = table.get(key, default)
         if not isinstance(value, (int, float)) or isinstance(value, bool) or value <= 0:
             problems.add(f"{prefix}.{key}", f"must be a positive number, got {value!r}")
@@ -322,6 +324,7 @@ def _parse_downstream(table: Any, prefix: str, base: Path, problems: _Problems) 
         connect_timeout=float(numbers["connect_timeout"]),
         max_attempts=int(numbers["max_attempts"]),
         retry_base_seconds=float(numbers["retry_base_seconds"]),
+        retry_max_seconds=float(numbers["retry_max_seconds"]),
     )
     if parts.scheme == "file":
         return Downstream(scheme="file", path=unquote(parts.path), **common)

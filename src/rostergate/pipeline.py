@@ -173,7 +173,7 @@ class Pipeline:
             message = str(error) if final else f"gave up after {attempts} attempts: {error}"
             self._finish(run, "failed", message, summary, attempts=attempts)
             return
-        delay = downstream.retry_base_seconds * (2 ** (attempts - 1))
+        delay = min(downstream.retry_base_seconds * (2 ** (attempts - 1)), downstream.retry_max_seconds)
         next_at = timeutil.iso(timeutil.now() + timedelta(seconds=delay))
         self.history.set_status(run.id, "retrying", f"attempt {attempts} failed: {error}; next try at {next_at}",
                                 attempts=attempts, next_attempt_at=next_at)

@@ -37,7 +37,7 @@ def sshd(tmp_path):
 
 def test_outage_retries_then_delivers_and_survives_kill_9(tmp_path, sshd):
     """Downstream down: the run waits in 'retrying'; a kill -9 loses nothing; delivery follows."""
-    flows = sshd.flow_toml("district-a", extra="max_attempts = 50\nretry_base_seconds = 0.2\n")
+    flows = sshd.flow_toml("district-a", extra="max_attempts = 500\nretry_base_seconds = 0.2\nretry_max_seconds = 1\n")
     daemon = Daemon(tmp_path, flows_toml=flows).start()
     key = make_keypair(tmp_path)
     daemon.cli("accounts", "create", "district-a", "--public-key", f"{key}.pub", "--no-password")

@@ -102,6 +102,7 @@ def test_valid_oneroster_upload_is_delivered_as_six_asm_files(world):
 
     shown = daemon.cli_json("runs", "show", run["id"])
     assert [s["name"] for s in shown["steps"]] == ["unpack", "detect", "validate", "convert", "check-output",
+                                                  "safeguard",
                                                   "forward"]
     assert all(s["status"] == "ok" for s in shown["steps"])
     # The upload left the tenant's home once its run was recorded.
