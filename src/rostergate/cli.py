@@ -55,9 +55,6 @@ class Context:
 
 pass_context = click.make_pass_decorator(Context)
 
-# Issues that mean "cannot read this input at all" (validate exits 2, not 1).
-UNREADABLE_CODES = frozenset({"archive.not_a_zip", "archive.empty", "input.unreadable"})
-
 
 def emit_json(data: object) -> None:
     click.echo(json.dumps(data, indent=2, ensure_ascii=False))
@@ -423,11 +420,13 @@ def runs_retry(ctx: Context, run_id: str) -> None:
 @click.argument("path", type=click.Path(path_type=Path))
 @click.option("--format", "format_", type=click.Choice(["auto", "asm", "oneroster"]), default="auto")
 @click.option("--profile", type=click.Choice(["strict", "asm"]), default="strict")
+@click.option("--encoding", type=click.Choice(["convert", "reject"]), default="convert", show_default=True,
+              help="UTF-16 / Windows-1252 files: convert with a warning, or reject.")
 @click.option("--json", "as_json", is_flag=True)
-def validate(path: Path, format_: str, profile: str, as_json: bool) -> None:
+def validate(path: Path, format_: str, profile: str, encoding: str, as_json: bool) -> None:
     """Validate a ZIP or folder; exit 0 valid, 1 invalid, 2 cannot read."""
     from rostergate.formats.report import render_text
-    from rostergate.formats.validate import validate_path
+    from rostergate.formats.validate import cannot_read, validate_path
 
     if not path.exists():
         fail(f"{path}: no such file or folder", 2)
@@ -436,7 +435,7 @@ def validate(path: Path, format_: str, profile: str, as_json: bool) -> None:
         def progress(message: str) -> None:
             click.echo(f"\r\033[K{message}", err=True, nl=False)
     try:
-        result = validate_path(path, format=format_, profile=profile, progress=progress)
+        result = validate_path(path, format=format_, profile=profile, progress=progress, encoding_policy=encoding)
     except OSError as exc:
         fail(f"{path}: cannot read: {exc.strerror or exc}", 2)
     if progress:
@@ -445,8 +444,7 @@ def validate(path: Path, format_: str, profile: str, as_json: bool) -> None:
         emit_json(result.to_dict())
     else:
         click.echo(render_text(result), nl=False)
-    unreadable = any(i.code in UNREADABLE_CODES for i in result.issues)
-    sys.exit(2 if unreadable else 0 if result.valid else 1)
+    sys.exit(2 if cannot_read(result) else 0 if result.valid else 1)
 
 
 @main.command()

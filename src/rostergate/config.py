@@ -56,6 +56,7 @@ class Flow:
     input: str = "auto"
     output: str = "asm"
     profile: str = "strict"
+    encoding: str = "convert"  # UTF-16 / Windows-1252 uploads: convert with a warning, or reject
     downstream: Downstream | None = None
     mapping: Any = None  # rostergate.formats.mapping.Mapping, parsed by the converter's own parser
     safeguards: Any = None  # rostergate.safeguard.Thresholds
@@ -138,7 +139,8 @@ class _Problems:
 
 _SERVER_KEYS = {"listen", "public_host", "host_key", "data_dir", "limits", "defender", "algorithms",
                 "metrics_listen"}
-_FLOW_KEYS = {"account", "input", "output", "profile", "downstream", "mapping", "safeguards", "watch",
+ENCODING_POLICIES = ("convert", "reject")
+_FLOW_KEYS = {"account", "input", "output", "profile", "encoding", "downstream", "mapping", "safeguards", "watch",
               "watch_settle_seconds"}
 _DOWNSTREAM_KEYS = {
     "url", "password_file", "key_file", "host_key", "known_hosts", "remote_name",
@@ -274,6 +276,7 @@ def _parse_flow(table: Any, prefix: str, base: Path, problems: _Problems) -> Flo
         input=_choice(table, "input", INPUT_FORMATS, prefix, problems),
         output=_choice(table, "output", OUTPUT_FORMATS, prefix, problems),
         profile=_choice(table, "profile", PROFILES, prefix, problems),
+        encoding=_choice(table, "encoding", ENCODING_POLICIES, prefix, problems),
         downstream=downstream,
         mapping=mapping,
         safeguards=safeguards,

@@ -118,6 +118,7 @@ class Pipeline:
         run_dir = str(Path(run.spool_path).parent)
         prepared: Prepared = await loop.run_in_executor(
             self.executor, prepare, run_dir, run.spool_path, flow.input, flow.output, flow.profile, flow.mapping,
+            flow.encoding,
         )
         for step in prepared.steps:
             self.history.add_step(run.id, step.name, step.status, step.started_at, step.finished_at, step.message)

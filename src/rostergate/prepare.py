@@ -64,7 +64,7 @@ class _Steps:
 
 
 def prepare(run_dir: str, upload: str, input_format: str, output_format: str, profile: str,
-            mapping: Any = None) -> Prepared:
+            mapping: Any = None, encoding: str = "convert") -> Prepared:
     """Turn the spooled ``upload`` into a deliverable ZIP inside ``run_dir`` (blocking, CPU-bound)."""
     from rostergate.formats.archive import unpack
     from rostergate.formats.convert import convert_dir, conversion_summary, write_asm_zip
@@ -104,7 +104,7 @@ def prepare(run_dir: str, upload: str, input_format: str, output_format: str, pr
     prepared.format = steps.run("detect", do_detect)
 
     def do_validate():
-        result = validate_dir(source, format=input_format, profile=profile)
+        result = validate_dir(source, format=input_format, profile=profile, encoding_policy=encoding)
         prepared.format = prepared.format or result.format
         prepared.issues.extend(result.issues)
         errors = len(result.errors)

@@ -80,3 +80,18 @@ def test_runs_commands_on_an_empty_history(tmp_path):
     assert bad.returncode == 2 and "--since" in bad.stderr
     stats = json.loads(rostergate("runs", "stats", "--json", cwd=tmp_path).stdout)
     assert stats["total"] == 0
+
+
+def test_validate_encoding_policy_converts_or_rejects_windows_1252(tmp_path):
+    import shutil
+
+    folder = tmp_path / "cp1252"
+    shutil.copytree(ONEROSTER_11_VALID, folder)
+    users = (folder / "users.csv").read_text().replace("Adams", "Adamé")
+    (folder / "users.csv").write_bytes(users.encode("cp1252"))
+    converted = rostergate("validate", str(folder), "--json", cwd=tmp_path)
+    assert converted.returncode == 0
+    assert "text.encoding_converted" in {i["code"] for i in json.loads(converted.stdout)["issues"]}
+    rejected = rostergate("validate", str(folder), "--encoding", "reject", "--json", cwd=tmp_path)
+    assert rejected.returncode == 1
+    assert "text.encoding_rejected" in {i["code"] for i in json.loads(rejected.stdout)["issues"]}
