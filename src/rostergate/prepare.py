@@ -10,11 +10,13 @@ from __future__ import annotations
 
 import shutil
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from rostergate import timeutil
+from rostergate.formats.csvio import sharing_loaded_tables
 from rostergate.formats.issues import Issue
 
 WORK_DIR = "work"
@@ -67,7 +69,8 @@ def prepare(run_dir: str, upload: str, input_format: str, output_format: str, pr
             mapping: Any = None, encoding: str = "convert") -> Prepared:
     """Turn the spooled ``upload`` into a deliverable ZIP inside ``run_dir`` (blocking, CPU-bound)."""
     from rostergate.formats.archive import unpack
-    from rostergate.formats.convert import convert_dir, conversion_summary, write_asm_zip
+    from rostergate.formats.asmwrite import csv_bytes, zip_bytes
+    from rostergate.formats.convert import convert_dir, conversion_summary
     from rostergate.formats.detect import detect_format
     from rostergate.formats.validate import validate_dir
 
@@ -111,8 +114,7 @@ def prepare(run_dir: str, upload: str, input_format: str, output_format: str, pr
         warnings = len(result.issues) - errors
         return ("ok" if result.valid else "failed"), f"{errors} error(s), {warnings} warning(s)", result.valid
 
-    if not steps.run("validate", do_validate) or prepared.format is None:
-        return prepared
+    output_files: dict[str, bytes] = {}  # the converted ASM CSVs, name -> bytes
 
     def do_convert():
         target = "asm" if output_format == "asm" else None
@@ -121,23 +123,31 @@ def prepare(run_dir: str, upload: str, input_format: str, output_format: str, pr
             return "skipped", "output = same: the upload is delivered as it came", True
         conversion = convert_dir(source, prepared.format, mapping)
         prepared.issues.extend(conversion.issues)
-        if any(i.severity == "error" for i in conversion.issues):
+        if not conversion.ok:
             return "failed", "conversion failed", False
         converted.mkdir(mode=0o700)
-        write_asm_zip(conversion, Path(run_dir) / OUTPUT_NAME)
+        for name, frame in conversion.tables.items():
+            output_files[name] = csv_bytes(frame)
+            (converted / name).write_bytes(output_files[name])
         prepared.summary = conversion_summary(conversion)
         return "ok", prepared.summary.splitlines()[0] if prepared.summary else "converted", True
 
-    if not steps.run("convert", do_convert):
+    with sharing_loaded_tables():  # validate and convert read the same files: parse them once
+        if not steps.run("validate", do_validate) or prepared.format is None:
+            return prepared
+        converted_ok = steps.run("convert", do_convert)
+    if not converted_ok:
         return prepared
 
     def do_check_output():
-        if output_format != "asm":
+        if not output_files:
             return "skipped", "", True
-        check_dir = converted / "check"
-        check_dir.mkdir()
-        unpack(Path(run_dir) / OUTPUT_NAME, check_dir)
-        result = validate_dir(check_dir, format="asm", profile="asm")
+        # The ZIP is built from the very bytes being checked; zlib and the CSV parser both
+        # release the GIL, so compressing overlaps with validating.
+        with ThreadPoolExecutor(max_workers=1) as pool:
+            zipped = pool.submit(lambda: (Path(run_dir) / OUTPUT_NAME).write_bytes(zip_bytes(output_files)))
+            result = validate_dir(converted, format="asm", profile="asm")
+            zipped.result()
         if not result.valid:
             prepared.issues.extend(
                 Issue("error", "output." + i.code, f"the converted ASM files break a rule: {i.message}",

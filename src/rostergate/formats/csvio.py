@@ -17,6 +17,8 @@ from __future__ import annotations
 import csv
 import io
 import re
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -82,6 +84,26 @@ def read_table_with_issues(
     return frame, loaded.issues
 
 
+# While set (see :func:`sharing_loaded_tables`), parsed tables are reused instead of re-read.
+_shared: dict[tuple, "LoadedTable"] | None = None
+
+
+@contextmanager
+def sharing_loaded_tables() -> Iterator[None]:
+    """Within this block, loading the same unchanged file with the same options parses it once.
+
+    A run validates its upload and then converts it: both read the same files. Callers
+    must treat a :class:`LoadedTable`'s frame as read-only (validators only read; the
+    converter copies before it changes anything).
+    """
+    global _shared
+    previous, _shared = _shared, {}
+    try:
+        yield
+    finally:
+        _shared = previous
+
+
 # Apple escapes quotes and line breaks in values with a backslash (asm.md §1.1).
 ASM_ESCAPE = "\\"
 
@@ -99,13 +121,23 @@ def load_table(
     ``escape_char="\\"`` reads Apple's dialect (asm.md §1.1: ``\\"`` inside quotes);
     RFC 4180 quote doubling is accepted as well.
     """
-    return load_bytes(
-        Path(path).read_bytes(),
-        name or Path(path).name,
+    path = Path(path)
+    key = None
+    if _shared is not None:
+        stat = path.stat()
+        key = (str(path), name, encoding_policy, allowed_delimiters, escape_char, stat.st_size, stat.st_mtime_ns)
+        if key in _shared:
+            return _shared[key]
+    loaded = load_bytes(
+        path.read_bytes(),
+        name or path.name,
         encoding_policy=encoding_policy,
         allowed_delimiters=allowed_delimiters,
         escape_char=escape_char,
     )
+    if key is not None and _shared is not None:
+        _shared[key] = loaded
+    return loaded
 
 
 def load_bytes(
