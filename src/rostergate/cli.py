@@ -9,6 +9,8 @@ from __future__ import annotations
 import asyncio
 import json
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import click
@@ -64,6 +66,17 @@ def table(rows: list[list[str]], headers: list[str]) -> None:
     widths = [max(len(str(x)) for x in column) for column in zip(headers, *rows)]
     for row in [headers, *rows]:
         click.echo("  ".join(str(v).ljust(w) for v, w in zip(row, widths)).rstrip())
+
+
+@contextmanager
+def account_errors() -> Iterator[None]:
+    """Turn a refused account request into ``error: ...`` and exit code 1."""
+    from rostergate.accounts import AccountError
+
+    try:
+        yield
+    except AccountError as exc:
+        fail(str(exc))
 
 
 def fail(message: str, code: int = 1) -> None:
@@ -157,12 +170,8 @@ def _read_keys(files: tuple[Path, ...]) -> str:
 @pass_context
 def accounts_create(ctx: Context, name: str, public_keys: tuple[Path, ...], no_password: bool, as_json: bool) -> None:
     """Create a file account; prints its connection details and, once, its password."""
-    from rostergate.accounts import AccountError
-
-    try:
+    with account_errors():
         account, password = ctx.accounts().create(name, _read_keys(public_keys), with_password=not no_password)
-    except AccountError as exc:
-        fail(str(exc))
     data = _credentials(ctx, account, password)
     emit_json(data) if as_json else _print_credentials(data)
 
@@ -205,12 +214,8 @@ def accounts_show(ctx: Context, name: str, as_json: bool) -> None:
 @pass_context
 def accounts_regenerate(ctx: Context, name: str, as_json: bool) -> None:
     """Replace the account's password with a new generated one (shown once)."""
-    from rostergate.accounts import AccountError
-
-    try:
+    with account_errors():
         account, password = ctx.accounts().regenerate_password(name)
-    except AccountError as exc:
-        fail(str(exc))
     data = _credentials(ctx, account, password)
     emit_json(data) if as_json else _print_credentials(data)
 
@@ -221,12 +226,8 @@ def accounts_regenerate(ctx: Context, name: str, as_json: bool) -> None:
 @pass_context
 def accounts_set_key(ctx: Context, name: str, file: Path) -> None:
     """Replace the account's public keys with those in FILE (authorized_keys format)."""
-    from rostergate.accounts import AccountError
-
-    try:
+    with account_errors():
         account = ctx.accounts().set_keys(name, _read_keys((file,)))
-    except AccountError as exc:
-        fail(str(exc))
     click.echo(f"account {account.name}: {len(account.public_keys)} public key(s) set")
 
 
@@ -235,12 +236,8 @@ def accounts_set_key(ctx: Context, name: str, file: Path) -> None:
 @pass_context
 def accounts_disable(ctx: Context, name: str) -> None:
     """Refuse logins for the account (its files and history stay)."""
-    from rostergate.accounts import AccountError
-
-    try:
+    with account_errors():
         ctx.accounts().set_disabled(name, True)
-    except AccountError as exc:
-        fail(str(exc))
     click.echo(f"account {name} disabled")
 
 
@@ -249,12 +246,8 @@ def accounts_disable(ctx: Context, name: str) -> None:
 @pass_context
 def accounts_enable(ctx: Context, name: str) -> None:
     """Allow logins for a disabled account again."""
-    from rostergate.accounts import AccountError
-
-    try:
+    with account_errors():
         ctx.accounts().set_disabled(name, False)
-    except AccountError as exc:
-        fail(str(exc))
     click.echo(f"account {name} enabled")
 
 
@@ -263,12 +256,8 @@ def accounts_enable(ctx: Context, name: str) -> None:
 @pass_context
 def accounts_delete(ctx: Context, name: str) -> None:
     """Delete the account and its home; refused while a flow uses it."""
-    from rostergate.accounts import AccountError
-
-    try:
+    with account_errors():
         ctx.accounts().delete(name, {f.account for f in ctx.settings.flows})
-    except AccountError as exc:
-        fail(str(exc))
     click.echo(f"account {name} deleted")
 
 

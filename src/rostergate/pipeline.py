@@ -27,7 +27,6 @@ import structlog
 from rostergate import forward, metrics, safeguard, timeutil
 from rostergate.accounts import AccountStore
 from rostergate.config import Flow, Settings
-from rostergate.formats.issues import Issue
 from rostergate.history import History, Run
 from rostergate.prepare import OUTPUT_NAME, Prepared, prepare
 from rostergate.reports import write_report

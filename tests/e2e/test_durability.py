@@ -5,24 +5,20 @@ from __future__ import annotations
 import json
 import signal
 import sqlite3
-import subprocess
 import time
 from pathlib import Path
 
 import pytest
 
+from tests.sftp.helpers import sftp_batch
 from tests.conftest import ONEROSTER_11_VALID, Daemon, make_keypair, require_tool, zip_folder
 from tests.downstream import OpenSSHDownstream
 
 pytestmark = pytest.mark.e2e
 
 
-def put(daemon: Daemon, key: Path, local: Path, account: str) -> None:
-    result = subprocess.run(
-        ["sftp", "-q", "-i", str(key), "-P", str(daemon.port), "-o", "StrictHostKeyChecking=no",
-         "-o", "UserKnownHostsFile=/dev/null", "-o", "BatchMode=yes", "-b", "-", f"{account}@127.0.0.1"],
-        input=f"put {local}\n", capture_output=True, text=True, timeout=60,
-    )
+def upload(daemon: Daemon, key: Path, local: Path, account: str = "district-a") -> None:
+    result = sftp_batch(daemon, account, f"put {local}\n", key=key)
     assert result.returncode == 0, result.stderr
 
 
@@ -41,7 +37,7 @@ def test_outage_retries_then_delivers_and_survives_kill_9(tmp_path, sshd):
     daemon = Daemon(tmp_path, flows_toml=flows).start()
     key = make_keypair(tmp_path)
     daemon.cli("accounts", "create", "district-a", "--public-key", f"{key}.pub", "--no-password")
-    put(daemon, key, zip_folder(ONEROSTER_11_VALID, tmp_path / "roster.zip"), "district-a")
+    upload(daemon, key, zip_folder(ONEROSTER_11_VALID, tmp_path / "roster.zip"))
     runs = daemon.wait_for_runs(1, timeout=30)
     assert runs[0]["status"] == "retrying"
 
@@ -61,7 +57,7 @@ def test_gives_up_after_max_attempts_and_reports_failed(tmp_path, sshd):
     daemon = Daemon(tmp_path, flows_toml=flows).start()
     key = make_keypair(tmp_path)
     daemon.cli("accounts", "create", "district-a", "--public-key", f"{key}.pub", "--no-password")
-    put(daemon, key, zip_folder(ONEROSTER_11_VALID, tmp_path / "roster.zip"), "district-a")
+    upload(daemon, key, zip_folder(ONEROSTER_11_VALID, tmp_path / "roster.zip"))
     deadline_runs = daemon.wait_for_runs(1, timeout=30)
     for _ in range(60):  # bounded: up to ~18 s
         run = daemon.runs()[0]

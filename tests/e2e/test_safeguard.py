@@ -3,24 +3,20 @@
 from __future__ import annotations
 
 import shutil
-import subprocess
 import time
 from pathlib import Path
 
 import pandas as pd
 import pytest
 
+from tests.sftp.helpers import sftp_batch
 from tests.conftest import ONEROSTER_11_VALID, Daemon, make_keypair, require_tool, zip_folder
 
 pytestmark = pytest.mark.e2e
 
 
-def put(daemon: Daemon, key: Path, local: Path) -> None:
-    result = subprocess.run(
-        ["sftp", "-q", "-i", str(key), "-P", str(daemon.port), "-o", "StrictHostKeyChecking=no",
-         "-o", "UserKnownHostsFile=/dev/null", "-o", "BatchMode=yes", "-b", "-", "district-a@127.0.0.1"],
-        input=f"put {local}\n", capture_output=True, text=True, timeout=60,
-    )
+def upload(daemon: Daemon, key: Path, local: Path, account: str = "district-a") -> None:
+    result = sftp_batch(daemon, account, f"put {local}\n", key=key)
     assert result.returncode == 0, result.stderr
 
 
@@ -56,11 +52,11 @@ def test_big_drop_is_held_until_an_operator_decides(tmp_path):
     key = make_keypair(tmp_path)
     daemon.cli("accounts", "create", "district-a", "--public-key", f"{key}.pub", "--no-password")
 
-    put(daemon, key, zip_folder(ONEROSTER_11_VALID, tmp_path / "full.zip"))
+    upload(daemon, key, zip_folder(ONEROSTER_11_VALID, tmp_path / "full.zip"))
     first = daemon.wait_for_runs(1)[0]
     assert first["status"] == "delivered"
 
-    put(daemon, key, without_students(tmp_path, keep=1, name="partial"))
+    upload(daemon, key, without_students(tmp_path, keep=1, name="partial"))
     second = next(r for r in daemon.wait_for_runs(2) if r["id"] != first["id"])
     assert second["status"] == "held"
     assert len(list(outbox.iterdir())) == 1  # nothing more was delivered
@@ -75,7 +71,7 @@ def test_big_drop_is_held_until_an_operator_decides(tmp_path):
     wait_status(daemon, second["id"], "delivered")
     assert len(list(outbox.iterdir())) == 2
 
-    put(daemon, key, without_students(tmp_path, keep=0, name="empty"))
+    upload(daemon, key, without_students(tmp_path, keep=0, name="empty"))
     third = next(r for r in daemon.wait_for_runs(3) if r["id"] not in (first["id"], second["id"]))
     assert third["status"] == "held"
     daemon.cli("runs", "reject", third["id"])

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import io
 import re
-import subprocess
 import zipfile
 from pathlib import Path
 
@@ -17,6 +16,7 @@ import pytest
 
 from tests.conftest import ONEROSTER_11_VALID, make_keypair, require_tool, zip_folder
 from tests.downstream import OpenSSHDownstream
+from tests.sftp.helpers import sftp_batch
 
 ASM_HEADERS = {
     "students.csv": "person_id,person_number,first_name,middle_name,last_name,grade_level,email_address,"
@@ -38,15 +38,6 @@ def assert_asm_header(found: str, template: str, name: str) -> None:
     assert [c for c in columns if c in expected] == expected, (name, found)
     extras = [c for c in columns if c not in expected]
     assert all(re.fullmatch(r"(location_id|instructor_id)_\d+", c) for c in extras), (name, extras)
-
-
-def sftp_batch(port: int, key: Path, commands: str, user: str = "district-a") -> subprocess.CompletedProcess:
-    """Run OpenSSH ``sftp`` in batch mode against the daemon on loopback."""
-    return subprocess.run(
-        ["sftp", "-q", "-i", str(key), "-P", str(port), "-o", "StrictHostKeyChecking=no",
-         "-o", "UserKnownHostsFile=/dev/null", "-o", "BatchMode=yes", "-b", "-", f"{user}@127.0.0.1"],
-        input=commands, capture_output=True, text=True, timeout=60,
-    )
 
 
 @pytest.fixture(scope="module")
@@ -81,7 +72,7 @@ def test_account_create_json_follows_the_contract(world):
 def test_valid_oneroster_upload_is_delivered_as_six_asm_files(world):
     daemon, downstream, key, root = world
     upload = zip_folder(ONEROSTER_11_VALID, root / "roster.zip")
-    result = sftp_batch(daemon.port, key, f"put {upload}\n")
+    result = sftp_batch(daemon, "district-a", key=key, commands=f"put {upload}\n")
     assert result.returncode == 0, result.stderr
     runs = daemon.wait_for_runs(1, timeout=30)
     assert len(runs) == 1
@@ -113,14 +104,14 @@ def test_upload_without_users_csv_is_rejected_with_a_readable_report(world):
     daemon, downstream, key, root = world
     before = {r["id"] for r in daemon.runs()}
     upload = zip_folder(ONEROSTER_11_VALID, root / "no-users.zip", skip=("users.csv",))
-    assert sftp_batch(daemon.port, key, f"put {upload}\n").returncode == 0
+    assert sftp_batch(daemon, "district-a", key=key, commands=f"put {upload}\n").returncode == 0
     runs = daemon.wait_for_runs(len(before) + 1, timeout=30)
     run = next(r for r in runs if r["id"] not in before)
     assert run["status"] == "rejected"
     assert len(list(downstream.dropbox.iterdir())) == 1  # nothing new was forwarded
 
     fetched = root / "fetched-report.txt"
-    result = sftp_batch(daemon.port, key, f"get reports/{run['id']}.txt {fetched}\n")
+    result = sftp_batch(daemon, "district-a", key=key, commands=f"get reports/{run['id']}.txt {fetched}\n")
     assert result.returncode == 0, result.stderr
     report = fetched.read_text()
     assert "REJECTED" in report and "users.csv" in report
@@ -128,7 +119,7 @@ def test_upload_without_users_csv_is_rejected_with_a_readable_report(world):
     assert any(i["severity"] == "error" and "users.csv" in (i["file"] or "") + i["message"] for i in issues)
 
     # reports/ is read-only for the tenant.
-    refused = sftp_batch(daemon.port, key, f"put {upload} reports/mine.zip\n")
+    refused = sftp_batch(daemon, "district-a", key=key, commands=f"put {upload} reports/mine.zip\n")
     assert refused.returncode != 0
     assert not (daemon.home("district-a") / "reports" / "mine.zip").exists()
 
