@@ -77,12 +77,17 @@ def escape_column(values) -> pa.Array:
 
 def _concatenated(lines: pa.Array) -> bytes:
     """The values of a null-free string array back to back (its data buffer, sliced)."""
+    return bytes(_data_view(lines))
+
+
+def _data_view(lines: pa.Array) -> memoryview:
+    """:func:`_concatenated` without the copy: a view of the array's data buffer."""
     lines = lines.cast(pa.large_string())
     offsets = np.frombuffer(lines.buffers()[1], dtype=np.int64)[lines.offset: lines.offset + len(lines) + 1]
     data = lines.buffers()[2]
     if data is None or len(lines) == 0:
-        return b""
-    return data.to_pybytes()[int(offsets[0]): int(offsets[-1])]
+        return memoryview(b"")
+    return memoryview(data)[int(offsets[0]): int(offsets[-1])]
 
 
 def csv_bytes(frame: pd.DataFrame) -> bytes:
@@ -91,9 +96,10 @@ def csv_bytes(frame: pd.DataFrame) -> bytes:
     if frame.empty:
         return header
     columns = [escape_column(frame[c]) for c in frame.columns]
-    joined = columns[0] if len(columns) == 1 else pc.binary_join_element_wise(*columns, _large(","))
-    lines = pc.binary_join_element_wise(joined, _large(""), _large("\n"))  # "row" + LF + ""
-    return header + _concatenated(lines)
+    # LF goes onto the last column ("value" + LF + ""), which is cheaper than a second pass over whole rows
+    columns[-1] = pc.binary_join_element_wise(columns[-1], _large(""), _large("\n"))
+    lines = columns[0] if len(columns) == 1 else pc.binary_join_element_wise(*columns, _large(","))
+    return b"".join((header, _data_view(lines)))
 
 
 def _large(text: str) -> pa.Scalar:

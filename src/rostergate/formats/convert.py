@@ -467,6 +467,16 @@ def _duplicated(*columns: pd.Series) -> np.ndarray:
     return out
 
 
+def _attach(frame: pd.DataFrame, key: str, wide: pd.DataFrame) -> pd.DataFrame:
+    """``frame.merge(wide, left_on=key, right_index=True, how="left")`` for a unique string index."""
+    if wide.empty and not len(wide.columns):
+        return frame
+    pos = _position(frame[key], pd.Series(wide.index, dtype="str"))
+    take = pa.array(pos, mask=pos < 0)
+    columns = {c: pd.Series(pc.take(_arrow(wide[c]), take), index=frame.index, dtype="str") for c in wide.columns}
+    return frame.assign(**columns)
+
+
 def _strictly_increasing(key: pa.Array | pa.ChunkedArray) -> bool:
     """True when every value is greater than the one before (so sorted and unique)."""
     if len(key) < 2:
@@ -509,7 +519,15 @@ def _wide(pairs: pd.DataFrame, key: str, value: str, base: str, limit: int) -> p
     The n-th pair of a key (in the pairs' order) fills column n; pairs past ``limit``
     are ignored (callers count them).
     """
-    pairs = pairs.assign(_pos=pairs.groupby(key, sort=False).cumcount())
+    position = pairs.groupby(key, sort=False).cumcount()
+    if len(pairs) and int(position.max()) == 0:  # one value per key: no pivot needed
+        keys, values = pairs[key].astype("str"), pairs[value].astype("str")
+        if not _strictly_increasing(_arrow(keys)):
+            order = pc.sort_indices(_arrow(keys)).to_numpy()  # stable, like pivot's sorted index
+            keys, values = keys.iloc[order], values.iloc[order]
+        index = pd.Index(keys.array, name=key)
+        return pd.DataFrame({base: pd.Series(values.array, index=index)})
+    pairs = pairs.assign(_pos=position)
     pairs = pairs[pairs["_pos"] < limit]
     wide = pairs.pivot(index=key, columns="_pos", values=value)
     wide.columns = [base if p == 0 else f"{base}_{p + 1}" for p in wide.columns]
@@ -831,11 +849,12 @@ class _OneRoster:
         allowed = _allowed(pairs["item"], f.include_schools, f.exclude_schools)
         ok = allowed & _isin(pairs["item"], self.available)
         kept = _isin(users["sourcedId"], pairs.loc[ok, "id"])
-        filtered = _isin(users["sourcedId"], pairs.loc[~allowed, "id"])
+        filtered = (_isin(users["sourcedId"], pairs.loc[~allowed, "id"]) if not allowed.all()
+                    else pd.Series(False, index=users.index))
         # a user left without an org: the school filter explains it before a missing org does
         users = self.ledger.drop(users, ~kept & filtered, file, "filter_school")
         users = self.ledger.drop(users, ~kept[users.index], file, "location_missing")
-        lost = pairs[~ok & allowed & _isin(pairs["id"], users["sourcedId"])]
+        lost = pairs[~ok & allowed & _isin(pairs["id"], users["sourcedId"])] if not ok.all() else pairs.iloc[:0]
         if len(lost):
             first_id, first_org = lost["id"].iat[0], lost["item"].iat[0]
             line = int(users["_line"].to_numpy()[_position(pd.Series([first_id], dtype="str"), users["sourcedId"])[0]])
@@ -848,7 +867,7 @@ class _OneRoster:
 
     def _person_tables(self, people: pd.DataFrame, pairs: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
         wide = _wide(pairs, "id", "item", "location_id", MAX_LOCATIONS)
-        people = people.merge(wide, left_on="sourcedId", right_index=True, how="left")
+        people = _attach(people, "sourcedId", wide)
         people["_password_policy"] = self._password_policy(people)
         tables = []
         for category, name in (("student", "students"), ("staff", "staff")):
@@ -927,7 +946,7 @@ class _OneRoster:
         frame = pd.DataFrame({"class_id": classes["sourcedId"], "class_number": values.pop("class_number"),
                               "course_id": classes["courseSourcedId"]})
         wide = _wide(instructors, "class", "user", "instructor_id", MAX_INSTRUCTORS)
-        slots = frame[["class_id"]].merge(wide, left_on="class_id", right_index=True, how="left")
+        slots = _attach(frame[["class_id"]], "class_id", wide)
         extra = [f"instructor_id_{i}" for i in range(4, MAX_INSTRUCTORS + 1) if f"instructor_id_{i}" in wide]
         for column in ["instructor_id", "instructor_id_2", "instructor_id_3", *extra]:
             frame[column] = slots[column].fillna("").astype("str").to_numpy() if column in slots else ""
@@ -970,8 +989,11 @@ class _OneRoster:
         e = drop(e, e["_student"] & ~in_students, file, "user_not_student")
         in_students = e["_user_pos"] < len(students)
         e = drop(e, ~e["_student"] & in_students, file, "user_not_staff")
-        pair = e["_class_pos"].to_numpy() * max(len(people), 1) + e["_user_pos"].to_numpy()
-        e = drop(e, pd.Series(pair).duplicated(keep="first").to_numpy(), file, "duplicate_pair")
+        # user-major key: exports are usually ordered by user, and a strictly increasing
+        # key has no repeats, which saves hashing a million pairs
+        pair = e["_user_pos"].to_numpy() * max(len(class_ids), 1) + e["_class_pos"].to_numpy()
+        if len(pair) > 1 and not bool((pair[1:] > pair[:-1]).all()):
+            e = drop(e, pd.Series(pair).duplicated(keep="first").to_numpy(), file, "duplicate_pair")
 
         student = e["_student"].to_numpy()
         teach = e.loc[~student, ["sourcedId", "_class", "_user", "_line"]]
