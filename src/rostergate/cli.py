@@ -281,16 +281,22 @@ def runs_list(ctx: Context, account: str | None, status: str | None, since: str 
 
     if status and status not in STATUSES:
         fail(f"--status must be one of {', '.join(STATUSES)}", 2)
-    try:
-        since_at = timeutil.parse_since(since) if since else None
-    except ValueError:
-        fail(f"--since {since!r}: use 24h, 7d, 30m or an ISO date such as 2026-11-01", 2)
-    items = ctx.history().list(account=account, status=status, since=since_at, limit=limit)
+    items = ctx.history().list(account=account, status=status, since=_since(since), limit=limit)
     if as_json:
         emit_json([r.to_dict() for r in items])
         return
     table([[r.id, r.account, r.status, r.input_format or "-", r.received_at, r.finished_at or "-", r.upload_name]
            for r in items], ["ID", "ACCOUNT", "STATUS", "FORMAT", "RECEIVED", "FINISHED", "UPLOAD"])
+
+
+def _since(text: str | None):
+    """``--since`` as a UTC datetime, or None; exits 2 naming the accepted forms."""
+    if not text:
+        return None
+    try:
+        return timeutil.parse_since(text)
+    except ValueError:
+        fail(f"--since {text!r}: use 24h, 7d, 30m or an ISO date such as 2026-11-01", 2)
 
 
 @runs.command("show")
@@ -324,11 +330,7 @@ def runs_show(ctx: Context, run_id: str, as_json: bool) -> None:
 @pass_context
 def runs_stats(ctx: Context, since: str | None, as_json: bool) -> None:
     """Counts of runs per status and per account."""
-    try:
-        since_at = timeutil.parse_since(since) if since else None
-    except ValueError:
-        fail(f"--since {since!r}: use 24h, 7d, 30m or an ISO date", 2)
-    data = ctx.history().stats(since_at)
+    data = ctx.history().stats(_since(since))
     if as_json:
         emit_json(data)
         return
