@@ -365,10 +365,15 @@ def runs_reject(ctx: Context, run_id: str) -> None:
     click.echo(f"run {run_id} discarded")
 
 
-def _held(history, run_id: str):
+def _existing_run(history, run_id: str):
     run = history.get(run_id)
     if run is None:
-        fail(f"run {run_id!r} does not exist")
+        fail(f"run {run_id!r} does not exist (see 'rostergate runs list')")
+    return run
+
+
+def _held(history, run_id: str):
+    run = _existing_run(history, run_id)
     if run.status != "held":
         fail(f"run {run_id} is {run.status}; only held runs can be approved or rejected")
     return run
@@ -382,9 +387,7 @@ def runs_diff(ctx: Context, run_id: str, as_json: bool) -> None:
     """What the run changes against the account's last delivery, file by file."""
     from rostergate.safeguard import render_diff
 
-    run = ctx.history().get(run_id)
-    if run is None:
-        fail(f"run {run_id!r} does not exist")
+    run = _existing_run(ctx.history(), run_id)
     if not run.diff_json:
         fail(f"run {run_id} has no diff: it did not reach the safeguard step ({run.status})")
     data = json.loads(run.diff_json)
@@ -397,9 +400,7 @@ def runs_diff(ctx: Context, run_id: str, as_json: bool) -> None:
 def runs_retry(ctx: Context, run_id: str) -> None:
     """Start a failed run again from its spooled upload."""
     history = ctx.history()
-    run = history.get(run_id)
-    if run is None:
-        fail(f"run {run_id!r} does not exist")
+    run = _existing_run(history, run_id)
     if run.status not in ("failed", "retrying"):
         fail(f"run {run_id} is {run.status}; only failed or retrying runs can be retried")
     history.set_status(run_id, "received", "retry requested by an operator", finished_at=None, attempts=0)

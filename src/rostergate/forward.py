@@ -10,6 +10,7 @@ Apple's drop box hides a file as soon as it is written (asm.md §2.4).
 from __future__ import annotations
 
 import base64
+import hashlib
 import os
 import shutil
 import socket
@@ -63,8 +64,6 @@ class _PinnedHostKey(paramiko.MissingHostKeyPolicy):
 
 
 def _fingerprint(key: paramiko.PKey) -> str:
-    import hashlib
-
     return base64.b64encode(hashlib.sha256(key.asbytes()).digest()).decode().rstrip("=")
 
 

@@ -45,23 +45,17 @@ class Intake:
         self.spool = Path(data_dir) / SPOOL_DIR
         self.spool.mkdir(parents=True, exist_ok=True, mode=0o700)
         self._wake = wake
-        self._busy: set[Path] = set()
 
     async def upload_finished(self, account: str, path: Path) -> str | None:
         """Check that ``path`` is a complete ZIP and, if so, start a run; returns the run id.
 
-        An incomplete or corrupt ZIP is left where it is (a client may resume it).
+        An incomplete or corrupt ZIP is left where it is; the SFTP server then puts it
+        back in the home so that the client can resume it.
         """
-        if path in self._busy:
+        if not await asyncio.to_thread(is_complete_zip, path):
+            log.info("upload_incomplete", account=account, upload=path.name)
             return None
-        self._busy.add(path)
-        try:
-            if not await asyncio.to_thread(is_complete_zip, path):
-                log.info("upload_incomplete", account=account, upload=path.name)
-                return None
-            return await asyncio.to_thread(self.accept, account, path)
-        finally:
-            self._busy.discard(path)
+        return await asyncio.to_thread(self.accept, account, path)
 
     def accept(self, account: str, path: Path, upload_name: str | None = None) -> str | None:
         """Move ``path`` into the spool and record a ``received`` run (blocking; call in a thread)."""
@@ -97,8 +91,9 @@ class Intake:
         """Start runs the daemon may have missed while it was down.
 
         * spooled uploads without a run (killed between move and record);
-        * complete ``*.zip`` files left in account ``homes`` (killed between the
-          client's close and the move). Incomplete ones stay for a resume.
+        * complete ``*.zip`` files left in account ``homes`` (put back after an
+          intake failure, or written there while the daemon was down).
+          Incomplete ones stay for a resume.
         """
         recovered = self._recover_spool()
         for account, home in (homes or {}).items():
