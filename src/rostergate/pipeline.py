@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
+import traceback
 from concurrent.futures import Executor
 from datetime import timedelta
 from pathlib import Path
@@ -108,8 +109,10 @@ class Pipeline:
                 if await self._hold_if_unsafe(run, flow, output, bound, summary):
                     return
             await self._forward(run, flow, output, bound, summary)
-        except Exception:
-            bound.exception("run_internal_error")
+        except Exception as exc:
+            # An exception's text may quote roster values (a name in a KeyError), so the log
+            # gets its type and where it was raised, never its message.
+            bound.error("run_internal_error", error=type(exc).__name__, where=_raised_at(exc))
             self._finish(run, "failed", "internal error; the operator can retry this run")
 
     async def _prepare(self, run: Run, flow: Flow, bound) -> Prepared:
@@ -187,3 +190,12 @@ class Pipeline:
         home = self.accounts.home(run.account)
         if home.exists():
             write_report(home, finished, self.history.steps(run.id), self.history.issues(run.id), summary)
+
+
+def _raised_at(exc: BaseException) -> str:
+    """``module.py:123 in function`` of the innermost frame that raised ``exc`` here."""
+    frames = traceback.extract_tb(exc.__traceback__)
+    if not frames:
+        return "unknown"
+    last = frames[-1]
+    return f"{Path(last.filename).name}:{last.lineno} in {last.name}"
