@@ -106,3 +106,13 @@ host_key = "ssh-ed25519 AAAA"
 """)
     with pytest.raises(config.ConfigError, match=r"flows\[0\]\.downstream\.host_key"):
         config.load(path)
+
+
+def test_retry_cap_and_encoding_policy_parse_and_are_checked(tmp_path):
+    base = f'[[flows]]\naccount = "a"\nencoding = "ENC"\n[flows.downstream]\nurl = "{tmp_path.as_uri()}"\nretry_max_seconds = CAP\n'
+    flow = config.load(write(tmp_path, base.replace("ENC", "reject").replace("CAP", "90"))).flow_for("a")
+    assert flow.encoding == "reject" and flow.downstream.retry_max_seconds == 90
+    with pytest.raises(config.ConfigError) as caught:
+        config.load(write(tmp_path, base.replace("ENC", "latin1").replace("CAP", "-1")))
+    text = "\n".join(caught.value.problems)
+    assert "flows[0].encoding" in text and "flows[0].downstream.retry_max_seconds" in text
