@@ -155,15 +155,31 @@ class _Ledger:
         """Record ``frame[mask]`` as dropped for ``reason``; return the rest."""
         mask = np.asarray(mask, dtype=bool)
         if mask.any():
-            gone = frame.loc[mask]
-            self.parts.append(pd.DataFrame({
-                "file": file, "line": gone["_line"].to_numpy(),
-                "sourcedId": gone["sourcedId"].to_numpy(), "reason": reason,
-            }))
-            dropped = self.counts[file].dropped
-            dropped[reason] = dropped.get(reason, 0) + int(mask.sum())
-            return frame.loc[~mask]
+            self._record(frame, mask, file, reason)
+            return _select(frame, ~mask)
         return frame
+
+    def drop_where(self, frame: pd.DataFrame, alive: np.ndarray, mask: pd.Series | np.ndarray, file: str,
+                   reason: str) -> np.ndarray:
+        """:meth:`drop` without copying ``frame``: rows stay, ``alive`` marks those not yet dropped.
+
+        Records the rows that are alive and in ``mask``; returns the new ``alive``.
+        For the biggest file, where filtering a wide frame once per reason costs more
+        than the checks themselves.
+        """
+        hit = alive & np.asarray(mask, dtype=bool)
+        if hit.any():
+            self._record(frame, hit, file, reason)
+            return alive & ~hit
+        return alive
+
+    def _record(self, frame: pd.DataFrame, mask: np.ndarray, file: str, reason: str) -> None:
+        gone = _select(frame[["_line", "sourcedId"]], mask)
+        self.parts.append(pd.DataFrame({
+            "file": file, "line": gone["_line"].to_numpy(), "sourcedId": gone["sourcedId"].to_numpy(), "reason": reason,
+        }))
+        dropped = self.counts[file].dropped
+        dropped[reason] = dropped.get(reason, 0) + int(mask.sum())
 
     def used(self, file: str, count: int) -> None:
         self.counts[file].output += count
@@ -394,6 +410,30 @@ def _col(frame: pd.DataFrame, name: str) -> pd.Series:
     return pd.Series("", index=frame.index, dtype="str")
 
 
+def _select(frame: pd.DataFrame, mask: np.ndarray) -> pd.DataFrame:
+    """``frame[mask]`` (index kept) through Arrow's filter kernel.
+
+    pandas' boolean indexing of Arrow-backed string columns goes through a generic
+    take that is several times slower than ``pyarrow.compute.filter``; on the
+    enrolments file that difference is most of the conversion time.
+    """
+    mask = np.asarray(mask, dtype=bool)
+    rows = np.flatnonzero(mask)
+    if len(rows) and int(rows[-1]) - int(rows[0]) + 1 == len(rows):  # one block: a zero-copy slice
+        return frame.iloc[int(rows[0]): int(rows[-1]) + 1]
+    keep = pa.array(mask)
+    columns = {}
+    for name in frame.columns:
+        column = frame[name]
+        if isinstance(column.dtype, pd.StringDtype) and column.dtype.storage == "pyarrow":
+            columns[name] = pd.Series(pc.filter(pa.array(column), keep), dtype=column.dtype, copy=False)
+        else:
+            columns[name] = pd.Series(column.to_numpy()[mask], dtype=column.dtype, copy=False)
+    selected = pd.DataFrame(columns, copy=False)
+    selected.index = frame.index[mask]
+    return selected
+
+
 def _lineage(file: str, lines: pd.Series) -> pd.DataFrame:
     """(source_file, source_line) per output row; the constant file name costs one category."""
     return pd.DataFrame({
@@ -464,6 +504,32 @@ def _duplicated(*columns: pd.Series) -> np.ndarray:
     same = pc.equal(ordered.slice(1), ordered.slice(0, n - 1)).to_numpy(zero_copy_only=False)
     out = np.zeros(n, dtype=bool)
     out[order.to_numpy()[1:][same]] = True
+    return out
+
+
+def _repeated_pairs(alive: np.ndarray, first: np.ndarray, second: np.ndarray, width: int) -> np.ndarray:
+    """Rows (among ``alive``) whose (first, second) code pair appeared on an earlier alive row.
+
+    Codes are non-negative ints, ``second`` below ``width``. Exports come in long
+    sorted runs (by user, then by class for the teachers, say): a strictly
+    increasing key has no repeats at all, and a key made of few runs sorts in
+    near-linear time (timsort merges runs), which beats hashing a million pairs;
+    a shuffled key is hashed.
+    """
+    rows = np.flatnonzero(alive)
+    out = np.zeros(len(alive), dtype=bool)
+    if len(rows) < 2:
+        return out
+    key = first[rows] * width + second[rows]
+    steps = np.diff(key)
+    if bool((steps > 0).all()):
+        return out
+    if np.count_nonzero(steps < 0) < len(key) // 64:
+        order = np.argsort(key, kind="stable")  # stable: the first of equal keys is the earliest row
+        ordered = key[order]
+        out[rows[order[1:][ordered[1:] == ordered[:-1]]]] = True
+    else:
+        out[rows[pd.Series(key).duplicated(keep="first").to_numpy()]] = True
     return out
 
 
@@ -845,7 +911,7 @@ class _OneRoster:
     def _resolve_orgs(self, users: pd.DataFrame, pairs: pd.DataFrame, file: str) -> tuple[pd.DataFrame, pd.DataFrame]:
         """Keep (user, org) pairs whose org is in the output; drop users left with none."""
         f = self.filters
-        pairs = pairs[~_duplicated(pairs["id"], pairs["item"])]
+        pairs = _select(pairs, ~_duplicated(pairs["id"], pairs["item"]))
         allowed = _allowed(pairs["item"], f.include_schools, f.exclude_schools)
         ok = allowed & _isin(pairs["item"], self.available)
         kept = _isin(users["sourcedId"], pairs.loc[ok, "id"])
@@ -863,7 +929,7 @@ class _OneRoster:
                 f"names an org that is not in the output (unknown or deleted); the person keeps their other "
                 f"locations ({len(lost)} such reference(s) in all)",
                 file=file, line=line, column="orgSourcedIds", value=first_org))
-        return users, pairs[ok].reset_index(drop=True)
+        return users, _select(pairs, ok.to_numpy()).reset_index(drop=True)
 
     def _person_tables(self, people: pd.DataFrame, pairs: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
         wide = _wide(pairs, "id", "item", "location_id", MAX_LOCATIONS)
@@ -871,7 +937,7 @@ class _OneRoster:
         people["_password_policy"] = self._password_policy(people)
         tables = []
         for category, name in (("student", "students"), ("staff", "staff")):
-            src = people[people["_category"] == category].reset_index(drop=True)
+            src = _select(people, (people["_category"] == category).to_numpy()).reset_index(drop=True)
             header = ASM_HEADERS[f"{name}.csv"]
             defaults = {c: PERSON_DEFAULTS[c] for c in header if c in PERSON_DEFAULTS}
             values = _fill(src, defaults, self.mapping.rules_for(name), {}, self.ledger.issues, "users.csv")
@@ -963,49 +1029,55 @@ class _OneRoster:
     # enrollments ---------------------------------------------------------------
     def _enrollments(self, enrollments: pd.DataFrame | None, classes: pd.DataFrame | None,
                      students: pd.DataFrame, staff: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
-        file, drop = "enrollments.csv", self.ledger.drop
+        file = "enrollments.csv"
         roster_empty = pd.DataFrame({c: pd.Series(dtype="str") for c in ASM_HEADERS["rosters.csv"]}
                                     | {"_line": pd.Series(dtype="int64")})
         no_instructors = pd.DataFrame({"class": pd.Series(dtype="str"), "user": pd.Series(dtype="str")})
         if enrollments is None:
             return roster_empty, no_instructors
-        e = self._common(enrollments, file)
-        e = drop(e, self._outside_dates(e), file, "outside_dates")
+        # One pass over the full file: every check is a mask over the same rows and the
+        # ledger only narrows ``alive``; the frame is filtered once, at the end.
+        e, drop = enrollments, self.ledger.drop_where
+        alive = np.ones(len(e), dtype=bool)
+        alive = drop(e, alive, _duplicated(e["sourcedId"]), file, "duplicate_id")
+        alive = drop(e, alive, _col(e, "status").str.strip().str.lower() == "tobedeleted", file, "tobedeleted")
+        alive = drop(e, alive, self._outside_dates(e), file, "outside_dates")
         role = e["role"].str.strip()
-        is_student = role == "student"
-        is_instructor = _isin(role, self.mapping.instructor_roles)
-        e = drop(e, ~(is_student | is_instructor), file, "enrollment_role")
+        is_student = (role == "student").to_numpy(dtype=bool)
+        is_instructor = _isin(role, self.mapping.instructor_roles).to_numpy()
+        alive = drop(e, alive, ~(is_student | is_instructor), file, "enrollment_role")
         # Positions in the class list and in students+staff (one hash probe each) say
         # whether the references resolve, which file the user is in, and give the
         # dense codes that find repeated (class, user) pairs without hashing strings.
         class_ids = classes["sourcedId"] if classes is not None else pd.Series(dtype="str")
         people = pd.concat([students["person_id"], staff["person_id"]], ignore_index=True)
-        e = e.assign(_class=e["classSourcedId"], _user=e["userSourcedId"], _student=is_student[e.index],
-                     _class_pos=_position(e["classSourcedId"], class_ids),
-                     _user_pos=_position(e["userSourcedId"], people))
-        e = drop(e, e["_class_pos"] < 0, file, "class_missing")
-        e = drop(e, e["_user_pos"] < 0, file, "user_missing")
-        in_students = e["_user_pos"] < len(students)
-        e = drop(e, e["_student"] & ~in_students, file, "user_not_student")
-        in_students = e["_user_pos"] < len(students)
-        e = drop(e, ~e["_student"] & in_students, file, "user_not_staff")
-        # user-major key: exports are usually ordered by user, and a strictly increasing
-        # key has no repeats, which saves hashing a million pairs
-        pair = e["_user_pos"].to_numpy() * max(len(class_ids), 1) + e["_class_pos"].to_numpy()
-        if len(pair) > 1 and not bool((pair[1:] > pair[:-1]).all()):
-            e = drop(e, pd.Series(pair).duplicated(keep="first").to_numpy(), file, "duplicate_pair")
+        class_pos = _position(e["classSourcedId"], class_ids)
+        user_pos = _position(e["userSourcedId"], people)
+        alive = drop(e, alive, class_pos < 0, file, "class_missing")
+        alive = drop(e, alive, user_pos < 0, file, "user_missing")
+        in_students = user_pos < len(students)
+        alive = drop(e, alive, is_student & ~in_students, file, "user_not_student")
+        alive = drop(e, alive, ~is_student & in_students, file, "user_not_staff")
+        alive = drop(e, alive, _repeated_pairs(alive, user_pos, class_pos, max(len(class_ids), 1)),
+                     file, "duplicate_pair")
 
-        student = e["_student"].to_numpy()
-        teach = e.loc[~student, ["sourcedId", "_class", "_user", "_line"]]
+        teaching = alive & ~is_student
+        teach = _select(e[["sourcedId", "classSourcedId", "userSourcedId"]].assign(primary=_col(e, "primary")),
+                        teaching)
         # ASM instructor order (asm.md §3.3): primary teacher first, then by enrolment sourcedId.
-        teach = teach.assign(_secondary=(_col(e, "primary")[~student].str.strip().str.lower() != "true"))
-        teach = teach.sort_values(["_class", "_secondary", "sourcedId"], kind="stable")
-        over = (teach.groupby("_class", sort=False).cumcount() >= MAX_INSTRUCTORS).to_numpy()
-        teach = drop(teach, over, file, "instructor_limit")
-        frame = e.loc[student, ["sourcedId", "_class", "_user", "_line"]].reset_index(drop=True)
+        teach["_secondary"] = teach.pop("primary").str.strip().str.lower() != "true"
+        teach = teach.sort_values(["classSourcedId", "_secondary", "sourcedId"], kind="stable")
+        over = (teach.groupby("classSourcedId", sort=False).cumcount() >= MAX_INSTRUCTORS).to_numpy()
+        over_rows = np.zeros(len(e), dtype=bool)
+        over_rows[teach.index.to_numpy()[over]] = True
+        alive = drop(e, alive, over_rows, file, "instructor_limit")
+        teach = teach[~over]
+
+        frame = _select(e[["sourcedId", "classSourcedId", "userSourcedId", "_line"]], alive & is_student)
         frame.columns = ["roster_id", "class_id", "student_id", "_line"]
         self.ledger.used(file, len(frame) + len(teach))
-        return frame, pd.DataFrame({"class": teach["_class"].to_numpy(), "user": teach["_user"].to_numpy()})
+        return (frame.reset_index(drop=True),
+                pd.DataFrame({"class": teach["classSourcedId"].to_numpy(), "user": teach["userSourcedId"].to_numpy()}))
 
     # locations -----------------------------------------------------------------
     def _locations(self, orgs: pd.DataFrame, *tables: pd.DataFrame) -> pd.DataFrame:
