@@ -156,3 +156,15 @@ def test_delta_references_still_get_the_character_rule(tmp_path):
         kit.edit(d, "enrollments.csv", row, "dateLastModified", "2026-08-15T10:00:00.000Z")
     kit.edit(d, "enrollments.csv", 0, "userSourcedId", "usr t1")
     assert [(i.code, i.column) for i in validate_dir(d).issues] == [("oneroster.value.invalid_guid", "userSourcedId")]
+
+
+def test_asm_roster_references_name_their_column_and_target(tmp_path):
+    """rosters.csv references are resolved with the pair check; each column still gets its own finding."""
+    d = kit.copy(kit.ASM, tmp_path / "u")
+    kit.add_row(d, "rosters.csv", {"roster_id": "r-9", "class_id": "cls-gone", "student_id": "usr-s1"})
+    kit.add_row(d, "rosters.csv", {"roster_id": "r-10", "class_id": "cls-bio-1", "student_id": "usr-gone"})
+    result = validate_dir(d)
+    found = [(i.line, i.column, i.value) for i in result.issues if i.code == "asm.reference.missing_record"]
+    assert found == [(5, "class_id", "cls-gone"), (6, "student_id", "usr-gone")]
+    messages = [i.message for i in result.issues if i.code == "asm.reference.missing_record"]
+    assert "classes.csv" in messages[0] and "students.csv" in messages[1]

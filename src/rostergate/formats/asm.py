@@ -208,7 +208,7 @@ def _value_tasks(stem: str, t: LoadedTable, loaded: dict[str, LoadedTable]) -> l
             c, "asm.value.password_policy", t, "password_policy", not_in(s, PASSWORD_POLICIES)))
     if stem == "classes":
         tasks.append(lambda c: _check_instructor_count(t, c))
-    if stem == "rosters" and {"class_id", "student_id"} <= set(frame.columns):
+    if stem == "rosters" and _roster_pairs_checked(loaded):
         known = [loaded[f].frame[k] if f in loaded and k in loaded[f].frame.columns else None
                  for f, k in (("classes", "class_id"), ("students", "person_id"))]
         tasks.append(lambda c, a=frame["class_id"], b=frame["student_id"]: _check_roster_pairs(
@@ -249,21 +249,29 @@ def _check_instructor_count(t: LoadedTable, c: Collector) -> None:
               value=str(frame["class_id"].iat[pos]) if "class_id" in frame else None, count=int(counts[pos]))
 
 
+#: rosters.csv references resolved by :func:`_check_roster_pairs` (it probes the same keys).
+_ROSTER_TARGETS = (("class_id", "classes", "class_id"), ("student_id", "students", "person_id"))
+
+
 def _check_roster_pairs(t: LoadedTable, classes: pd.Series, students: pd.Series,
                         known: list[pd.Series | None], student_table: LoadedTable | None, c: Collector) -> None:
-    """One rosters.csv row per (class, student); every student in some class.
+    """One rosters.csv row per (class, student); every student in some class; and the
+    references of both columns (asm.md §1.8), from the same lookups.
 
     The pair is numbered by the positions of its class and student in classes.csv and
     students.csv (hashing the small files, not the big one); values found in neither
-    fall back to hashing the pair itself.
+    are reported as missing records and make the pair check fall back to hashing the
+    pair itself.
     """
     codes = []
-    for values, keys in zip((classes, students), known):
+    for values, keys, (col, target, target_col) in zip((classes, students), known, _ROSTER_TARGETS):
         if keys is None:
-            break
+            continue
         found = pc.index_in(arrow(values), value_set=arrow(keys).combine_chunks().cast(arrow(values).type))
         if found.null_count:
-            break
+            missing = found.is_null().to_numpy(zero_copy_only=False) & nonempty(values).to_numpy()
+            flag(c, "asm.reference.missing_record", t, col, missing, target=f"{target}.csv", target_column=target_col)
+            continue
         codes.append((found.to_numpy(zero_copy_only=False).astype(np.int64), len(keys)))
     if len(codes) == 2:
         (ca, _), (cb, nb) = codes
@@ -282,6 +290,11 @@ def _check_roster_pairs(t: LoadedTable, classes: pd.Series, students: pd.Series,
     else:
         lonely = missing_in(ids, students)
     flag(c, "asm.student.no_class", student_table, "person_id", lonely)
+
+
+def _roster_pairs_checked(tables: dict[str, LoadedTable]) -> bool:
+    """Whether :func:`_check_roster_pairs` runs (and so resolves the rosters references)."""
+    return "rosters" in tables and {"class_id", "student_id"} <= set(tables["rosters"].frame.columns)
 
 
 def _check_people(tables: dict[str, LoadedTable], c: Collector) -> None:
@@ -310,6 +323,8 @@ def _reference_tasks(tables: dict[str, LoadedTable]) -> list[Callable[[Collector
     for stem, col, target, target_col in REFERENCES:
         if stem not in tables or target not in tables or target_col not in tables[target].frame:
             continue  # a missing file is reported once, not once per reference
+        if stem == "rosters" and _roster_pairs_checked(tables):
+            continue  # resolved together with the pair check
         t = tables[stem]
         if col.endswith("_N"):
             rx = _LOCATION_N if col.startswith("location") else _INSTRUCTOR_N
