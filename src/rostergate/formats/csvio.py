@@ -290,8 +290,7 @@ def _line_breaks(
     ``physical`` is the number of lines of ``data``; when it equals header + rows and
     there is no bare carriage return, no value can hold a line break.
     """
-    carriage_returns = data.count(b"\r")
-    bare_cr = carriage_returns > 0 and carriage_returns != data.count(b"\r\n")
+    bare_cr = b"\r" in data and data.count(b"\r") != data.count(b"\r\n")  # `in` is a memchr: no CR, no count
     last_row_broken = len(frame) > 0 and any("\n" in str(v) for v in frame.iloc[-1].tolist())
     if physical <= len(frame) + 1 and not bare_cr and not last_row_broken:
         return None, [], 0
