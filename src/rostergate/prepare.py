@@ -70,6 +70,7 @@ def prepare(run_dir: str, upload: str, input_format: str, output_format: str, pr
     """Turn the spooled ``upload`` into a deliverable ZIP inside ``run_dir`` (blocking, CPU-bound)."""
     from rostergate.formats.archive import unpack
     from rostergate.formats.asmwrite import csv_bytes, zip_bytes
+    from rostergate.formats.collect import parallel_map
     from rostergate.formats.convert import convert_dir, conversion_summary
     from rostergate.formats.detect import detect_format
     from rostergate.formats.validate import validate_dir
@@ -126,9 +127,10 @@ def prepare(run_dir: str, upload: str, input_format: str, output_format: str, pr
         if not conversion.ok:
             return "failed", "conversion failed", False
         converted.mkdir(mode=0o700)
-        for name, frame in conversion.tables.items():
-            output_files[name] = csv_bytes(frame)
-            (converted / name).write_bytes(output_files[name])
+        names = sorted(conversion.tables, key=lambda n: -len(conversion.tables[n]))  # biggest first
+        output_files.update(zip(names, parallel_map(lambda n: csv_bytes(conversion.tables[n]), names)))
+        for name, data in output_files.items():
+            (converted / name).write_bytes(data)
         prepared.summary = conversion_summary(conversion)
         return "ok", prepared.summary.splitlines()[0] if prepared.summary else "converted", True
 
