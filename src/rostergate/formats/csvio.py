@@ -219,7 +219,9 @@ def _parse(data: bytes, names: list[str], delimiter: str, newlines_in_values: bo
             escape_char=escape_char or False,
         ),
         convert_options=pacsv.ConvertOptions(
-            column_types={n: pa.string() for n in names},
+            # large_string is what pandas' Arrow strings hold: parsing straight into it saves a
+            # cast (a copy of every value) when the table becomes a frame
+            column_types={n: pa.large_string() for n in names},
             strings_can_be_null=False,
             quoted_strings_can_be_null=False,
         ),
@@ -227,7 +229,7 @@ def _parse(data: bytes, names: list[str], delimiter: str, newlines_in_values: bo
 
 
 def _string_mapper(dtype: pa.DataType):
-    return pd.StringDtype("pyarrow", na_value=np.nan) if dtype == pa.string() else None
+    return pd.StringDtype("pyarrow", na_value=np.nan) if dtype in (pa.string(), pa.large_string()) else None
 
 
 def _parse_header(data: bytes, delimiter: str, name: str, issues: list[Issue]) -> tuple[list[str], list[str], int]:
