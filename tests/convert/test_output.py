@@ -3,16 +3,20 @@
 from __future__ import annotations
 
 import datetime as dt
+import io
 import shutil
+import subprocess
 import zipfile
 from pathlib import Path
 
 import pandas as pd
 import pytest
 
+from rostergate.formats import asmwrite
 from rostergate.formats.asmwrite import csv_bytes, parse_asm_csv, zip_bytes
 from rostergate.formats.convert import conversion_summary, convert_dir, render_preview, write_asm_zip
 
+from ..conftest import require_tool
 from .builders import zip_members
 
 FIXTURES = Path(__file__).parents[1] / "fixtures" / "convert"
@@ -55,6 +59,33 @@ def test_zip_layout_is_fixed(tmp_path: Path) -> None:
             data = archive.read(info)
             assert not data.startswith(b"\xef\xbb\xbf") and b"\r" not in data and data.endswith(b"\n")
             data.decode("utf-8")
+
+
+def _sample_files() -> dict[str, bytes]:
+    return {"students.csv": b"person_id,first_name\n" + b"".join(b"s%d,Name %d\n" % (i, i) for i in range(5000)),
+            "locations.csv": b"location_id,location_name\nL1,\"Main School\"\n", "rosters.csv": b""}
+
+
+def test_zip_is_read_back_by_zipfile_and_info_zip(tmp_path: Path) -> None:
+    """The hand-written container (isal deflate) checks out in two independent readers."""
+    files = _sample_files()
+    out = tmp_path / "out.zip"
+    out.write_bytes(zip_bytes(files))
+    with zipfile.ZipFile(out) as archive:
+        assert archive.testzip() is None
+        assert {i.filename: archive.read(i) for i in archive.infolist()} == files
+        assert [i.create_system for i in archive.infolist()] == [3, 3, 3]
+    unzip = require_tool("unzip")
+    tested = subprocess.run([unzip, "-t", str(out)], capture_output=True, text=True, timeout=30)
+    assert tested.returncode == 0 and "No errors detected" in tested.stdout, tested.stdout + tested.stderr
+
+
+def test_zip_past_the_zip32_limits_goes_through_zipfile(monkeypatch: pytest.MonkeyPatch) -> None:
+    files = _sample_files()
+    monkeypatch.setattr(asmwrite, "_ZIP32_LIMIT", 0)
+    with zipfile.ZipFile(io.BytesIO(zip_bytes(files))) as archive:
+        assert {i.filename: archive.read(i) for i in archive.infolist()} == files
+        assert all(i.date_time == (1980, 1, 1, 0, 0, 0) for i in archive.infolist())
 
 
 def test_zip_refuses_folders() -> None:
