@@ -33,6 +33,7 @@ from rostergate.formats.rules import (
     not_in,
     not_in_charset,
     not_matching,
+    rows_mask,
     split_list,
 )
 from rostergate.formats.text import EncodingPolicy
@@ -293,7 +294,10 @@ def _check_cross_columns(t: LoadedTable, c: Collector) -> None:
     for start, end in (("startDate", "endDate"), ("beginDate", "endDate")):
         if {start, end} <= set(frame.columns):
             a, b = frame[start], frame[end]
-            ok = a.str.fullmatch(_DATE_STRICT).fillna(False) & b.str.fullmatch(_DATE_STRICT).fillna(False)
+            both = nonempty(a) & nonempty(b)
+            if not both.any():  # the usual case in big files (enrolments without dates): no regex pass
+                continue
+            ok = both & a.str.fullmatch(_DATE_STRICT).fillna(False) & b.str.fullmatch(_DATE_STRICT).fillna(False)
             if ok.any():
                 flag(c, "oneroster.value.date_range", t, start, ok & (a > b), other=end)
 
@@ -509,11 +513,10 @@ def _check_semantics(pkg: Package, version: str, c: Collector) -> None:
         f = enr.frame
         primary = f["primary"] == "true"
         if primary.any():
-            teacher_primary = primary & (f["role"] == "teacher")
-            dup = pd.Series(False, index=f.index)
-            sel = f.loc[teacher_primary, "classSourcedId"]
-            dup.loc[sel.index] = sel.duplicated(keep="first").to_numpy()
-            flag(c, "oneroster.enrollment.multiple_primary", enr, "classSourcedId", dup)
+            rows = np.flatnonzero((primary & (f["role"] == "teacher")).to_numpy())  # the primary teachers
+            classes = pc.take(arrow(f["classSourcedId"]), pa.array(rows))
+            flag(c, "oneroster.enrollment.multiple_primary", enr, "classSourcedId",
+                 rows_mask(len(f), rows[duplicate_mask(classes)]))
             for role in f.loc[primary & (f["role"] != "teacher"), "role"].unique().tolist()[:10]:
                 flag(c, "oneroster.enrollment.primary_not_teacher", enr, "primary",
                      primary & (f["role"] == role), role=role)
