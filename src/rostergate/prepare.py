@@ -73,13 +73,13 @@ def prepare(run_dir: str, upload: str, input_format: str, output_format: str, pr
     from rostergate.formats.collect import parallel_map
     from rostergate.formats.convert import convert_dir, conversion_summary
     from rostergate.formats.detect import detect_format
-    from rostergate.formats.validate import validate_dir
+    from rostergate.formats.validate import validate_asm_files, validate_dir
 
     prepared = Prepared(outcome="rejected")
     steps = _Steps(prepared)
     work = Path(run_dir) / WORK_DIR
     shutil.rmtree(work, ignore_errors=True)  # a resumed run starts its CPU work afresh
-    source, converted = work / "source", work / "converted"
+    source = work / "source"
     source.mkdir(parents=True, mode=0o700)
 
     def do_unpack():
@@ -126,11 +126,8 @@ def prepare(run_dir: str, upload: str, input_format: str, output_format: str, pr
         prepared.issues.extend(conversion.issues)
         if not conversion.ok:
             return "failed", "conversion failed", False
-        converted.mkdir(mode=0o700)
         names = sorted(conversion.tables, key=lambda n: -len(conversion.tables[n]))  # biggest first
         output_files.update(zip(names, parallel_map(lambda n: csv_bytes(conversion.tables[n]), names)))
-        for name, data in output_files.items():
-            (converted / name).write_bytes(data)
         prepared.summary = conversion_summary(conversion)
         return "ok", prepared.summary.splitlines()[0] if prepared.summary else "converted", True
 
@@ -148,7 +145,7 @@ def prepare(run_dir: str, upload: str, input_format: str, output_format: str, pr
         # release the GIL, so compressing overlaps with validating.
         with ThreadPoolExecutor(max_workers=1) as pool:
             zipped = pool.submit(lambda: (Path(run_dir) / OUTPUT_NAME).write_bytes(zip_bytes(output_files)))
-            result = validate_dir(converted, format="asm", profile="asm")
+            result = validate_asm_files(output_files, profile="asm")
             zipped.result()
         if not result.valid:
             prepared.issues.extend(

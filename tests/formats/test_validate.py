@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from rostergate.formats.detect import detect_format
-from rostergate.formats.validate import cannot_read, validate_dir, validate_path
+from rostergate.formats.validate import cannot_read, validate_asm_files, validate_dir, validate_path
 from tests.formats import kit
 
 
@@ -168,3 +168,14 @@ def test_asm_roster_references_name_their_column_and_target(tmp_path):
     assert found == [(5, "class_id", "cls-gone"), (6, "student_id", "usr-gone")]
     messages = [i.message for i in result.issues if i.code == "asm.reference.missing_record"]
     assert "classes.csv" in messages[0] and "students.csv" in messages[1]
+
+
+def test_asm_files_in_memory_get_the_same_findings_as_on_disk(tmp_path):
+    """The converter's output is checked from its bytes; the findings must not depend on that."""
+    d = kit.copy(kit.ASM, tmp_path / "u")
+    kit.add_row(d, "rosters.csv", {"roster_id": "r-9", "class_id": "cls-gone", "student_id": "usr-s1"})
+    kit.edit(d, "staff.csv", 0, "location_id", "10")
+    on_disk = validate_dir(d, "asm", "asm")
+    in_memory = validate_asm_files({p.name: p.read_bytes() for p in d.iterdir()}, "asm")
+    assert on_disk.issues and in_memory.issues == on_disk.issues
+    assert in_memory.format == "asm" and not in_memory.valid

@@ -1,6 +1,6 @@
 """Apple School Manager CSV rules (asm.md §1), as tables checked column-wise.
 
-:func:`validate_asm` checks a folder holding the six ASM files: exact file
+:func:`validate_asm` checks a folder (or in-memory files) holding the six ASM files: exact file
 names, header rows (template columns, extra ``location_id_N`` up to 999 and
 ``instructor_id_N`` up to 15), required values, identifier characters, unique
 keys (``person_id`` across students *and* staff, ``roster_id``), password
@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Mapping
 
 import numpy as np
 import pandas as pd
@@ -21,7 +21,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from rostergate.formats.collect import Collector, parallel_map
-from rostergate.formats.csvio import ASM_ESCAPE, LoadedTable, load_table
+from rostergate.formats.csvio import ASM_ESCAPE, LoadedTable, load_bytes, load_table
 from rostergate.formats.rules import (
     arrow,
     duplicate_mask,
@@ -108,14 +108,20 @@ def id_columns(stem: str, columns: list[str]) -> list[str]:
 
 
 def validate_asm(
-    folder: Path,
+    source: Path | Mapping[str, bytes],
     collector: Collector,
     *,
     encoding_policy: EncodingPolicy = "convert",
     progress: Callable[[str], None] | None = None,
 ) -> dict[str, LoadedTable]:
-    """Validate the ASM files in ``folder`` into ``collector``; returns the tables read."""
-    present = {p.name: p for p in Path(folder).iterdir() if p.is_file()}
+    """Validate the ASM files in ``source`` into ``collector``; returns the tables read.
+
+    ``source`` is a folder, or file name → content for files that exist only in memory
+    (the converter's output: checked before it is zipped, never written out as CSVs).
+    """
+    present: dict[str, Path | bytes] = (
+        dict(source) if isinstance(source, Mapping) else {p.name: p for p in Path(source).iterdir() if p.is_file()}
+    )
     by_fold = {name.casefold(): name for name in present}
     tables: dict[str, LoadedTable] = {}
     found: list[tuple[str, Path]] = []
@@ -131,9 +137,13 @@ def validate_asm(
             progress(f"reading {fname}")
         found.append((stem, present[actual]))
     # asm.md §1.1: comma or semicolon
-    loaded_files = parallel_map(lambda item: load_table(item[1], f"{item[0]}.csv", encoding_policy=encoding_policy,
-                                                        allowed_delimiters=(",", ";"),
-                                                        escape_char=ASM_ESCAPE), found)
+    def load(item: tuple[str, Path | bytes]) -> LoadedTable:
+        stem, where = item
+        read = load_bytes if isinstance(where, bytes) else load_table
+        return read(where, f"{stem}.csv", encoding_policy=encoding_policy, allowed_delimiters=(",", ";"),
+                    escape_char=ASM_ESCAPE)
+
+    loaded_files = parallel_map(load, found)
     for (stem, _), loaded in zip(found, loaded_files):
         collector.extend_loaded(loaded)
         if loaded.frame is not None:

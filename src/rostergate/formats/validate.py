@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import tempfile
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Mapping
 
 from rostergate.formats.archive import ArchiveLimits, unpack
 from rostergate.formats.asm import validate_asm
@@ -60,6 +60,21 @@ def validate_dir(
     except Exception as exc:  # a bug must not lose the report; the type (no data) says where
         collector.add("internal.error", reason=type(exc).__name__)
     return ValidationResult(fmt, collector.issues())
+
+
+def validate_asm_files(
+    files: Mapping[str, bytes], profile: str | Profile = "asm", *, cap: int = DEFAULT_CAP
+) -> ValidationResult:
+    """Validate ASM files held in memory (file name → content), as :func:`validate_dir` would on disk.
+
+    For the converter's output: it is checked from the bytes that will be zipped.
+    """
+    collector = Collector(get_profile(profile), cap=cap)
+    try:
+        validate_asm(files, collector)
+    except Exception as exc:  # as in validate_dir: the report survives a bug
+        collector.add("internal.error", reason=type(exc).__name__)
+    return ValidationResult("asm", collector.issues())
 
 
 def detect_version(folder: Path) -> str:
