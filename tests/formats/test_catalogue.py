@@ -1,4 +1,5 @@
-"""The catalogue itself: stable dotted codes, every template renders, every issue carries a hint."""
+"""The catalogue itself: stable dotted codes, every template renders, every issue carries a hint,
+family rows stand for their codes."""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ import re
 
 import pytest
 
-from rostergate.formats.catalogue import CATALOGUE, MAX_VALUE, issue
+from rostergate.formats.catalogue import CATALOGUE, MAX_VALUE, issue, lookup
 
 
 @pytest.mark.parametrize("code", sorted(CATALOGUE))
@@ -28,3 +29,19 @@ def test_values_are_clipped():
 
 def test_severity_override():
     assert issue("oneroster.value.invalid_guid", severity="warning").severity == "warning"
+
+
+def test_family_codes_render_from_their_row():
+    role = CATALOGUE["convert.dropped.role"]
+    assert role.family and lookup("convert.dropped.role_parent") is role
+    rendered = issue("convert.dropped.role_parent", file="users.csv", line=4, column="sourcedId", value="p1",
+                     role="parent", count=2)
+    assert rendered.code == "convert.dropped.role_parent" and rendered.severity == role.severity
+    assert rendered.message.startswith("left out (2 row(s) in all): has role parent,")
+    assert lookup("convert.dropped.role_other") is CATALOGUE["convert.dropped.role_other"]  # its own row wins
+
+
+@pytest.mark.parametrize("code", ["convert.dropped.role_", "convert.dropped.nonsense", "asm.value.required_x"])
+def test_unknown_codes_are_refused(code):
+    with pytest.raises(KeyError):
+        issue(code)

@@ -8,6 +8,10 @@ JSON contract gets the fix with the finding.
 
 Templates may use ``{file}``, ``{column}``, ``{value}`` and any keyword passed
 to :func:`issue`; unknown placeholders render as ``?`` rather than raising.
+
+A *family* row stands for codes whose last part comes from the data: the row
+``convert.dropped.role`` renders ``convert.dropped.role_parent``,
+``convert.dropped.role_guardian`` and so on (:func:`lookup`).
 """
 
 from __future__ import annotations
@@ -23,6 +27,8 @@ class Code:
     severity: Severity
     template: str
     hint: str
+    #: the row stands for the codes ``<code>_<name>`` (``name`` from the data, e.g. a role)
+    family: bool = False
 
 
 class _Lenient(dict):
@@ -32,6 +38,75 @@ class _Lenient(dict):
 
 E: Severity = "error"
 W: Severity = "warning"
+
+#: Why the converter leaves a source row out: reason -> (what the row is or has, what to do).
+#: A reason is counted per source file (formats/ledger.py) and reported as the warning
+#: ``convert.dropped.<reason>`` (docs/mapping.md, "What is left out, and why").
+DROP_REASONS: dict[str, tuple[str, str]] = {
+    "duplicate_id": ("repeats a sourcedId already used in this file (the first row is kept)",
+                     "give every record its own sourcedId in the export, or remove the repeated row"),
+    "tobedeleted": ("has status=tobedeleted",
+                    "nothing to do if the record is being deleted; otherwise set its status to active in the SIS"),
+    "disabled": ("has enabledUser=false",
+                 "nothing to do if the account is switched off; otherwise set enabledUser=true in the SIS"),
+    "outside_dates": ("is outside its beginDate/endDate on the run date (endDate exclusive)",
+                      "nothing to do if it has ended or not begun yet; otherwise correct beginDate/endDate "
+                      "in the SIS"),
+    "filter_school": ("belongs to a school excluded by the mapping filters",
+                      "nothing to do if the school stays out of ASM; otherwise change include_schools or "
+                      "exclude_schools under [flows.mapping.filters]"),
+    "filter_role": ("has a role excluded by the mapping filters",
+                    "nothing to do if the role stays out of ASM; otherwise change include_roles or exclude_roles "
+                    "under [flows.mapping.filters]"),
+    "filter_grade": ("has a grade excluded by the mapping filters",
+                     "nothing to do if the grade stays out of ASM; otherwise change include_grades or "
+                     "exclude_grades under [flows.mapping.filters]"),
+    "location_missing": ("refers to no org that is in the output (missing, deleted or empty reference)",
+                         "add the org to orgs.csv (active, not excluded by the filters) or correct the reference"),
+    "no_role": ("has no usable roles.csv row",
+                "add a current roles.csv row for the user at an org of orgs.csv"),
+    "course_missing": ("refers to a course that is not in the output",
+                       "add the course to courses.csv or correct courseSourcedId (the counts for courses.csv "
+                       "say why a course was left out)"),
+    "class_missing": ("refers to a class that is not in the output",
+                      "add the class to classes.csv or correct classSourcedId (the counts for classes.csv "
+                      "say why a class was left out)"),
+    "user_missing": ("refers to a user who is not in the output",
+                     "add the user to users.csv or correct userSourcedId (the counts for users.csv "
+                     "say why a person was left out)"),
+    "user_not_student": ("enrols as student a user who is not in students.csv",
+                         "make the person's role and the enrolment's role agree (a student enrolment needs a "
+                         "person with a student role)"),
+    "user_not_staff": ("enrols as instructor a user who is not in staff.csv",
+                       "make the person's role and the enrolment's role agree (a teacher enrolment needs a "
+                       "person with a staff role)"),
+    "enrollment_role": ("has an enrolment role that is neither student nor one of the mapping's instructor_roles",
+                        "nothing to do if such enrolments stay out of ASM; otherwise add the role to "
+                        "instructor_roles under [flows.mapping]"),
+    "duplicate_pair": ("repeats the same user in the same class (the first row is kept)",
+                       "keep one enrolment per user and class in the export"),
+    "instructor_limit": ("would be instructor number 16 or more (ASM allows 15 per class)",
+                         "keep at most 15 teachers per class (the primary=true teacher comes first, then "
+                         "the others by enrolment sourcedId)"),
+    "other_role": ("is a role of the person in a different ASM file than their primary role",
+                   "nothing to do: ASM lists each person in one file, students or staff, chosen by their "
+                   "primary role"),
+    "duplicate_org": ("repeats an org already given to this person",
+                      "nothing to do: the person gets the org once; remove the repeated roles.csv row to "
+                      "silence this"),
+    "unreferenced": ("is not referenced by any person, course or class in the output",
+                     "nothing to do: ASM receives only the locations in use (usually this is the district org)"),
+    "role_other": ("has a role the mapping does not send to ASM",
+                   "nothing to do if these people stay out of ASM; otherwise map the role to \"student\" or "
+                   "\"staff\" under [flows.mapping.roles]"),
+}
+#: The family ``role_<role>``: a person role the mapping drops (``role_other`` for roles
+#: that are not a plain word, such as ``ext:…``).
+ROLE_DROPPED: tuple[str, str] = (
+    "has role {role}, which the mapping does not send to ASM",
+    DROP_REASONS["role_other"][1],
+)
+_DROPPED = "left out ({{count}} row(s) in all): {why}"
 
 _ROWS: tuple[Code, ...] = (
     # -- input / format ------------------------------------------------------------------
@@ -245,9 +320,44 @@ _ROWS: tuple[Code, ...] = (
          "Apple imports orgs of type school and district"),
     Code("oneroster.asm.delta_file", W, "{value} is marked 'delta'",
          "Apple expects a full set (bulk) on every upload"),
+    # -- conversion to ASM (formats/convert.py, docs/mapping.md) -------------------------------
+    Code("convert.missing_file", E, "{file} is not in the upload",
+         "add it to the ZIP: a conversion needs orgs.csv and users.csv (OneRoster 1.2 also roles.csv, "
+         "ASM input all six files, asm.md §1.1); without courses.csv, classes.csv or enrollments.csv "
+         "their ASM files stay empty"),
+    Code("convert.missing_column", E, "{file} has no {column} column, which the conversion needs",
+         "export {file} with its full OneRoster header (header names are case-sensitive)"),
+    Code("convert.unreadable", E, "cannot read {file}: {reason}",
+         "fix the problems the validation reports for {file}, then upload again"),
+    Code("convert.mapping.missing_column", W,
+         "the mapping reads {column}, which {file} does not have, so the value stays empty",
+         "correct the column name under [flows.mapping], or export {file} with the column"),
+    Code("convert.asm.unknown_column", W, "column {column} is not an ASM column and is left out",
+         "remove it, or correct its spelling to a column of Apple's template (headers are lower-case)"),
+    Code("convert.asm.missing_column", W, "column {column} is missing and is written empty",
+         "add the column of Apple's template to {file} if it should carry values"),
+    Code("convert.dropped.location_reference", W,
+         "names an org that is not in the output (unknown or deleted), which is ignored: the person keeps "
+         "their other locations ({count} such reference(s) in all)",
+         "add the org to orgs.csv, or remove it from the user's orgSourcedIds"),
+    *(Code(f"convert.dropped.{reason}", W, _DROPPED.format(why=why), hint)
+      for reason, (why, hint) in DROP_REASONS.items()),
+    Code("convert.dropped.role", W, _DROPPED.format(why=ROLE_DROPPED[0]), ROLE_DROPPED[1], family=True),
 )
 
 CATALOGUE: dict[str, Code] = {row.code: row for row in _ROWS}
+_FAMILIES: dict[str, Code] = {row.code: row for row in _ROWS if row.family}
+
+
+def lookup(code: str) -> Code:
+    """The catalogue row of ``code``, or of the family it belongs to (``KeyError`` if none)."""
+    row = CATALOGUE.get(code)
+    if row is not None:
+        return row
+    for stem, family in _FAMILIES.items():
+        if code.startswith(stem + "_") and len(code) > len(stem) + 1:
+            return family
+    raise KeyError(code)
 
 
 MAX_VALUE = 200  # a report shows values, but a 3 MB "value" helps nobody
@@ -269,8 +379,8 @@ def issue(
     severity: Severity | None = None,
     **params: object,
 ) -> Issue:
-    """Build an :class:`Issue` for catalogue ``code`` (``KeyError`` if unknown)."""
-    row = CATALOGUE[code]
+    """Build an :class:`Issue` for catalogue ``code`` (``KeyError`` if unknown; see :func:`lookup`)."""
+    row = lookup(code)
     value = _clip(value)
     column = _clip(column)
     fields = _Lenient({k: _clip(v) if isinstance(v, str) else v for k, v in params.items()})

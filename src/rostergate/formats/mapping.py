@@ -4,7 +4,8 @@ A flow's ``[flows.mapping]`` TOML table is turned into a frozen :class:`Mapping`
 by :func:`parse_mapping`, which checks every key up front and raises
 :class:`rostergate.config.ConfigError` listing *all* mistakes as
 ``"<prefix>.<key>: <reason>"``. A :class:`Mapping` is plain data; the converter
-(``formats/convert.py``) applies it column-wise.
+applies it column-wise (``formats/oneroster_to_asm.py``, column rules in
+``formats/columnrules.py``).
 
 Shape (all keys optional)::
 

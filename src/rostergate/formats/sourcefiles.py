@@ -1,0 +1,96 @@
+"""Finding and reading the upload's CSV files for the converter.
+
+:func:`find_file` locates a file by name (case-insensitively, at the top of the
+folder or in its single subfolder); :func:`read_lines` reads it as a frame of
+strings plus the file line of each row (header = line 1); :func:`load_file`
+adds the ``_line`` column and the input count to the ledger. Input the
+converter cannot work with (a required file or column missing, an unreadable
+file) raises :class:`Fatal`, which carries the catalogue error issue; an absent
+optional file is a warning on the ledger. Problems inside readable files are
+the validator's to report, not this module's.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from rostergate.formats.catalogue import issue
+from rostergate.formats.csvio import load_table
+from rostergate.formats.issues import Issue
+from rostergate.formats.ledger import Ledger
+
+
+class Fatal(Exception):
+    """Input the converter cannot work with; carries the error issue."""
+
+    def __init__(self, issue: Issue):
+        super().__init__(issue.message)
+        self.issue = issue
+
+
+def find_file(src_dir: Path, name: str) -> Path | None:
+    """``name`` in ``src_dir`` (case-insensitively), else in its single subfolder."""
+    candidates = [src_dir]
+    subdirs = [p for p in sorted(src_dir.iterdir()) if p.is_dir() and not p.name.startswith(("__MACOSX", "."))] \
+        if src_dir.is_dir() else []
+    if len(subdirs) == 1:
+        candidates.append(subdirs[0])
+    for folder in candidates:
+        exact = folder / name
+        if exact.is_file():
+            return exact
+        if folder.is_dir():
+            for path in sorted(folder.iterdir()):
+                if path.is_file() and path.name.lower() == name.lower():
+                    return path
+    return None
+
+
+def oneroster_version(src_dir: Path) -> str:
+    return "oneroster-1.2" if find_file(src_dir, "roles.csv") is not None else "oneroster-1.1"
+
+
+def read_lines(path: Path, name: str, escape_char: str | None = None) -> tuple[pd.DataFrame, np.ndarray]:
+    """A file's frame (all strings) and the file line of each row (header = line 1).
+
+    Lines come from csvio's loader, which knows when quoted values span lines; the
+    issues it finds (encoding, bad rows) are the validator's to report, not ours.
+    """
+    loaded = load_table(path, name, escape_char=escape_char)
+    if loaded.frame is None:
+        reasons = "; ".join(i.message for i in loaded.issues if i.severity == "error") or "unreadable"
+        raise Fatal(issue("convert.unreadable", file=name, reason=reasons))
+    frame = loaded.frame.astype("str")
+    frame.columns = [str(c).strip() for c in frame.columns]
+    lines = loaded.lines if loaded.lines is not None else np.arange(2, len(frame) + 2)
+    return frame, np.asarray(lines, dtype="int64")
+
+
+def read_source(src_dir: Path, name: str) -> tuple[pd.DataFrame, pd.Series]:
+    """A source file and a line → row position index (for the preview)."""
+    path = find_file(src_dir, name)
+    if path is None:
+        return pd.DataFrame(), pd.Series(dtype="int64")
+    frame, lines = read_lines(path, name)
+    return frame, pd.Series(np.arange(len(frame)), index=lines)
+
+
+def load_file(src_dir: Path, name: str, required: tuple[str, ...], ledger: Ledger,
+              optional_file: bool = False) -> pd.DataFrame | None:
+    """Read ``name`` with a ``_line`` column; a missing file/column is fatal unless optional."""
+    path = find_file(src_dir, name)
+    if path is None:
+        if optional_file:
+            ledger.issues.append(issue("convert.missing_file", file=name, severity="warning"))
+            return None
+        raise Fatal(issue("convert.missing_file", file=name))
+    frame, lines = read_lines(path, name)
+    missing = [c for c in required if c not in frame.columns]
+    if missing:
+        raise Fatal(issue("convert.missing_column", file=name, line=1, column=missing[0]))
+    frame["_line"] = lines
+    ledger.take(name, frame)
+    return frame
