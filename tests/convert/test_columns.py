@@ -15,6 +15,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from rostergate.formats.columns import repeated_pairs, select
+from rostergate.formats.rules import int_duplicate_mask
 
 ARROW_STR = pd.StringDtype("pyarrow", na_value=np.nan)  # what the CSV loader gives ("str")
 
@@ -196,3 +197,16 @@ def test_repeated_pairs_small_inputs() -> None:
     two = np.array([1, 1], dtype=np.int64)
     assert not repeated_pairs(np.array([True, False]), two, two, 5).any()
     assert repeated_pairs(np.array([True, True]), two, two, 5).tolist() == [False, True]
+
+
+@given(st.integers(0, 2**32 - 1), st.integers(1, 6), st.booleans(), st.booleans())
+@settings(max_examples=60, deadline=None)
+def test_int_duplicate_mask_equals_pandas_on_runs_and_shuffles(seed: int, runs: int, shuffle: bool,
+                                                                keep_first: bool) -> None:
+    """Both paths (sorted runs: argsort; shuffled: hashing) and both keep modes agree with pandas."""
+    rng = np.random.default_rng(seed)
+    keys = np.concatenate([np.sort(rng.integers(0, 2_000, 1_000)) for _ in range(runs)]).astype(np.int64)
+    if shuffle:
+        rng.shuffle(keys)
+    expected = pd.Series(keys).duplicated(keep="first" if keep_first else False).to_numpy()
+    assert np.array_equal(int_duplicate_mask(keys, keep_first), expected)

@@ -15,6 +15,8 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from rostergate.formats.rules import duplicate_mask, int_duplicate_mask, pair_duplicate_mask
+
 
 def col(frame: pd.DataFrame, name: str) -> pd.Series:
     """A column as strings, or all-empty when the file lacks it."""
@@ -75,66 +77,23 @@ def position_in(values: pd.Series, pool: pd.Series) -> np.ndarray:
     return pc.fill_null(where, -1).to_numpy(zero_copy_only=False).astype(np.int64)
 
 
-def dense_codes(values: pd.Series) -> tuple[np.ndarray, int]:
-    """Dense integer codes of a string column (Arrow dictionary encoding) and their count."""
-    array = arrow(values)
-    if isinstance(array, pa.ChunkedArray):
-        array = array.combine_chunks()
-    encoded = pc.dictionary_encode(array)
-    return encoded.indices.to_numpy(zero_copy_only=False).astype(np.int64), len(encoded.dictionary)
-
-
 def duplicated(*columns: pd.Series) -> np.ndarray:
-    """``duplicated(keep="first")`` over one or more aligned string columns.
-
-    One column: Arrow's stable sort plus an adjacent comparison (faster than
-    hashing a million unique ids; the first of each run of equal keys is the
-    first in file order). Several columns: their dictionary codes combined into
-    one int64 key, which pandas hashes quickly.
-    """
-    n = len(columns[0])
-    if n < 2:
-        return np.zeros(n, dtype=bool)
-    if len(columns) > 1:
-        key = np.zeros(n, dtype=np.int64)
-        for column in columns:
-            codes, size = dense_codes(column)
-            key = key * max(size, 1) + codes  # two columns of < 3e9 distinct values fit in int64
-        return pd.Series(key).duplicated(keep="first").to_numpy()
-    key = arrow(columns[0])
-    if strictly_increasing(key):  # common for SIS exports; saves the sort
-        return np.zeros(n, dtype=bool)
-    order = pc.sort_indices(key)
-    ordered = pc.take(key, order)
-    same = pc.equal(ordered.slice(1), ordered.slice(0, n - 1)).to_numpy(zero_copy_only=False)
-    out = np.zeros(n, dtype=bool)
-    out[order.to_numpy()[1:][same]] = True
-    return out
+    """``duplicated(keep="first")`` over one or two aligned string columns (see rules.py)."""
+    if len(columns) == 1:
+        return duplicate_mask(arrow(columns[0]))
+    first, second = columns
+    return pair_duplicate_mask(arrow(first), arrow(second))
 
 
 def repeated_pairs(alive: np.ndarray, first: np.ndarray, second: np.ndarray, width: int) -> np.ndarray:
     """Rows (among ``alive``) whose (first, second) code pair appeared on an earlier alive row.
 
-    Codes are non-negative ints, ``second`` below ``width``. Exports come in long
-    sorted runs (by user, then by class for the teachers, say): a strictly
-    increasing key has no repeats at all, and a key made of few runs sorts in
-    near-linear time (timsort merges runs), which beats hashing a million pairs;
-    a shuffled key is hashed.
+    Codes are non-negative ints, ``second`` below ``width``.
     """
     rows = np.flatnonzero(alive)
     out = np.zeros(len(alive), dtype=bool)
-    if len(rows) < 2:
-        return out
-    key = first[rows] * width + second[rows]
-    steps = np.diff(key)
-    if bool((steps > 0).all()):
-        return out
-    if np.count_nonzero(steps < 0) < len(key) // 64:
-        order = np.argsort(key, kind="stable")  # stable: the first of equal keys is the earliest row
-        ordered = key[order]
-        out[rows[order[1:][ordered[1:] == ordered[:-1]]]] = True
-    else:
-        out[rows[pd.Series(key).duplicated(keep="first").to_numpy()]] = True
+    if len(rows) >= 2:
+        out[rows[int_duplicate_mask(first[rows] * width + second[rows])]] = True
     return out
 
 

@@ -247,18 +247,19 @@ class OneRosterToAsm:
         return policy.where(people["_category"] == "student", "")
 
     # courses and classes -------------------------------------------------------
+    def _at_kept_school(self, frame: pd.DataFrame, column: str, file: str) -> pd.DataFrame:
+        """Drop rows whose school (``column``) the filters exclude, then those whose org is not in the output."""
+        f = self.filters
+        frame = self.ledger.drop(frame, ~passes_filter(frame[column], f.include_schools, f.exclude_schools),
+                                 file, "filter_school")
+        return self.ledger.drop(frame, ~isin(frame[column], self.available), file, "location_missing")
+
     def _courses(self, courses: pd.DataFrame | None) -> pd.DataFrame:
-        file, f = "courses.csv", self.filters
+        file = "courses.csv"
         header = ASM_HEADERS[file]
         if courses is None:
             return pd.DataFrame({c: pd.Series(dtype="str") for c in header} | {"_line": pd.Series(dtype="int64")})
-        courses = self._common(courses, file)
-        org = courses["orgSourcedId"]
-        courses = self.ledger.drop(courses, ~passes_filter(org, f.include_schools, f.exclude_schools),
-                                   file, "filter_school")
-        courses = self.ledger.drop(courses, ~isin(courses["orgSourcedId"], self.available),
-                                   file, "location_missing")
-        courses = courses.reset_index(drop=True)
+        courses = self._at_kept_school(self._common(courses, file), "orgSourcedId", file).reset_index(drop=True)
         values = fill(courses, COURSE_DEFAULTS, self.mapping.rules_for("courses"), {}, self.ledger.issues, file)
         frame = pd.DataFrame({"course_id": courses["sourcedId"], **values,
                               "location_id": courses["orgSourcedId"]})
@@ -267,15 +268,10 @@ class OneRosterToAsm:
         return frame
 
     def _classes(self, classes: pd.DataFrame | None, courses: pd.DataFrame) -> pd.DataFrame | None:
-        file, f = "classes.csv", self.filters
+        file = "classes.csv"
         if classes is None:
             return None
-        classes = self._common(classes, file)
-        school = classes["schoolSourcedId"]
-        classes = self.ledger.drop(classes, ~passes_filter(school, f.include_schools, f.exclude_schools),
-                                   file, "filter_school")
-        classes = self.ledger.drop(classes, ~isin(classes["schoolSourcedId"], self.available),
-                                   file, "location_missing")
+        classes = self._at_kept_school(self._common(classes, file), "schoolSourcedId", file)
         classes = self.ledger.drop(classes, ~isin(classes["courseSourcedId"], courses["course_id"]),
                                    file, "course_missing")
         return classes.reset_index(drop=True)
