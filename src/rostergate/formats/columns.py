@@ -10,6 +10,8 @@ shortcuts for the shapes SIS exports usually have (long sorted runs, unique keys
 
 from __future__ import annotations
 
+from typing import Mapping
+
 import numpy as np
 import pandas as pd
 import pyarrow as pa
@@ -75,6 +77,19 @@ def position_in(values: pd.Series, pool: pd.Series) -> np.ndarray:
         return np.full(len(values), -1, dtype=np.int64)
     where = pc.index_in(arrow(values), value_set=arrow(pool).cast(pa.large_string()))
     return pc.fill_null(where, -1).to_numpy(zero_copy_only=False).astype(np.int64)
+
+
+def map_values(values: pd.Series, table: Mapping[str, str], default: str) -> pd.Series:
+    """``values.map(table).fillna(default)`` through Arrow's hash lookup (index kept)."""
+    keys = sorted(table)
+    where = pc.index_in(arrow(values), value_set=pa.array(keys, type=pa.large_string()))
+    mapped = pc.fill_null(pc.take(pa.array([table[k] for k in keys], type=pa.large_string()), where), default)
+    return pd.Series(mapped, index=values.index, dtype="str")
+
+
+def take(values: pd.Series, positions: np.ndarray) -> pa.Array | pa.ChunkedArray:
+    """``values.iloc[positions]`` as Arrow strings; a negative position gives a null."""
+    return pc.take(arrow(values), pa.array(positions, mask=positions < 0))
 
 
 def duplicated(*columns: pd.Series) -> np.ndarray:

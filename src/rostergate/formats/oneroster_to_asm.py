@@ -21,17 +21,20 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from rostergate.formats.catalogue import issue
 from rostergate.formats.columnrules import (
     CLASS_DEFAULTS, CLASS_OPTIONAL, COURSE_DEFAULTS, LOCATION_DEFAULTS, PERSON_DEFAULTS, fill,
 )
 from rostergate.formats.columns import (
-    arrow, attach, col, duplicated, explode_list, isin, passes_filter, position_in, repeated_pairs, select,
-    split_first, strictly_increasing, widen,
+    arrow, attach, col, duplicated, explode_list, isin, map_values, passes_filter, position_in, repeated_pairs,
+    select, split_first, strictly_increasing, take, widen,
 )
 from rostergate.formats.ledger import Ledger, lineage_frame, role_reason
 from rostergate.formats.mapping import ASM_HEADERS, Mapping
+from rostergate.formats.rules import int_duplicate_mask
 from rostergate.formats.sourcefiles import load_file
 
 MAX_INSTRUCTORS = 15  # asm.md §1.5: instructor_id + _2 … _15
@@ -143,41 +146,51 @@ class OneRosterToAsm:
 
         # The person's role: a role that goes to ASM first, then one at the user's
         # primaryOrgSourcedId, then roleType=primary, then the lowest roles.csv sourcedId.
-        position = position_in(roles["userSourcedId"], users["sourcedId"])
-        primary_org = col(users, "primaryOrgSourcedId").to_numpy()[position]
+        # Roles stay in file order; ``order`` is that ranking (Arrow's sort is stable).
+        roles = roles.reset_index(drop=True)
+        user_pos = position_in(roles["userSourcedId"], users["sourcedId"])  # every user kept has a role
         role = roles["role"].str.strip()
-        roles = roles.assign(
-            _role=role, _org=roles["orgSourcedId"], _user_pos=position,
-            _category=role.map(dict(self.mapping.roles)).fillna("drop").astype("str"),
-        )
-        roles["_rank"] = (
-            (roles["_category"] == "drop").to_numpy(dtype=np.int8) * 4
-            + (roles["_org"].to_numpy() != primary_org).astype(np.int8) * 2
-            + (col(roles, "roleType").str.strip() != "primary").to_numpy(dtype=np.int8)
-        )
-        roles = roles.sort_values(["_user_pos", "_rank", "sourcedId"], kind="stable")
-        chosen = roles.drop_duplicates("_user_pos")
-        users["_role"] = pd.Series(chosen["_role"].to_numpy(), index=chosen["_user_pos"].to_numpy(), dtype="str")
-        users["_category"] = pd.Series(chosen["_category"].to_numpy(), index=chosen["_user_pos"].to_numpy(),
-                                       dtype="str")
+        category = map_values(role, dict(self.mapping.roles), "drop")
+        elsewhere = pc.not_equal(arrow(roles["orgSourcedId"]), take(col(users, "primaryOrgSourcedId"), user_pos))
+        rank = ((category == "drop").to_numpy(dtype=np.int8) * 4
+                + elsewhere.to_numpy(zero_copy_only=False).astype(np.int8) * 2
+                + (col(roles, "roleType").str.strip() != "primary").to_numpy(dtype=np.int8))
+        order = pc.sort_indices(
+            pa.table({"user": user_pos, "rank": rank, "id": arrow(roles["sourcedId"])}),
+            sort_keys=[("user", "ascending"), ("rank", "ascending"), ("id", "ascending")],
+        ).to_numpy()
+        ranked_users = user_pos[order]
+        chosen = order[np.concatenate(([True], ranked_users[1:] != ranked_users[:-1]))] if len(order) else order
+        pick = np.full(len(users), -1, dtype=np.int64)
+        pick[user_pos[chosen]] = chosen
+        users["_role"] = pd.Series(take(role, pick), index=users.index, dtype="str")
+        users["_category"] = pd.Series(take(category, pick), index=users.index, dtype="str")
         users = self._categorise(users, categorised=True)
 
-        # Role rows feed locations only when they are in the person's ASM file.
-        category = pd.Series(users["_category"].to_numpy(), index=users.index)  # by position in the full list
-        person = category.reindex(roles["_user_pos"].to_numpy()).to_numpy()
-        roles = drop(roles, pd.isna(person), rfile, "user_missing")
-        person = category.reindex(roles["_user_pos"].to_numpy()).to_numpy()
-        roles = drop(roles, roles["_category"].to_numpy() != person, rfile, "other_role")
-        roles = drop(roles, duplicated(roles["userSourcedId"], roles["_org"]), rfile, "duplicate_org")
-        self.ledger.used(rfile, len(roles))
-        pairs = pd.DataFrame({"id": roles["userSourcedId"].to_numpy(), "item": roles["_org"].to_numpy()})
+        # Role rows feed locations only when they are in the person's ASM file (codes:
+        # 0 student, 1 staff; -1 for a person who was left out).
+        person = np.full(len(pick), -1, dtype=np.int8)
+        person[users.index.to_numpy()] = (users["_category"] != "student").to_numpy(dtype=np.int8)
+        role_file = np.where(category == "student", 0, np.where(category == "staff", 1, 2)).astype(np.int8)
+        alive, drop_where = np.ones(len(roles), dtype=bool), self.ledger.drop_where
+        alive = drop_where(roles, alive, person[user_pos] < 0, rfile, "user_missing")
+        alive = drop_where(roles, alive, role_file != person[user_pos], rfile, "other_role")
+        org_pos = position_in(roles["orgSourcedId"], pd.Series(self.available, dtype="str"))
+        ranked = order[alive[order]]
+        repeated = np.zeros(len(roles), dtype=bool)
+        repeated[ranked[int_duplicate_mask(user_pos[ranked] * max(len(self.available), 1) + org_pos[ranked])]] = True
+        alive = drop_where(roles, alive, repeated, rfile, "duplicate_org")
+        ranked = order[alive[order]]
+        self.ledger.used(rfile, len(ranked))
+        pairs = pd.DataFrame({"id": pd.Series(take(roles["userSourcedId"], ranked), dtype="str"),
+                              "item": pd.Series(take(roles["orgSourcedId"], ranked), dtype="str")})
         return users, pairs
 
     def _categorise(self, users: pd.DataFrame, categorised: bool = False) -> pd.DataFrame:
         """Drop people by role (mapping.roles), role filter and grade filter; add ``_grade``."""
         file, drop, f = "users.csv", self.ledger.drop, self.filters
         if not categorised:
-            users = users.assign(_category=users["_role"].map(dict(self.mapping.roles)).fillna("drop").astype("str"))
+            users = users.assign(_category=map_values(users["_role"], dict(self.mapping.roles), "drop"))
         out = users["_category"] == "drop"
         for role in sorted(users.loc[out, "_role"].unique()):  # distinct roles, not rows
             users = drop(users, (users["_category"] == "drop") & (users["_role"] == role), file, role_reason(role))
