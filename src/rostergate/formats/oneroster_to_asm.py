@@ -131,24 +131,35 @@ class OneRosterToAsm:
         users = drop(users, col(users, "enabledUser").str.strip().str.lower() == "false", ufile, "disabled")
         roles = self._common(roles, rfile)
         roles = drop(roles, self._outside_dates(roles), rfile, "outside_dates")
-        roles = drop(roles, ~isin(roles["userSourcedId"], users["sourcedId"]), rfile, "user_missing")
-        with_roles = isin(users["sourcedId"], roles["userSourcedId"])
-        roles = drop(roles, ~passes_filter(roles["orgSourcedId"], f.include_schools, f.exclude_schools),
-                     rfile, "filter_school")
-        after_filter = isin(users["sourcedId"], roles["userSourcedId"])
-        roles = drop(roles, ~isin(roles["orgSourcedId"], self.available), rfile, "location_missing")
-        remaining = isin(users["sourcedId"], roles["userSourcedId"])
+        # One probe finds every role's user; which users still have a role after each
+        # step is then a count per user position.
+        users, roles = users.reset_index(drop=True), roles.reset_index(drop=True)
+        user_pos = position_in(roles["userSourcedId"], users["sourcedId"])
+        alive, drop_where = np.ones(len(roles), dtype=bool), self.ledger.drop_where
+
+        def users_with_roles() -> np.ndarray:
+            return np.bincount(user_pos[alive], minlength=len(users)) > 0
+
+        alive = drop_where(roles, alive, user_pos < 0, rfile, "user_missing")
+        with_roles = users_with_roles()
+        alive = drop_where(roles, alive, ~passes_filter(roles["orgSourcedId"], f.include_schools, f.exclude_schools),
+                           rfile, "filter_school")
+        after_filter = users_with_roles()
+        alive = drop_where(roles, alive, ~isin(roles["orgSourcedId"], self.available), rfile, "location_missing")
+        remaining = users_with_roles()
         # a user left without a role row: the school filter explains it before a missing org does
         users = drop(users, ~remaining & with_roles & ~after_filter, ufile, "filter_school")
         users = drop(users, ~with_roles[users.index], ufile, "no_role")
         users = drop(users, ~remaining[users.index], ufile, "location_missing")
+        renumber = np.full(len(remaining), -1, dtype=np.int64)
+        renumber[users.index.to_numpy()] = np.arange(len(users))
         users = users.reset_index(drop=True)
 
         # The person's role: a role that goes to ASM first, then one at the user's
         # primaryOrgSourcedId, then roleType=primary, then the lowest roles.csv sourcedId.
         # Roles stay in file order; ``order`` is that ranking (Arrow's sort is stable).
-        roles = roles.reset_index(drop=True)
-        user_pos = position_in(roles["userSourcedId"], users["sourcedId"])  # every user kept has a role
+        user_pos = renumber[user_pos[alive]]  # every user kept has a role
+        roles = select(roles, alive).reset_index(drop=True)
         role = roles["role"].str.strip()
         category = map_values(role, dict(self.mapping.roles), "drop")
         elsewhere = pc.not_equal(arrow(roles["orgSourcedId"]), take(col(users, "primaryOrgSourcedId"), user_pos))
@@ -172,7 +183,7 @@ class OneRosterToAsm:
         person = np.full(len(pick), -1, dtype=np.int8)
         person[users.index.to_numpy()] = (users["_category"] != "student").to_numpy(dtype=np.int8)
         role_file = np.where(category == "student", 0, np.where(category == "staff", 1, 2)).astype(np.int8)
-        alive, drop_where = np.ones(len(roles), dtype=bool), self.ledger.drop_where
+        alive = np.ones(len(roles), dtype=bool)
         alive = drop_where(roles, alive, person[user_pos] < 0, rfile, "user_missing")
         alive = drop_where(roles, alive, role_file != person[user_pos], rfile, "other_role")
         org_pos = position_in(roles["orgSourcedId"], pd.Series(self.available, dtype="str"))
