@@ -116,7 +116,11 @@ def attach(frame: pd.DataFrame, key: str, wide: pd.DataFrame) -> pd.DataFrame:
     """``frame.merge(wide, left_on=key, right_index=True, how="left")`` for a unique string index."""
     if wide.empty and not len(wide.columns):
         return frame
-    pos = position_in(frame[key], pd.Series(wide.index, dtype="str"))
+    keys, index = arrow(frame[key]), arrow(pd.Series(wide.index, dtype="str"))
+    if len(keys) == len(index) and pc.all(pc.equal(keys, index.cast(keys.type))).as_py():
+        pos = np.arange(len(keys))  # the usual case: one row per key, in the same order
+    else:
+        pos = position_in(frame[key], pd.Series(wide.index, dtype="str"))
     take = pa.array(pos, mask=pos < 0)
     columns = {c: pd.Series(pc.take(arrow(wide[c]), take), index=frame.index, dtype="str") for c in wide.columns}
     return frame.assign(**columns)
