@@ -17,7 +17,9 @@ from __future__ import annotations
 import csv
 import io
 import re
+import threading
 from collections.abc import Iterator
+from concurrent.futures import Future
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -84,17 +86,21 @@ def read_table_with_issues(
     return frame, loaded.issues
 
 
-# While set (see :func:`sharing_loaded_tables`), parsed tables are reused instead of re-read.
-_shared: dict[tuple, "LoadedTable"] | None = None
+# While set (see :func:`sharing_loaded_tables`), parsed tables are reused instead of re-read:
+# key -> the table, as a future so that a second reader waits for the first one's parse.
+_shared: dict[tuple, Future] | None = None
+_shared_lock = threading.Lock()
 
 
 @contextmanager
 def sharing_loaded_tables() -> Iterator[None]:
     """Within this block, loading the same unchanged file with the same options parses it once.
 
-    A run validates its upload and then converts it: both read the same files. Callers
-    must treat a :class:`LoadedTable`'s frame as read-only (validators only read; the
-    converter copies before it changes anything).
+    A run validates its upload and converts it, side by side: both read the same files,
+    from different threads. Whoever asks first parses; a concurrent reader of the same
+    file waits for that parse instead of starting its own. Callers must treat a
+    :class:`LoadedTable`'s frame as read-only (validators only read; the converter
+    copies before it changes anything).
     """
     global _shared
     previous, _shared = _shared, {}
@@ -122,21 +128,28 @@ def load_table(
     RFC 4180 quote doubling is accepted as well.
     """
     path = Path(path)
-    key = None
-    if _shared is not None:
-        stat = path.stat()
-        key = (str(path), name, encoding_policy, allowed_delimiters, escape_char, stat.st_size, stat.st_mtime_ns)
-        if key in _shared:
-            return _shared[key]
-    loaded = load_bytes(
-        path.read_bytes(),
-        name or path.name,
-        encoding_policy=encoding_policy,
-        allowed_delimiters=allowed_delimiters,
-        escape_char=escape_char,
-    )
-    if key is not None and _shared is not None:
-        _shared[key] = loaded
+
+    def load() -> LoadedTable:
+        return load_bytes(path.read_bytes(), name or path.name, encoding_policy=encoding_policy,
+                          allowed_delimiters=allowed_delimiters, escape_char=escape_char)
+
+    shared = _shared
+    if shared is None:
+        return load()
+    stat = path.stat()
+    key = (str(path), name, encoding_policy, allowed_delimiters, escape_char, stat.st_size, stat.st_mtime_ns)
+    with _shared_lock:
+        pending, first = shared.get(key), key not in shared
+        if first:
+            pending = shared[key] = Future()
+    if not first:
+        return pending.result()
+    try:
+        loaded = load()
+    except BaseException as exc:
+        pending.set_exception(exc)
+        raise
+    pending.set_result(loaded)
     return loaded
 
 
