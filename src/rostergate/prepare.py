@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import shutil
 import time
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -117,24 +117,38 @@ def prepare(run_dir: str, upload: str, input_format: str, output_format: str, pr
 
     output_files: dict[str, bytes] = {}  # the converted ASM CSVs, name -> bytes
 
-    def do_convert():
-        target = "asm" if output_format == "asm" else None
-        if target is None and prepared.format != "asm":
+    def converts() -> bool:
+        """ASM output is converted; ASM input is normalised even when the output is "same"."""
+        return output_format == "asm" or prepared.format == "asm"
+
+    def convert_and_serialise() -> tuple[Any, dict[str, bytes]]:
+        """The conversion and, when it worked, the six ASM CSVs as bytes."""
+        conversion = convert_dir(source, prepared.format, mapping)
+        if not conversion.ok:
+            return conversion, {}
+        names = sorted(conversion.tables, key=lambda n: -len(conversion.tables[n]))  # biggest first
+        return conversion, dict(zip(names, parallel_map(lambda n: csv_bytes(conversion.tables[n]), names)))
+
+    def do_convert(ahead: Future | None):
+        if not converts():
             shutil.copyfile(upload, Path(run_dir) / OUTPUT_NAME)
             return "skipped", "output = same: the upload is delivered as it came", True
-        conversion = convert_dir(source, prepared.format, mapping)
+        conversion, files = ahead.result() if ahead is not None else convert_and_serialise()
         prepared.issues.extend(conversion.issues)
         if not conversion.ok:
             return "failed", "conversion failed", False
-        names = sorted(conversion.tables, key=lambda n: -len(conversion.tables[n]))  # biggest first
-        output_files.update(zip(names, parallel_map(lambda n: csv_bytes(conversion.tables[n]), names)))
+        output_files.update(files)
         prepared.summary = conversion_summary(conversion)
         return "ok", prepared.summary.splitlines()[0] if prepared.summary else "converted", True
 
-    with sharing_loaded_tables():  # validate and convert read the same files: parse them once
+    # Conversion starts beside validation (two cores, one parse of each file between them);
+    # its result is used only once validation has passed. A rejected upload waits for the
+    # conversion to end and drops it: CPU spent, nothing else.
+    with sharing_loaded_tables(), ThreadPoolExecutor(max_workers=1, thread_name_prefix="rostergate-convert") as side:
+        ahead = side.submit(convert_and_serialise) if prepared.format and converts() else None
         if not steps.run("validate", do_validate) or prepared.format is None:
             return prepared
-        converted_ok = steps.run("convert", do_convert)
+        converted_ok = steps.run("convert", lambda: do_convert(ahead))
     if not converted_ok:
         return prepared
 

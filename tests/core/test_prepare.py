@@ -1,0 +1,97 @@
+"""prepare(): the CPU step of a run, with conversion running beside validation."""
+
+from __future__ import annotations
+
+import threading
+import zipfile
+from pathlib import Path
+
+import pytest
+
+from rostergate.formats import csvio
+from rostergate.formats.convert import convert_dir
+from rostergate.formats.csvio import load_table, sharing_loaded_tables
+from rostergate.prepare import OUTPUT_NAME, prepare
+from tests.formats import kit
+
+
+def _upload(folder: Path, tmp_path: Path) -> str:
+    return str(kit.zip_folder(folder, tmp_path / "upload.zip"))
+
+
+def _conversion_threads() -> list[threading.Thread]:
+    return [t for t in threading.enumerate() if t.name.startswith("rostergate-convert")]
+
+
+def test_valid_oneroster_upload_is_converted_and_checked(tmp_path: Path) -> None:
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    prepared = prepare(str(run_dir), _upload(kit.OR11, tmp_path), "oneroster", "asm", "strict")
+    assert prepared.outcome == "ready", prepared.issues
+    assert [s.name for s in prepared.steps] == ["unpack", "detect", "validate", "convert", "check-output"]
+    assert all(s.status == "ok" for s in prepared.steps)
+    expected = convert_dir(kit.OR11, "oneroster-1.1").tables
+    with zipfile.ZipFile(prepared.output) as archive:
+        assert sorted(archive.namelist()) == sorted(expected)
+        rosters = archive.read("rosters.csv").decode().splitlines()
+    assert len(rosters) == len(expected["rosters.csv"]) + 1
+    assert not (run_dir / "work").exists()  # the unpacked upload does not outlive the run
+
+
+def test_rejected_upload_waits_for_the_side_conversion_and_delivers_nothing(tmp_path: Path) -> None:
+    broken = kit.copy(kit.OR11, tmp_path / "broken")
+    kit.drop_column(broken, "users.csv", "role")  # a required column: validation fails
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    prepared = prepare(str(run_dir), _upload(broken, tmp_path), "oneroster", "asm", "strict")
+    assert prepared.outcome == "rejected"
+    assert [s.name for s in prepared.steps][-1] == "validate"
+    assert any(i.code == "oneroster.header.missing_column" and i.file == "users.csv" for i in prepared.issues)
+    assert not any(i.code.startswith("convert.") for i in prepared.issues)  # the dropped conversion says nothing
+    assert not (run_dir / OUTPUT_NAME).exists()
+    assert _conversion_threads() == []
+
+
+def test_shared_tables_are_parsed_once_even_when_two_threads_ask_at_once(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    path = tmp_path / "users.csv"
+    path.write_text("sourcedId,name\n" + "".join(f"u{i},N {i}\n" for i in range(20_000)))
+    parses = []
+    real = csvio.load_bytes
+
+    def counting(*args, **kwargs):
+        parses.append(threading.current_thread().name)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(csvio, "load_bytes", counting)
+    start = threading.Barrier(4)
+    results: list = []
+
+    def reader() -> None:
+        start.wait(timeout=10)
+        results.append(load_table(path))
+
+    with sharing_loaded_tables():
+        threads = [threading.Thread(target=reader) for _ in range(4)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(timeout=30)
+    assert len(parses) == 1 and len(results) == 4
+    assert all(r is results[0] for r in results)
+    load_table(path)  # outside the block nothing is shared
+    assert len(parses) == 2
+
+
+def test_a_failed_shared_parse_fails_every_reader(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    path = tmp_path / "users.csv"
+    path.write_text("sourcedId\nu1\n")
+
+    def broken(*args, **kwargs):
+        raise MemoryError("simulated")
+
+    monkeypatch.setattr(csvio, "load_bytes", broken)
+    with sharing_loaded_tables():
+        for _ in range(2):  # the second reader gets the first one's error, not a hang
+            with pytest.raises(MemoryError):
+                load_table(path)
