@@ -27,6 +27,11 @@ def col(frame: pd.DataFrame, name: str) -> pd.Series:
     return pd.Series("", index=frame.index, dtype="str")
 
 
+def all_empty(values: pd.Series) -> bool:
+    """True when every value is ``""`` (reads only the lengths: an unused column costs nothing)."""
+    return len(values) == 0 or pc.max(pc.binary_length(arrow(values))).as_py() == 0
+
+
 def select(frame: pd.DataFrame, mask: np.ndarray) -> pd.DataFrame:
     """``frame[mask]`` (index kept) through Arrow's filter kernel.
 

@@ -29,7 +29,7 @@ from rostergate.formats.columnrules import (
     CLASS_DEFAULTS, CLASS_OPTIONAL, COURSE_DEFAULTS, LOCATION_DEFAULTS, PERSON_DEFAULTS, fill,
 )
 from rostergate.formats.columns import (
-    arrow, attach, col, duplicated, explode_list, isin, map_values, passes_filter, position_in, repeated_pairs,
+    all_empty, arrow, attach, col, duplicated, explode_list, isin, map_values, passes_filter, position_in, repeated_pairs,
     select, split_first, strictly_increasing, take, widen,
 )
 from rostergate.formats.ledger import Ledger, lineage_frame, role_reason
@@ -61,12 +61,22 @@ class OneRosterToAsm:
     def _common(self, frame: pd.DataFrame, file: str) -> pd.DataFrame:
         drop = self.ledger.drop
         frame = drop(frame, duplicated(frame["sourcedId"]), file, "duplicate_id")
-        return drop(frame, col(frame, "status").str.strip().str.lower() == "tobedeleted", file, "tobedeleted")
+        return drop(frame, self._to_be_deleted(frame), file, "tobedeleted")
 
-    def _outside_dates(self, frame: pd.DataFrame) -> pd.Series:
-        begin, end = col(frame, "beginDate").str.strip(), col(frame, "endDate").str.strip()
+    @staticmethod
+    def _to_be_deleted(frame: pd.DataFrame) -> np.ndarray:
+        status = col(frame, "status")
+        if all_empty(status):  # bulk files leave status blank (oneroster.md §5)
+            return np.zeros(len(frame), dtype=bool)
+        return (status.str.strip().str.lower() == "tobedeleted").to_numpy(dtype=bool)
+
+    def _outside_dates(self, frame: pd.DataFrame) -> np.ndarray:
+        begin, end = col(frame, "beginDate"), col(frame, "endDate")
+        if all_empty(begin) and all_empty(end):
+            return np.zeros(len(frame), dtype=bool)
+        begin, end = begin.str.strip(), end.str.strip()
         # ISO dates compare correctly as strings; the validator rejects other formats.
-        return ((begin != "") & (begin > self.today)) | ((end != "") & (end <= self.today))
+        return (((begin != "") & (begin > self.today)) | ((end != "") & (end <= self.today))).to_numpy(dtype=bool)
 
     def run(self) -> tuple[dict[str, pd.DataFrame], dict[str, pd.DataFrame]]:
         ledger = self.ledger
@@ -338,7 +348,7 @@ class OneRosterToAsm:
         e, drop = enrollments, self.ledger.drop_where
         alive = np.ones(len(e), dtype=bool)
         alive = drop(e, alive, duplicated(e["sourcedId"]), file, "duplicate_id")
-        alive = drop(e, alive, col(e, "status").str.strip().str.lower() == "tobedeleted", file, "tobedeleted")
+        alive = drop(e, alive, self._to_be_deleted(e), file, "tobedeleted")
         alive = drop(e, alive, self._outside_dates(e), file, "outside_dates")
         role = e["role"].str.strip()
         is_student = (role == "student").to_numpy(dtype=bool)
