@@ -80,8 +80,7 @@ def not_in_charset(s: pd.Series, charset: str, max_len: int | None = None) -> pd
 
 
 def _all_bytes_in(arr: pa.ChunkedArray, charset: str) -> bool:
-    table = np.zeros(256, dtype=bool)
-    table[np.frombuffer(charset.encode("ascii"), dtype=np.uint8)] = True
+    allowed = charset.encode("ascii")
     for chunk in arr.chunks:
         if chunk.null_count or not pa.types.is_string(chunk.type) and not pa.types.is_large_string(chunk.type):
             return False
@@ -92,8 +91,8 @@ def _all_bytes_in(arr: pa.ChunkedArray, charset: str) -> bool:
         offsets = np.frombuffer(offsets_buf, dtype=width)[chunk.offset : chunk.offset + len(chunk) + 1]
         if len(offsets) < 2:
             continue
-        data = np.frombuffer(data_buf, dtype=np.uint8)[offsets[0] : offsets[-1]]
-        if not table[data].all():
+        # deleting every allowed byte leaves nothing (bytes.translate: a C loop, ~3x a numpy lookup)
+        if memoryview(data_buf)[offsets[0] : offsets[-1]].tobytes().translate(None, allowed):
             return False
     return True
 
