@@ -69,7 +69,7 @@ def prepare(run_dir: str, upload: str, input_format: str, output_format: str, pr
             mapping: Any = None, encoding: str = "convert") -> Prepared:
     """Turn the spooled ``upload`` into a deliverable ZIP inside ``run_dir`` (blocking, CPU-bound)."""
     from rostergate.formats.archive import unpack
-    from rostergate.formats.asmwrite import csv_bytes, zip_bytes
+    from rostergate.formats.asmwrite import csv_bytes, is_verbatim, zip_bytes
     from rostergate.formats.collect import parallel_map
     from rostergate.formats.convert import convert_dir, conversion_summary
     from rostergate.formats.detect import detect_format
@@ -116,6 +116,9 @@ def prepare(run_dir: str, upload: str, input_format: str, output_format: str, pr
         return ("ok" if result.valid else "failed"), f"{errors} error(s), {warnings} warning(s)", result.valid
 
     output_files: dict[str, bytes] = {}  # the converted ASM CSVs, name -> bytes
+    # name -> what the output check reads: the frame where parsing the bytes certainly
+    # gives it back (asmwrite.is_verbatim: ids, plain names), else the bytes
+    output_check: dict[str, Any] = {}
 
     def converts() -> bool:
         """ASM output is converted; ASM input is normalised even when the output is "same"."""
@@ -138,6 +141,8 @@ def prepare(run_dir: str, upload: str, input_format: str, output_format: str, pr
         if not conversion.ok:
             return "failed", "conversion failed", False
         output_files.update(files)
+        output_check.update({name: frame if is_verbatim(frame) else files[name]
+                             for name, frame in conversion.tables.items()})
         prepared.summary = conversion_summary(conversion)
         return "ok", prepared.summary.splitlines()[0] if prepared.summary else "converted", True
 
@@ -159,7 +164,7 @@ def prepare(run_dir: str, upload: str, input_format: str, output_format: str, pr
         # release the GIL, so compressing overlaps with validating.
         with ThreadPoolExecutor(max_workers=1) as pool:
             zipped = pool.submit(lambda: (Path(run_dir) / OUTPUT_NAME).write_bytes(zip_bytes(output_files)))
-            result = validate_asm_files(output_files, profile="asm")
+            result = validate_asm_files(output_check, profile="asm")
             zipped.result()
         if not result.valid:
             prepared.issues.extend(

@@ -11,9 +11,12 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from rostergate.formats import asmwrite
 from rostergate.formats.asmwrite import csv_bytes, parse_asm_csv, zip_bytes
+from rostergate.formats.csvio import ASM_ESCAPE, load_bytes
 from rostergate.formats.convert import conversion_summary, convert_dir, render_preview, write_asm_zip
 
 from ..conftest import require_tool
@@ -221,3 +224,25 @@ def test_plain_oneroster_picks_the_version() -> None:
     assert a.source_format == "oneroster-1.2" and a.ok
     b = convert_dir(FIXTURES / "or11-district", "oneroster", as_of=AS_OF)
     assert b.source_format == "oneroster-1.1" and b.ok
+
+
+_CELLS = st.text(alphabet=st.sampled_from(list("abZ09-_.é€ \t,\"\\\r\n\x00")), max_size=6)
+
+
+@given(st.lists(st.tuples(_CELLS, _CELLS), min_size=1, max_size=12))
+@settings(max_examples=300, deadline=None)
+def test_a_verbatim_frame_is_exactly_what_its_bytes_parse_to(rows: list[tuple[str, str]]) -> None:
+    """The output check may read a frame instead of its CSV only when the two cannot differ."""
+    frame = pd.DataFrame({"person_id": [a for a, _ in rows], "last_name": [b for _, b in rows]}, dtype="str")
+    specials = set(" \t,\"\\\r\n\x00")
+    has_special = any(ch in specials for row in rows for cell in row for ch in cell)
+    assert asmwrite.is_verbatim(frame) is not has_special
+    if not has_special:
+        loaded = load_bytes(csv_bytes(frame), "students.csv", escape_char=ASM_ESCAPE)
+        assert loaded.issues == [] and loaded.lines is None
+        pd.testing.assert_frame_equal(loaded.frame, frame)
+
+
+def test_header_names_count_for_verbatim() -> None:
+    assert not asmwrite.is_verbatim(pd.DataFrame({"first name": ["a"]}, dtype="str"))
+    assert asmwrite.is_verbatim(pd.DataFrame({"first_name": ["a"]}, dtype="str"))

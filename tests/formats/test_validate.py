@@ -179,3 +179,18 @@ def test_asm_files_in_memory_get_the_same_findings_as_on_disk(tmp_path):
     in_memory = validate_asm_files({p.name: p.read_bytes() for p in d.iterdir()}, "asm")
     assert on_disk.issues and in_memory.issues == on_disk.issues
     assert in_memory.format == "asm" and not in_memory.valid
+
+
+def test_asm_frames_in_memory_get_the_same_findings_as_their_bytes(tmp_path):
+    """The output check reads a verbatim file's frame instead of parsing it: same findings."""
+    from rostergate.formats.csvio import ASM_ESCAPE, load_bytes
+
+    d = kit.copy(kit.ASM, tmp_path / "u")
+    kit.add_row(d, "rosters.csv", {"roster_id": "r-9", "class_id": "cls-gone", "student_id": "usr-s1"})
+    kit.add_row(d, "rosters.csv", {"roster_id": "r-9", "class_id": "cls-bio-1", "student_id": "usr-s1"})
+    files = {p.name: p.read_bytes() for p in d.iterdir()}
+    frames = {name: load_bytes(data, name, escape_char=ASM_ESCAPE).frame for name, data in files.items()}
+    from_bytes = validate_asm_files(files, "asm")
+    from_frames = validate_asm_files(frames, "asm")
+    assert {i.code for i in from_bytes.issues} >= {"asm.reference.missing_record", "asm.value.duplicate_id"}
+    assert from_frames.issues == from_bytes.issues

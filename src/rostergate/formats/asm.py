@@ -108,7 +108,7 @@ def id_columns(stem: str, columns: list[str]) -> list[str]:
 
 
 def validate_asm(
-    source: Path | Mapping[str, bytes],
+    source: Path | Mapping[str, bytes | pd.DataFrame],
     collector: Collector,
     *,
     encoding_policy: EncodingPolicy = "convert",
@@ -118,8 +118,10 @@ def validate_asm(
 
     ``source`` is a folder, or file name → content for files that exist only in memory
     (the converter's output: checked before it is zipped, never written out as CSVs).
+    Content is the file's bytes, or the frame of strings they parse to, given only when
+    that is certain (see ``asmwrite.is_verbatim``): the rules then skip the parse.
     """
-    present: dict[str, Path | bytes] = (
+    present: dict[str, Path | bytes | pd.DataFrame] = (
         dict(source) if isinstance(source, Mapping) else {p.name: p for p in Path(source).iterdir() if p.is_file()}
     )
     by_fold = {name.casefold(): name for name in present}
@@ -137,8 +139,10 @@ def validate_asm(
             progress(f"reading {fname}")
         found.append((stem, present[actual]))
     # asm.md §1.1: comma or semicolon
-    def load(item: tuple[str, Path | bytes]) -> LoadedTable:
+    def load(item: tuple[str, Path | bytes | pd.DataFrame]) -> LoadedTable:
         stem, where = item
+        if isinstance(where, pd.DataFrame):
+            return LoadedTable(f"{stem}.csv", where, header=[str(c) for c in where.columns])
         read = load_bytes if isinstance(where, bytes) else load_table
         return read(where, f"{stem}.csv", encoding_policy=encoding_policy, allowed_delimiters=(",", ";"),
                     escape_char=ASM_ESCAPE)

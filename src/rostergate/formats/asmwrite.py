@@ -61,6 +61,27 @@ def _strings(values) -> pa.Array:
     return pc.fill_null(array, "") if array.null_count else array
 
 
+#: Bytes that make :func:`escape_column` quote or escape a value (and NUL, which a reader
+#: reports as binary): a column without any of them is written exactly as it is.
+_SPECIAL = (b'"', b"\\", b"\r", b"\n", b" ", b",", b"\t", b"\x00")
+
+
+def is_verbatim(frame: pd.DataFrame) -> bool:
+    """Whether :func:`csv_bytes` writes every header name and value of ``frame`` as it is.
+
+    Then the CSV is just the values joined by commas and line feeds, and parsing it
+    gives ``frame`` back exactly: a check of the frame is a check of the bytes.
+    """
+    if any(ch in str(name).encode("utf-8") for name in frame.columns for ch in _SPECIAL):
+        return False
+    special = b"".join(_SPECIAL)
+    for column in frame.columns:
+        data = _concatenated(_strings(frame[column]))
+        if len(data.translate(None, special)) != len(data):  # one pass deletes every special byte
+            return False
+    return True
+
+
 def escape_column(values) -> pa.Array:
     """One column's cells as Apple-quoted CSV text (vectorised; see the module docstring).
 

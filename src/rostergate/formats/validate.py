@@ -13,6 +13,8 @@ import tempfile
 from pathlib import Path
 from typing import Callable, Mapping
 
+import pandas as pd
+
 from rostergate.formats.archive import ArchiveLimits, unpack
 from rostergate.formats.asm import validate_asm
 from rostergate.formats.catalogue import issue
@@ -63,11 +65,13 @@ def validate_dir(
 
 
 def validate_asm_files(
-    files: Mapping[str, bytes], profile: str | Profile = "asm", *, cap: int = DEFAULT_CAP
+    files: Mapping[str, bytes | pd.DataFrame], profile: str | Profile = "asm", *, cap: int = DEFAULT_CAP
 ) -> ValidationResult:
-    """Validate ASM files held in memory (file name → content), as :func:`validate_dir` would on disk.
+    """Validate ASM files held in memory, as :func:`validate_dir` would on disk.
 
-    For the converter's output: it is checked from the bytes that will be zipped.
+    ``files`` maps each file name to its bytes or, where parsing the bytes certainly
+    gives it back (``asmwrite.is_verbatim``), to the frame itself. For the
+    converter's output: it is checked from what will be zipped.
     """
     collector = Collector(get_profile(profile), cap=cap)
     try:
