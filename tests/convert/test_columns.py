@@ -1,9 +1,9 @@
 """The column helpers return exactly what the pandas idioms they replace return.
 
-``select(frame, mask)`` is ``frame[mask]``; ``repeated_pairs(alive, first, second,
-width)`` is ``duplicated(keep="first")`` over the alive rows' (first, second)
-pairs. Each path of the helpers (a contiguous block, Arrow's filter, a strictly
-increasing key, the argsort of a few sorted runs, hashing) has its own test.
+``select(frame, mask)`` is ``frame[mask]``; ``repeated_pairs(alive, first, second)``
+is ``duplicated(keep="first")`` over the alive rows' (first, second) pairs. Each
+path of the helpers (a contiguous block, Arrow's filter, a strictly increasing key,
+rows grouped by one side, the argsort of a few sorted runs, hashing) has its own test.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from rostergate.formats.columns import repeated_pairs, select
-from rostergate.formats.rules import int_duplicate_mask
+from rostergate.formats.rules import code_pair_duplicate_mask, int_duplicate_mask
 
 ARROW_STR = pd.StringDtype("pyarrow", na_value=np.nan)  # what the CSV loader gives ("str")
 
@@ -112,7 +112,7 @@ def _descents(alive: np.ndarray, first: np.ndarray, second: np.ndarray, width: i
 
 
 def _check_pairs(alive: np.ndarray, first: np.ndarray, second: np.ndarray, width: int) -> np.ndarray:
-    got = repeated_pairs(alive, first, second, width)
+    got = repeated_pairs(alive, first, second)
     assert got.dtype == bool and got.shape == alive.shape
     np.testing.assert_array_equal(got, _expected(alive, first, second))
     assert not (got & ~alive).any()
@@ -190,13 +190,13 @@ def test_repeated_pairs_dead_rows_neither_flagged_nor_first(n: int) -> None:
 
 def test_repeated_pairs_small_inputs() -> None:
     empty = np.array([], dtype=np.int64)
-    assert repeated_pairs(np.array([], dtype=bool), empty, empty, 1).shape == (0,)
+    assert repeated_pairs(np.array([], dtype=bool), empty, empty).shape == (0,)
     one = np.array([3], dtype=np.int64)
-    assert not repeated_pairs(np.array([True]), one, one, 5).any()
+    assert not repeated_pairs(np.array([True]), one, one).any()
     # the same pair twice, but one of the two rows is dead
     two = np.array([1, 1], dtype=np.int64)
-    assert not repeated_pairs(np.array([True, False]), two, two, 5).any()
-    assert repeated_pairs(np.array([True, True]), two, two, 5).tolist() == [False, True]
+    assert not repeated_pairs(np.array([True, False]), two, two).any()
+    assert repeated_pairs(np.array([True, True]), two, two).tolist() == [False, True]
 
 
 @given(st.integers(0, 2**32 - 1), st.integers(1, 6), st.booleans(), st.booleans())
@@ -210,3 +210,17 @@ def test_int_duplicate_mask_equals_pandas_on_runs_and_shuffles(seed: int, runs: 
         rng.shuffle(keys)
     expected = pd.Series(keys).duplicated(keep="first" if keep_first else False).to_numpy()
     assert np.array_equal(int_duplicate_mask(keys, keep_first), expected)
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.integers(0, 2**32 - 1), st.booleans(), st.booleans())
+def test_pairs_grouped_by_one_side(seed: int, by_second: bool, keep_first: bool) -> None:
+    """Enrolments listed student by student (one side never decreases): the grouped sort path."""
+    rng = np.random.default_rng(seed)
+    groups = np.repeat(np.arange(800), rng.integers(1, 9, size=800))  # non-decreasing, like user positions
+    other = rng.integers(0, 12, size=len(groups))  # classes in any order, with repeats
+    a, b = (other, groups) if by_second else (groups, other)
+    expected = pd.DataFrame({"a": a, "b": b}).duplicated(keep="first" if keep_first else False).to_numpy()
+    np.testing.assert_array_equal(code_pair_duplicate_mask(a, b, keep_first), expected)
+    alive = rng.random(len(a)) >= 0.2
+    _check_pairs(alive, a, b, int(b.max()) + 1)

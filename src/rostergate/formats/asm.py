@@ -24,11 +24,12 @@ from rostergate.formats.collect import Collector, parallel_map
 from rostergate.formats.csvio import ASM_ESCAPE, LoadedTable, load_bytes, load_table
 from rostergate.formats.rules import (
     arrow,
+    code_pair_duplicate_mask,
     duplicate_mask,
     pair_duplicate_mask,
     flag,
-    int_duplicate_mask,
     later_duplicates,
+    lookup,
     missing_in,
     nonempty,
     not_in,
@@ -281,15 +282,15 @@ def _check_roster_pairs(t: LoadedTable, classes: pd.Series, students: pd.Series,
     for values, keys, (col, target, target_col) in zip((classes, students), known, _ROSTER_TARGETS):
         if keys is None:
             continue
-        found = pc.index_in(arrow(values), value_set=arrow(keys).combine_chunks().cast(arrow(values).type))
-        if found.null_count:
-            missing = found.is_null().to_numpy(zero_copy_only=False) & nonempty(values).to_numpy()
+        found = lookup(arrow(values), arrow(keys))
+        if (found < 0).any():
+            missing = (found < 0) & nonempty(values).to_numpy()
             flag(c, "asm.reference.missing_record", t, col, missing, target=f"{target}.csv", target_column=target_col)
             continue
-        codes.append((found.to_numpy(zero_copy_only=False).astype(np.int64), len(keys)))
+        codes.append((found, len(keys)))
     if len(codes) == 2:
-        (ca, _), (cb, nb) = codes
-        mask = int_duplicate_mask(ca * max(nb, 1) + cb)
+        (ca, _), (cb, _) = codes
+        mask = code_pair_duplicate_mask(ca, cb)
     else:
         mask = pair_duplicate_mask(arrow(classes), arrow(students))
     mask = mask & nonempty(classes).to_numpy() & nonempty(students).to_numpy()

@@ -17,7 +17,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from rostergate.formats.rules import duplicate_mask, int_duplicate_mask, pair_duplicate_mask
+from rostergate.formats.rules import code_pair_duplicate_mask, duplicate_mask, lookup, pair_duplicate_mask
 
 
 def col(frame: pd.DataFrame, name: str) -> pd.Series:
@@ -80,8 +80,7 @@ def position_in(values: pd.Series, pool: pd.Series) -> np.ndarray:
     """Each value's position in ``pool`` (int64), -1 where it is not there."""
     if len(pool) == 0:
         return np.full(len(values), -1, dtype=np.int64)
-    where = pc.index_in(arrow(values), value_set=arrow(pool).cast(pa.large_string()))
-    return pc.fill_null(where, -1).to_numpy(zero_copy_only=False).astype(np.int64)
+    return lookup(arrow(values), arrow(pool))
 
 
 def map_values(values: pd.Series, table: Mapping[str, str], default: str) -> pd.Series:
@@ -105,15 +104,15 @@ def duplicated(*columns: pd.Series) -> np.ndarray:
     return pair_duplicate_mask(arrow(first), arrow(second))
 
 
-def repeated_pairs(alive: np.ndarray, first: np.ndarray, second: np.ndarray, width: int) -> np.ndarray:
+def repeated_pairs(alive: np.ndarray, first: np.ndarray, second: np.ndarray) -> np.ndarray:
     """Rows (among ``alive``) whose (first, second) code pair appeared on an earlier alive row.
 
-    Codes are non-negative ints, ``second`` below ``width``.
+    Codes are non-negative ints.
     """
     rows = np.flatnonzero(alive)
     out = np.zeros(len(alive), dtype=bool)
     if len(rows) >= 2:
-        out[rows[int_duplicate_mask(first[rows] * width + second[rows])]] = True
+        out[rows[code_pair_duplicate_mask(first[rows], second[rows])]] = True
     return out
 
 

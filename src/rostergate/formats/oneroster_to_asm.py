@@ -34,7 +34,7 @@ from rostergate.formats.columns import (
 )
 from rostergate.formats.ledger import Ledger, lineage_frame, role_reason
 from rostergate.formats.mapping import ASM_HEADERS, Mapping
-from rostergate.formats.rules import int_duplicate_mask
+from rostergate.formats.rules import code_pair_duplicate_mask
 from rostergate.formats.sourcefiles import load_file
 
 MAX_INSTRUCTORS = 15  # asm.md §1.5: instructor_id + _2 … _15
@@ -199,7 +199,7 @@ class OneRosterToAsm:
         org_pos = position_in(roles["orgSourcedId"], pd.Series(self.available, dtype="str"))
         ranked = order[alive[order]]
         repeated = np.zeros(len(roles), dtype=bool)
-        repeated[ranked[int_duplicate_mask(user_pos[ranked] * max(len(self.available), 1) + org_pos[ranked])]] = True
+        repeated[ranked[code_pair_duplicate_mask(user_pos[ranked], org_pos[ranked])]] = True
         alive = drop_where(roles, alive, repeated, rfile, "duplicate_org")
         ranked = order[alive[order]]
         self.ledger.used(rfile, len(ranked))
@@ -366,8 +366,12 @@ class OneRosterToAsm:
         in_students = user_pos < len(students)
         alive = drop(e, alive, is_student & ~in_students, file, "user_not_student")
         alive = drop(e, alive, ~is_student & in_students, file, "user_not_staff")
-        alive = drop(e, alive, repeated_pairs(alive, user_pos, class_pos, max(len(class_ids), 1)),
-                     file, "duplicate_pair")
+        # A repeated (user, class) pair lies within the student rows or within the teacher
+        # rows (every user is now in exactly one of the two files), and each part is
+        # usually listed in order on one side (students by user, teachers by class).
+        repeated = repeated_pairs(alive & is_student, user_pos, class_pos)
+        repeated |= repeated_pairs(alive & ~is_student, user_pos, class_pos)
+        alive = drop(e, alive, repeated, file, "duplicate_pair")
 
         teaching = alive & ~is_student
         teach = select(e[["sourcedId", "classSourcedId", "userSourcedId"]].assign(primary=col(e, "primary")),

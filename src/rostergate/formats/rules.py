@@ -137,8 +137,25 @@ def duplicate_mask(values: pa.Array | pa.ChunkedArray, keep_first: bool = True) 
 def pair_duplicate_mask(a: pa.ChunkedArray, b: pa.ChunkedArray, keep_first: bool = True) -> np.ndarray:
     """Like :func:`duplicate_mask` for the pair of columns ``(a, b)``."""
     ca, _ = _codes(a)
-    cb, nb = _codes(b)
-    return int_duplicate_mask(ca.astype(np.int64) * max(nb, 1) + cb, keep_first)
+    cb, _ = _codes(b)
+    return code_pair_duplicate_mask(ca.astype(np.int64), cb.astype(np.int64), keep_first)
+
+
+def code_pair_duplicate_mask(a: np.ndarray, b: np.ndarray, keep_first: bool = True) -> np.ndarray:
+    """Duplicate rows of the pair ``(a, b)`` of non-negative integer codes.
+
+    When the rows are grouped by one side in order (enrolments listed student by
+    student: ``a`` never decreases), a repeat can only sit inside a group, and the
+    stable sort of the combined key only has to order each small group: near-linear,
+    where a hash table over millions of keys is bound by cache misses.
+    """
+    n = len(a)
+    if n < 2:
+        return np.zeros(n, dtype=bool)
+    for major, minor in ((a, b), (b, a)):
+        if bool((major[1:] >= major[:-1]).all()):
+            return _sorted_duplicates(major * (int(minor.max()) + 1) + minor, keep_first)
+    return int_duplicate_mask(a * (int(b.max()) + 1) + b, keep_first)
 
 
 def int_duplicate_mask(keys: np.ndarray, keep_first: bool = True) -> np.ndarray:
@@ -157,6 +174,12 @@ def int_duplicate_mask(keys: np.ndarray, keep_first: bool = True) -> np.ndarray:
         return np.zeros(n, dtype=bool)
     if np.count_nonzero(steps < 0) >= n // 64:
         return pd.Series(keys).duplicated(keep="first" if keep_first else False).to_numpy().copy()
+    return _sorted_duplicates(keys, keep_first)
+
+
+def _sorted_duplicates(keys: np.ndarray, keep_first: bool) -> np.ndarray:
+    """:func:`int_duplicate_mask` by a stable sort (fast when ``keys`` are nearly in order)."""
+    n = len(keys)
     order = np.argsort(keys, kind="stable")  # stable: the first of equal keys is the earliest row
     ordered = keys[order]
     same = ordered[1:] == ordered[:-1]
@@ -187,19 +210,53 @@ def _duplicates_of_codes(codes: np.ndarray, distinct: int, keep_first: bool) -> 
     return ~first
 
 
+_RUN_SAMPLE = 4096
+
+
+def run_starts(values: pa.Array | pa.ChunkedArray) -> np.ndarray | None:
+    """Where each run of equal adjacent values starts, when the values come in runs.
+
+    Reference columns of big files often do (an export ordered by user lists each
+    student's enrolments together): then a lookup probes one value per run and
+    repeats the answer. ``None`` when runs are shorter than two values on average;
+    a sample decides first, so a column without runs costs one small pass.
+    """
+    n = len(values)
+    if n < 2 * _RUN_SAMPLE:
+        return None
+    sample = values.slice(0, _RUN_SAMPLE)
+    if pc.sum(pc.not_equal(sample.slice(1), sample.slice(0, _RUN_SAMPLE - 1))).as_py() > _RUN_SAMPLE // 2:
+        return None
+    changes = pc.not_equal(values.slice(1), values.slice(0, n - 1)).to_numpy(zero_copy_only=False)
+    starts = np.flatnonzero(np.concatenate(([True], changes)))
+    return starts if len(starts) <= n // 2 else None
+
+
+def lookup(values: pa.Array | pa.ChunkedArray, value_set: pa.Array | pa.ChunkedArray) -> np.ndarray:
+    """Each value's position in ``value_set`` (int64), -1 where it is not there.
+
+    ``pyarrow.compute.index_in``, probing one value per run of equal values (see
+    :func:`run_starts`): a hash probe per row is cache-bound on a million-row pool.
+    """
+    if isinstance(value_set, pa.ChunkedArray):
+        value_set = value_set.combine_chunks()
+    if value_set.type != values.type:
+        value_set = value_set.cast(values.type)
+    starts = run_starts(values)
+    probe = values if starts is None else values.take(pa.array(starts))
+    found = pc.fill_null(pc.index_in(probe, value_set=value_set), -1).to_numpy(zero_copy_only=False)
+    found = found.astype(np.int64, copy=False)
+    return found if starts is None else np.repeat(found, np.diff(np.append(starts, len(values))))
+
+
 def missing_in(s: pd.Series, targets: pd.Series | pa.Array | pa.ChunkedArray) -> pd.Series:
     """Non-empty values of ``s`` that are not among ``targets``."""
     values = _as_arrow(s)
     filled = pc.not_equal(values, "")
     if not pc.any(filled).as_py():
         return _none(s)
-    value_set = _as_arrow(targets)
-    if isinstance(value_set, pa.ChunkedArray):
-        value_set = value_set.combine_chunks()
-    if value_set.type != values.type:
-        value_set = value_set.cast(values.type)
-    hit = pc.is_in(values, value_set=value_set, skip_nulls=True)
-    return _mask(s, pc.and_(filled, pc.invert(hit)))
+    missing = lookup(values, _as_arrow(targets)) < 0
+    return _mask(s, filled.to_numpy(zero_copy_only=False) & missing)
 
 
 def _as_arrow(s) -> pa.Array | pa.ChunkedArray:

@@ -1,0 +1,49 @@
+"""Lookups and duplicate finders in rules.py return what the plain kernels return, on every path."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from rostergate.formats.rules import lookup, missing_in, run_starts
+
+
+def _plain_lookup(values: pa.ChunkedArray, pool: pa.Array) -> np.ndarray:
+    return pc.fill_null(pc.index_in(values, value_set=pool), -1).to_numpy(zero_copy_only=False)
+
+
+def _column(rng: np.random.Generator, n: int, run: int, distinct: int) -> pa.ChunkedArray:
+    """``n`` ids in runs of about ``run`` equal values, split into chunks as the CSV reader does."""
+    ids = np.repeat(rng.integers(0, distinct, size=n // run + 1), run)[:n]
+    values = pa.array([f"id-{i}" for i in ids], type=pa.large_string())
+    cuts = sorted(set(rng.integers(1, n, size=3).tolist()))
+    return pa.chunked_array([values.slice(a, b - a) for a, b in zip([0, *cuts], [*cuts, n])])
+
+
+@settings(max_examples=30, deadline=None)
+@given(st.integers(0, 2**32 - 1), st.sampled_from([1, 2, 7, 40]), st.integers(8_192, 20_000))
+def test_lookup_equals_index_in_with_and_without_runs(seed: int, run: int, n: int) -> None:
+    rng = np.random.default_rng(seed)
+    values = _column(rng, n, run, distinct=3_000)
+    pool = pa.array([f"id-{i}" for i in rng.permutation(3_000)[:2_000]], type=pa.large_string())
+    got = lookup(values, pool)
+    assert got.dtype == np.int64
+    np.testing.assert_array_equal(got, _plain_lookup(values, pool))
+    starts = run_starts(values)
+    if run == 1:
+        assert starts is None  # no runs: one probe per row
+    elif run >= 7:
+        assert starts is not None and starts[0] == 0 and len(starts) < n // 2
+
+
+def test_missing_in_uses_the_same_lookup_and_ignores_empty_values() -> None:
+    ids = [f"u{i // 7}" for i in range(70_000)]  # runs of seven, as in an export ordered by user
+    ids[7 * 100 + 3] = "ghost"
+    ids[7 * 200] = ""
+    s = pd.Series(ids, dtype="str")
+    targets = pd.Series([f"u{i}" for i in range(10_000)], dtype="str")
+    assert np.flatnonzero(missing_in(s, targets).to_numpy()).tolist() == [703]
