@@ -16,9 +16,14 @@ import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 
-from rostergate.formats.csvio import read_table_bytes
+from rostergate.formats.asmwrite import parse_asm_csv
+from rostergate.formats.columns import arrow
+from rostergate.formats.rules import lookup
 
 # The key column of each ASM file (asm.md §1.2-1.7).
 KEYS = {
@@ -80,33 +85,50 @@ def snapshot_path(data_dir: Path, account: str) -> Path:
 def _tables(zip_path: Path) -> dict[str, pd.DataFrame]:
     with zipfile.ZipFile(zip_path) as archive:
         names = set(archive.namelist())
-        return {name: read_table_bytes(archive.read(name)) for name in KEYS if name in names}
+        return {name: parse_asm_csv(archive.read(name)) for name in KEYS if name in names}
+
+
+def _matches(now_ids: pa.ChunkedArray, before_ids: pa.ChunkedArray) -> np.ndarray:
+    """For each current key, the row of the same key before (-1: added)."""
+    if len(now_ids) == len(before_ids) and (not len(now_ids) or pc.all(pc.equal(now_ids, before_ids)).as_py()):
+        return np.arange(len(now_ids))  # the same keys in the same order: a repeat, or no joiners or leavers
+    return lookup(now_ids, before_ids) if len(before_ids) else np.full(len(now_ids), -1)
+
+
+def _changed(now: pd.DataFrame, before: pd.DataFrame, kept: np.ndarray, at: np.ndarray) -> int:
+    """How many kept rows differ in any column (every one of them when the columns changed)."""
+    if list(now.columns) != list(before.columns):
+        return len(kept)  # e.g. a new location_id_2 column: every kept row changed
+    aligned = len(kept) == len(now) == len(before) and bool((at == kept).all())
+    differs = np.zeros(len(kept), dtype=bool)
+    for column in now.columns:
+        a, b = arrow(now[column]), arrow(before[column])
+        if not aligned:
+            a, b = pc.take(a, pa.array(kept)), pc.take(b, pa.array(at[kept]))
+        differs |= pc.not_equal(a, b).to_numpy(zero_copy_only=False)
+    return int(differs.sum())
 
 
 def diff(previous_zip: Path | None, current_zip: Path) -> dict:
-    """Per ASM file: rows before and now, and how many were added, removed, changed, unchanged."""
+    """Per ASM file: rows before and now, and how many were added, removed, changed, unchanged.
+
+    Rows are matched by the file's key (asm.md §1.2-1.7), which is unique in a file
+    that was delivered (the output check enforces it), and compared column by column,
+    all in Arrow: a 200,000-student district takes well under a second.
+    """
     current = _tables(current_zip)
     previous = _tables(previous_zip) if previous_zip and previous_zip.exists() else {}
     files = {}
     for name, key in KEYS.items():
-        now = current.get(name, pd.DataFrame(columns=[key]))
-        before = previous.get(name, pd.DataFrame(columns=[key]))
-        now_ids = pd.Index(now[key]) if key in now else pd.Index([])
-        before_ids = pd.Index(before[key]) if key in before else pd.Index([])
-        kept = now_ids.intersection(before_ids)
-        changed = 0
-        if len(kept) and list(now.columns) == list(before.columns):
-            now_hash = pd.util.hash_pandas_object(now.set_index(key), index=False)
-            before_hash = pd.util.hash_pandas_object(before.set_index(key), index=False)
-            now_hash = now_hash[~now_hash.index.duplicated()]
-            before_hash = before_hash[~before_hash.index.duplicated()]
-            changed = int((now_hash.loc[kept] != before_hash.loc[kept]).sum())
-        elif len(kept):
-            changed = len(kept)  # the columns changed (e.g. a new location_id_2): every kept row changed
+        empty = pd.DataFrame({key: pd.Series(dtype="str")})
+        now, before = (t if t is not None and key in t else empty for t in (current.get(name), previous.get(name)))
+        now_ids, before_ids = arrow(now[key]), arrow(before[key])
+        at = _matches(now_ids, before_ids)
+        kept = np.flatnonzero(at >= 0)
+        changed = _changed(now, before, kept, at) if len(kept) else 0
         files[name] = {
-            "before": int(len(before_ids)), "now": int(len(now_ids)),
-            "added": int(len(now_ids.difference(before_ids))), "removed": int(len(before_ids.difference(now_ids))),
-            "changed": changed, "unchanged": int(len(kept) - changed),
+            "before": len(before_ids), "now": len(now_ids), "added": len(now_ids) - len(kept),
+            "removed": len(before_ids) - len(kept), "changed": changed, "unchanged": len(kept) - changed,
         }
     return {"baseline": bool(previous), "files": files}
 

@@ -73,3 +73,47 @@ def test_threshold_config_errors_name_their_keys(tmp_path):
     path.write_text(path.read_text().replace("= 25", '= "lots"'))
     with pytest.raises(config.ConfigError, match=r"flows\[0\]\.safeguards\.max_removed_percent"):
         config.load(path)
+
+
+def _students_zip(path, rows: list[str], header: str = HEADERS["students.csv"]):
+    with zipfile.ZipFile(path, "w") as archive:
+        for name, columns in HEADERS.items():
+            body = rows if name == "students.csv" else []
+            archive.writestr(name, "\n".join([header if name == "students.csv" else columns, *body]) + "\n")
+    return path
+
+
+@pytest.mark.parametrize("shuffle", [False, True])
+def test_rows_are_matched_by_key_whatever_their_order(tmp_path, shuffle):
+    before = [f"s{i},Ann,Lee,l1" for i in range(100)]
+    now = [f"s{i},{'New' if i < 3 else 'Ann'},Lee,l1" for i in range(100)] + ["s100,Bo,Li,l1"]
+    if shuffle:
+        now = now[::-1]
+    counts = diff(_students_zip(tmp_path / "b.zip", before), _students_zip(tmp_path / "n.zip", now))
+    assert counts["files"]["students.csv"] == {
+        "before": 100, "now": 101, "added": 1, "removed": 0, "changed": 3, "unchanged": 97}
+
+
+def test_same_keys_same_order_compares_every_column(tmp_path):
+    before = [f"s{i},Ann,Lee,l1" for i in range(50)]
+    now = [f"s{i},Ann,{'Lee' if i else 'Li'},{'l2' if i == 7 else 'l1'}" for i in range(50)]
+    counts = diff(_students_zip(tmp_path / "b.zip", before), _students_zip(tmp_path / "n.zip", now))
+    assert counts["files"]["students.csv"]["changed"] == 2
+    assert counts["files"]["students.csv"]["unchanged"] == 48
+
+
+def test_apple_escapes_are_read_as_apple_writes_them(tmp_path):
+    """A quote escaped with a backslash (asm.md §1.1) is one value, not a broken row."""
+    before = ['s1,"Jo \\"JJ\\" Park",Lee,l1', "s2,Ann,Lee,l1"]
+    now = ['s1,"Jo \\"JJ\\" Park",Lee,l1', "s2,Ann,Lee,l1"]
+    counts = diff(_students_zip(tmp_path / "b.zip", before), _students_zip(tmp_path / "n.zip", now))
+    assert counts["files"]["students.csv"] == {
+        "before": 2, "now": 2, "added": 0, "removed": 0, "changed": 0, "unchanged": 2}
+
+
+def test_a_new_column_counts_every_kept_row_as_changed(tmp_path):
+    before = [f"s{i},Ann,Lee,l1" for i in range(10)]
+    now = [f"s{i},Ann,Lee,l1," for i in range(10)]
+    counts = diff(_students_zip(tmp_path / "b.zip", before),
+                  _students_zip(tmp_path / "n.zip", now, HEADERS["students.csv"] + ",location_id_2"))
+    assert counts["files"]["students.csv"]["changed"] == 10
