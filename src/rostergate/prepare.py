@@ -160,7 +160,7 @@ def prepare(run_dir: str, upload: str, input_format: str, output_format: str, pr
     def do_check_output():
         if not output_files:
             return "skipped", "", True
-        # The ZIP is built from the very bytes being checked; zlib and the CSV parser both
+        # The ZIP is built from the very bytes being checked; deflate and the checks both
         # release the GIL, so compressing overlaps with validating.
         with ThreadPoolExecutor(max_workers=1) as pool:
             zipped = pool.submit(lambda: (Path(run_dir) / OUTPUT_NAME).write_bytes(zip_bytes(output_files)))

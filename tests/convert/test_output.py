@@ -246,3 +246,10 @@ def test_a_verbatim_frame_is_exactly_what_its_bytes_parse_to(rows: list[tuple[st
 def test_header_names_count_for_verbatim() -> None:
     assert not asmwrite.is_verbatim(pd.DataFrame({"first name": ["a"]}, dtype="str"))
     assert asmwrite.is_verbatim(pd.DataFrame({"first_name": ["a"]}, dtype="str"))
+
+
+def test_a_frame_with_missing_values_is_never_verbatim() -> None:
+    """A null the writer would turn into "" must be checked from the bytes, not the frame."""
+    frame = pd.DataFrame({"roster_id": ["r1", None], "class_id": ["c1", "c2"]}, dtype="str")
+    assert not asmwrite.is_verbatim(frame)
+    assert not asmwrite.is_verbatim(pd.DataFrame({"roster_id": [1, 2]}))

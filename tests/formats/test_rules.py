@@ -47,3 +47,12 @@ def test_missing_in_uses_the_same_lookup_and_ignores_empty_values() -> None:
     s = pd.Series(ids, dtype="str")
     targets = pd.Series([f"u{i}" for i in range(10_000)], dtype="str")
     assert np.flatnonzero(missing_in(s, targets).to_numpy()).tolist() == [703]
+
+
+def test_a_null_breaks_no_run_and_is_never_missing() -> None:
+    values = pa.chunked_array([pa.array(["a"] * 5_000 + [None] + ["zz"] * 5_000, type=pa.large_string())])
+    pool = pa.array(["a"], type=pa.large_string())
+    assert run_starts(values) is None
+    np.testing.assert_array_equal(lookup(values, pool), _plain_lookup(values, pool))
+    s = pd.Series(["a", None, "b"], dtype="str")
+    assert missing_in(s, pd.Series(["a"], dtype="str")).tolist() == [False, False, True]

@@ -76,6 +76,8 @@ def is_verbatim(frame: pd.DataFrame) -> bool:
         return False
     special = b"".join(_SPECIAL)
     for column in frame.columns:
+        if str(frame[column].dtype) != "str" or frame[column].isna().any():
+            return False  # the writer would turn it into strings: the frame is not what the bytes say
         data = _concatenated(_strings(frame[column]))
         if len(data.translate(None, special)) != len(data):  # one pass deletes every special byte
             return False

@@ -222,7 +222,7 @@ def run_starts(values: pa.Array | pa.ChunkedArray) -> np.ndarray | None:
     a sample decides first, so a column without runs costs one small pass.
     """
     n = len(values)
-    if n < 2 * _RUN_SAMPLE:
+    if n < 2 * _RUN_SAMPLE or values.null_count:
         return None
     sample = values.slice(0, _RUN_SAMPLE)
     if pc.sum(pc.not_equal(sample.slice(1), sample.slice(0, _RUN_SAMPLE - 1))).as_py() > _RUN_SAMPLE // 2:
@@ -256,7 +256,7 @@ def missing_in(s: pd.Series, targets: pd.Series | pa.Array | pa.ChunkedArray) ->
     if not pc.any(filled).as_py():
         return _none(s)
     missing = lookup(values, _as_arrow(targets)) < 0
-    return _mask(s, filled.to_numpy(zero_copy_only=False) & missing)
+    return _mask(s, pc.fill_null(filled, False).to_numpy(zero_copy_only=False) & missing)
 
 
 def _as_arrow(s) -> pa.Array | pa.ChunkedArray:
