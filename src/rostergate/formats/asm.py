@@ -274,9 +274,9 @@ def _check_roster_pairs(t: LoadedTable, classes: pd.Series, students: pd.Series,
     references of both columns (asm.md §1.8), from the same lookups.
 
     The pair is numbered by the positions of its class and student in classes.csv and
-    students.csv (hashing the small files, not the big one); values found in neither
-    are reported as missing records and make the pair check fall back to hashing the
-    pair itself.
+    students.csv (hashing the small files, not the big one); a value missing from its
+    file is reported as a missing record and makes the pair check fall back to
+    hashing the pair itself.
     """
     codes = []
     for values, keys, (col, target, target_col) in zip((classes, students), known, _ROSTER_TARGETS):

@@ -64,16 +64,15 @@ def arrow(values) -> pa.Array | pa.ChunkedArray:
 
 
 def isin(values: pd.Series, pool) -> pd.Series:
-    """``values.isin(pool)`` through Arrow's hash kernel.
+    """``values.isin(pool)``, through the same lookup as :func:`position_in`.
 
     pandas 3's Arrow-string ``isin`` turns the pool into a Python list first,
     which costs seconds for a million-id pool.
     """
-    array, pool_array = arrow(values), arrow(pool)
+    pool_array = arrow(pool)
     if len(pool_array) == 0:
         return pd.Series(False, index=values.index)
-    mask = pc.is_in(array, value_set=pool_array.cast(array.type))
-    return pd.Series(mask.to_numpy(zero_copy_only=False), index=values.index, dtype=bool)
+    return pd.Series(lookup(arrow(values), pool_array) >= 0, index=values.index, dtype=bool)
 
 
 def position_in(values: pd.Series, pool: pd.Series) -> np.ndarray:
