@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import re
 import secrets
-import shutil
 import sqlite3
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,16 +20,15 @@ from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 
 from rostergate import timeutil
+from rostergate.errors import AccountError
+from rostergate.fstree import remove_tree
 
 NAME_PATTERN = re.compile(r"^[a-z0-9][a-z0-9._-]{0,62}$")
 REPORTS_DIR = "reports"
 _HASHER = PasswordHasher()  # argon2id with the library's RFC 9106 low-memory profile
+HASH_LANES = _HASHER.parallelism  # threads one check keeps busy (libargon2 runs its lanes in parallel)
 # Verified against when the user is unknown, so unknown and known users cost the same time.
 _DUMMY_HASH = _HASHER.hash(secrets.token_urlsafe(24))
-
-
-class AccountError(Exception):
-    """An operator request about accounts cannot be done; the message says why."""
 
 
 @dataclass(frozen=True)
@@ -149,7 +147,11 @@ class AccountStore:
             )
         with self.conn:
             self.conn.execute("DELETE FROM accounts WHERE name = ?", (name,))
-        shutil.rmtree(self.home(name), ignore_errors=True)
+        try:
+            remove_tree(self.home(name))  # iterative, never follows a link: copes with any tree the tenant made
+        except OSError as exc:
+            raise AccountError(f"account {name!r} was deleted, but its home {self.home(name)} could not be "
+                               f"removed entirely ({exc.strerror or exc}); remove what is left by hand") from None
 
     # -- authentication ----------------------------------------------------------
     def verify_password(self, name: str, password: str) -> bool:
@@ -191,7 +193,8 @@ class AccountStore:
         self.homes.mkdir(parents=True, exist_ok=True, mode=0o700)
         self.homes.chmod(0o700)
         home = self.home(name)
-        (home / REPORTS_DIR).mkdir(parents=True, exist_ok=True, mode=0o700)
+        home.mkdir(exist_ok=True, mode=0o700)
+        (home / REPORTS_DIR).mkdir(exist_ok=True, mode=0o700)
         home.chmod(0o700)
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -17,6 +18,8 @@ import click
 
 from rostergate import config as config_module
 from rostergate import store, timeutil
+from rostergate.errors import AccountError, ConfigError
+from rostergate.printable import json_safe, printable
 
 
 class Context:
@@ -32,9 +35,9 @@ class Context:
         if self._settings is None:
             try:
                 self._settings = config_module.load(self.config_path)
-            except config_module.ConfigError as exc:
+            except ConfigError as exc:
                 for problem in exc.problems:
-                    click.echo(f"config error: {problem}", err=True)
+                    say(f"config error: {problem}", err=True)
                 sys.exit(2)
         return self._settings
 
@@ -58,21 +61,25 @@ class Context:
 pass_context = click.make_pass_decorator(Context)
 
 
+def say(message: object = "", err: bool = False, nl: bool = True) -> None:
+    """Print for a person: tenant-supplied text (upload names, values) cannot drive the terminal."""
+    click.echo(printable(str(message), keep_newlines=True), err=err, nl=nl)
+
+
 def emit_json(data: object) -> None:
-    click.echo(json.dumps(data, indent=2, ensure_ascii=False))
+    click.echo(json_safe(json.dumps(data, indent=2, ensure_ascii=False)))
 
 
 def table(rows: list[list[str]], headers: list[str]) -> None:
-    widths = [max(len(str(x)) for x in column) for column in zip(headers, *rows)]
-    for row in [headers, *rows]:
-        click.echo("  ".join(str(v).ljust(w) for v, w in zip(row, widths)).rstrip())
+    cells = [[printable(str(v)) for v in row] for row in [headers, *rows]]
+    widths = [max(len(x) for x in column) for column in zip(*cells)]
+    for row in cells:
+        click.echo("  ".join(v.ljust(w) for v, w in zip(row, widths)).rstrip())
 
 
 @contextmanager
 def account_errors() -> Iterator[None]:
     """Turn a refused account request into ``error: ...`` and exit code 1."""
-    from rostergate.accounts import AccountError
-
     try:
         yield
     except AccountError as exc:
@@ -80,7 +87,7 @@ def account_errors() -> Iterator[None]:
 
 
 def fail(message: str, code: int = 1) -> None:
-    click.echo(f"error: {message}", err=True)
+    say(f"error: {message}", err=True)
     sys.exit(code)
 
 
@@ -93,6 +100,9 @@ def main(ctx: click.Context, config_path: Path | None) -> None:
     """rostergate: SFTP intake, validation, conversion and forwarding of rostering data."""
     from rostergate import logs
 
+    # Student data and secrets: whatever any command (serve included) creates is owner-only,
+    # whatever umask the shell or the unit started us with.
+    os.umask(0o077)
     logs.configure()
     ctx.obj = Context(config_path)
 
@@ -113,7 +123,7 @@ def check_config(ctx: Context) -> None:
     """Load the configuration and report every wrong key (exit 2 if any)."""
     settings = ctx.settings
     where = settings.source or "embedded defaults"
-    click.echo(f"configuration OK ({where}): {len(settings.flows)} flow(s), "
+    say(f"configuration OK ({where}): {len(settings.flows)} flow(s), "
                f"listen {settings.server.listen_host}:{settings.server.listen_port}")
 
 
@@ -142,15 +152,15 @@ def _credentials(ctx: Context, account, password: str | None) -> dict:
 
 
 def _print_credentials(data: dict) -> None:
-    click.echo(f"account:   {data['name']}")
-    click.echo(f"host:      {data['host']}")
-    click.echo(f"port:      {data['port']}")
-    click.echo(f"username:  {data['username']}")
+    say(f"account:   {data['name']}")
+    say(f"host:      {data['host']}")
+    say(f"port:      {data['port']}")
+    say(f"username:  {data['username']}")
     if "password" in data:
-        click.echo(f"password:  {data['password']}   (shown only now; store it safely)")
+        say(f"password:  {data['password']}   (shown only now; store it safely)")
     for key in data["public_keys"]:
-        click.echo(f"key:       {key[:60]}...")
-    click.echo(f"host key:  {data['host_key_fingerprint'] or 'generated on first start of serve'}")
+        say(f"key:       {key[:60]}...")
+    say(f"host key:  {data['host_key_fingerprint'] or 'generated on first start of serve'}")
 
 
 def _read_keys(files: tuple[Path, ...]) -> str:
@@ -228,7 +238,7 @@ def accounts_set_key(ctx: Context, name: str, file: Path) -> None:
     """Replace the account's public keys with those in FILE (authorized_keys format)."""
     with account_errors():
         account = ctx.accounts().set_keys(name, _read_keys((file,)))
-    click.echo(f"account {account.name}: {len(account.public_keys)} public key(s) set")
+    say(f"account {account.name}: {len(account.public_keys)} public key(s) set")
 
 
 @accounts.command("disable")
@@ -238,7 +248,7 @@ def accounts_disable(ctx: Context, name: str) -> None:
     """Refuse logins for the account (its files and history stay)."""
     with account_errors():
         ctx.accounts().set_disabled(name, True)
-    click.echo(f"account {name} disabled")
+    say(f"account {name} disabled")
 
 
 @accounts.command("enable")
@@ -248,7 +258,7 @@ def accounts_enable(ctx: Context, name: str) -> None:
     """Allow logins for a disabled account again."""
     with account_errors():
         ctx.accounts().set_disabled(name, False)
-    click.echo(f"account {name} enabled")
+    say(f"account {name} enabled")
 
 
 @accounts.command("delete")
@@ -258,7 +268,7 @@ def accounts_delete(ctx: Context, name: str) -> None:
     """Delete the account and its home; refused while a flow uses it."""
     with account_errors():
         ctx.accounts().delete(name, {f.account for f in ctx.settings.flows})
-    click.echo(f"account {name} deleted")
+    say(f"account {name} deleted")
 
 
 # -- runs ------------------------------------------------------------------------
@@ -304,7 +314,7 @@ def _since(text: str | None):
 @click.option("--json", "as_json", is_flag=True)
 @pass_context
 def runs_show(ctx: Context, run_id: str, as_json: bool) -> None:
-    """Show one run with its steps and issues."""
+    """Show one run with its upload's SHA-256, steps, issues and delivery receipts."""
     from rostergate.formats.issues import Issue
 
     data = ctx.history().show(run_id)
@@ -313,15 +323,21 @@ def runs_show(ctx: Context, run_id: str, as_json: bool) -> None:
     if as_json:
         emit_json(data)
         return
-    for key in ("id", "account", "status", "upload_name", "input_format", "received_at", "finished_at"):
-        click.echo(f"{key + ':':<14}{data[key] or '-'}")
-    click.echo("steps:")
+    for key in ("id", "account", "status", "upload_name", "input_format", "received_at", "finished_at", "sha256"):
+        say(f"{key + ':':<14}{data[key] or '-'}")
+    if data["deliveries"]:
+        say("deliveries:")
+    for d in data["deliveries"]:
+        say(f"  {d['destination']}  {d['status']}  attempts {d['attempts']}  {d['remote'] or '-'}")
+        if d["status"] == "delivered":
+            say(f"    {d['size']} bytes  sha256 {d['sha256']}  {d['finished_at']}")
+    say("steps:")
     for step in data["steps"]:
-        click.echo(f"  {step['name']:<13} {step['status']:<8} {step['message'] or ''}")
+        say(f"  {step['name']:<13} {step['status']:<8} {step['message'] or ''}")
     if data["issues"]:
-        click.echo(f"issues ({len(data['issues'])}):")
+        say(f"issues ({len(data['issues'])}):")
         for issue in data["issues"]:
-            click.echo(f"  {issue['severity']:<8}{Issue(**issue).to_text()}")
+            say(f"  {issue['severity']:<8}{Issue(**issue).to_text()}")
 
 
 @runs.command("stats")
@@ -334,7 +350,7 @@ def runs_stats(ctx: Context, since: str | None, as_json: bool) -> None:
     if as_json:
         emit_json(data)
         return
-    click.echo(f"total: {data['total']}")
+    say(f"total: {data['total']}")
     table([[s, str(n)] for s, n in sorted(data["by_status"].items())], ["STATUS", "RUNS"])
 
 
@@ -346,7 +362,7 @@ def runs_approve(ctx: Context, run_id: str) -> None:
     history = ctx.history()
     run = _held(history, run_id)
     history.set_status(run.id, "received", "approved by an operator", approved_at=timeutil.iso())
-    click.echo(f"run {run_id} approved; it will be delivered shortly")
+    say(f"run {run_id} approved; it will be delivered shortly")
 
 
 @runs.command("reject")
@@ -362,7 +378,7 @@ def runs_reject(ctx: Context, run_id: str) -> None:
     home = ctx.accounts().home(run.account)
     if home.exists():
         write_report(home, history.get(run.id), history.steps(run.id), history.issues(run.id))
-    click.echo(f"run {run_id} discarded")
+    say(f"run {run_id} discarded")
 
 
 def _existing_run(history, run_id: str):
@@ -385,13 +401,13 @@ def _held(history, run_id: str):
 @pass_context
 def runs_diff(ctx: Context, run_id: str, as_json: bool) -> None:
     """What the run changes against the account's last delivery, file by file."""
-    from rostergate.safeguard import render_diff
+    from rostergate.formats.snapshot import render_diff
 
     run = _existing_run(ctx.history(), run_id)
     if not run.diff_json:
         fail(f"run {run_id} has no diff: it did not reach the safeguard step ({run.status})")
     data = json.loads(run.diff_json)
-    emit_json(data) if as_json else click.echo(render_diff(data))
+    emit_json(data) if as_json else say(render_diff(data))
 
 
 @runs.command("retry")
@@ -403,8 +419,9 @@ def runs_retry(ctx: Context, run_id: str) -> None:
     run = _existing_run(history, run_id)
     if run.status not in ("failed", "retrying"):
         fail(f"run {run_id} is {run.status}; only failed or retrying runs can be retried")
-    history.set_status(run_id, "received", "retry requested by an operator", finished_at=None, attempts=0)
-    click.echo(f"run {run_id} queued again")
+    history.set_status(run_id, "received", "retry requested by an operator", finished_at=None, attempts=0,
+                       prepare_attempts=0)
+    say(f"run {run_id} queued again")
 
 
 # -- validate / convert ------------------------------------------------------------
@@ -417,8 +434,8 @@ def runs_retry(ctx: Context, run_id: str) -> None:
 @click.option("--json", "as_json", is_flag=True)
 def validate(path: Path, format_: str, profile: str, encoding: str, as_json: bool) -> None:
     """Validate a ZIP or folder; exit 0 valid, 1 invalid, 2 cannot read."""
-    from rostergate.formats.report import render_text
-    from rostergate.formats.validate import cannot_read, validate_path
+    from rostergate.formats.validate.report import render_text
+    from rostergate.formats.validate.entry import cannot_read, validate_path
 
     if not path.exists():
         fail(f"{path}: no such file or folder", 2)
@@ -435,7 +452,7 @@ def validate(path: Path, format_: str, profile: str, encoding: str, as_json: boo
     if as_json:
         emit_json(result.to_dict())
     else:
-        click.echo(render_text(result), nl=False)
+        say(render_text(result), nl=False)
     sys.exit(2 if cannot_read(result) else 0 if result.valid else 1)
 
 
@@ -451,9 +468,9 @@ def convert(ctx: Context, path: Path, target: str, output: Path | None, preview:
     """Convert a OneRoster (or ASM) ZIP or folder into Apple School Manager's six files."""
     import tempfile
 
-    from rostergate.formats.archive import unpack
-    from rostergate.formats.convert import conversion_summary, convert_dir, render_preview, write_asm_zip
-    from rostergate.formats.detect import detect_format
+    from rostergate.formats.read.archive import unpack
+    from rostergate.formats.convert.entry import conversion_summary, convert_dir, render_preview, write_asm_zip
+    from rostergate.formats.read.detect import detect_format
 
     if output is None and preview is None:
         fail("give -o OUT.zip, --preview N, or both", 2)
@@ -473,24 +490,24 @@ def convert(ctx: Context, path: Path, target: str, output: Path | None, preview:
             problems = [i for i in unpack(path, source) if i.severity == "error"]
             if problems:
                 for issue in problems:
-                    click.echo(issue.to_text(), err=True)
+                    say(issue.to_text(), err=True)
                 sys.exit(2)
         found = detect_format(source)
         if found is None:
             fail(f"{path}: neither OneRoster (manifest.csv) nor the six Apple School Manager files", 2)
         if preview is not None:
-            click.echo(render_preview(source, found, mapping, preview))
+            say(render_preview(source, found, mapping, preview))
         if output is None:
             return
         conversion = convert_dir(source, found, mapping)
         errors = [i for i in conversion.issues if i.severity == "error"]
         for issue in conversion.issues:
-            click.echo(f"{issue.severity}: {issue.to_text()}", err=True)
+            say(f"{issue.severity}: {issue.to_text()}", err=True)
         if errors:
             sys.exit(1)
         write_asm_zip(conversion, output)
-        click.echo(conversion_summary(conversion))
-        click.echo(f"wrote {output}")
+        say(conversion_summary(conversion))
+        say(f"wrote {output}")
 
 
 @runs.command("tail")
@@ -507,7 +524,7 @@ def runs_tail(ctx: Context, interval: float) -> None:
             for run in reversed(history.list(limit=200)):
                 if seen.get(run.id) != run.status:
                     seen[run.id] = run.status
-                    click.echo(f"{timeutil.iso()}  {run.id}  {run.account:<16} {run.status:<10} {run.upload_name}")
+                    say(f"{timeutil.iso()}  {run.id}  {run.account:<16} {run.status:<10} {run.upload_name}")
             time.sleep(interval)
     except KeyboardInterrupt:
         pass

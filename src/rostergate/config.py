@@ -2,31 +2,40 @@
 
 Every error names the key it is about (``flows[0].downstream.url: ...``) and
 all errors of a file are reported together, so ``check-config`` shows the whole
-list at once. Without a file, :func:`load` returns the embedded defaults: listen
-on 127.0.0.1:2222, all state under ``./var``, and a ``demo`` account whose flow
-delivers into a local folder (no other server needed).
+list at once.
+
+Which file: :func:`discover` (``--config``, else ``$ROSTERGATE_CONFIG``, else
+``/etc/rostergate/rostergate.toml``, else ``./rostergate.toml``). The embedded
+demo defaults (listen on 127.0.0.1:2222, all state under ``./var``, a ``demo``
+account whose flow delivers into a local folder) are used only when asked for
+with ``--demo``: an operator who forgets ``--config`` gets an error, never a new
+state directory with a new host key.
 """
 
 from __future__ import annotations
 
+import math
+import os
 import tomllib
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
+from rostergate.errors import ConfigError
+
 DEFAULT_CONFIG_NAME = "rostergate.toml"
+SYSTEM_CONFIG = Path("/etc/rostergate") / DEFAULT_CONFIG_NAME
+CONFIG_VARIABLE = "ROSTERGATE_CONFIG"
+# systemd's LoadCredential= puts the service's secrets in $CREDENTIALS_DIRECTORY; a path in the
+# configuration may start with it. Outside the service (an operator's CLI command) it is unset,
+# and the running service's credentials are found where systemd keeps them.
+CREDENTIALS_VARIABLE = "CREDENTIALS_DIRECTORY"
+SERVICE_CREDENTIALS = Path("/run/credentials/rostergate.service")
 INPUT_FORMATS = ("auto", "asm", "oneroster")
 OUTPUT_FORMATS = ("asm", "same")
 PROFILES = ("strict", "asm")
-
-
-class ConfigError(Exception):
-    """The configuration is wrong; ``problems`` holds one ``key: reason`` per mistake."""
-
-    def __init__(self, problems: list[str]):
-        self.problems = problems
-        super().__init__("\n".join(problems))
 
 
 @dataclass(frozen=True)
@@ -48,6 +57,18 @@ class Downstream:
     max_attempts: int = 5
     retry_base_seconds: float = 30.0
     retry_max_seconds: float = 3600.0
+    # How a delivery is made and verified (rostergate.forward's docstring; docs/operators.md
+    # "Delivery guarantees"): write to .<name>.partial then rename, or straight to the final name;
+    # then check the size by "stat" of the final name, "size-on-handle" (FSTAT before the close),
+    # or "none" (every write's acknowledgement and the close status only).
+    temp_name: bool = True
+    verify: str = "stat"
+
+
+# Apple School Manager's drop box hides a file as soon as it is written (asm.md §2.4): no rename,
+# no request on the name after the close. Its host gets those defaults.
+APPLE_DROP_BOX_HOST = "upload.appleschoolcontent.com"
+VERIFY_MODES = ("stat", "size-on-handle", "none")
 
 
 @dataclass(frozen=True)
@@ -65,6 +86,17 @@ class Flow:
 
 
 @dataclass(frozen=True)
+class WorkerSettings:
+    """``[server.workers]``: the processes that do a run's CPU work (see :mod:`rostergate.workers`)."""
+
+    processes: int = 1
+    # RLIMIT_AS of each worker. A 200,000-student OneRoster run peaks at about 2.2 GB of
+    # address space (1.0 GB resident); most of it is reserved, not used, by mimalloc and glibc.
+    max_memory_mb: int = 8192
+    max_run_seconds: float = 600.0
+
+
+@dataclass(frozen=True)
 class ServerSettings:
     listen_host: str = "127.0.0.1"
     listen_port: int = 2222
@@ -73,6 +105,9 @@ class ServerSettings:
     data_dir: Path = Path("var")
     metrics_listen: str | None = None  # "127.0.0.1:9464" serves Prometheus metrics
     sftp: Any = None  # rostergate.sftp.settings.SftpSettings
+    workers: WorkerSettings = field(default_factory=WorkerSettings)
+    # On SIGTERM: how long uploads and runs in progress may take to finish before the daemon stops anyway.
+    stop_grace_seconds: float = 60.0
 
 
 @dataclass(frozen=True)
@@ -90,13 +125,55 @@ class Settings:
         return self.server.data_dir
 
 
-def load(path: Path | None) -> Settings:
-    """Load settings from ``path``; without one, ``./rostergate.toml`` if present, else defaults."""
-    if path is None:
-        candidate = Path(DEFAULT_CONFIG_NAME)
-        if not candidate.exists():
-            return embedded_defaults()
-        path = candidate
+@dataclass(frozen=True)
+class ConfigSource:
+    """Where the settings come from: a file, or (``path`` None) the embedded demo defaults."""
+
+    path: Path | None
+    reason: str  # what chose it: "--config", "$ROSTERGATE_CONFIG", "--demo", or the default location
+
+    def describe(self) -> str:
+        """One line for stderr, so an operator always knows which configuration a command used."""
+        if self.path is None:
+            return "using the embedded demo defaults (--demo): listen 127.0.0.1:2222, state under ./var"
+        return f"using configuration {self.path} ({self.reason})"
+
+
+def discover(explicit: Path | None = None, demo: bool = False, environ: Mapping[str, str] | None = None,
+             system: Path = SYSTEM_CONFIG, local: Path = Path(DEFAULT_CONFIG_NAME)) -> ConfigSource:
+    """Choose the configuration: ``--config``, ``$ROSTERGATE_CONFIG``, ``system``, ``local``; ``--demo`` only on request.
+
+    Raises :class:`ConfigError` when none is found, saying how to give one.
+    """
+    if explicit is not None and demo:
+        raise ConfigError(["--demo: cannot be combined with --config (the demo uses the embedded defaults)"])
+    if explicit is not None:
+        return ConfigSource(Path(explicit), "--config")
+    if demo:
+        return ConfigSource(None, "--demo")
+    env = os.environ if environ is None else environ
+    if env.get(CONFIG_VARIABLE):
+        return ConfigSource(Path(env[CONFIG_VARIABLE]), f"${CONFIG_VARIABLE}")
+    for candidate in (system, local):
+        try:
+            found = candidate.exists()
+        except PermissionError:  # it is there; reading it will say what is wrong
+            found = True
+        if found:
+            return ConfigSource(candidate, "found at the default location")
+    raise ConfigError([
+        f"configuration: none found (--config, ${CONFIG_VARIABLE}, {system}, ./{local}); "
+        "write one with 'rostergate init DIR', or try the embedded demo with 'rostergate --demo ...'"
+    ])
+
+
+def load_source(source: ConfigSource) -> Settings:
+    """The settings of ``source`` (see :func:`discover`)."""
+    return embedded_defaults() if source.path is None else load(source.path)
+
+
+def load(path: Path) -> Settings:
+    """Load settings from the TOML file ``path``; raises :class:`ConfigError` naming every wrong key."""
     path = Path(path)
     try:
         raw = tomllib.loads(path.read_text(encoding="utf-8"))
@@ -104,7 +181,25 @@ def load(path: Path | None) -> Settings:
         raise ConfigError([f"{path}: file not found"]) from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError([f"{path}: not valid TOML: {exc}"]) from None
-    return parse(raw, base=path.parent, source=path)
+    except UnicodeDecodeError:
+        raise ConfigError([f"{path}: not UTF-8 text"]) from None
+    except OSError as exc:
+        raise ConfigError([f"{path}: cannot read: {exc.strerror or exc}"]) from None
+    return parse(_with_credentials(raw, os.environ.get(CREDENTIALS_VARIABLE) or str(SERVICE_CREDENTIALS)),
+                 base=path.parent, source=path)
+
+
+def _with_credentials(value: Any, directory: str) -> Any:
+    """``value`` with ``${CREDENTIALS_DIRECTORY}`` (or ``$CREDENTIALS_DIRECTORY``) in its strings replaced."""
+    if isinstance(value, str):
+        for placeholder in ("${" + CREDENTIALS_VARIABLE + "}", "$" + CREDENTIALS_VARIABLE):
+            value = value.replace(placeholder, directory)
+        return value
+    if isinstance(value, dict):
+        return {key: _with_credentials(item, directory) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_with_credentials(item, directory) for item in value]
+    return value
 
 
 def embedded_defaults() -> Settings:
@@ -113,7 +208,7 @@ def embedded_defaults() -> Settings:
 
     data_dir = Path("var")
     outbox = (data_dir / "outbox").resolve()
-    from rostergate.safeguard import Thresholds
+    from rostergate.formats.snapshot import Thresholds
 
     demo_flow = Flow(
         account="demo",
@@ -138,13 +233,13 @@ class _Problems:
 
 
 _SERVER_KEYS = {"listen", "public_host", "host_key", "data_dir", "limits", "defender", "algorithms",
-                "metrics_listen"}
+                "metrics_listen", "workers", "stop_grace_seconds"}
 ENCODING_POLICIES = ("convert", "reject")
 _FLOW_KEYS = {"account", "input", "output", "profile", "encoding", "downstream", "mapping", "safeguards", "watch",
               "watch_settle_seconds"}
 _DOWNSTREAM_KEYS = {
     "url", "password_file", "key_file", "host_key", "known_hosts", "remote_name",
-    "connect_timeout", "max_attempts", "retry_base_seconds", "retry_max_seconds",
+    "connect_timeout", "max_attempts", "retry_base_seconds", "retry_max_seconds", "temp_name", "verify",
 }
 
 
@@ -172,6 +267,11 @@ def parse(raw: dict, base: Path = Path("."), source: Path | None = None) -> Sett
     if problems.items:
         raise ConfigError(problems.items)
     return Settings(server=server, flows=tuple(flows), source=source)
+
+
+def _is_number(value: object) -> bool:
+    """An int or a finite float (TOML allows ``nan`` and ``inf``; no duration or count may be one)."""
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
 def _resolve(base: Path, value: str) -> Path:
@@ -209,6 +309,10 @@ def _parse_server(table: Any, base: Path, problems: _Problems) -> ServerSettings
     ):
         problems.add("server.metrics_listen", f"expected 'HOST:PORT', got {metrics_listen!r}")
         metrics_listen = None
+    grace = table.get("stop_grace_seconds", 60.0)
+    if not _is_number(grace) or grace < 0:
+        problems.add("server.stop_grace_seconds", f"must be a finite number of seconds >= 0, got {grace!r}")
+        grace = 60.0
     try:
         sftp = parse_sftp_settings(table, "server")
     except ConfigError as exc:
@@ -217,7 +321,38 @@ def _parse_server(table: Any, base: Path, problems: _Problems) -> ServerSettings
     return ServerSettings(
         listen_host=host, listen_port=port, public_host=public_host,
         host_key=host_key, data_dir=data_dir, metrics_listen=metrics_listen, sftp=sftp,
+        workers=_parse_workers(table.get("workers", {}), "server.workers", problems),
+        stop_grace_seconds=float(grace),
     )
+
+
+# Below this a worker cannot even import pandas and pyarrow (about 1 GB of address space).
+MIN_WORKER_MEMORY_MB = 256
+MAX_WORKER_PROCESSES = 64
+
+
+def _parse_workers(table: Any, prefix: str, problems: _Problems) -> WorkerSettings:
+    """``[server.workers]``: whole numbers for ``processes`` and ``max_memory_mb``, finite positive seconds."""
+    base = WorkerSettings()
+    if not isinstance(table, dict):
+        problems.add(prefix, "must be a table")
+        return base
+    for key in table:
+        if key not in ("processes", "max_memory_mb", "max_run_seconds"):
+            problems.add(f"{prefix}.{key}", "unknown key (expected processes, max_memory_mb, max_run_seconds)")
+    values: dict[str, Any] = {}
+    for key, low, high in (("processes", 1, MAX_WORKER_PROCESSES), ("max_memory_mb", MIN_WORKER_MEMORY_MB, None)):
+        value = table.get(key, getattr(base, key))
+        if isinstance(value, bool) or not isinstance(value, int) or value < low or (high and value > high):
+            limits = f"{low}-{high}" if high else f">= {low}"
+            problems.add(f"{prefix}.{key}", f"must be a whole number {limits}, got {value!r}")
+            value = getattr(base, key)
+        values[key] = value
+    seconds = table.get("max_run_seconds", base.max_run_seconds)
+    if isinstance(seconds, bool) or not isinstance(seconds, (int, float)) or not math.isfinite(seconds) or seconds <= 0:
+        problems.add(f"{prefix}.max_run_seconds", f"must be a finite number of seconds > 0, got {seconds!r}")
+        seconds = base.max_run_seconds
+    return WorkerSettings(values["processes"], values["max_memory_mb"], float(seconds))
 
 
 def _string(table: dict, key: str, default: str, prefix: str, problems: _Problems) -> str:
@@ -259,10 +394,10 @@ def _parse_flow(table: Any, prefix: str, base: Path, problems: _Problems) -> Flo
         else:
             watch = _resolve(base, table["watch"])
     settle = table.get("watch_settle_seconds", 2.0)
-    if not isinstance(settle, (int, float)) or isinstance(settle, bool) or settle < 0:
-        problems.add(f"{prefix}.watch_settle_seconds", f"must be a number of seconds >= 0, got {settle!r}")
+    if not _is_number(settle) or settle < 0:
+        problems.add(f"{prefix}.watch_settle_seconds", f"must be a finite number of seconds >= 0, got {settle!r}")
         settle = 2.0
-    from rostergate.safeguard import Thresholds, parse_thresholds
+    from rostergate.formats.snapshot import Thresholds, parse_thresholds
 
     safeguards = Thresholds()
     if "safeguards" in table:
@@ -287,15 +422,13 @@ def _parse_flow(table: Any, prefix: str, base: Path, problems: _Problems) -> Flo
 
 def _parse_mapping(table: Any, prefix: str, problems: _Problems) -> Any:
     try:
-        from rostergate.formats.mapping import parse_mapping
+        from rostergate.formats.convert.mapping_config import parse_mapping
     except ImportError:  # the converter's mapping parser is not installed yet
         problems.add(prefix, "mapping options are not supported by this build")
         return None
-    try:
-        return parse_mapping(table, prefix)
-    except ConfigError as exc:
-        problems.items.extend(exc.problems)
-        return None
+    mapping, found = parse_mapping(table, prefix)
+    problems.items.extend(found)
+    return mapping
 
 
 def _parse_downstream(table: Any, prefix: str, base: Path, problems: _Problems) -> Downstream | None:
@@ -314,8 +447,11 @@ def _parse_downstream(table: Any, prefix: str, base: Path, problems: _Problems) 
     for key, default in (("connect_timeout", 15.0), ("max_attempts", 5), ("retry_base_seconds", 30.0),
                          ("retry_max_seconds", 3600.0)):
         value = table.get(key, default)
-        if not isinstance(value, (int, float)) or isinstance(value, bool) or value <= 0:
-            problems.add(f"{prefix}.{key}", f"must be a positive number, got {value!r}")
+        if key == "max_attempts" and not (isinstance(value, int) and not isinstance(value, bool) and value > 0):
+            problems.add(f"{prefix}.{key}", f"must be a whole number >= 1, got {value!r}")
+            value = default
+        elif not _is_number(value) or value <= 0:
+            problems.add(f"{prefix}.{key}", f"must be a finite positive number, got {value!r}")
             value = default
         numbers[key] = value
     remote_name = table.get("remote_name", "{account}-{run_id}.zip")
@@ -330,6 +466,10 @@ def _parse_downstream(table: Any, prefix: str, base: Path, problems: _Problems) 
         retry_max_seconds=float(numbers["retry_max_seconds"]),
     )
     if parts.scheme == "file":
+        for key in ("temp_name", "verify"):
+            if key in table:
+                problems.add(f"{prefix}.{key}", "applies to sftp:// downstreams only: a folder delivery always "
+                                                "writes a temporary file, fsyncs it, checks its size and renames it")
         return Downstream(scheme="file", path=unquote(parts.path), **common)
     if parts.scheme != "sftp":
         problems.add(f"{prefix}.url", f"scheme must be sftp:// or file://, got {parts.scheme or 'none'!r}")
@@ -375,8 +515,22 @@ def _parse_downstream(table: Any, prefix: str, base: Path, problems: _Problems) 
             host_key = None
     if host_key is None and known_hosts is None:
         problems.add(prefix, "needs host_key or known_hosts: the downstream host key must be pinned")
+    temp_name, verify = _delivery_mode(table, parts.hostname, prefix, problems)
     return Downstream(
         scheme="sftp", host=parts.hostname, port=port, username=unquote(parts.username or ""),
         path=unquote(parts.path) or "/", password_file=password_file, key_file=key_file,
-        host_key=host_key, known_hosts=known_hosts, **common,
+        host_key=host_key, known_hosts=known_hosts, temp_name=temp_name, verify=verify, **common,
     )
+
+
+def _delivery_mode(table: dict, host: str, prefix: str, problems: _Problems) -> tuple[bool, str]:
+    """``temp_name`` and ``verify`` with their defaults: Apple's drop box gets no rename and no stat."""
+    temp_name = table.get("temp_name", host.lower() != APPLE_DROP_BOX_HOST)
+    if not isinstance(temp_name, bool):
+        problems.add(f"{prefix}.temp_name", f"must be true or false, got {temp_name!r}")
+        temp_name = True
+    verify = table.get("verify", "stat" if temp_name else "size-on-handle")
+    if verify not in VERIFY_MODES:
+        problems.add(f"{prefix}.verify", f"must be one of {', '.join(VERIFY_MODES)}; got {verify!r}")
+        verify = "stat"
+    return temp_name, verify

@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-import multiprocessing
 import signal
-from concurrent.futures import ProcessPoolExecutor
 
 import structlog
 
@@ -18,8 +16,11 @@ from rostergate.intake import Intake
 from rostergate.pipeline import Pipeline
 from rostergate.sftp.server import load_or_create_host_key, start_server
 from rostergate.watch import InboxWatcher
+from rostergate.workers import WorkerPool
 
 log = structlog.get_logger("rostergate.daemon")
+# Imported when a worker starts, so a run's time limit does not pay for them.
+WORKER_PRELOAD = ("rostergate.prepare", "rostergate.formats.validate.entry", "rostergate.formats.convert.entry")
 
 
 def ensure_demo_account(accounts: AccountStore, settings: Settings) -> str | None:
@@ -59,8 +60,9 @@ async def serve(settings: Settings) -> None:
     accounts = AccountStore(conn, data_dir)
     history = History(conn)
     demo_password = ensure_demo_account(accounts, settings)
-    executor = ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn"))
-    pipeline = Pipeline(settings, history, accounts, executor)
+    workers = WorkerPool(settings.server.workers, preload=WORKER_PRELOAD)
+    # Runs of different accounts go side by side: at least as many as there are workers to keep busy.
+    pipeline = Pipeline(settings, history, accounts, workers, concurrency=max(2, settings.server.workers.processes))
     intake = Intake(history, data_dir, wake=pipeline.wake)
     recovered = intake.recover({a.name: accounts.home(a.name) for a in accounts.list()})
     if recovered:
@@ -89,5 +91,6 @@ async def serve(settings: Settings) -> None:
     log.info("daemon_stopping")
     server.close()
     worker.cancel()
-    executor.shutdown(wait=False, cancel_futures=True)
+    await pipeline.stop()  # runs in progress resume on the next start
+    await workers.close()  # no worker outlives the daemon, not even one in the middle of a run
     conn.close()

@@ -47,6 +47,8 @@ class Run:
     message: str | None
     approved_at: str | None = None
     diff_json: str | None = None
+    output_sha256: str | None = None  # of the prepared ZIP that passed the checks: what is delivered
+    prepare_attempts: int = 0  # CPU work started in a worker (pipeline.MAX_PREPARE_ATTEMPTS)
 
     def to_dict(self) -> dict:
         """The ``runs list --json`` contract shape."""
@@ -219,12 +221,64 @@ class History:
             for r in self.conn.execute("SELECT * FROM issues WHERE run_id = ? ORDER BY seq", (run_id,))
         ]
 
+    # -- deliveries (one row per run and destination; the receipt once verified) ---------
+    def delivery_started(self, run_id: str, destination: str, attempts: int, remote: str) -> None:
+        """An attempt begins: ``remote`` is where it writes (what a crash in the middle may leave)."""
+        with self.conn:
+            self.conn.execute(
+                "INSERT INTO deliveries (run_id, destination, status, attempts, remote) VALUES (?, ?, 'sending', ?, ?)"
+                " ON CONFLICT (run_id, destination) DO UPDATE SET status = 'sending', attempts = excluded.attempts,"
+                " remote = excluded.remote, size = NULL, sha256 = NULL, finished_at = NULL",
+                (run_id, destination, attempts, remote),
+            )
+
+    def delivery_finished(self, run_id: str, destination: str, status: str, receipt: object = None) -> None:
+        """``delivered`` with its receipt (a ``forward.Receipt``), or ``retrying`` / ``failed``."""
+        assert status in ("delivered", "retrying", "failed"), status
+        if receipt is None:
+            sql, params = "UPDATE deliveries SET status = ?", [status]
+        else:
+            sql = "UPDATE deliveries SET status = ?, remote = ?, size = ?, sha256 = ?, finished_at = ?"
+            params = [status, receipt.remote, receipt.size, receipt.sha256, receipt.finished_at]  # type: ignore[attr-defined]
+        with self.conn:
+            self.conn.execute(sql + " WHERE run_id = ? AND destination = ?", (*params, run_id, destination))
+
+    def interrupted_deliveries(self, destination: str, run_id: str) -> list[tuple[str, str]]:
+        """``(run_id, remote)`` of attempts at ``destination`` that a crash cut short.
+
+        An attempt still ``sending`` whose run is not being processed now (or is
+        ``run_id`` itself, about to try again) was interrupted.
+        """
+        rows = self.conn.execute(
+            "SELECT d.run_id, d.remote FROM deliveries d JOIN runs r ON r.id = d.run_id"
+            " WHERE d.destination = ? AND d.status = 'sending' AND (d.run_id = ? OR r.status != 'processing')",
+            (destination, run_id),
+        )
+        return [(r["run_id"], r["remote"]) for r in rows]
+
+    def mark_interrupted(self, destination: str, run_ids: list[str]) -> None:
+        """What those attempts left was removed (or the server keeps it out of reach)."""
+        with self.conn:
+            self.conn.executemany(
+                "UPDATE deliveries SET status = 'interrupted' WHERE run_id = ? AND destination = ?"
+                " AND status = 'sending'",
+                [(run_id, destination) for run_id in run_ids],
+            )
+
+    def deliveries(self, run_id: str) -> list[dict]:
+        """The ``deliveries`` of ``runs show --json``: one per destination."""
+        return [
+            {k: row[k] for k in ("destination", "status", "attempts", "remote", "size", "sha256", "finished_at")}
+            for row in self.conn.execute("SELECT * FROM deliveries WHERE run_id = ? ORDER BY destination", (run_id,))
+        ]
+
     def show(self, run_id: str) -> dict | None:
-        """One run as in ``runs show --json``: the run, its steps and its issues."""
+        """One run as in ``runs show --json``: the run, its upload's SHA-256, steps, issues and deliveries."""
         run = self.get(run_id)
         if run is None:
             return None
-        return {**run.to_dict(), "steps": self.steps(run_id), "issues": [i.to_dict() for i in self.issues(run_id)]}
+        return {**run.to_dict(), "sha256": run.sha256, "steps": self.steps(run_id),
+                "issues": [i.to_dict() for i in self.issues(run_id)], "deliveries": self.deliveries(run_id)}
 
     def stats(self, since: datetime | None = None) -> dict:
         """Counts of runs per status (and per account) since ``since``."""

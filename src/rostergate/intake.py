@@ -18,7 +18,9 @@ from pathlib import Path
 import structlog
 
 from rostergate import metrics, timeutil
-from rostergate.formats.archive import is_complete_zip
+from rostergate.accounts import REPORTS_DIR
+from rostergate.formats.read.archive import ZipState, is_complete_zip, zip_state
+from rostergate.fstree import TooManyEntries, walk_files
 from rostergate.history import History, new_run_id
 from rostergate.sftp.files import is_upload_name
 
@@ -27,6 +29,7 @@ log = structlog.get_logger("rostergate.intake")
 SPOOL_DIR = "spool"
 UPLOAD_NAME = "upload.zip"
 META_NAME = "meta.json"
+RECOVER_MAX_ENTRIES = 100_000  # per home; more than any limit lets a tenant make
 
 
 def sha256_of(path: Path) -> str:
@@ -47,14 +50,21 @@ class Intake:
         self._wake = wake
 
     async def upload_finished(self, account: str, path: Path) -> str | None:
-        """Check that ``path`` is a complete ZIP and, if so, start a run; returns the run id.
+        """Start a run for the finished upload ``path``; returns the run id, or ``None`` when it is not finished.
 
-        An incomplete or corrupt ZIP is left where it is; the SFTP server then puts it
-        back in the home so that the client can resume it.
+        ``path`` is judged from its end record and central directory only, never
+        decompressed (:func:`~rostergate.formats.read.archive.zip_state`). A ZIP without
+        its end record yet is left where it is (the SFTP server puts it back in the
+        home so that the client can resume it). Everything else becomes a run: a
+        complete ZIP, and a finished file that is no readable ZIP, which the pipeline
+        rejects (``archive.not_a_zip``) with a report to the district.
         """
-        if not await asyncio.to_thread(is_complete_zip, path):
+        state = await asyncio.to_thread(zip_state, path)
+        if state is ZipState.INCOMPLETE:
             log.info("upload_incomplete", account=account, upload=path.name)
             return None
+        if state is ZipState.NOT_ZIP:
+            log.info("upload_not_a_zip", account=account, upload=path.name)
         return await asyncio.to_thread(self.accept, account, path)
 
     def accept(self, account: str, path: Path, upload_name: str | None = None) -> str | None:
@@ -74,7 +84,7 @@ class Intake:
             (run_dir / META_NAME).unlink()
             run_dir.rmdir()
             return None
-        target.chmod(0o600)
+        target.chmod(0o400)  # read-only from here: the run checks these bytes against the recorded SHA-256
         self._record(run_id, account, name, target, received_at)
         return run_id
 
@@ -94,12 +104,15 @@ class Intake:
         * complete ``*.zip`` files left in account ``homes`` (put back after an
           intake failure, or written there while the daemon was down).
           Incomplete ones stay for a resume.
+
+        Homes are walked without recursion and without following symlinks, at
+        most :data:`RECOVER_MAX_ENTRIES` entries each (:mod:`rostergate.fstree`):
+        no tree a tenant made can stop the daemon from starting.
         """
         recovered = self._recover_spool()
         for account, home in (homes or {}).items():
-            for path in sorted(home.rglob("*.zip")):
-                relative = path.relative_to(home).as_posix()
-                if is_upload_name(relative) and is_complete_zip(path):
+            for path in _uploads_in(account, home):
+                if is_complete_zip(path):
                     run_id = self.accept(account, path)
                     if run_id:
                         recovered.append(run_id)
@@ -115,3 +128,17 @@ class Intake:
             self._record(run_dir.name, info["account"], info["upload_name"], target, info["received_at"])
             recovered.append(run_dir.name)
         return recovered
+
+
+def _uploads_in(account: str, home: Path) -> list[Path]:
+    """The upload-named files in ``home`` (``reports/`` is not entered), in name order."""
+    found: list[Path] = []
+    try:
+        for entry in walk_files(home, RECOVER_MAX_ENTRIES, exclude={REPORTS_DIR}):
+            if is_upload_name(entry.relative):
+                found.append(home / entry.relative)
+    except TooManyEntries:
+        log.warning("recover_home_truncated", account=account, limit=RECOVER_MAX_ENTRIES)
+    except OSError as exc:  # a missing home, or a folder moved during the walk
+        log.warning("recover_home_failed", account=account, error=exc.strerror or str(exc))
+    return sorted(found)

@@ -1,4 +1,7 @@
-"""structlog set-up: JSON lines on stdout (readable console output on a TTY).
+"""structlog set-up: JSON lines on stderr (readable console output on a TTY).
+
+stdout carries only a command's own output (``--json`` documents, tables), so a
+log line can never corrupt what a script parses; journald reads both streams.
 
 One pipeline of same-signature processors; context is bound once per run
 (``run_id``, ``account``). Student data never reaches a log line: callers log
@@ -13,6 +16,8 @@ import sys
 
 import structlog
 
+from rostergate.printable import printable
+
 SECRET_KEYS = frozenset({"password", "passphrase", "secret", "token", "private_key", "key_data"})
 
 
@@ -24,10 +29,18 @@ def drop_secrets(_logger: object, _method: str, event: dict) -> dict:
     return event
 
 
+def escape_controls(_logger: object, _method: str, event: dict) -> dict:
+    """On a terminal, show control characters in values (a tenant's upload name) as escapes."""
+    for key, value in event.items():
+        if isinstance(value, str):
+            event[key] = printable(value)
+    return event
+
+
 def configure(json: bool | None = None, level: int = logging.INFO) -> None:
     """Configure structlog and the stdlib root logger (asyncssh and paramiko log through it)."""
     if json is None:
-        json = not sys.stdout.isatty()
+        json = not sys.stderr.isatty()
     renderer = structlog.processors.JSONRenderer() if json else structlog.dev.ConsoleRenderer()
     structlog.configure(
         processors=[
@@ -36,10 +49,11 @@ def configure(json: bool | None = None, level: int = logging.INFO) -> None:
             structlog.processors.TimeStamper(fmt="iso", utc=True),
             drop_secrets,
             structlog.processors.format_exc_info,
+            *([] if json else [escape_controls]),
             renderer,
         ],
         wrapper_class=structlog.make_filtering_bound_logger(level),
-        logger_factory=structlog.PrintLoggerFactory(file=sys.stdout),
+        logger_factory=structlog.PrintLoggerFactory(file=sys.stderr),
         cache_logger_on_first_use=True,
     )
     # asyncssh and paramiko are chatty at INFO and may log user names; keep them to warnings.

@@ -20,6 +20,10 @@ DELIVERY_FAILURES = Counter(
     "rostergate_delivery_failures_total", "Failed delivery attempts", ["account", "kind"]
 )
 
+WORKER_FAILURES = Counter(
+    "rostergate_worker_failures_total", "Worker processes lost during a run's CPU work", ["kind"]
+)
+
 
 def serve_metrics(listen: str) -> None:
     """Start the metrics HTTP endpoint on ``HOST:PORT`` (a background thread)."""

@@ -11,6 +11,11 @@ run is final.
                     │  ├──────► rejected   (the upload broke a rule)
                     │  └──────► retrying ──► processing … ──► failed
                     └─────────► failed     (cannot deliver / internal error)
+
+A worker lost during the CPU work (killed, crashed, out of memory, over its time
+limit) costs the run one of its ``MAX_PREPARE_ATTEMPTS`` starts, counted in the
+store before each start: it is tried once more in a fresh worker, then failed
+with a report that says what happened. A graceful stop gives the start back.
 """
 
 from __future__ import annotations
@@ -31,22 +36,26 @@ from rostergate.config import Flow, Settings
 from rostergate.history import History, Run
 from rostergate.prepare import OUTPUT_NAME, Prepared, prepare
 from rostergate.reports import write_report
+from rostergate.errors import DeliveryError, FinalError, WorkerFailure
+from rostergate.workers import ExecutorWorkers, WorkerPool, Workers
 
 log = structlog.get_logger("rostergate.pipeline")
 # The CLI changes runs (retry, approve) in the shared store without talking to the
 # daemon; looking at the store this often picks such changes up.
 POLL_SECONDS = 2.0
+# A run's CPU work is started at most this often: the first time and one retry after a lost worker.
+MAX_PREPARE_ATTEMPTS = 2
 
 
 class Pipeline:
     """Processes runs from the history store until stopped."""
 
-    def __init__(self, settings: Settings, history: History, accounts: AccountStore, executor: Executor,
-                 concurrency: int = 2):
+    def __init__(self, settings: Settings, history: History, accounts: AccountStore,
+                 workers: WorkerPool | Executor, concurrency: int = 2):
         self.settings = settings
         self.history = history
         self.accounts = accounts
-        self.executor = executor
+        self.workers: Workers = workers if isinstance(workers, WorkerPool) else ExecutorWorkers(workers)
         self.concurrency = concurrency
         self._wakeup = asyncio.Event()
         self._busy: dict[str, asyncio.Task] = {}  # account -> its running task
@@ -77,6 +86,14 @@ class Pipeline:
             self._busy[run.account] = task
             task.add_done_callback(lambda _t, account=run.account: self._finished(account))
 
+    async def stop(self, timeout: float = 10.0) -> None:
+        """Cancel the runs in progress and wait (bounded) for them to wind down; they resume on the next start."""
+        tasks = list(self._busy.values())
+        for task in tasks:
+            task.cancel()
+        if tasks:
+            await asyncio.wait(tasks, timeout=timeout)
+
     def _finished(self, account: str) -> None:
         self._busy.pop(account, None)
         self.wake()
@@ -101,13 +118,10 @@ class Pipeline:
             if output.exists() and (run.attempts or run.approved_at):
                 pass  # a delivery retry or an approved held run: prepared and checked before
             else:
-                prepared = await self._prepare(run, flow, bound)
-                summary = prepared.summary
-                if prepared.outcome != "ready":
-                    self._finish(run, "rejected", "the upload breaks the rules listed in the report", summary)
+                checked = await self._prepare_and_check(run, flow, output, bound)
+                if checked is None:
                     return
-                if await self._hold_if_unsafe(run, flow, output, bound, summary):
-                    return
+                summary = checked.summary
             await self._forward(run, flow, output, bound, summary)
         except Exception as exc:
             # An exception's text may quote roster values (a name in a KeyError), so the log
@@ -115,12 +129,57 @@ class Pipeline:
             bound.error("run_internal_error", error=type(exc).__name__, where=_raised_at(exc))
             self._finish(run, "failed", "internal error; the operator can retry this run")
 
+    async def _prepare_and_check(self, run: Run, flow: Flow, output: Path, bound) -> Prepared | None:
+        """The CPU work (prepare, then the safeguard's diff) in a worker, tried again once if the worker is lost.
+
+        Returns what was prepared when the run may be forwarded, or None when it was
+        finished here (rejected, held, or failed after its last start).
+        """
+        attempts = run.prepare_attempts
+        while True:
+            if attempts >= MAX_PREPARE_ATTEMPTS:
+                # Every start was cut short without an outcome: the daemon stopped each time.
+                bound.error("run_interrupted_too_often", attempts=attempts)
+                self._finish(run, "failed", _processing_failed(
+                    run.id, f"its processing was interrupted {attempts} times (the daemon stopped while it ran)",
+                    "uploading it again starts a new run"))
+                return None
+            attempts += 1
+            self.history.set_status(run.id, "processing", prepare_attempts=attempts)  # before the work: durable
+            started = timeutil.iso()
+            try:
+                prepared = await self._prepare(run, flow, bound)
+                if prepared.outcome == "failed":  # the upload is not the one received
+                    self._finish(run, "failed", prepared.message, prepared.summary)
+                    return None
+                if prepared.outcome != "ready":
+                    self._finish(run, "rejected", "the upload breaks the rules listed in the report", prepared.summary)
+                    return None
+                self.history.set_status(run.id, "processing", output_sha256=prepared.output_sha256)
+                if await self._hold_if_unsafe(run, flow, output, bound, prepared.summary):
+                    return None
+                return prepared
+            except asyncio.CancelledError:
+                # The daemon is stopping: not the run's fault, so the start is given back.
+                self.history.set_status(run.id, "processing", prepare_attempts=attempts - 1)
+                raise
+            except WorkerFailure as failure:
+                metrics.WORKER_FAILURES.labels(failure.kind).inc()
+                bound.warning("worker_lost", kind=failure.kind, signal=failure.signal, attempt=attempts)
+                last = attempts >= MAX_PREPARE_ATTEMPTS
+                self.history.add_step(run.id, "processing", "failed", started, timeutil.iso(),
+                                      f"attempt {attempts}: {failure.detail}"
+                                      + ("" if last else "; trying once more in a new worker"))
+                if last:
+                    self._finish(run, "failed", _processing_failed(
+                        run.id, failure.detail + f" (tried {attempts} times)", _upload_again(failure)))
+                    return None
+
     async def _prepare(self, run: Run, flow: Flow, bound) -> Prepared:
-        loop = asyncio.get_running_loop()
         run_dir = str(Path(run.spool_path).parent)
-        prepared: Prepared = await loop.run_in_executor(
-            self.executor, prepare, run_dir, run.spool_path, flow.input, flow.output, flow.profile, flow.mapping,
-            flow.encoding,
+        prepared: Prepared = await self.workers.run(
+            prepare, run_dir, run.spool_path, flow.input, flow.output, flow.profile, flow.mapping, flow.encoding,
+            run.sha256,
         )
         for step in prepared.steps:
             self.history.add_step(run.id, step.name, step.status, step.started_at, step.finished_at, step.message)
@@ -135,8 +194,11 @@ class Pipeline:
         """The safeguard step: diff against the last delivery; hold the run when too much would go."""
         seq = self.history.start_step(run.id, "safeguard")
         previous = safeguard.snapshot_path(self.settings.data_dir, run.account)
-        loop = asyncio.get_running_loop()
-        changes = await loop.run_in_executor(self.executor, safeguard.diff, previous, output)
+        try:
+            changes = await self.workers.run(safeguard.diff, previous, output)
+        except WorkerFailure as failure:
+            self.history.finish_step(run.id, seq, "failed", failure.detail)
+            raise
         reasons = safeguard.reasons_to_hold(changes, flow.safeguards or safeguard.Thresholds())
         self.history.set_status(run.id, "processing", diff_json=json.dumps(changes))
         if not reasons:
@@ -149,33 +211,46 @@ class Pipeline:
         return True
 
     async def _forward(self, run: Run, flow: Flow, output: Path, bound, summary: str) -> None:
+        """Deliver the prepared ZIP; ``delivered`` (and the safeguard baseline) only with a verified receipt."""
         downstream = flow.downstream
         assert downstream is not None
         attempts = run.attempts + 1
         remote_name = downstream.remote_name.format(account=run.account, run_id=run.id)
+        # The SHA-256 recorded when the ZIP passed its checks (set during this run's processing).
+        checked = self.history.get(run.id)
+        expected = checked.output_sha256 if checked else None
+        interrupted = self.history.interrupted_deliveries(downstream.url, run.id)
+        self.history.delivery_started(run.id, downstream.url, attempts, forward.written_path(downstream, remote_name))
         seq = self.history.start_step(run.id, "forward")
         clock = time.perf_counter()
         try:
-            await asyncio.to_thread(forward.deliver, output, downstream, remote_name)
+            receipt = await asyncio.to_thread(forward.deliver, output, downstream, remote_name, expected,
+                                              [remote for _, remote in interrupted])
             error = None
-        except forward.DeliveryError as exc:
+        except DeliveryError as exc:
             error = exc
         seconds = round(time.perf_counter() - clock, 3)
         metrics.STEP_SECONDS.labels("forward").observe(seconds)
         bound.info("step_finished", step="forward", status="failed" if error else "ok", attempt=attempts,
                    seconds=seconds)
         if error is None:
-            self.history.finish_step(run.id, seq, "ok", f"delivered as {remote_name}")
+            self.history.delivery_finished(run.id, downstream.url, "delivered", receipt)
+            self.history.mark_interrupted(downstream.url, [other for other, _ in interrupted if other != run.id])
+            self.history.finish_step(run.id, seq, "ok", f"delivered as {remote_name}: {receipt.size} bytes, "
+                                                        f"sha256 {receipt.sha256}, verified by {receipt.verified}")
+            # The baseline changes only after a verified delivery: this is that point.
             await asyncio.to_thread(safeguard.remember_delivery, self.settings.data_dir, run.account, output)
             self._finish(run, "delivered", f"delivered as {remote_name}", summary, attempts=attempts)
             return
-        final = isinstance(error, forward.FinalError)
+        final = isinstance(error, FinalError)
         metrics.DELIVERY_FAILURES.labels(run.account, "final" if final else "retryable").inc()
         self.history.finish_step(run.id, seq, "failed", f"attempt {attempts}: {error}")
         if final or attempts >= downstream.max_attempts:
+            self.history.delivery_finished(run.id, downstream.url, "failed")
             message = str(error) if final else f"gave up after {attempts} attempts: {error}"
             self._finish(run, "failed", message, summary, attempts=attempts)
             return
+        self.history.delivery_finished(run.id, downstream.url, "retrying")
         delay = min(downstream.retry_base_seconds * (2 ** (attempts - 1)), downstream.retry_max_seconds)
         next_at = timeutil.iso(timeutil.now() + timedelta(seconds=delay))
         self.history.set_status(run.id, "retrying", f"attempt {attempts} failed: {error}; next try at {next_at}",
@@ -189,7 +264,22 @@ class Pipeline:
         metrics.RUNS_FINISHED.labels(run.account, status).inc()
         home = self.accounts.home(run.account)
         if home.exists():
-            write_report(home, finished, self.history.steps(run.id), self.history.issues(run.id), summary)
+            write_report(home, finished, self.history.steps(run.id), self.history.issues(run.id), summary,
+                         deliveries=self.history.deliveries(run.id))
+
+
+def _processing_failed(run_id: str, cause: str, again: str) -> str:
+    """The message of a run failed because its worker was lost: what happened, what helps, what does not."""
+    return (f"the upload could not be processed: {cause}. This is not a rule your data breaks; {again}. "
+            f"The operator can retry it with `rostergate runs retry {run_id}`")
+
+
+def _upload_again(failure: WorkerFailure) -> str:
+    """What uploading the same file again would do, as far as the failure tells."""
+    if failure.kind in ("memory", "timeout") or failure.signal not in ("SIGKILL", None):
+        return "uploading the same file again will fail the same way"
+    return ("if the system stopped the worker for using too much memory, uploading the same file again will "
+            "fail the same way")
 
 
 def _raised_at(exc: BaseException) -> str:

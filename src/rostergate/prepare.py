@@ -8,6 +8,8 @@ the pipeline records what it returns.
 
 from __future__ import annotations
 
+import hashlib
+import os
 import shutil
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -16,11 +18,14 @@ from pathlib import Path
 from typing import Any
 
 from rostergate import timeutil
-from rostergate.formats.csvio import sharing_loaded_tables
+from rostergate.formats.read.csvio import sharing_loaded_tables
 from rostergate.formats.issues import Issue
 
 WORK_DIR = "work"
 OUTPUT_NAME = "deliver.zip"
+CHECKED_UPLOAD = "upload.zip"  # in WORK_DIR: the private copy of the upload that is checked
+UPLOAD_CHANGED = ("the upload changed after it was received (its SHA-256 is no longer the one recorded at "
+                  "intake); nothing was checked or delivered: upload the file again")
 
 
 @dataclass
@@ -35,7 +40,8 @@ class StepRecord:
 
 @dataclass
 class Prepared:
-    """What :func:`prepare` found: ``outcome`` is ``ready`` (deliver ``output``) or ``rejected``."""
+    """What :func:`prepare` found: ``outcome`` is ``ready`` (deliver ``output``), ``rejected``, or
+    ``failed`` (the upload is not the one received: ``message`` says so)."""
 
     outcome: str
     format: str | None = None
@@ -43,6 +49,8 @@ class Prepared:
     issues: list[Issue] = field(default_factory=list)
     output: str | None = None
     summary: str = ""
+    output_sha256: str | None = None  # of ``output``, the bytes that passed the checks
+    message: str = ""
 
 
 class _Steps:
@@ -65,15 +73,47 @@ class _Steps:
         )
 
 
+def _private(path: Path) -> int:
+    """A new owner-only file, open for writing."""
+    return os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+
+
+def _copy_hashed(source: Path, target: Path) -> str:
+    """Copy ``source`` to an owner-only, read-only ``target``; the SHA-256 of the bytes copied."""
+    digest = hashlib.sha256()
+    with open(source, "rb") as reader, open(_private(target), "wb") as out:
+        for block in iter(lambda: reader.read(1 << 20), b""):
+            digest.update(block)
+            out.write(block)
+    target.chmod(0o400)
+    return digest.hexdigest()
+
+
 def prepare(run_dir: str, upload: str, input_format: str, output_format: str, profile: str,
-            mapping: Any = None, encoding: str = "convert") -> Prepared:
-    """Turn the spooled ``upload`` into a deliverable ZIP inside ``run_dir`` (blocking, CPU-bound)."""
-    from rostergate.formats.archive import unpack
-    from rostergate.formats.asmwrite import csv_bytes, is_verbatim, zip_bytes
-    from rostergate.formats.collect import parallel_map
-    from rostergate.formats.convert import convert_dir, conversion_summary
-    from rostergate.formats.detect import detect_format
-    from rostergate.formats.validate import validate_asm_files, validate_dir
+            mapping: Any = None, encoding: str = "convert", upload_sha256: str | None = None) -> Prepared:
+    """Turn the spooled ``upload`` into a deliverable ZIP inside ``run_dir`` (blocking, CPU-bound).
+
+    Everything is checked from a private copy of ``upload`` whose SHA-256 must be
+    ``upload_sha256`` (recorded at intake): what is validated is what was received,
+    even if a writer still held the spooled file open. Whatever the outcome (ready,
+    rejected, or an exception), the extracted CSVs (``run_dir/work``) are removed
+    before this returns: student data stays on disk only as the upload and the
+    deliverable ZIP.
+    """
+    try:
+        return _prepare(run_dir, upload, input_format, output_format, profile, mapping, encoding, upload_sha256)
+    finally:
+        shutil.rmtree(Path(run_dir) / WORK_DIR, ignore_errors=True)
+
+
+def _prepare(run_dir: str, upload: str, input_format: str, output_format: str, profile: str,
+             mapping: Any, encoding: str, upload_sha256: str | None) -> Prepared:
+    from rostergate.formats.read.archive import unpack
+    from rostergate.formats.convert.asmwrite import csv_bytes, is_verbatim, zip_bytes
+    from rostergate.formats.validate.collect import parallel_map
+    from rostergate.formats.convert.entry import convert_dir, conversion_summary
+    from rostergate.formats.read.detect import detect_format
+    from rostergate.formats.validate.entry import validate_asm_files, validate_dir
 
     prepared = Prepared(outcome="rejected")
     steps = _Steps(prepared)
@@ -81,9 +121,14 @@ def prepare(run_dir: str, upload: str, input_format: str, output_format: str, pr
     shutil.rmtree(work, ignore_errors=True)  # a resumed run starts its CPU work afresh
     source = work / "source"
     source.mkdir(parents=True, mode=0o700)
+    checked_upload = work / CHECKED_UPLOAD
 
     def do_unpack():
-        issues = unpack(Path(upload), source)
+        copied = _copy_hashed(Path(upload), checked_upload)
+        if upload_sha256 is not None and copied != upload_sha256:
+            prepared.outcome, prepared.message = "failed", UPLOAD_CHANGED
+            return "failed", "the upload changed after it was received", False
+        issues = unpack(checked_upload, source)
         prepared.issues.extend(issues)
         errors = sum(i.severity == "error" for i in issues)
         if errors:
@@ -134,7 +179,7 @@ def prepare(run_dir: str, upload: str, input_format: str, output_format: str, pr
 
     def do_convert(ahead: Future | None):
         if not converts():
-            shutil.copyfile(upload, Path(run_dir) / OUTPUT_NAME)
+            shutil.copyfile(checked_upload, Path(run_dir) / OUTPUT_NAME)
             return "skipped", "output = same: the upload is delivered as it came", True
         conversion, files = ahead.result() if ahead is not None else convert_and_serialise()
         prepared.issues.extend(conversion.issues)
@@ -177,7 +222,8 @@ def prepare(run_dir: str, upload: str, input_format: str, output_format: str, pr
 
     if not steps.run("check-output", do_check_output):
         return prepared
-    shutil.rmtree(work, ignore_errors=True)
     prepared.outcome = "ready"
     prepared.output = str(Path(run_dir) / OUTPUT_NAME)
+    with open(prepared.output, "rb") as handle:
+        prepared.output_sha256 = hashlib.file_digest(handle, "sha256").hexdigest()
     return prepared

@@ -8,6 +8,8 @@ account that uploaded the data.
 from __future__ import annotations
 
 import os
+import posixpath
+from collections.abc import Sequence
 from pathlib import Path
 
 from rostergate.accounts import REPORTS_DIR
@@ -17,7 +19,9 @@ from rostergate.history import Run
 _HEADLINES = {
     "delivered": "DELIVERED: your upload was accepted and forwarded.",
     "rejected": "REJECTED: your upload breaks the rules below and was not forwarded. Fix them and upload again.",
-    "failed": "FAILED: your upload could not be delivered; the operator has been told. You need not upload again.",
+    # Nothing alerts the operator yet, and not every failure goes away by itself: say only what holds.
+    "failed": ("FAILED: your upload was not forwarded; the reason is below. The operator of this server can "
+               "retry it: contact them with the run id above."),
     "retrying": "RETRYING: the downstream server could not be reached; delivery will be retried.",
     "held": "HELD: your upload waits for an operator's approval before it is forwarded.",
     "discarded": "DISCARDED: an operator rejected this held upload.",
@@ -25,8 +29,9 @@ _HEADLINES = {
 }
 
 
-def render_report(run: Run, steps: list[dict], issues: list[Issue], summary: str = "") -> str:
-    """The report's text: headline, steps, then every issue as ``file:line - what is wrong``."""
+def render_report(run: Run, steps: list[dict], issues: list[Issue], summary: str = "",
+                  deliveries: Sequence[dict] = ()) -> str:
+    """The report's text: headline, the delivery receipt, steps, then every issue as ``file:line - what is wrong``."""
     lines = [
         f"rostergate run {run.id}",
         f"upload:   {run.upload_name}",
@@ -38,6 +43,7 @@ def render_report(run: Run, steps: list[dict], issues: list[Issue], summary: str
     ]
     if run.message:
         lines.append(run.message)
+    lines += _receipt_lines(deliveries)
     lines += ["", "Steps:"]
     lines += [f"  {s['name']:<13} {s['status']:<8} {s['message'] or ''}".rstrip() for s in steps]
     errors = [i for i in issues if i.severity == "error"]
@@ -51,7 +57,18 @@ def render_report(run: Run, steps: list[dict], issues: list[Issue], summary: str
     return "\n".join(lines) + "\n"
 
 
-def write_report(home: Path, run: Run, steps: list[dict], issues: list[Issue], summary: str = "") -> Path:
+def _receipt_lines(deliveries: Sequence[dict]) -> list[str]:
+    """What the downstream holds, for each verified delivery: name, size and SHA-256 of the bytes sent."""
+    lines = []
+    for d in deliveries:
+        if d["status"] == "delivered":
+            lines.append(f"  delivered as {posixpath.basename(d['remote'])}, {d['size']} bytes, "
+                         f"sha256 {d['sha256']}, at {d['finished_at']}")
+    return ["", "Delivery receipt:", *lines] if lines else []
+
+
+def write_report(home: Path, run: Run, steps: list[dict], issues: list[Issue], summary: str = "",
+                 deliveries: Sequence[dict] = ()) -> Path:
     """Write (or replace) ``reports/<run-id>.txt`` in ``home``, owner-only, atomically."""
     folder = Path(home) / REPORTS_DIR
     folder.mkdir(parents=True, exist_ok=True, mode=0o700)
@@ -59,6 +76,6 @@ def write_report(home: Path, run: Run, steps: list[dict], issues: list[Issue], s
     partial = folder / f".{run.id}.txt.partial"
     fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w", encoding="utf-8") as handle:
-        handle.write(render_report(run, steps, issues, summary))
+        handle.write(render_report(run, steps, issues, summary, deliveries))
     os.replace(partial, target)
     return target

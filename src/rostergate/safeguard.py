@@ -1,163 +1,30 @@
-"""Roster safety: compare an upload with the tenant's last delivered snapshot; hold big drops.
+"""Roster safety on the pipeline side: the last delivered snapshot of each account.
 
-Apple reads every upload as a full snapshot (asm.md §2.5): a class, course or
-person missing from an upload is unlinked or deactivated. A partial SIS export
-can therefore wipe a school. Before delivery, the converted ASM files are
-compared, file by file, with the last ZIP delivered for the same account; a
-run whose removals exceed the flow's thresholds is **held** until an operator
-approves or rejects it (``rostergate runs approve|reject``).
+Before delivery the pipeline compares the converted ASM files with the last ZIP
+delivered for the same account (:func:`rostergate.formats.snapshot.diff`) and holds
+a run whose removals exceed the flow's thresholds until an operator approves or
+rejects it (``rostergate runs approve|reject``). This module keeps that baseline:
+where it lives (:func:`snapshot_path`) and how a delivery becomes the new one
+(:func:`remember_delivery`).
 """
 
 from __future__ import annotations
 
 import os
 import shutil
-import zipfile
-from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
-import pandas as pd
-import pyarrow as pa
-import pyarrow.compute as pc
+# The diff and the hold rules are pure data work and live in formats/; the pipeline
+# reaches them through this module as before.
+from rostergate.formats.snapshot import Thresholds, diff, reasons_to_hold
 
-from rostergate.formats.asmwrite import parse_asm_csv
-from rostergate.formats.columns import arrow
-from rostergate.formats.rules import lookup
+__all__ = ["SNAPSHOT_DIR", "Thresholds", "diff", "reasons_to_hold", "remember_delivery", "snapshot_path"]
 
-# The key column of each ASM file (asm.md §1.2-1.7).
-KEYS = {
-    "students.csv": "person_id",
-    "staff.csv": "person_id",
-    "courses.csv": "course_id",
-    "classes.csv": "class_id",
-    "rosters.csv": "roster_id",
-    "locations.csv": "location_id",
-}
 SNAPSHOT_DIR = "snapshots"
-
-
-@dataclass(frozen=True)
-class Thresholds:
-    """Hold a run when a file loses more than ``max_removed_percent`` of its previous rows.
-
-    Files with fewer than ``min_previous_rows`` rows before are not judged by
-    percentage (a small school losing 2 of 5 classes is ordinary), but a file
-    that had rows and now has none is always held.
-    """
-
-    max_removed_percent: float = 10.0
-    min_previous_rows: int = 20
-    enabled: bool = True
-
-
-def parse_thresholds(table: object, prefix: str) -> tuple[Thresholds, list[str]]:
-    """``[flows.safeguards]`` → :class:`Thresholds` and a list of ``key: reason`` problems."""
-    problems: list[str] = []
-    if not isinstance(table, dict):
-        return Thresholds(), [f"{prefix}: must be a table"]
-    values: dict[str, object] = {}
-    for key, value in table.items():
-        if key == "enabled":
-            if not isinstance(value, bool):
-                problems.append(f"{prefix}.enabled: must be true or false")
-            else:
-                values[key] = value
-        elif key == "max_removed_percent":
-            if not isinstance(value, (int, float)) or isinstance(value, bool) or not 0 <= value <= 100:
-                problems.append(f"{prefix}.max_removed_percent: must be a number from 0 to 100")
-            else:
-                values[key] = float(value)
-        elif key == "min_previous_rows":
-            if not isinstance(value, int) or isinstance(value, bool) or value < 0:
-                problems.append(f"{prefix}.min_previous_rows: must be a whole number >= 0")
-            else:
-                values[key] = value
-        else:
-            problems.append(f"{prefix}.{key}: unknown key (enabled, max_removed_percent, min_previous_rows)")
-    return Thresholds(**values), problems  # type: ignore[arg-type]
 
 
 def snapshot_path(data_dir: Path, account: str) -> Path:
     return Path(data_dir) / SNAPSHOT_DIR / account / "last-delivered.zip"
-
-
-def _tables(zip_path: Path) -> dict[str, pd.DataFrame]:
-    with zipfile.ZipFile(zip_path) as archive:
-        names = set(archive.namelist())
-        return {name: parse_asm_csv(archive.read(name)) for name in KEYS if name in names}
-
-
-def _matches(now_ids: pa.ChunkedArray, before_ids: pa.ChunkedArray) -> np.ndarray:
-    """For each current key, the row of the same key before (-1: added)."""
-    if len(now_ids) == len(before_ids) and (not len(now_ids) or pc.all(pc.equal(now_ids, before_ids)).as_py()):
-        return np.arange(len(now_ids))  # the same keys in the same order: a repeat, or no joiners or leavers
-    return lookup(now_ids, before_ids) if len(before_ids) else np.full(len(now_ids), -1)
-
-
-def _changed(now: pd.DataFrame, before: pd.DataFrame, kept: np.ndarray, at: np.ndarray) -> int:
-    """How many kept rows differ in any column (every one of them when the columns changed)."""
-    if list(now.columns) != list(before.columns):
-        return len(kept)  # e.g. a new location_id_2 column: every kept row changed
-    aligned = len(kept) == len(now) == len(before) and bool((at == kept).all())
-    differs = np.zeros(len(kept), dtype=bool)
-    for column in now.columns:
-        a, b = arrow(now[column]), arrow(before[column])
-        if not aligned:
-            a, b = pc.take(a, pa.array(kept)), pc.take(b, pa.array(at[kept]))
-        differs |= pc.not_equal(a, b).to_numpy(zero_copy_only=False)
-    return int(differs.sum())
-
-
-def diff(previous_zip: Path | None, current_zip: Path) -> dict:
-    """Per ASM file: rows before and now, and how many were added, removed, changed, unchanged.
-
-    Rows are matched by the file's key (asm.md §1.2-1.7), which is unique in a file
-    that was delivered (the output check enforces it), and compared column by column,
-    all in Arrow: a 200,000-student district takes well under a second.
-    """
-    current = _tables(current_zip)
-    previous = _tables(previous_zip) if previous_zip and previous_zip.exists() else {}
-    files = {}
-    for name, key in KEYS.items():
-        empty = pd.DataFrame({key: pd.Series(dtype="str")})
-        now, before = (t if t is not None and key in t else empty for t in (current.get(name), previous.get(name)))
-        now_ids, before_ids = arrow(now[key]), arrow(before[key])
-        at = _matches(now_ids, before_ids)
-        kept = np.flatnonzero(at >= 0)
-        changed = _changed(now, before, kept, at) if len(kept) else 0
-        files[name] = {
-            "before": len(before_ids), "now": len(now_ids), "added": len(now_ids) - len(kept),
-            "removed": len(before_ids) - len(kept), "changed": changed, "unchanged": len(kept) - changed,
-        }
-    return {"baseline": bool(previous), "files": files}
-
-
-def reasons_to_hold(summary: dict, thresholds: Thresholds) -> list[str]:
-    """Why the change is too big to deliver unattended (empty when it may go)."""
-    if not thresholds.enabled or not summary["baseline"]:
-        return []
-    reasons = []
-    for name, counts in summary["files"].items():
-        before, removed = counts["before"], counts["removed"]
-        if before and counts["now"] == 0:
-            reasons.append(f"{name} would go from {before} rows to none")
-        elif before >= thresholds.min_previous_rows and removed * 100 > thresholds.max_removed_percent * before:
-            share = removed * 100 / before
-            reasons.append(
-                f"{name} would lose {removed} of {before} rows ({share:.1f}%, more than the "
-                f"{thresholds.max_removed_percent:g}% allowed)"
-            )
-    return reasons
-
-
-def render_diff(summary: dict) -> str:
-    lines = ["file            before      now    added  removed  changed"]
-    for name, c in summary["files"].items():
-        lines.append(f"{name:<14}{c['before']:>8} {c['now']:>8} {c['added']:>8} {c['removed']:>8} {c['changed']:>8}")
-    if not summary["baseline"]:
-        lines.append("(first delivery for this account: nothing to compare with)")
-    return "\n".join(lines)
 
 
 def remember_delivery(data_dir: Path, account: str, delivered_zip: Path) -> None:

@@ -69,6 +69,30 @@ MIGRATIONS: list[str] = [
     ALTER TABLE runs ADD COLUMN approved_at TEXT;
     ALTER TABLE runs ADD COLUMN diff_json TEXT
     """,
+    # 3 (issue 9, "delivered means verified"): the SHA-256 of the
+    # prepared ZIP that passed the checks (the forwarder sends exactly those bytes), and one delivery
+    # row per run and destination: status sending | retrying | delivered | failed | interrupted, and
+    # the receipt of a verified delivery (remote path, size and SHA-256 of the bytes sent)
+    """
+    ALTER TABLE runs ADD COLUMN output_sha256 TEXT;
+    CREATE TABLE deliveries (
+        run_id TEXT NOT NULL REFERENCES runs(id),
+        destination TEXT NOT NULL,
+        status TEXT NOT NULL,
+        attempts INTEGER NOT NULL DEFAULT 0,
+        remote TEXT,
+        size INTEGER,
+        sha256 TEXT,
+        finished_at TEXT,
+        PRIMARY KEY (run_id, destination)
+    );
+    CREATE INDEX deliveries_destination_status ON deliveries(destination, status)
+    """,
+    # 4 (issue 9, workers that die are replaced): how often a run's CPU work was started in a
+    # worker, counted before each start, so a run that keeps killing its worker (or the daemon) is failed, not tried forever
+    """
+    ALTER TABLE runs ADD COLUMN prepare_attempts INTEGER NOT NULL DEFAULT 0
+    """,
 ]
 
 DB_NAME = "rostergate.db"

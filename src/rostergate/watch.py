@@ -1,8 +1,11 @@
 """Watch mode: ZIPs that another SFTP server drops into a folder start runs too.
 
 Another server's closes cannot be seen from here, so a dropped ``*.zip``
-counts as finished when it is a complete ZIP archive *and* its size and
-modification time stayed the same for ``settle_seconds``. Temporary names
+counts as finished when its size and modification time stayed the same for
+``settle_seconds``; it is then judged like an SFTP upload
+(:meth:`Intake.upload_finished`): a ZIP without its end record yet is left for
+the sender to finish, anything else becomes a run (a file that is no readable
+ZIP is rejected with a report). Temporary names
 (``*.filepart``, ``*.partial``, dot-files such as lftp's ``.in.*``) are ignored
 until they are renamed to ``*.zip``. The finished file is moved out of the
 inbox into the spool, exactly like an upload to our own SFTP server.
@@ -17,10 +20,11 @@ from pathlib import Path
 import structlog
 from watchfiles import Change, awatch
 
-from rostergate.formats.archive import is_complete_zip
+from rostergate.fstree import TooManyEntries, walk_files
 from rostergate.intake import Intake
 
 log = structlog.get_logger("rostergate.watch")
+SCAN_MAX_ENTRIES = 100_000  # entries looked at in the inbox at start
 
 
 def is_candidate(path: Path) -> bool:
@@ -37,11 +41,13 @@ class InboxWatcher:
         self.intake = intake
         self.settle_seconds = settle_seconds
         self._pending: dict[Path, asyncio.Task] = {}
+        self._real_folder = os.path.realpath(self.folder)
 
     async def run(self, stop: asyncio.Event | None = None) -> None:
         """Take what is already there, then follow changes until ``stop`` is set."""
         self.folder.mkdir(parents=True, exist_ok=True)
-        for path in sorted(self.folder.rglob("*.zip")):
+        self._real_folder = os.path.realpath(self.folder)
+        for path in self._already_there():
             self._consider(path)
         log.info("watch_started", account=self.account)
         async for changes in awatch(self.folder, stop_event=stop, recursive=True):
@@ -49,8 +55,26 @@ class InboxWatcher:
                 if change != Change.deleted:
                     self._consider(Path(name))
 
+    def _already_there(self) -> list[Path]:
+        """The files in the inbox at start, by an iterative, bounded walk: whoever fills the
+        inbox (another server's tenants) may have made a tree deeper than Python's recursion."""
+        found: list[Path] = []
+        try:
+            found = [self.folder / e.relative for e in walk_files(self.folder, SCAN_MAX_ENTRIES)]
+        except TooManyEntries:
+            log.warning("watch_scan_truncated", account=self.account, limit=SCAN_MAX_ENTRIES)
+        except OSError as exc:
+            log.warning("watch_scan_failed", account=self.account, error=exc.strerror or str(exc))
+        return found
+
+    def _inside(self, path: Path) -> bool:
+        """``path`` is a file reached inside the inbox without any symlink: a link planted in the
+        inbox (watchfiles follows links) must not make us take, and move, a file from elsewhere."""
+        real = os.path.realpath(path)
+        return real == os.path.normpath(os.path.abspath(path)) and real.startswith(self._real_folder + os.sep)
+
     def _consider(self, path: Path) -> None:
-        if not is_candidate(path):
+        if not is_candidate(path) or not self._inside(path):
             return
         task = self._pending.get(path)
         if task is not None:
@@ -61,12 +85,9 @@ class InboxWatcher:
         try:
             before = _signature(path)
             await asyncio.sleep(self.settle_seconds)
-            if before is None or _signature(path) != before:
+            if before is None or _signature(path) != before or not self._inside(path):
                 return
-            if not await asyncio.to_thread(is_complete_zip, path):
-                log.info("upload_incomplete", account=self.account, upload=path.name)
-                return
-            run_id = await asyncio.to_thread(self.intake.accept, self.account, path)
+            run_id = await self.intake.upload_finished(self.account, path)  # judged as SFTP uploads are
             if run_id:
                 log.info("watch_upload_taken", account=self.account, run_id=run_id)
         finally:

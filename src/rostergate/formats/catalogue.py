@@ -31,7 +31,7 @@ class Code:
     family: bool = False
 
 
-class _Lenient(dict):
+class _Lenient(dict[str, object]):
     def __missing__(self, key: str) -> str:
         return "?"
 
@@ -40,7 +40,7 @@ E: Severity = "error"
 W: Severity = "warning"
 
 #: Why the converter leaves a source row out: reason -> (what the row is or has, what to do).
-#: A reason is counted per source file (formats/ledger.py) and reported as the warning
+#: A reason is counted per source file (formats/convert/ledger.py) and reported as the warning
 #: ``convert.dropped.<reason>`` (docs/mapping.md, "What is left out, and why").
 DROP_REASONS: dict[str, tuple[str, str]] = {
     "duplicate_id": ("repeats a sourcedId already used in this file (the first row is kept)",
@@ -133,10 +133,15 @@ _ROWS: tuple[Code, ...] = (
     Code("archive.encrypted", E, "entry '{value}' is encrypted", "upload the ZIP without a password"),
     Code("archive.unsupported_entry", E, "entry '{value}' cannot be unpacked ({reason})",
          "re-create the ZIP with standard 'deflate' compression and plain files only"),
+    Code("archive.unsupported_compression", E, "entry '{value}' is compressed with {method}, which is not accepted",
+         "re-create the ZIP with standard (deflate) compression: the default of Windows 'Send to > Compressed "
+         "folder', macOS 'Compress' and zip; in 7-Zip choose Method 'Deflate'"),
     Code("archive.overlapping_entries", E, "entry '{value}' overlaps another entry in the ZIP ({reason})",
          "this ZIP is malformed or hostile; re-create it with a standard ZIP tool"),
     Code("archive.too_many_entries", E, "the ZIP holds more than {limit} entries",
          "send only the CSV files of one roster"),
+    Code("archive.entry_too_large", E, "entry '{value}' unpacks to more than {limit} bytes",
+         "split the file or contact the operators to raise the limit"),
     Code("archive.too_large", E, "the ZIP unpacks to more than {limit} bytes",
          "split the data or contact the operators to raise the limit"),
     Code("archive.compression_ratio", E, "entry '{value}' expands more than {limit}:1 (possible zip bomb)",
@@ -320,7 +325,7 @@ _ROWS: tuple[Code, ...] = (
          "Apple imports orgs of type school and district"),
     Code("oneroster.asm.delta_file", W, "{value} is marked 'delta'",
          "Apple expects a full set (bulk) on every upload"),
-    # -- conversion to ASM (formats/convert.py, docs/mapping.md) -------------------------------
+    # -- conversion to ASM (formats/convert/, docs/mapping.md) ---------------------------------
     Code("convert.missing_file", E, "{file} is not in the upload",
          "add it to the ZIP: a conversion needs orgs.csv and users.csv (OneRoster 1.2 also roles.csv, "
          "ASM input all six files, asm.md §1.1); without courses.csv, classes.csv or enrollments.csv "

@@ -29,7 +29,7 @@ class Issue:
     column: str | None = None
     value: str | None = None
 
-    def to_dict(self) -> dict:
+    def to_dict(self) -> dict[str, object]:
         """The JSON shape of the ``validate`` contract."""
         return asdict(self)
 
@@ -71,7 +71,7 @@ class ValidationResult:
         """How many issues of each code (summary lines count once)."""
         return Counter(i.code for i in self.issues)
 
-    def to_dict(self) -> dict:
+    def to_dict(self) -> dict[str, object]:
         return {
             "valid": self.valid,
             "format": self.format,

@@ -12,6 +12,11 @@ that does not exist, ``score_limit_exceeded`` when a connection uses up its
   many sources) has its **password** logins refused for ``ban_seconds``; its
   public keys keep working, so the tenant is not locked out by an attacker.
 * Sources on ``safe_list`` are never banned.
+* :meth:`Defender.auth_priority` orders password checks (argon2 work, see
+  :mod:`rostergate.sftp.hashing`): an account logging in from a source it
+  logged in from before (within ``observation_seconds``) goes first, then clean
+  sources and names, then those with recent failures, by their scores. A
+  password spray therefore queues behind the districts that log in every day.
 
 The state is in memory and bounded (``max_entries`` per table, oldest unbanned
 entries dropped first). Nothing here ever sees a password.
@@ -54,6 +59,7 @@ class Defender:
         self._hosts: dict[str, _Entry] = {}
         self._accounts: dict[str, _Entry] = {}
         self._connections: dict[str, int] = {}
+        self._trusted: dict[tuple[str, str], float] = {}  # (source, account) -> last successful login
         self._safe = [ipaddress.ip_network(net, strict=False) for net in settings.safe_list]
 
     # -- queries -------------------------------------------------------------------
@@ -67,6 +73,26 @@ class Defender:
     def account_locked(self, account: str) -> bool:
         entry = self._accounts.get(account)
         return bool(self.settings.enabled and entry and entry.banned_until > self._clock())
+
+    def auth_priority(self, host: str, account: str) -> int:
+        """Queue position class of a password check: 0 first; higher waits behind lower."""
+        now = self._clock()
+        last = self._trusted.get((host, account))
+        if last is not None and last >= now - self.settings.observation_seconds:
+            return 0
+        window = self.settings.observation_seconds
+        score = sum(entry.score(now, window) for entry in (self._hosts.get(host), self._accounts.get(account))
+                    if entry is not None)
+        return 1 + score
+
+    def login_succeeded(self, host: str, account: str) -> None:
+        """Remember a successful login (bounded like the other tables)."""
+        trusted, now = self._trusted, self._clock()
+        if (host, account) not in trusted and len(trusted) >= self.settings.max_entries:
+            oldest = sorted(trusted.items(), key=lambda item: item[1])[: max(1, len(trusted) // 10)]
+            for key, _ in oldest:
+                del trusted[key]
+        trusted[(host, account)] = now
 
     def is_safe(self, host: str) -> bool:
         try:

@@ -11,6 +11,38 @@ checked once more (``/proc/self/fd``), so a link swapped in between is caught.
 Hard-linked files (link count > 1) are never served. Clients cannot create
 symlinks or hard links. ``reports/`` is read-only to the tenant.
 
+**Attributes** (``setstat``, ``lsetstat``, ``fsetstat``: truncate and times;
+permissions and owners are never changed). By path: the target is checked with
+``lstat`` (a regular file with one link, or, for times only, a folder of the
+tenant's below the home; never ``reports/``), opened with ``O_NOFOLLOW``, and
+the descriptor is checked again (same inode, real path inside the home) before
+``ftruncate``/``futimens`` act on it, never on the path. By handle: only a
+handle opened for writing may change its file (a report's times cannot be
+changed through a read handle).
+
+**What is validated is what is delivered.** Open write handles are counted per
+inode ``(st_dev, st_ino)``, across all sessions, not per path. A file with an
+open write handle cannot be renamed (rename and posix-rename answer "close the
+file before renaming it"), and an upload is staged (moved out of the home) only
+when no handle writes its inode; staging and that check happen in one step of
+the event loop, so no handle can be opened in between and none can write the
+staged file afterwards. We refuse rather than let completion wait for the
+close: a rename then means the same thing for every client (the file is
+finished), and no client we support renames a file it still writes (WinSCP,
+rclone, lftp and OpenSSH close first). A closed handle completes the file where
+it is *now* (its folders may have been renamed), found from the descriptor.
+
+**Limits on what a tenant stores** (``[server.limits]``, see
+:mod:`rostergate.sftp.settings`): all bytes of the home outside ``reports/``
+(``max_account_bytes``: files by their extent, so a write at offset 10 MiB or a
+``setstat`` size of 10 MiB counts as 10 MiB, and 4 KiB per folder), files plus
+folders (``max_account_entries``), folder depth (``max_folder_depth``) and name
+length (``max_name_bytes``; control characters are never accepted in a new
+name). The usage is kept in :class:`ServerState` per account, shared by its
+sessions, measured with a bounded, iterative walk (:mod:`rostergate.fstree`)
+when the account's first session starts, and kept up to date by every write,
+truncate, create, remove, rename and staged upload.
+
 **Completion** (reference/sftp.md §3.3). An upload is finished when
 
 * the client's own ``SSH_FXP_CLOSE`` closes a handle it wrote on a ``*.zip``
@@ -21,11 +53,14 @@ symlinks or hard links. ``reports/`` is read-only to the tenant.
   ``.partial``, lftp temp names),
 
 the name does not start with ``.`` (lftp's ``.in.*`` temp files), and the file
-ends in a ZIP end-of-central-directory record. The file is then moved at once,
-before the client hears back, into ``<data_dir>/incoming/<account>/<token>/``
-(so a new upload with the same name is a new file and its own run) and handed
-to ``on_upload``, which checks every CRC and moves it into the spool. A file
-that turns out incomplete or corrupt is moved back, so ``reput``/``put -c``
+is not a ZIP still being uploaded (:func:`looks_finished`: one that starts like
+a ZIP must end in an end-of-central-directory record). The file is then moved
+at once, before the client hears back, into
+``<data_dir>/incoming/<account>/<token>/`` (so a new upload with the same name
+is a new file and its own run) and handed to ``on_upload``, which reads its
+central directory (never decompressing it) and moves it into the spool: a
+damaged or non-ZIP file becomes a run that is rejected with a report. A ZIP
+that turns out to have no end record yet is moved back, so ``reput``/``put -c``
 can resume it. For two minutes afterwards ``stat``/``setstat`` on the old name
 answer from a remembered copy of its attributes, because paramiko (``put``
 confirms the size), rclone and WinSCP (set the modification time) look at the
@@ -48,6 +83,7 @@ import asyncssh
 import structlog
 from asyncssh import FXF_APPEND, FXF_CREAT, FXF_EXCL, FXF_READ, FXF_TRUNC, FXF_WRITE
 
+from rostergate import fstree
 from rostergate.accounts import REPORTS_DIR
 from rostergate.sftp.settings import SftpSettings
 
@@ -59,6 +95,47 @@ GHOST_SECONDS = 120.0
 INCOMING_DIR = "incoming"
 _ORIGIN = ".origin"
 _EOCD = b"PK\x05\x06"
+_LOCAL_HEADER = b"PK\x03\x04"
+FOLDER_BYTES = 4096  # what a folder counts towards the account quota
+_CONTROL = frozenset(range(0x20)) | {0x7F}
+Inode = tuple[int, int]
+
+
+def inode(info: os.stat_result) -> Inode:
+    return info.st_dev, info.st_ino
+
+
+def stored_bytes(info: os.stat_result) -> int:
+    """What an entry counts towards the quota: a file its size (its extent), a folder 4 KiB."""
+    if statmod.S_ISREG(info.st_mode):
+        return info.st_size
+    return FOLDER_BYTES if statmod.S_ISDIR(info.st_mode) else 0
+
+
+@dataclass
+class Usage:
+    """What one account stores in its home (outside ``reports/``)."""
+
+    bytes: int = 0
+    entries: int = 0
+    overflow: bool = False  # more entries than a walk counts: no growth until measured again
+
+    def charge(self, size: int = 0, entries: int = 0) -> None:
+        self.bytes = max(0, self.bytes + size)
+        self.entries = max(0, self.entries + entries)
+
+
+def measure_home(home: Path, max_entries: int) -> Usage:
+    """Walk ``home`` (iteratively, at most ``max_entries`` entries) and add up its usage."""
+    usage = Usage()
+    try:
+        for entry in fstree.walk(home, max_entries, exclude={REPORTS_DIR}):
+            usage.charge(stored_bytes(entry.stat), 1)
+    except fstree.TooManyEntries:
+        usage.overflow = True
+    except OSError as exc:
+        log.warning("usage_walk_failed", home=home.name, error=exc.strerror or str(exc))
+    return usage
 
 
 def is_upload_name(relative: str) -> bool:
@@ -68,12 +145,20 @@ def is_upload_name(relative: str) -> bool:
 
 
 def looks_finished(path: bytes) -> bool:
-    """Cheap first check: the file ends with a ZIP end-of-central-directory record."""
+    """Cheap first check that a closed or renamed upload is finished (the intake judges it properly).
+
+    A file that starts like a ZIP (a local header) is finished once it ends with
+    an end-of-central-directory record; until then it is a ZIP still being
+    uploaded, kept for ``reput``/``put -c``. A file that does not start like a ZIP
+    is finished as it is: it becomes a run that is rejected with a report. Files
+    shorter than 4 bytes are never finished. Reads at most the first 4 bytes and
+    the last 64 KiB; never raises.
+    """
     try:
         with open(path, "rb") as handle:
             size = os.fstat(handle.fileno()).st_size
-            if size < 22:
-                return False
+            if handle.read(4) != _LOCAL_HEADER:
+                return size >= 4
             handle.seek(max(0, size - 65_557))
             return _EOCD in handle.read()
     except OSError:
@@ -93,6 +178,7 @@ class OpenFile:
     relative: str
     writing: bool
     append: bool
+    inode: Inode = (0, 0)
     opened_at: float = field(default_factory=time.monotonic)
     bytes_written: int = 0
     bytes_read: int = 0
@@ -111,15 +197,52 @@ class ServerState:
         self.incoming.mkdir(parents=True, exist_ok=True, mode=0o700)
         self.incoming.chmod(0o700)
         self.on_upload = on_upload
-        self.writers: dict[bytes, int] = {}  # local path -> open write handles (all sessions)
+        self.writers: dict[Inode, int] = {}  # inode -> open write handles (all sessions)
         self.ghosts: dict[bytes, tuple[asyncssh.SFTPAttrs, float]] = {}  # local path -> (attrs, expiry)
         self.sessions: dict[str, int] = {}  # account -> open SFTP sessions
+        self.usage: dict[str, Usage] = {}  # account -> what its home stores
+        self._measuring: dict[str, asyncio.Task] = {}
         self.tasks: set[asyncio.Task] = set()
 
     def spawn(self, coro: Awaitable[object]) -> None:
         task = asyncio.ensure_future(coro)
         self.tasks.add(task)
         task.add_done_callback(self.tasks.discard)
+
+    # -- usage: what each account stores -----------------------------------------
+    @property
+    def walk_bound(self) -> int:
+        """Entries a usage walk counts before it gives up (twice the entry limit)."""
+        return 2 * self.settings.max_account_entries
+
+    def usage_of(self, account: str) -> Usage:
+        """The account's usage, measured now (blocking) if no session measured it yet."""
+        usage = self.usage.get(account)
+        if usage is None:
+            usage = self.usage[account] = measure_home(self.homes / account, self.walk_bound)
+        return usage
+
+    async def open_usage(self, account: str) -> None:
+        """Called as a session starts: the account's first session measures the home (in a
+        thread); sessions that start meanwhile wait for that measure."""
+        task = self._measuring.get(account)
+        if task is None:
+            if account in self.usage and self.sessions.get(account, 0) > 1:
+                return
+            task = self._measuring[account] = asyncio.ensure_future(self._measure(account))
+        await asyncio.shield(task)
+
+    async def _measure(self, account: str) -> None:
+        try:
+            self.usage[account] = await asyncio.to_thread(measure_home, self.homes / account, self.walk_bound)
+        finally:
+            self._measuring.pop(account, None)
+
+    def charge(self, account: str, size: int = 0, entries: int = 0) -> None:
+        """Change a measured usage (an unmeasured one is measured when it is needed)."""
+        usage = self.usage.get(account)
+        if usage is not None:
+            usage.charge(size, entries)
 
     # -- ghosts: attributes of uploads that just left the home ---------------------
     def ghost(self, local: bytes) -> asyncssh.SFTPAttrs | None:
@@ -148,24 +271,39 @@ class ServerState:
 
     # -- finishing uploads ---------------------------------------------------------
     def stage(self, account: str, local: bytes, relative: str) -> Path | None:
-        """Move a finished-looking upload out of the home; returns its staged path."""
+        """Move a finished-looking upload out of the home; returns its staged path.
+
+        Refused (None) while any handle writes the file's inode: the check and the
+        move happen without yielding to the event loop, so what leaves the home
+        can no longer be written by anyone.
+        """
+        try:
+            attrs = os.lstat(local)
+        except OSError:
+            return None
+        if not statmod.S_ISREG(attrs.st_mode) or self.writers.get(inode(attrs)):
+            log.info("upload_still_open", account=account, path=relative)
+            return None
         folder = self.incoming / account
         folder.mkdir(exist_ok=True, mode=0o700)
         token = folder / uuid.uuid4().hex
         token.mkdir(mode=0o700)
         staged = token / os.fsdecode(posixpath.basename(local))
         try:
-            attrs = os.stat(local)
             os.rename(local, staged)
         except OSError:
             token.rmdir()
             return None
-        (token / _ORIGIN).write_text(relative)
+        fd = os.open(token / _ORIGIN, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+        with os.fdopen(fd, "w") as origin:
+            origin.write(relative)
         self.remember(local, attrs)
+        self.charge(account, -attrs.st_size, -1)
         return staged
 
     async def finish(self, account: str, staged: Path, local: bytes) -> None:
-        """Hand a staged upload to the intake; move it back when it is not a complete ZIP."""
+        """Hand a staged upload to the intake; move it back when the intake left it (a ZIP
+        still missing its end record, which ``reput``/``put -c`` can resume, or an intake error)."""
         try:
             await self.on_upload(account, staged)
         except Exception:  # the intake failed: keep the upload for the tenant to retry
@@ -173,6 +311,7 @@ class ServerState:
         if staged.exists():
             try:
                 os.link(staged, local)  # never replaces a newer upload of the same name
+                self.charge(account, staged.stat().st_size, 1)
                 log.info("upload_kept_for_resume", account=account, upload=staged.name)
             except FileExistsError:
                 log.info("upload_superseded", account=account, upload=staged.name)
@@ -213,6 +352,7 @@ class TenantSFTPServer(asyncssh.SFTPServer):
         self._account = account
         self._remote = remote
         self._limit = state.settings.upload_limit(account)
+        self._quota = state.settings.account_bytes_limit(account)
         self._max_read = state.settings.max_packet_bytes - 1024
 
     def refusal(self, message: str) -> LimitExceeded:
@@ -258,6 +398,46 @@ class TenantSFTPServer(asyncssh.SFTPServer):
         if relative == "/" + REPORTS_DIR or relative.startswith("/" + REPORTS_DIR + "/"):
             raise asyncssh.SFTPPermissionDenied("reports/ is read-only: upload your ZIP to / instead")
 
+    # -- limits on what the tenant stores --------------------------------------------
+    def _depth(self, local: bytes) -> int:
+        """Levels below the home: ``/a`` is 1, ``/a/b`` is 2."""
+        inner = local[len(self._home):].strip(b"/")
+        return inner.count(b"/") + 1 if inner else 0
+
+    def _check_new_name(self, local: bytes, folder: bool) -> None:
+        """A name the tenant creates: length, control characters, depth."""
+        settings = self._state.settings
+        name = posixpath.basename(local)
+        if len(name) > settings.max_name_bytes:
+            raise self.refusal(f"name refused: names may be at most {settings.max_name_bytes} bytes long "
+                               "(server.limits.max_name_bytes); use a shorter name")
+        if any(byte in _CONTROL for byte in name):
+            raise self.refusal("name refused: names may not contain control characters; rename the file")
+        depth, most = self._depth(local), settings.max_folder_depth
+        if depth > (most if folder else most + 1):
+            raise self.refusal(f"{'folder' if folder else 'file'} refused: folders may be nested at most {most} "
+                               "levels deep (server.limits.max_folder_depth); use a shallower folder")
+
+    def _reserve(self, size: int = 0, entries: int = 0) -> Usage:
+        """Refuse growth beyond the account's quota or entry limit; returns the usage to charge."""
+        usage = self._state.usage_of(self._account)
+        if size <= 0 and entries <= 0:
+            return usage
+        settings = self._state.settings
+        if usage.overflow:
+            raise self.refusal(f"refused: this account holds more than {self._state.walk_bound} files and folders; "
+                               "remove files or folders you no longer need, then reconnect")
+        if entries > 0 and usage.entries + entries > settings.max_account_entries:
+            raise self.refusal(f"refused: this account may hold at most {settings.max_account_entries} files and "
+                               "folders (server.limits.max_account_entries); remove some you no longer need")
+        if size > 0 and usage.bytes + size > self._quota:
+            raise self.refusal(
+                f"quota exceeded: this account may store at most {self._quota} bytes in all (files, partial "
+                f"uploads and folders; {usage.bytes} stored now); remove files you no longer need, or ask the "
+                "operator to raise server.limits.max_account_bytes"
+            )
+        return usage
+
     # -- files ---------------------------------------------------------------------
     def open(self, path: bytes, pflags: int, attrs: asyncssh.SFTPAttrs) -> OpenFile:
         local = self.resolve(path, follow=True)
@@ -282,6 +462,10 @@ class TenantSFTPServer(asyncssh.SFTPServer):
             before = None
         if before is not None and statmod.S_ISREG(before.st_mode) and before.st_nlink > 1:
             raise asyncssh.SFTPPermissionDenied("hard-linked files are not served")
+        creating = writing and before is None and bool(pflags & FXF_CREAT)
+        if creating:
+            self._check_new_name(local, folder=False)
+            self._reserve(entries=1)
         fd = os.open(local, flags, 0o600)
         try:
             info = os.fstat(fd)
@@ -297,10 +481,15 @@ class TenantSFTPServer(asyncssh.SFTPServer):
         except BaseException:
             os.close(fd)
             raise
-        handle = OpenFile(file_obj, local, self._relative(local), writing, append)
+        handle = OpenFile(file_obj, local, self._relative(local), writing, append, inode(info))
         if writing:
-            self._state.writers[local] = self._state.writers.get(local, 0) + 1
+            writers = self._state.writers
+            writers[handle.inode] = writers.get(handle.inode, 0) + 1
             self._state.ghosts.pop(local, None)
+            if creating:
+                self._state.charge(self._account, info.st_size, 1)
+            elif before is not None and inode(before) == handle.inode:  # O_TRUNC gives bytes back
+                self._state.charge(self._account, info.st_size - before.st_size)
         return handle
 
     def read(self, file_obj: OpenFile, offset: int, size: int) -> bytes:
@@ -314,14 +503,18 @@ class TenantSFTPServer(asyncssh.SFTPServer):
         if not file_obj.writing:
             raise asyncssh.SFTPPermissionDenied("this handle was not opened for writing")
         file = file_obj.file
-        end = (os.fstat(file_obj.fileno()).st_size if file_obj.append else offset) + len(data)
+        size = os.fstat(file_obj.fileno()).st_size
+        end = (size if file_obj.append else offset) + len(data)
         if end > self._limit:
             raise self.refusal(
                 f"upload refused: the file would exceed this account's limit of {self._limit} bytes "
                 "(ask the operator to raise server.limits.max_upload_bytes)"
             )
+        growth = max(0, end - size)  # a write past the end stores everything up to it (sparse or not)
+        usage = self._reserve(size=growth)
         file.seek(offset)  # type: ignore[attr-defined]
         written = file.write(data)  # type: ignore[attr-defined]
+        usage.charge(growth)
         file_obj.bytes_written += len(data)
         return written
 
@@ -329,7 +522,14 @@ class TenantSFTPServer(asyncssh.SFTPServer):
         return os.fstat(file_obj.fileno())
 
     def fsetstat(self, file_obj: OpenFile, attrs: asyncssh.SFTPAttrs) -> None:
-        self._setattrs(file_obj.fileno(), attrs)
+        if not file_obj.writing:
+            raise asyncssh.SFTPPermissionDenied(
+                "this file was opened for reading: its size and times cannot be changed through it")
+        fd = file_obj.fileno()
+        info = os.fstat(fd)
+        if not statmod.S_ISREG(info.st_mode) or info.st_nlink > 1:
+            raise asyncssh.SFTPPermissionDenied("hard-linked files cannot be changed")
+        self._setattrs(fd, info, attrs)
 
     def fsync(self, file_obj: OpenFile) -> None:
         os.fsync(file_obj.fileno())
@@ -342,20 +542,33 @@ class TenantSFTPServer(asyncssh.SFTPServer):
         self._release(file_obj, "aborted")
 
     def client_close(self, file_obj: OpenFile) -> None:
-        """The client's own ``SSH_FXP_CLOSE`` (called by the session handler)."""
+        """The client's own ``SSH_FXP_CLOSE`` (called by the session handler): the file is
+        finished, where it is now, once no handle writes it any more."""
+        where = self._where(file_obj) if file_obj.writing else None
         self._release(file_obj, "closed")
-        local = file_obj.local
-        if file_obj.writing and is_upload_name(file_obj.relative) and not self._state.writers.get(local):
-            self._completed(local, file_obj.relative)
+        if where is not None and not self._state.writers.get(file_obj.inode):
+            relative = self._relative(where)
+            if is_upload_name(relative):
+                self._completed(where, relative)
+
+    def _where(self, file_obj: OpenFile) -> bytes | None:
+        """The handle's file's path now (its folders may have been renamed), if still in the home."""
+        try:
+            local = os.fsencode(os.readlink(f"/proc/self/fd/{file_obj.fileno()}"))
+            same = inode(os.lstat(local)) == file_obj.inode
+        except OSError:  # removed, or a "(deleted)" path
+            return None
+        return local if same and self._inside(local) else None
 
     def _release(self, file_obj: OpenFile, outcome: str) -> None:
         file_obj.file.close()  # type: ignore[attr-defined]
         if file_obj.writing:
-            left = self._state.writers.get(file_obj.local, 1) - 1
+            writers = self._state.writers
+            left = writers.get(file_obj.inode, 1) - 1
             if left > 0:
-                self._state.writers[file_obj.local] = left
+                writers[file_obj.inode] = left
             else:
-                self._state.writers.pop(file_obj.local, None)
+                writers.pop(file_obj.inode, None)
         if file_obj.writing or file_obj.bytes_read:
             log.info(
                 "transfer", account=self._account, remote=self._remote,
@@ -400,7 +613,25 @@ class TenantSFTPServer(asyncssh.SFTPServer):
         if not os.path.lexists(local) and self._state.ghost(local) is not None:
             self._state.touch_ghost(local, attrs)
             return
-        self._setattrs(local, attrs)
+        before = os.lstat(local)
+        if statmod.S_ISREG(before.st_mode):
+            if before.st_nlink > 1:
+                raise asyncssh.SFTPPermissionDenied("hard-linked files cannot be changed")
+            flags = os.O_WRONLY if attrs.size is not None else os.O_RDONLY
+        elif statmod.S_ISDIR(before.st_mode) and local != self._home and attrs.size is None:
+            flags = os.O_RDONLY | os.O_DIRECTORY  # the tenant's own folders: times only
+        else:
+            raise asyncssh.SFTPPermissionDenied("only your own files (and your folders' times) can be changed")
+        fd = os.open(local, flags | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK)
+        try:
+            info = os.fstat(fd)
+            real = os.fsencode(os.path.realpath(f"/proc/self/fd/{fd}"))
+            if inode(info) != inode(before) or info.st_nlink != before.st_nlink or not self._inside(real):
+                raise asyncssh.SFTPPermissionDenied("the file changed while it was being changed; try again")
+            self._refuse_reports_write(real)
+            self._setattrs(fd, info, attrs)
+        finally:
+            os.close(fd)
 
     def lsetstat(self, path: bytes, attrs: asyncssh.SFTPAttrs) -> None:
         local = self.resolve(path, follow=False)
@@ -408,14 +639,17 @@ class TenantSFTPServer(asyncssh.SFTPServer):
             raise asyncssh.SFTPPermissionDenied("links cannot be changed on this server")
         self.setstat(path, attrs)
 
-    def _setattrs(self, target: bytes | int, attrs: asyncssh.SFTPAttrs) -> None:
-        """Size and times only; ownership and permissions stay owner-only."""
+    def _setattrs(self, fd: int, info: os.stat_result, attrs: asyncssh.SFTPAttrs) -> None:
+        """Size and times of the checked descriptor ``fd``; ownership and permissions stay owner-only."""
         if attrs.size is not None:
             if attrs.size > self._limit:
                 raise self.refusal(f"size refused: larger than this account's limit of {self._limit} bytes")
-            os.truncate(target, attrs.size)
+            growth = attrs.size - info.st_size
+            usage = self._reserve(size=growth)
+            os.ftruncate(fd, attrs.size)
+            usage.charge(growth)
         if attrs.atime is not None and attrs.mtime is not None:
-            os.utime(target, (attrs.atime, attrs.mtime))
+            os.utime(fd, (attrs.atime, attrs.mtime))
 
     # -- names ---------------------------------------------------------------------
     def realpath(self, path: bytes) -> bytes:
@@ -433,15 +667,23 @@ class TenantSFTPServer(asyncssh.SFTPServer):
         local = self.resolve(path, follow=False)
         self._refuse_reports_write(local)
         try:
+            before = os.lstat(local)
             os.remove(local)
         except FileNotFoundError:
             if self._state.ghosts.pop(local, None) is None:
                 raise
+            return
+        self._state.charge(self._account, -stored_bytes(before), -1)
 
     def mkdir(self, path: bytes, attrs: asyncssh.SFTPAttrs) -> None:
         local = self.resolve(path, follow=False)
         self._refuse_reports_write(local)
+        if os.path.lexists(local):
+            raise asyncssh.SFTPFileAlreadyExists("File already exists")
+        self._check_new_name(local, folder=True)
+        usage = self._reserve(size=FOLDER_BYTES, entries=1)
         os.mkdir(local, 0o700)
+        usage.charge(FOLDER_BYTES, 1)
 
     def rmdir(self, path: bytes) -> None:
         local = self.resolve(path, follow=False)
@@ -449,17 +691,41 @@ class TenantSFTPServer(asyncssh.SFTPServer):
         if local == self._home:
             raise asyncssh.SFTPPermissionDenied("this folder cannot be removed")
         os.rmdir(local)
+        self._state.charge(self._account, -FOLDER_BYTES, -1)
 
     def rename(self, oldpath: bytes, newpath: bytes) -> None:
         old, new = self._rename_paths(oldpath, newpath)
         if os.path.lexists(new):
             raise asyncssh.SFTPFileAlreadyExists("File already exists")
-        os.rename(old, new)
-        self._renamed(new)
+        self._rename(old, new)
 
     def posix_rename(self, oldpath: bytes, newpath: bytes) -> None:
         old, new = self._rename_paths(oldpath, newpath)
+        self._rename(old, new)
+
+    def _rename(self, old: bytes, new: bytes) -> None:
+        """Rename after the checks: no open writer, a good new name, depth kept (see module doc)."""
+        info = os.lstat(old)
+        if statmod.S_ISREG(info.st_mode) and self._state.writers.get(inode(info)):
+            raise self.refusal("rename refused: close the file before renaming it "
+                               "(it is still open for writing)")
+        self._check_new_name(new, folder=statmod.S_ISDIR(info.st_mode))
+        if statmod.S_ISDIR(info.st_mode) and self._depth(new) > self._depth(old):
+            most = self._state.settings.max_folder_depth
+            try:
+                height = fstree.tree_height(old, self._state.walk_bound)
+            except fstree.TooManyEntries:
+                height = most + 1
+            if self._depth(new) + height > most:
+                raise self.refusal(f"rename refused: folders may be nested at most {most} levels deep "
+                                   "(server.limits.max_folder_depth)")
+        try:
+            replaced: os.stat_result | None = os.lstat(new)
+        except FileNotFoundError:
+            replaced = None
         os.rename(old, new)
+        if replaced is not None and inode(replaced) != inode(info):
+            self._state.charge(self._account, -stored_bytes(replaced), -1)
         self._renamed(new)
 
     def _rename_paths(self, oldpath: bytes, newpath: bytes) -> tuple[bytes, bytes]:
@@ -474,7 +740,11 @@ class TenantSFTPServer(asyncssh.SFTPServer):
     def _renamed(self, new: bytes) -> None:
         self._state.ghosts.pop(new, None)
         relative = self._relative(new)
-        if is_upload_name(relative) and os.path.isfile(new) and not self._state.writers.get(new):
+        try:
+            info = os.lstat(new)
+        except OSError:
+            return
+        if is_upload_name(relative) and statmod.S_ISREG(info.st_mode) and not self._state.writers.get(inode(info)):
             self._completed(new, relative)
 
     def symlink(self, oldpath: bytes, newpath: bytes) -> None:

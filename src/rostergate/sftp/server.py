@@ -1,8 +1,10 @@
 """The SSH listener: host keys, algorithm policy, authentication with a defender, SFTP sessions.
 
 Accounts are read from the shared store at every login, so an account created
-or changed with the CLI while the daemon runs works at once. Only the ``sftp``
-subsystem is offered: no shell, exec, SCP or forwarding.
+or changed with the CLI while the daemon runs works at once. Passwords are
+checked on a small dedicated pool, most trusted source first
+(:mod:`rostergate.sftp.hashing`), so a spray cannot slow other districts' logins.
+Only the ``sftp`` subsystem is offered: no shell, exec, SCP or forwarding.
 """
 
 from __future__ import annotations
@@ -15,10 +17,12 @@ from pathlib import Path
 import asyncssh
 import structlog
 
-from rostergate.accounts import AccountStore
+from rostergate.accounts import HASH_LANES, AccountStore
+from rostergate.errors import HostKeyError
 from rostergate.sftp.algorithms import policy
 from rostergate.sftp.defender import Defender
 from rostergate.sftp.files import ServerState, UploadCallback
+from rostergate.sftp.hashing import PasswordChecks
 from rostergate.sftp.session import TenantSession
 from rostergate.sftp.settings import SftpSettings
 
@@ -27,18 +31,33 @@ log = structlog.get_logger("rostergate.sftp")
 SERVER_VERSION = "rostergate"  # the SSH banner shows no library version
 
 
+def read_host_key(path: Path) -> asyncssh.SSHKey:
+    """The private host key at ``path``; :class:`HostKeyError` saying what to do when it is unreadable or corrupt."""
+    try:
+        return asyncssh.read_private_key(str(path))
+    except OSError as exc:
+        raise HostKeyError(f"server.host_key: cannot read {path}: {exc.strerror or exc}") from None
+    except (asyncssh.KeyImportError, ValueError) as exc:
+        raise HostKeyError(
+            f"server.host_key: {path} is not a valid private key ({exc}); restore it from a backup, or remove "
+            "it to generate a new one (every district must then pin the new fingerprint)"
+        ) from None
+
+
 def load_or_create_host_key(path: Path, algorithm: str = "ssh-ed25519", announce: bool = True) -> asyncssh.SSHKey:
     """Read the host key at ``path``; generate it (owner-only) on first start."""
     path = Path(path)
     if path.exists():
-        return asyncssh.read_private_key(str(path))
+        return read_host_key(path)
     path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
     key = (asyncssh.generate_private_key("ssh-rsa", key_size=3072) if algorithm == "ssh-rsa"
            else asyncssh.generate_private_key(algorithm))
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     with os.fdopen(fd, "wb") as handle:
         handle.write(key.export_private_key())
-    path.with_name(path.name + ".pub").write_bytes(key.export_public_key())
+    fd = os.open(path.with_name(path.name + ".pub"), os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "wb") as handle:
+        handle.write(key.export_public_key())
     if announce:
         log.info("host_key_generated", path=str(path), fingerprint=key.get_fingerprint())
     return key
@@ -54,10 +73,11 @@ def rsa_host_key_path(host_key_path: Path, settings: SftpSettings) -> Path:
 class TenantSSHServer(asyncssh.SSHServer):
     """One per connection: authenticates file accounts by password (argon2id) or public key."""
 
-    def __init__(self, accounts: AccountStore, state: ServerState, defender: Defender):
+    def __init__(self, accounts: AccountStore, state: ServerState, defender: Defender, checks: PasswordChecks):
         self._accounts = accounts
         self._state = state
         self._defender = defender
+        self._checks = checks
         self._conn: asyncssh.SSHServerConnection | None = None
         self._host = ""
         self._remote = ""
@@ -98,7 +118,9 @@ class TenantSSHServer(asyncssh.SSHServer):
         return True
 
     async def validate_password(self, username: str, password: str) -> bool:
-        ok = await asyncio.to_thread(self._accounts.verify_password, username, password)
+        priority = self._defender.auth_priority(self._host, username)
+        ok = await self._checks.run(priority, lambda: self._accounts.verify_password(username, password),
+                                    key=(self._host, username))
         if ok and not self._defender.account_locked(username):
             return True
         await self._failed(username, "password")
@@ -116,6 +138,8 @@ class TenantSSHServer(asyncssh.SSHServer):
         self._failures += 1
         known = await asyncio.to_thread(self._accounts.get, username) is not None
         self._defender.login_failed(self._host, username, known)
+        if self._checks.waiting():
+            self._checks.reorder(self._defender.auth_priority)  # what this failure taught moves others back
         log.warning("login_failed", account=username, remote=self._remote, method=method,
                     attempt=self._failures, unknown_account=not known)
         conn = self._conn
@@ -135,6 +159,7 @@ class TenantSSHServer(asyncssh.SSHServer):
         if self._conn is not None:  # the name that authenticated, whatever was tried before
             self._username = self._conn.get_extra_info("username") or self._username
         log.info("login", account=self._username, remote=self._remote)
+        self._defender.login_succeeded(self._host, self._username)
         self._touch()
         self._watchdog = asyncio.ensure_future(self._idle_watchdog())
 
@@ -176,6 +201,7 @@ async def start_server(
     state = ServerState(settings, accounts.homes.parent, accounts.homes, on_upload)
     state.recover()
     defender = Defender(settings.defender)
+    checks = PasswordChecks(lanes=HASH_LANES)
     algorithms = policy(settings.algorithms)
     log.info("sftp_policy", kex=algorithms.kex, ciphers=algorithms.ciphers, macs=algorithms.macs,
              host_keys=[k.get_algorithm() for k in host_keys])
@@ -183,7 +209,7 @@ async def start_server(
         host,
         port,
         server_host_keys=algorithms.host_keypairs(host_keys),
-        server_factory=lambda: TenantSSHServer(accounts, state, defender),
+        server_factory=lambda: TenantSSHServer(accounts, state, defender, checks),
         allow_scp=False,
         server_version=SERVER_VERSION,
         login_timeout=settings.login_grace_seconds,
@@ -195,6 +221,7 @@ async def start_server(
     )
     acceptor.rostergate_state = state  # type: ignore[attr-defined]  # for tests and shutdown
     acceptor.rostergate_defender = defender  # type: ignore[attr-defined]
+    acceptor.rostergate_checks = checks  # type: ignore[attr-defined]
     return acceptor
 
 
@@ -215,4 +242,4 @@ def host_key_fingerprint(path: Path, create: bool = True) -> str | None:
             pass
         except OSError:
             return None
-    return asyncssh.read_private_key(str(path)).get_fingerprint()
+    return read_host_key(path).get_fingerprint()

@@ -22,6 +22,8 @@ changes only what it must:
   ``copy-data`` and ``ranges`` extensions are not offered.
 * A session over the account's session limit answers every request with an
   error that says so.
+* The account's first session measures what its home stores (quota and entry
+  limits, :mod:`rostergate.sftp.files`) before its first request is served.
 """
 
 from __future__ import annotations
@@ -164,9 +166,11 @@ class TenantSession(SSHServerStreamSession):
             log.warning("session_refused", account=account, remote=self._remote, limit=limit)
         else:
             state.sessions[account] = state.sessions.get(account, 0) + 1
-        server = TenantSFTPServer(chan, state, account, self._remote)
-        handler = TenantSFTPHandler(server, reader, writer, 3, state, self._touch_conn, refusal)
         try:
+            if refusal is None:
+                await state.open_usage(account)  # the first session of the account measures its home
+            server = TenantSFTPServer(chan, state, account, self._remote)
+            handler = TenantSFTPHandler(server, reader, writer, 3, state, self._touch_conn, refusal)
             await handler.run()
         finally:
             if refusal is None:

@@ -12,9 +12,14 @@ login_grace_seconds = 30            # time to authenticate after connecting
 idle_timeout_seconds = 600          # no SFTP request for this long closes the connection
 max_open_handles = 64               # files + folders open at once in one session
 max_packet_bytes = 262144           # largest inbound SFTP packet (OpenSSH: 256 KiB)
+max_account_bytes = 2147483648      # all bytes stored in a home (files by extent, 4 KiB per folder)
+max_account_entries = 10000         # files + folders in a home
+max_folder_depth = 8                # levels of folders a tenant may make
+max_name_bytes = 255                # per file or folder name (control characters never allowed)
 [server.limits.accounts."district-a"]
 max_upload_bytes = 2147483648
 max_sessions = 2
+max_account_bytes = 8589934592
 
 [server.defender]
 enabled = true
@@ -44,9 +49,12 @@ macs = [...]
 from __future__ import annotations
 
 import ipaddress
+import math
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
+
+from rostergate.errors import ConfigError
 
 
 @dataclass(frozen=True)
@@ -55,6 +63,7 @@ class AccountLimits:
 
     max_upload_bytes: int | None = None
     max_sessions: int | None = None
+    max_account_bytes: int | None = None
 
 
 @dataclass(frozen=True)
@@ -92,6 +101,10 @@ class SftpSettings:
     idle_timeout_seconds: float = 600.0
     max_open_handles: int = 64
     max_packet_bytes: int = 256 * 1024
+    max_account_bytes: int = 2 * 1024 * 1024 * 1024
+    max_account_entries: int = 10_000
+    max_folder_depth: int = 8
+    max_name_bytes: int = 255
     accounts: dict[str, AccountLimits] = field(default_factory=dict)
     defender: DefenderSettings = field(default_factory=DefenderSettings)
     algorithms: AlgorithmSettings = field(default_factory=AlgorithmSettings)
@@ -101,6 +114,12 @@ class SftpSettings:
         if override and override.max_upload_bytes is not None:
             return override.max_upload_bytes
         return self.max_upload_bytes
+
+    def account_bytes_limit(self, account: str) -> int:
+        override = self.accounts.get(account)
+        if override and override.max_account_bytes is not None:
+            return override.max_account_bytes
+        return self.max_account_bytes
 
     def session_limit(self, account: str) -> int:
         override = self.accounts.get(account)
@@ -138,8 +157,9 @@ class _Reader:
 
     def number(self, key: str, default: float, minimum: float = 0.0) -> float:
         value = self.table.get(key, default)
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or value < minimum:
-            self.bad(key, f"must be a number >= {minimum:g}, got {value!r}")
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) \
+                or value < minimum:
+            self.bad(key, f"must be a finite number >= {minimum:g}, got {value!r}")
             return default
         return float(value)
 
@@ -169,8 +189,6 @@ class _Reader:
 
 def parse_sftp_settings(server_table: dict, prefix: str) -> SftpSettings:
     """Build :class:`SftpSettings` from the ``[server]`` table (raises ConfigError naming keys)."""
-    from rostergate.config import ConfigError
-
     problems: list[str] = []
     server = _Reader(server_table if isinstance(server_table, dict) else {}, prefix, problems)
     limits = _parse_limits(server.sub("limits"))
@@ -184,7 +202,8 @@ def parse_sftp_settings(server_table: dict, prefix: str) -> SftpSettings:
 def _parse_limits(r: _Reader) -> dict[str, Any]:
     base = SftpSettings()
     r.unknown({"max_upload_bytes", "max_sessions_per_account", "login_grace_seconds", "idle_timeout_seconds",
-               "max_open_handles", "max_packet_bytes", "accounts"})
+               "max_open_handles", "max_packet_bytes", "max_account_bytes", "max_account_entries",
+               "max_folder_depth", "max_name_bytes", "accounts"})
     values: dict[str, Any] = {
         "max_upload_bytes": r.integer("max_upload_bytes", base.max_upload_bytes, 1),
         "max_sessions_per_account": r.integer("max_sessions_per_account", base.max_sessions_per_account, 1),
@@ -192,7 +211,14 @@ def _parse_limits(r: _Reader) -> dict[str, Any]:
         "idle_timeout_seconds": r.number("idle_timeout_seconds", base.idle_timeout_seconds, 1),
         "max_open_handles": r.integer("max_open_handles", base.max_open_handles, 1),
         "max_packet_bytes": r.integer("max_packet_bytes", base.max_packet_bytes, MIN_PACKET_BYTES),
+        "max_account_bytes": r.integer("max_account_bytes", base.max_account_bytes, 1),
+        "max_account_entries": r.integer("max_account_entries", base.max_account_entries, 1),
+        "max_folder_depth": r.integer("max_folder_depth", base.max_folder_depth, 1),
+        "max_name_bytes": r.integer("max_name_bytes", base.max_name_bytes, 1),
     }
+    if values["max_name_bytes"] > 255:
+        r.bad("max_name_bytes", "must be at most 255 (the longest name Linux file systems store)")
+        values["max_name_bytes"] = base.max_name_bytes
     if values["max_packet_bytes"] > 4 * 1024 * 1024 + 1024:
         r.bad("max_packet_bytes", "must be at most 4195328 (4 MiB + 1 KiB)")
         values["max_packet_bytes"] = base.max_packet_bytes
@@ -202,8 +228,9 @@ def _parse_limits(r: _Reader) -> dict[str, Any]:
         one = table.sub(name)
         if not isinstance(raw, dict):
             continue
-        one.unknown({"max_upload_bytes", "max_sessions"})
-        accounts[name] = AccountLimits(one.integer("max_upload_bytes", None, 1), one.integer("max_sessions", None, 1))
+        one.unknown({"max_upload_bytes", "max_sessions", "max_account_bytes"})
+        accounts[name] = AccountLimits(one.integer("max_upload_bytes", None, 1), one.integer("max_sessions", None, 1),
+                                       one.integer("max_account_bytes", None, 1))
     values["accounts"] = accounts
     return values
 

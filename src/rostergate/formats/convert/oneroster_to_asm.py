@@ -6,7 +6,7 @@
 courses, classes, rosters and locations with their ``_line`` lineage. The field
 mapping is asm.md §3.3; role and filter decisions are documented in
 docs/mapping.md. Every step is column-wise (masks, merges, groupby, the helpers
-of :mod:`.columns`); the only Python loops run over config rules, columns or
+of :mod:`.frames`); the only Python loops run over config rules, columns or
 distinct role values, never rows.
 
 Accounting invariant, per source file: input rows == rows used in the output +
@@ -24,21 +24,36 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from rostergate.formats.arrowops import code_pair_duplicate_mask, position_in, strings
 from rostergate.formats.catalogue import issue
-from rostergate.formats.columnrules import (
-    CLASS_DEFAULTS, CLASS_OPTIONAL, COURSE_DEFAULTS, LOCATION_DEFAULTS, PERSON_DEFAULTS, fill,
+from rostergate.formats.convert.columnrules import (
+    CLASS_DEFAULTS,
+    CLASS_OPTIONAL,
+    COURSE_DEFAULTS,
+    LOCATION_DEFAULTS,
+    PERSON_DEFAULTS,
+    fill,
 )
-from rostergate.formats.columns import (
-    all_empty, arrow, attach, col, duplicated, explode_list, isin, map_values, passes_filter, position_in, repeated_pairs,
-    select, split_first, strictly_increasing, take, widen,
+from rostergate.formats.convert.frames import (
+    all_empty,
+    attach,
+    col,
+    duplicated,
+    explode_list,
+    isin,
+    map_values,
+    passes_filter,
+    repeated_pairs,
+    select,
+    split_first,
+    strictly_increasing,
+    take,
+    widen,
 )
-from rostergate.formats.ledger import Ledger, lineage_frame, role_reason
-from rostergate.formats.mapping import ASM_HEADERS, Mapping
-from rostergate.formats.rules import code_pair_duplicate_mask
-from rostergate.formats.sourcefiles import load_file
-
-MAX_INSTRUCTORS = 15  # asm.md §1.5: instructor_id + _2 … _15
-MAX_LOCATIONS = 999  # asm.md §1.2: location_id + up to 998 more
+from rostergate.formats.convert.ledger import Ledger, lineage_frame, role_reason
+from rostergate.formats.convert.load import load_file
+from rostergate.formats.convert.mapping import Mapping
+from rostergate.formats.schema.asm import HEADERS, MAX_INSTRUCTORS, MAX_LOCATIONS
 
 _ENROLLMENT_COLUMNS = frozenset({
     "sourcedId", "status", "classSourcedId", "userSourcedId", "role", "primary", "beginDate", "endDate", "_line",
@@ -98,7 +113,7 @@ class OneRosterToAsm:
                                                 self.filters.exclude_schools), "orgs.csv", "filter_school")
         self.available = pd.Index(orgs["sourcedId"])
 
-        people, pairs = self._people_v12(users, roles) if self.v12 else self._people_v11(users)
+        people, pairs = self._people_v12(users, roles) if roles is not None else self._people_v11(users)
         students, staff = self._person_tables(people, pairs)
         course_out = self._courses(courses)
         class_src = self._classes(classes, course_out)
@@ -113,7 +128,7 @@ class OneRosterToAsm:
             "rosters.csv": (rosters, "enrollments.csv"), "locations.csv": (locations, "orgs.csv"),
         }.items():
             key = frame.columns[0]
-            if not strictly_increasing(arrow(frame[key])):
+            if not strictly_increasing(strings(frame[key])):
                 frame = frame.sort_values(key, kind="stable", ignore_index=True)
             else:
                 frame = frame.reset_index(drop=True)
@@ -172,12 +187,12 @@ class OneRosterToAsm:
         roles = select(roles, alive).reset_index(drop=True)
         role = roles["role"].str.strip()
         category = map_values(role, dict(self.mapping.roles), "drop")
-        elsewhere = pc.not_equal(arrow(roles["orgSourcedId"]), take(col(users, "primaryOrgSourcedId"), user_pos))
+        elsewhere = pc.not_equal(strings(roles["orgSourcedId"]), take(col(users, "primaryOrgSourcedId"), user_pos))
         rank = ((category == "drop").to_numpy(dtype=np.int8) * 4
                 + elsewhere.to_numpy(zero_copy_only=False).astype(np.int8) * 2
                 + (col(roles, "roleType").str.strip() != "primary").to_numpy(dtype=np.int8))
         order = pc.sort_indices(
-            pa.table({"user": user_pos, "rank": rank, "id": arrow(roles["sourcedId"])}),
+            pa.table({"user": user_pos, "rank": rank, "id": strings(roles["sourcedId"])}),
             sort_keys=[("user", "ascending"), ("rank", "ascending"), ("id", "ascending")],
         ).to_numpy()
         ranked_users = user_pos[order]
@@ -239,7 +254,7 @@ class OneRosterToAsm:
             first_pos = position_in(pd.Series([first_id], dtype="str"), users["sourcedId"])[0]
             line = int(users["_line"].to_numpy()[first_pos])
             self.ledger.issues.append(issue("convert.dropped.location_reference", file=file, line=line,
-                                            column="orgSourcedIds", value=first_org, count=len(lost)))
+                                            column="orgSourcedIds", value=str(first_org), count=len(lost)))
         return users, select(pairs, ok.to_numpy()).reset_index(drop=True)
 
     def _person_tables(self, people: pd.DataFrame, pairs: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -249,7 +264,7 @@ class OneRosterToAsm:
         tables = []
         for category, name in (("student", "students"), ("staff", "staff")):
             src = select(people, (people["_category"] == category).to_numpy()).reset_index(drop=True)
-            header = ASM_HEADERS[f"{name}.csv"]
+            header = HEADERS[name]
             defaults = {c: PERSON_DEFAULTS[c] for c in header if c in PERSON_DEFAULTS}
             values = fill(src, defaults, self.mapping.rules_for(name), {}, self.ledger.issues, "users.csv")
             frame = pd.DataFrame({"person_id": src["sourcedId"], **values}, index=src.index)
@@ -290,7 +305,7 @@ class OneRosterToAsm:
 
     def _courses(self, courses: pd.DataFrame | None) -> pd.DataFrame:
         file = "courses.csv"
-        header = ASM_HEADERS[file]
+        header = HEADERS["courses"]
         if courses is None:
             return pd.DataFrame({c: pd.Series(dtype="str") for c in header} | {"_line": pd.Series(dtype="int64")})
         courses = self._at_kept_school(self._common(courses, file), "orgSourcedId", file).reset_index(drop=True)
@@ -312,7 +327,7 @@ class OneRosterToAsm:
 
     def _class_table(self, classes: pd.DataFrame | None, instructors: pd.DataFrame) -> pd.DataFrame:
         file = "classes.csv"
-        header = list(ASM_HEADERS[file])
+        header = list(HEADERS["classes"])
         if classes is None:
             return pd.DataFrame({c: pd.Series(dtype="str") for c in header} | {"_line": pd.Series(dtype="int64")})
         overrides = self.mapping.rules_for("classes")
@@ -338,7 +353,7 @@ class OneRosterToAsm:
     def _enrollments(self, enrollments: pd.DataFrame | None, classes: pd.DataFrame | None,
                      students: pd.DataFrame, staff: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
         file = "enrollments.csv"
-        roster_empty = pd.DataFrame({c: pd.Series(dtype="str") for c in ASM_HEADERS["rosters.csv"]}
+        roster_empty = pd.DataFrame({c: pd.Series(dtype="str") for c in HEADERS["rosters"]}
                                     | {"_line": pd.Series(dtype="int64")})
         no_instructors = pd.DataFrame({"class": pd.Series(dtype="str"), "user": pd.Series(dtype="str")})
         if enrollments is None:

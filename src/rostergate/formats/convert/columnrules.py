@@ -17,9 +17,10 @@ import re
 import pandas as pd
 
 from rostergate.formats.catalogue import issue
-from rostergate.formats.columns import col
+from rostergate.formats.convert.frames import col
+from rostergate.formats.convert.mapping import ColumnRule, DateFormat, Lower, Mapping, RegexSub, Template, Trim, Upper
 from rostergate.formats.issues import Issue
-from rostergate.formats.mapping import ColumnRule, DateFormat, Lower, Mapping, RegexSub, Template, Trim, Upper
+from rostergate.formats.schema.asm import is_id_column
 
 
 def _base_values(src: pd.DataFrame, rule: ColumnRule, issues: list[Issue], file: str) -> pd.Series:
@@ -149,14 +150,10 @@ def describe_rules(name: str, source_format: str, mapping: Mapping, columns: lis
             text = f"org {number} of the person" if base == "location_id" else f"teacher enrolment {number}"
         else:
             text = structural.get(column, "")
-        if mapping.id_prefix and base in {"person_id", "location_id", "course_id", "class_id",
-                                          "roster_id", "student_id", "instructor_id"}:
+        if mapping.id_prefix and is_id_column(column):
             text = f"{mapping.id_prefix!r} + {text}"
         out[column] = text
     return out
-
-
-_ID_COLUMN = re.compile(r"(person_id|location_id|course_id|class_id|instructor_id|roster_id|student_id)(_\d+)?")
 
 
 def apply_prefix(tables: dict[str, pd.DataFrame], prefix: str) -> dict[str, pd.DataFrame]:
@@ -167,7 +164,7 @@ def apply_prefix(tables: dict[str, pd.DataFrame], prefix: str) -> dict[str, pd.D
     for name, frame in tables.items():
         frame = frame.copy()
         for column in frame.columns:
-            if _ID_COLUMN.fullmatch(column):
+            if is_id_column(column):
                 values = frame[column]
                 frame[column] = values.where(values == "", prefix + values)
         out[name] = frame

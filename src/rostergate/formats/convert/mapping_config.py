@@ -1,11 +1,8 @@
-"""Per-tenant mapping options for OneRoster → ASM conversion (docs/mapping.md).
+"""A flow's ``[flows.mapping]`` TOML table → a :class:`~.mapping.Mapping`, or every mistake in it.
 
-A flow's ``[flows.mapping]`` TOML table is turned into a frozen :class:`Mapping`
-by :func:`parse_mapping`, which checks every key up front and raises
-:class:`rostergate.config.ConfigError` listing *all* mistakes as
-``"<prefix>.<key>: <reason>"``. A :class:`Mapping` is plain data; the converter
-applies it column-wise (``formats/oneroster_to_asm.py``, column rules in
-``formats/columnrules.py``).
+:func:`parse_mapping` checks every key up front and returns the mapping (``None`` when
+anything is wrong) with *all* the problems found, each ``"<prefix>.<key>: <reason>"``;
+the configuration loader adds them to its own list. Nothing here raises for bad input.
 
 Shape (all keys optional)::
 
@@ -29,239 +26,33 @@ from __future__ import annotations
 import difflib
 import re
 import string
-from dataclasses import dataclass, field
-from typing import Any, Literal
 
-from rostergate.config import ConfigError
-
-# --- vocabularies -----------------------------------------------------------
-
-Category = Literal["student", "staff", "drop"]
-
-#: Person roles of OneRoster 1.1 users.role (oneroster.md §7.5) and 1.2 roles.role (§7.6).
-PERSON_ROLES = (
-    "administrator", "aide", "counselor", "districtAdministrator", "guardian", "parent",
-    "principal", "proctor", "relative", "siteAdministrator", "student", "systemAdministrator",
-    "teacher",
+from rostergate.formats.convert.mapping import (
+    DEFAULT_ROLES,
+    Category,
+    ColumnRule,
+    DateFormat,
+    Filters,
+    Lower,
+    Mapping,
+    PasswordRule,
+    RegexSub,
+    Step,
+    Template,
+    Trim,
+    Upper,
 )
-#: Enrolment roles (oneroster.md §7.7; 1.1 per OAT also lists parent/guardian/relative/aide).
-ENROLLMENT_ROLES = ("administrator", "aide", "proctor", "student", "teacher")
+from rostergate.formats.schema.asm import HEADERS, ID_COLUMNS, ID_OK, OPTIONAL, PASSWORD_POLICIES, is_id_column
+from rostergate.formats.schema.oneroster import PERSON_ROLES, SCHOOL_ENROLLMENT_ROLES, columns_of
 
-#: Default role → ASM file. asm.md §3.3 [Decision]: teacher/aide/administrator/proctor → staff,
-#: guardian/parent/relative dropped. The 1.2-only staff roles (oneroster.md §9: the 1.1
-#: "administrator" split into four, plus counselor) are school employees, so staff too.
-DEFAULT_ROLES: dict[str, Category] = {
-    "student": "student",
-    "teacher": "staff", "aide": "staff", "administrator": "staff", "proctor": "staff",
-    "districtAdministrator": "staff", "siteAdministrator": "staff",
-    "systemAdministrator": "staff", "principal": "staff", "counselor": "staff",
-    "guardian": "drop", "parent": "drop", "relative": "drop",
+#: The OneRoster file behind each ASM file a tenant may override columns of (asm.md §3.3).
+SOURCE_OF: dict[str, str] = {
+    "students": "users", "staff": "users", "courses": "courses", "classes": "classes", "locations": "orgs",
 }
-
-#: ASM header rows (asm.md §1.2-§1.7), in template order.
-ASM_HEADERS: dict[str, tuple[str, ...]] = {
-    "students.csv": ("person_id", "person_number", "first_name", "middle_name", "last_name",
-                     "grade_level", "email_address", "sis_username", "password_policy", "location_id"),
-    "staff.csv": ("person_id", "person_number", "first_name", "middle_name", "last_name",
-                  "email_address", "sis_username", "location_id"),
-    "courses.csv": ("course_id", "course_number", "course_name", "location_id"),
-    "classes.csv": ("class_id", "class_number", "course_id", "instructor_id", "instructor_id_2",
-                    "instructor_id_3", "location_id"),
-    "rosters.csv": ("roster_id", "class_id", "student_id"),
-    "locations.csv": ("location_id", "location_name"),
-}
-ASM_FILES = tuple(sorted(ASM_HEADERS))
-
-#: Columns that hold ids or references: never overridden (they must stay consistent
-#: across files); ``id_prefix`` is the only way to change them.
-ID_COLUMNS = frozenset({
-    "person_id", "location_id", "course_id", "class_id", "instructor_id", "roster_id", "student_id",
-})
-
-#: Source file behind each overridable ASM file, and its columns (1.1 ∪ 1.2, oneroster.md §6).
-_USERS_COLUMNS = (
-    "sourcedId", "status", "dateLastModified", "enabledUser", "orgSourcedIds", "role", "username",
-    "userIds", "givenName", "familyName", "middleName", "identifier", "email", "sms", "phone",
-    "agentSourcedIds", "grades", "password", "userMasterIdentifier", "preferredGivenName",
-    "preferredMiddleName", "preferredFamilyName", "primaryOrgSourcedId", "pronouns",
-)
-SOURCE_OF: dict[str, tuple[str, tuple[str, ...]]] = {
-    "students": ("users.csv", _USERS_COLUMNS),
-    "staff": ("users.csv", _USERS_COLUMNS),
-    "courses": ("courses.csv", ("sourcedId", "status", "dateLastModified", "schoolYearSourcedId",
-                                "title", "courseCode", "grades", "orgSourcedId", "subjects",
-                                "subjectCodes")),
-    "classes": ("classes.csv", ("sourcedId", "status", "dateLastModified", "title", "grades",
-                                "courseSourcedId", "classCode", "classType", "location",
-                                "schoolSourcedId", "termSourcedIds", "subjects", "subjectCodes",
-                                "periods")),
-    "locations": ("orgs.csv", ("sourcedId", "status", "dateLastModified", "name", "type",
-                               "identifier", "parentSourcedId")),
-}
-#: Optional ASM columns a tenant may switch on by overriding them (asm.md §1.5, Q6).
-OPTIONAL_COLUMNS: dict[str, tuple[str, ...]] = {"classes": ("class_display_name",)}
-
-PASSWORD_POLICIES = ("4", "6", "8", "")
-_ID_PREFIX = re.compile(r"[A-Za-z0-9-]*")  # asm.md §1.1: ids are alphanumeric plus hyphen
-
-
-# --- the typed mapping ------------------------------------------------------
-
-@dataclass(frozen=True)
-class Lower:
-    def describe(self) -> str:
-        return "lower"
-
-
-@dataclass(frozen=True)
-class Upper:
-    def describe(self) -> str:
-        return "upper"
-
-
-@dataclass(frozen=True)
-class Trim:
-    def describe(self) -> str:
-        return "trim"
-
-
-@dataclass(frozen=True)
-class RegexSub:
-    """Python ``re.sub(pattern, replace, value)`` on every value."""
-
-    pattern: re.Pattern[str]
-    replace: str
-
-    def describe(self) -> str:
-        return f"regex {self.pattern.pattern!r} -> {self.replace!r}"
-
-
-@dataclass(frozen=True)
-class DateFormat:
-    """Re-format a date: parse with ``source`` (strptime), write with ``target`` (strftime).
-
-    Values that do not parse are left unchanged.
-    """
-
-    target: str
-    source: str = "%Y-%m-%d"
-
-    def describe(self) -> str:
-        return f"date {self.source} -> {self.target}"
-
-
-Step = Lower | Upper | Trim | RegexSub | DateFormat
-
-
-@dataclass(frozen=True)
-class Template:
-    """``{field}`` placeholders (source column names) between literal text."""
-
-    text: str
-    parts: tuple[tuple[str, str | None], ...]  # (literal, field or None)
-
-    @property
-    def fields(self) -> tuple[str, ...]:
-        return tuple(f for _, f in self.parts if f is not None)
-
-
-@dataclass(frozen=True)
-class ColumnRule:
-    """How one ASM column is filled.
-
-    ``sources`` (first non-empty wins) or ``template`` give the base value (neither:
-    the converter's default for that column); ``steps`` transform it in order;
-    ``values`` then maps whole values (match codes), ``default`` replacing values
-    missing from the table (``None`` keeps them). ``skip`` leaves the column empty.
-    """
-
-    sources: tuple[str, ...] = ()
-    template: Template | None = None
-    steps: tuple[Step, ...] = ()
-    values: tuple[tuple[str, str], ...] | None = None  # (source value, ASM value) pairs
-    default: str | None = None
-    skip: bool = False
-
-    @property
-    def kinds(self) -> tuple[str, ...]:
-        """The SchoolMint-style kinds this rule uses: direct, transformation, match, none."""
-        if self.skip:
-            return ("none",)
-        kinds = []
-        if self.sources:
-            kinds.append("direct")
-        if self.template is not None or self.steps:
-            kinds.append("transformation")
-        if self.values is not None:
-            kinds.append("match")
-        return tuple(kinds)
-
-    def describe(self) -> str:
-        if self.skip:
-            return "not mapped"
-        parts = []
-        if self.sources:
-            parts.append(" or ".join(self.sources))
-        if self.template is not None:
-            parts.append(f"template {self.template.text!r}")
-        parts.extend(step.describe() for step in self.steps)
-        if self.values is not None:
-            parts.append(f"match codes ({len(self.values)})")
-        return " | ".join(parts) or "default"
-
-
-@dataclass(frozen=True)
-class PasswordRule:
-    """Students at one of ``locations`` (source org ids; empty = any) whose first grade
-    code is in ``grades`` (empty = any) get ``policy``."""
-
-    policy: str
-    locations: frozenset[str] = frozenset()
-    grades: frozenset[str] = frozenset()
-
-
-@dataclass(frozen=True)
-class Filters:
-    """Include/exclude rules; empty include sets mean "everything"."""
-
-    include_schools: frozenset[str] = frozenset()
-    exclude_schools: frozenset[str] = frozenset()
-    include_roles: frozenset[str] = frozenset()
-    exclude_roles: frozenset[str] = frozenset()
-    include_grades: frozenset[str] = frozenset()
-    exclude_grades: frozenset[str] = frozenset()
-
-    def school_allowed(self, org: str) -> bool:
-        return (not self.include_schools or org in self.include_schools) and org not in self.exclude_schools
-
-
-@dataclass(frozen=True)
-class Mapping:
-    """A tenant's conversion options; ``Mapping()`` is the documented default.
-
-    Plain tuples throughout, so a mapping is immutable, hashable and picklable
-    (the pipeline hands it to a worker process).
-    """
-
-    id_prefix: str = ""
-    roles: tuple[tuple[str, str], ...] = tuple(DEFAULT_ROLES.items())  # (role, category) pairs
-    instructor_roles: frozenset[str] = frozenset({"teacher"})
-    filters: Filters = field(default_factory=Filters)
-    password_policy: tuple[PasswordRule, ...] = ()
-    columns: tuple[tuple[str, tuple[tuple[str, ColumnRule], ...]], ...] = ()
-    # columns: (("students", (("first_name", ColumnRule(...)), ...)), ...)
-
-    def category(self, role: str) -> Category:
-        return dict(self.roles).get(role, "drop")
-
-    def rules_for(self, kind: str) -> dict[str, ColumnRule]:
-        return dict(dict(self.columns).get(kind, ()))
-
-
-# --- parsing ----------------------------------------------------------------
 
 _TOP_KEYS = {"id_prefix", "roles", "instructor_roles", "filters", "password_policy", *SOURCE_OF}
 _FILTER_KEYS = {f"{w}_{what}" for w in ("include", "exclude") for what in ("schools", "roles", "grades")}
+_CATEGORIES: dict[str, Category] = {"student": "student", "staff": "staff", "drop": "drop"}
 _RULE_KEYS = {"from", "template", "transform", "values", "default", "map"}
 
 
@@ -274,25 +65,25 @@ class _Collector:
         self.problems.append(f"{self.prefix}.{key}: {reason}")
 
 
-def parse_mapping(table: dict, prefix: str) -> Mapping:
+def parse_mapping(table: object, prefix: str) -> tuple[Mapping | None, list[str]]:
     """Check a ``[flows.mapping]`` table and build a :class:`Mapping`.
 
-    Raises :class:`ConfigError` naming every wrong key (``f"{prefix}.key: reason"``);
-    returns only when the whole table is valid.
+    Returns the mapping, or ``None`` unless the whole table is valid, and every
+    problem found, each naming its key (``f"{prefix}.key: reason"``).
     """
     out = _Collector(prefix)
     if not isinstance(table, dict):
-        raise ConfigError([f"{prefix}: must be a table"])
+        return None, [f"{prefix}: must be a table"]
     for key in table:
         if key not in _TOP_KEYS:
             out.add(key, f"unknown key (expected one of {', '.join(sorted(_TOP_KEYS))})")
 
     id_prefix = table.get("id_prefix", "")
-    if not isinstance(id_prefix, str) or not _ID_PREFIX.fullmatch(id_prefix):
+    if not isinstance(id_prefix, str) or not set(id_prefix) <= set(ID_OK):
         out.add("id_prefix", f"must be letters, digits and '-' only (ASM ids, asm.md §1.1); got {id_prefix!r}")
         id_prefix = ""
 
-    roles = dict(DEFAULT_ROLES)
+    roles: dict[str, Category] = dict(DEFAULT_ROLES)
     raw_roles = table.get("roles", {})
     if not isinstance(raw_roles, dict):
         out.add("roles", "must be a table of role = \"student\" | \"staff\" | \"drop\"")
@@ -300,17 +91,18 @@ def parse_mapping(table: dict, prefix: str) -> Mapping:
         for role, target in raw_roles.items():
             if role not in PERSON_ROLES and not role.startswith("ext:"):
                 out.add(f"roles.{role}", f"unknown role (expected one of {', '.join(PERSON_ROLES)} or ext:...)")
-            elif target not in ("student", "staff", "drop"):
+            elif target not in _CATEGORIES:
                 out.add(f"roles.{role}", f"must be \"student\", \"staff\" or \"drop\"; got {target!r}")
             else:
-                roles[role] = target
+                roles[role] = _CATEGORIES[target]
 
     instructor_roles = frozenset({"teacher"})
     if "instructor_roles" in table:
         raw = _string_list(table["instructor_roles"], "instructor_roles", out) or []
-        bad = [r for r in raw if r not in ENROLLMENT_ROLES and not r.startswith("ext:")]
+        bad = [r for r in raw if r not in SCHOOL_ENROLLMENT_ROLES and not r.startswith("ext:")]
         if bad:
-            out.add("instructor_roles", f"unknown enrolment role {bad[0]!r} (expected {', '.join(ENROLLMENT_ROLES)})")
+            out.add("instructor_roles",
+                    f"unknown enrolment role {bad[0]!r} (expected {', '.join(SCHOOL_ENROLLMENT_ROLES)})")
         elif "student" in raw:
             out.add("instructor_roles", "'student' enrolments go to rosters.csv, not instructor_id")
         elif raw:
@@ -320,7 +112,8 @@ def parse_mapping(table: dict, prefix: str) -> Mapping:
     policies = _parse_policies(table.get("password_policy", []), out)
 
     columns: dict[str, tuple[tuple[str, ColumnRule], ...]] = {}
-    for kind, (source_file, source_columns) in SOURCE_OF.items():
+    for kind, source in SOURCE_OF.items():
+        source_file, source_columns = f"{source}.csv", columns_of(source)
         if kind not in table:
             continue
         raw_kind = table[kind]
@@ -328,11 +121,11 @@ def parse_mapping(table: dict, prefix: str) -> Mapping:
             out.add(kind, "must be a table of ASM column = { ... }")
             continue
         file_name = f"{kind}.csv"
-        allowed = set(ASM_HEADERS[file_name]) | set(OPTIONAL_COLUMNS.get(kind, ()))
+        allowed = set(HEADERS[kind]) | set(OPTIONAL.get(kind, ()))
         rules = {}
         for column, raw_rule in raw_kind.items():
             key = f"{kind}.{column}"
-            if column in ID_COLUMNS or re.fullmatch(r"(location_id|instructor_id)_\d+", column):
+            if is_id_column(column):
                 out.add(key, "is an id column: ids follow the source sourcedId so references stay "
                              "consistent (use id_prefix to change them)")
                 continue
@@ -346,7 +139,7 @@ def parse_mapping(table: dict, prefix: str) -> Mapping:
         columns[kind] = tuple(rules.items())
 
     if out.problems:
-        raise ConfigError(out.problems)
+        return None, out.problems
     return Mapping(
         id_prefix=id_prefix,
         roles=tuple(roles.items()),
@@ -354,17 +147,17 @@ def parse_mapping(table: dict, prefix: str) -> Mapping:
         filters=filters,
         password_policy=policies,
         columns=tuple(columns.items()),
-    )
+    ), []
 
 
-def _string_list(value: Any, key: str, out: _Collector) -> list[str] | None:
+def _string_list(value: object, key: str, out: _Collector) -> list[str] | None:
     if not isinstance(value, list) or not all(isinstance(v, str) and v for v in value):
         out.add(key, f"must be a list of non-empty strings; got {value!r}")
         return None
     return value
 
 
-def _parse_filters(raw: Any, out: _Collector) -> Filters:
+def _parse_filters(raw: object, out: _Collector) -> Filters:
     if not isinstance(raw, dict):
         out.add("filters", "must be a table")
         return Filters()
@@ -385,7 +178,7 @@ def _parse_filters(raw: Any, out: _Collector) -> Filters:
     return Filters(**values)
 
 
-def _parse_policies(raw: Any, out: _Collector) -> tuple[PasswordRule, ...]:
+def _parse_policies(raw: object, out: _Collector) -> tuple[PasswordRule, ...]:
     if not isinstance(raw, list):
         out.add("password_policy", "must be an array of tables ([[flows.mapping.password_policy]])")
         return ()
@@ -421,7 +214,7 @@ def _known(column: str, source_columns: tuple[str, ...]) -> bool:
     return column in source_columns or (column.startswith("metadata.") and len(column) > 9)
 
 
-def _parse_rule(raw: Any, key: str, source_file: str, source_columns: tuple[str, ...],
+def _parse_rule(raw: object, key: str, source_file: str, source_columns: tuple[str, ...],
                 out: _Collector) -> ColumnRule | None:
     if not isinstance(raw, dict):
         out.add(key, "must be a table with from / template / transform / values / default / map")
@@ -483,7 +276,7 @@ def _parse_rule(raw: Any, key: str, source_file: str, source_columns: tuple[str,
     return ColumnRule(sources=sources, template=template, steps=steps, values=values, default=default)
 
 
-def _parse_template(text: Any, key: str, source_file: str, source_columns: tuple[str, ...],
+def _parse_template(text: object, key: str, source_file: str, source_columns: tuple[str, ...],
                     out: _Collector) -> Template | None:
     if not isinstance(text, str):
         out.add(key, f"must be a string such as \"{{givenName}}.{{familyName}}\"; got {text!r}")
@@ -493,7 +286,7 @@ def _parse_template(text: Any, key: str, source_file: str, source_columns: tuple
     except ValueError as exc:
         out.add(key, f"bad template {text!r}: {exc} (write a literal brace as {{{{ or }}}})")
         return None
-    parts = []
+    parts: list[tuple[str, str | None]] = []
     for literal, name, spec, conversion in parsed:
         if name is None:
             parts.append((literal, None))
@@ -512,7 +305,7 @@ def _parse_template(text: Any, key: str, source_file: str, source_columns: tuple
     return Template(text=text, parts=tuple(parts))
 
 
-def _parse_steps(raw: Any, key: str, out: _Collector) -> tuple[Step, ...]:
+def _parse_steps(raw: object, key: str, out: _Collector) -> tuple[Step, ...]:
     if isinstance(raw, (str, dict)):
         raw = [raw]
     if not isinstance(raw, list):
@@ -520,7 +313,7 @@ def _parse_steps(raw: Any, key: str, out: _Collector) -> tuple[Step, ...]:
                      "{ regex = ..., replace = ... }, { date = ..., from = ... }")
         return ()
     steps: list[Step] = []
-    simple = {"lower": Lower(), "upper": Upper(), "trim": Trim()}
+    simple: dict[str, Step] = {"lower": Lower(), "upper": Upper(), "trim": Trim()}
     for index, item in enumerate(raw):
         where = f"{key}[{index}]"
         if isinstance(item, str):
@@ -532,21 +325,21 @@ def _parse_steps(raw: Any, key: str, out: _Collector) -> tuple[Step, ...]:
         elif isinstance(item, dict) and "regex" in item:
             for extra in sorted(set(item) - {"regex", "replace"}):
                 out.add(f"{where}.{extra}", "unknown key (expected regex, replace)")
-            step = _parse_regex(item, where, out)
-            if step is not None:
-                steps.append(step)
+            regex = _parse_regex(item, where, out)
+            if regex is not None:
+                steps.append(regex)
         elif isinstance(item, dict) and "date" in item:
             for extra in sorted(set(item) - {"date", "from"}):
                 out.add(f"{where}.{extra}", "unknown key (expected date, from)")
-            step = _parse_date(item, where, out)
-            if step is not None:
-                steps.append(step)
+            date = _parse_date(item, where, out)
+            if date is not None:
+                steps.append(date)
         else:
             out.add(where, f"unknown transformation {item!r}")
     return tuple(steps)
 
 
-def _parse_regex(item: dict, where: str, out: _Collector) -> RegexSub | None:
+def _parse_regex(item: dict[str, object], where: str, out: _Collector) -> RegexSub | None:
     pattern, replace = item.get("regex"), item.get("replace", "")
     if not isinstance(pattern, str) or not isinstance(replace, str):
         out.add(where, "regex and replace must be strings")
@@ -568,7 +361,7 @@ def _parse_regex(item: dict, where: str, out: _Collector) -> RegexSub | None:
 _DATE_DIRECTIVES = set("aAwdbBmyYHIpMSfzZjUWcxXGuV%")
 
 
-def _parse_date(item: dict, where: str, out: _Collector) -> DateFormat | None:
+def _parse_date(item: dict[str, object], where: str, out: _Collector) -> DateFormat | None:
     target, source = item.get("date"), item.get("from", "%Y-%m-%d")
     ok = True
     for name, fmt in (("date", target), ("from", source)):
@@ -584,4 +377,6 @@ def _parse_date(item: dict, where: str, out: _Collector) -> DateFormat | None:
         elif not directives:
             out.add(f"{where}.{name}", f"has no % directive: {fmt!r}")
             ok = False
-    return DateFormat(target=target, source=source) if ok else None
+    if not ok or not isinstance(target, str) or not isinstance(source, str):
+        return None
+    return DateFormat(target=target, source=source)

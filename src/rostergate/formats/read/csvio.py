@@ -1,15 +1,15 @@
-"""Reading and writing CSV tables: every value a string, nothing inferred.
+"""Reading CSV tables: every value a string, nothing inferred.
 
 Reading goes through pyarrow's CSV reader with every column typed as string so
 that ids such as ``007`` keep their leading zeros and empty cells stay ``""``
 (never NaN); the frame's columns are pyarrow-backed strings, which keeps a
 district-sized roster compact in memory. Decoding is disclosed (see
-:mod:`rostergate.formats.text`): :func:`load_bytes` returns the issues found
+:mod:`rostergate.formats.read.text`): :func:`load_bytes` returns the issues found
 together with the frame; :func:`read_table` keeps the simple signature and
 raises only when nothing readable is left.
 
-Writing produces what Apple asks for (asm.md §1.1): UTF-8 without BOM, LF line
-ends, quotes only where a value needs them.
+One reader serves both dialects: RFC 4180 (OneRoster) and, with
+``escape_char=schema.asm.ESCAPE``, Apple's backslash escapes (asm.md §1.1).
 """
 
 from __future__ import annotations
@@ -18,11 +18,12 @@ import csv
 import io
 import re
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import Future
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 import pandas as pd
@@ -31,9 +32,10 @@ import pyarrow.csv as pacsv
 
 from rostergate.formats.catalogue import issue
 from rostergate.formats.issues import Issue
-from rostergate.formats.text import DELIMITER_NAMES, EncodingPolicy, decode, sniff_delimiter
+from rostergate.formats.read.text import DELIMITER_NAMES, EncodingPolicy, decode, sniff_delimiter
 
 _MAX_LOCATED_BAD_ROWS = 20
+_HEADER_BYTES = 65536  # the longest header row looked for
 _BLANK = re.compile(rb"\s*\Z")
 
 
@@ -56,9 +58,20 @@ class LoadedTable:
     #: issues found but not materialised (code -> count), e.g. the 20,001st bad row
     hidden: dict[str, int] = field(default_factory=dict)
 
-    @property
-    def readable(self) -> bool:
-        return self.frame is not None
+
+@dataclass
+class ReadTable(LoadedTable):
+    """A :class:`LoadedTable` whose frame is there: what the validators check."""
+
+    frame: pd.DataFrame
+
+    @classmethod
+    def of(cls, loaded: LoadedTable) -> ReadTable | None:
+        """``loaded`` as a :class:`ReadTable` (sharing its frame), or ``None`` when it was unreadable."""
+        if loaded.frame is None:
+            return None
+        return cls(loaded.name, loaded.frame, loaded.header, loaded.issues, loaded.lines, loaded.delimiter,
+                   loaded.encoding, loaded.hidden)
 
 
 def read_table(path: Path) -> pd.DataFrame:
@@ -72,9 +85,9 @@ def read_table(path: Path) -> pd.DataFrame:
     return _frame_or_raise(load_table(Path(path)))
 
 
-def read_table_bytes(data: bytes) -> pd.DataFrame:
-    """Like :func:`read_table` for bytes already in memory."""
-    return _frame_or_raise(load_bytes(data, "table.csv"))
+def read_table_bytes(data: bytes, name: str = "table.csv", *, escape_char: str | None = None) -> pd.DataFrame:
+    """Like :func:`read_table` for bytes already in memory (``escape_char`` as for :func:`load_table`)."""
+    return _frame_or_raise(load_bytes(data, name, escape_char=escape_char))
 
 
 def read_table_with_issues(
@@ -88,7 +101,8 @@ def read_table_with_issues(
 
 # While set (see :func:`sharing_loaded_tables`), parsed tables are reused instead of re-read:
 # key -> the table, as a future so that a second reader waits for the first one's parse.
-_shared: dict[tuple, Future] | None = None
+_ShareKey = tuple[str, str | None, str, tuple[str, ...], str | None, int, int]
+_shared: dict[_ShareKey, Future[LoadedTable]] | None = None
 _shared_lock = threading.Lock()
 
 
@@ -108,10 +122,6 @@ def sharing_loaded_tables() -> Iterator[None]:
         yield
     finally:
         _shared = previous
-
-
-# Apple escapes quotes and line breaks in values with a backslash (asm.md §1.1).
-ASM_ESCAPE = "\\"
 
 
 def load_table(
@@ -139,8 +149,9 @@ def load_table(
     stat = path.stat()
     key = (str(path), name, encoding_policy, allowed_delimiters, escape_char, stat.st_size, stat.st_mtime_ns)
     with _shared_lock:
-        pending, first = shared.get(key), key not in shared
-        if first:
+        pending = shared.get(key)
+        first = pending is None
+        if pending is None:
             pending = shared[key] = Future()
     if not first:
         return pending.result()
@@ -198,6 +209,8 @@ def load_bytes(
             bad_rows.clear()
             bad_count[0] = 0
             table = _parse(data, names, delimiter, True, on_bad_row, escape_char)
+    except MemoryError:
+        raise  # the worker's memory limit, not the file's fault (pyarrow.ArrowMemoryError is one)
     except (pa.ArrowException, ValueError, OverflowError) as exc:
         issues.append(issue("csv.parse_error", file=name, reason=_short(str(exc))))
         return LoadedTable(name, None, header, issues, None, delimiter, decoded.encoding)
@@ -222,8 +235,24 @@ def load_bytes(
     return LoadedTable(name, frame, header, issues, lines, delimiter, decoded.encoding, hidden)
 
 
-def _parse(data: bytes, names: list[str], delimiter: str, newlines_in_values: bool, on_bad_row,
-           escape_char: str | None = None) -> pa.Table:
+def read_header(path: Path) -> list[str]:
+    """The header row of a CSV file, each name trimmed, from its first 64 KiB.
+
+    For recognising a file, not for checking it: decoding problems are not reported
+    (undecodable bytes become U+FFFD) and nothing raises; an unreadable file has no header.
+    """
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(_HEADER_BYTES)
+    except OSError:
+        return []
+    data = decode(head, path.name).data or head
+    header, _, _ = _parse_header(data, sniff_delimiter(data), path.name, [])
+    return [name.strip() for name in header]
+
+
+def _parse(data: bytes, names: list[str], delimiter: str, newlines_in_values: bool,
+           on_bad_row: Callable[[pacsv.InvalidRow], str], escape_char: str | None = None) -> pa.Table:
     return pacsv.read_csv(
         io.BytesIO(data),
         read_options=pacsv.ReadOptions(column_names=names, skip_rows=1),
@@ -241,12 +270,12 @@ def _parse(data: bytes, names: list[str], delimiter: str, newlines_in_values: bo
     )
 
 
-def _string_mapper(dtype: pa.DataType):
+def _string_mapper(dtype: pa.DataType) -> pd.StringDtype[Literal["pyarrow"]] | None:
     return pd.StringDtype("pyarrow", na_value=np.nan) if dtype in (pa.string(), pa.large_string()) else None
 
 
 def _parse_header(data: bytes, delimiter: str, name: str, issues: list[Issue]) -> tuple[list[str], list[str], int]:
-    ends = [e for e in (data.find(b"\n", 0, 65536), data.find(b"\r", 0, 65536)) if e >= 0]
+    ends = [e for e in (data.find(b"\n", 0, _HEADER_BYTES), data.find(b"\r", 0, _HEADER_BYTES)) if e >= 0]
     end = min(ends) if ends else len(data)
     line = data[:end].decode("utf-8", "replace")
     try:
@@ -340,14 +369,3 @@ def _frame_or_raise(loaded: LoadedTable) -> pd.DataFrame:
         raise ValueError(f"{loaded.name}: {reasons}")
     return loaded.frame
 
-
-def write_table(frame: pd.DataFrame, path: Path) -> None:
-    """Write ``frame`` as an ASM-style CSV: UTF-8, no BOM, LF, minimal quoting."""
-    Path(path).write_bytes(table_bytes(frame))
-
-
-def table_bytes(frame: pd.DataFrame) -> bytes:
-    """Serialise ``frame`` deterministically (asm.md §1.1: quote values with a space or comma)."""
-    buffer = io.StringIO()
-    frame.to_csv(buffer, index=False, lineterminator="\n", quoting=csv.QUOTE_MINIMAL)
-    return buffer.getvalue().encode("utf-8")

@@ -8,11 +8,11 @@ becomes an ``error`` issue and empty tables, so callers check ``conversion.ok``.
 :func:`write_asm_zip` writes a conversion; :func:`conversion_summary` and
 :func:`render_preview` describe it for people.
 
-The work is done elsewhere: :mod:`.oneroster_to_asm` (OneRoster input, asm.md
-§3.3 and docs/mapping.md), :mod:`.asm_reemit` (ASM input), :mod:`.columnrules`
-(mapped columns, ``id_prefix``), :mod:`.ledger` (drops, counts, lineage),
-:mod:`.sourcefiles` (finding and reading files) and :mod:`.columns` (column-wise
-helpers). Issue texts come from :mod:`.catalogue`.
+The work is done elsewhere in this package: :mod:`.oneroster_to_asm` (OneRoster
+input, asm.md §3.3 and docs/mapping.md), :mod:`.asm_reemit` (ASM input),
+:mod:`.columnrules` (mapped columns, ``id_prefix``), :mod:`.ledger` (drops, counts,
+lineage), :mod:`.load` (reading source files) and :mod:`.frames` (column-wise
+helpers). Issue texts come from :mod:`rostergate.formats.catalogue`.
 
 Accounting invariant, per source file: input rows == rows used in the output +
 rows reported as dropped (``Conversion.counts[file].balanced``).
@@ -26,16 +26,24 @@ from pathlib import Path
 
 import pandas as pd
 
-from rostergate.formats.asm_reemit import reemit_asm
-from rostergate.formats.asmwrite import write_tables_zip
-from rostergate.formats.columnrules import apply_prefix, describe_rules
-from rostergate.formats.issues import Issue
-from rostergate.formats.ledger import (
-    Drop, EntityCount, Ledger, drop_issues, empty_dropped, lineage_frame, reason_message,
+from rostergate.formats.convert.asm_reemit import reemit_asm
+from rostergate.formats.convert.asmwrite import write_tables_zip
+from rostergate.formats.convert.columnrules import apply_prefix, describe_rules
+from rostergate.formats.convert.ledger import (
+    Drop,
+    EntityCount,
+    Ledger,
+    drop_issues,
+    empty_dropped,
+    lineage_frame,
+    reason_message,
 )
-from rostergate.formats.mapping import ASM_HEADERS, Mapping
-from rostergate.formats.oneroster_to_asm import OneRosterToAsm
-from rostergate.formats.sourcefiles import Fatal, oneroster_version, read_source
+from rostergate.formats.convert.load import Fatal, read_source
+from rostergate.formats.convert.mapping import Mapping
+from rostergate.formats.convert.oneroster_to_asm import OneRosterToAsm
+from rostergate.formats.issues import Issue
+from rostergate.formats.read.detect import oneroster_version
+from rostergate.formats.schema.asm import FILES, HEADERS
 
 SOURCE_FORMATS = ("oneroster-1.1", "oneroster-1.2", "asm")
 
@@ -70,8 +78,8 @@ class Conversion:
 
 
 def _empty_tables() -> dict[str, pd.DataFrame]:
-    return {name: pd.DataFrame({c: pd.Series(dtype="str") for c in header})
-            for name, header in ASM_HEADERS.items()}
+    return {f"{stem}.csv": pd.DataFrame({c: pd.Series(dtype="str") for c in header})
+            for stem, header in HEADERS.items()}
 
 
 def convert_dir(src_dir: Path, source_format: str, mapping: Mapping | None = None,
@@ -79,14 +87,14 @@ def convert_dir(src_dir: Path, source_format: str, mapping: Mapping | None = Non
     """Convert the CSVs in ``src_dir`` (or its only subfolder) to the six ASM tables.
 
     ``source_format`` is ``"oneroster-1.1"``, ``"oneroster-1.2"`` or ``"asm"``
-    (plain ``"oneroster"``: 1.2 when roles.csv is present, else 1.1);
+    (plain ``"oneroster"``: the version :func:`~rostergate.formats.read.detect.oneroster_version` finds);
     ``as_of`` (default: today) decides which enrolments/roles are current.
     ASM input is normalised (template column order, allowed extra columns) and
     re-emitted without filtering; the mapping does not apply to it.
     """
     src_dir = Path(src_dir)
     if source_format == "oneroster":
-        source_format = oneroster_version(src_dir)
+        source_format = f"oneroster-{oneroster_version(src_dir)}"
     if source_format not in SOURCE_FORMATS:
         raise ValueError(f"source_format must be one of {SOURCE_FORMATS}, got {source_format!r}")
     mapping = mapping or Mapping()
@@ -101,7 +109,7 @@ def convert_dir(src_dir: Path, source_format: str, mapping: Mapping | None = Non
     except Fatal as fatal:
         return Conversion(source_format=source_format, tables=_empty_tables(),
                           issues=[*ledger.issues, fatal.issue],
-                          lineage={n: lineage_frame("", pd.Series(dtype="int64")) for n in ASM_HEADERS})
+                          lineage={n: lineage_frame("", pd.Series(dtype="int64")) for n in FILES})
     conversion = Conversion(
         source_format=source_format, tables=tables, drops=ledger.drops(), counts=ledger.counts,
         lineage=lineage, dropped_rows=ledger.dropped_rows(),
@@ -111,7 +119,7 @@ def convert_dir(src_dir: Path, source_format: str, mapping: Mapping | None = Non
 
 
 def write_asm_zip(conversion: Conversion, out_path: Path) -> None:
-    """Write the six tables as one deterministic ZIP (see formats/asmwrite.py)."""
+    """Write the six tables as one deterministic ZIP (see :mod:`.asmwrite`)."""
     if not conversion.ok:
         raise ValueError("refusing to write a failed conversion: " +
                          "; ".join(i.message for i in conversion.issues if i.severity == "error"))
@@ -165,8 +173,8 @@ def render_preview(src_dir: Path, source_format: str, mapping: Mapping | None, n
         out.append(f"== {name}: {len(table)} row(s), showing {min(n, len(table))}")
         rules = describe_rules(name, source_format, mapping, list(table.columns))
         for pos in range(min(n, len(table))):
-            src_file = lineage["source_file"].iat[pos]
-            src_line = int(lineage["source_line"].iat[pos])
+            src_file = str(lineage["source_file"].iat[pos])
+            src_line = int(lineage["source_line"].to_numpy()[pos])
             if src_file not in sources:
                 sources[src_file] = read_source(src_dir, src_file)
             source, positions = sources[src_file]

@@ -1,4 +1,4 @@
-"""OneRoster 1.1 and 1.2 CSV rules, interpreted from :mod:`.oneroster_schema`.
+"""OneRoster 1.1 and 1.2 CSV rules, interpreted from :mod:`rostergate.formats.schema.oneroster`.
 
 :func:`validate_oneroster` checks, in this order: the manifest (oneroster.md §4)
 and its agreement with the files present; each file's header (§2 G4–G8, §6);
@@ -10,25 +10,27 @@ reference and the semantic rules (§8). All value checks are column masks.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from rostergate.formats import oneroster_schema as S
-from rostergate.formats.collect import Collector, parallel_map
-from rostergate.formats.csvio import LoadedTable, load_table
-from rostergate.formats.rules import (
+from rostergate.formats.arrowops import Mask, Positions, duplicate_mask, pair_duplicate_mask, strings
+from rostergate.formats.issues import Severity
+from rostergate.formats.read.csvio import ReadTable, load_table
+from rostergate.formats.read.detect import finder, guess_version
+from rostergate.formats.read.sources import match_name
+from rostergate.formats.read.text import EncodingPolicy
+from rostergate.formats.schema import oneroster as S
+from rostergate.formats.validate.collect import Collector, Task, parallel_map, task
+from rostergate.formats.validate.masks import (
     flag,
-    arrow,
-    duplicate_mask,
     later_duplicates,
     missing_in,
-    pair_duplicate_mask,
     nonempty,
     not_in,
     not_in_charset,
@@ -36,10 +38,8 @@ from rostergate.formats.rules import (
     rows_mask,
     split_list,
 )
-from rostergate.formats.text import EncodingPolicy
 
-MANIFEST = "manifest.csv"
-_DATE_STRICT = r"\d{4}-(?:0[1-9]|1[0-2])-(?:0[1-9]|[12]\d|3[01])"
+MANIFEST = S.MANIFEST
 
 
 @dataclass
@@ -49,7 +49,7 @@ class Package:
     version: str | None = None
     modes: dict[str, str] = field(default_factory=dict)  # stem -> absent|bulk|delta (from the manifest)
     files: dict[str, Path] = field(default_factory=dict)  # stem -> path of the data files present
-    tables: dict[str, LoadedTable] = field(default_factory=dict)
+    tables: dict[str, ReadTable] = field(default_factory=dict)
 
 
 def validate_oneroster(
@@ -63,12 +63,14 @@ def validate_oneroster(
     c = collector
     present = {p.name: p for p in Path(folder).iterdir() if p.is_file() and not p.name.startswith(".")}
     pkg = Package()
-    manifest_path = _find(present, MANIFEST, c, "oneroster.file.name_case")
-    if manifest_path is None:
+    manifest_name = match_name(present, MANIFEST)
+    if manifest_name is None:
         c.add("oneroster.manifest.missing", file=MANIFEST, value=MANIFEST)
-        pkg.version = _guess_version(present)
+        pkg.version = guess_version(finder(present))
     else:
-        _read_manifest(manifest_path, pkg, c, encoding_policy)
+        if manifest_name != MANIFEST:
+            c.add("oneroster.file.name_case", file=manifest_name, value=manifest_name, expected=MANIFEST)
+        _read_manifest(present[manifest_name], pkg, c, encoding_policy)
     version = pkg.version or "1.1"
     _match_files(present, pkg, version, c)
     files = list(pkg.files.items())
@@ -79,9 +81,10 @@ def validate_oneroster(
                                 files)
     for (stem, _), loaded in zip(files, loaded_files):
         c.extend_loaded(loaded)
-        if loaded.frame is not None:
-            pkg.tables[stem] = loaded
-    tasks = []
+        table = ReadTable.of(loaded)
+        if table is not None:
+            pkg.tables[stem] = table
+    tasks: list[Task] = []
     for stem, t in pkg.tables.items():
         _check_header(stem, t, version, c)
         if len(t.frame) == 0:
@@ -89,7 +92,7 @@ def validate_oneroster(
             continue
         tasks += _value_tasks(stem, t, version, pkg.modes.get(stem, "bulk"), pkg)
     tasks += _reference_tasks(pkg, version, c)
-    tasks.append(lambda c: _check_semantics(pkg, version, c))
+    tasks.append(task(_check_semantics, pkg, version))
     if progress:
         progress("checking values and references")
     c.run(tasks)  # all independent: one pool keeps both cores busy to the end
@@ -97,22 +100,6 @@ def validate_oneroster(
 
 
 # -- files and manifest --------------------------------------------------------------------------
-
-
-def _find(present: dict[str, Path], name: str, c: Collector, case_code: str) -> Path | None:
-    if name in present:
-        return present[name]
-    for actual, path in present.items():
-        if actual.casefold() == name.casefold():
-            c.add(case_code, file=actual, value=actual, expected=name)
-            return path
-    return None
-
-
-def _guess_version(present: dict[str, Path]) -> str:
-    if any(n.casefold() in {"roles.csv", "userprofiles.csv"} for n in present):
-        return "1.2"
-    return "1.1"
 
 
 def _read_manifest(path: Path, pkg: Package, c: Collector, policy: EncodingPolicy) -> None:
@@ -139,8 +126,8 @@ def _read_manifest(path: Path, pkg: Package, c: Collector, policy: EncodingPolic
     version = None
     if "oneroster.version" in props:
         value, line = props["oneroster.version"]
-        if value in S.ONEROSTER_VERSIONS or value == "1.2.1":  # §13 Q5: MEIBO writes 1.2.1
-            version = value[:3]
+        if value in S.VERSION_NAMES:
+            version = S.VERSION_NAMES[value]
         else:
             c.add("oneroster.manifest.unsupported_version", file=MANIFEST, line=line, column="value", value=value)
     pkg.version = version
@@ -177,14 +164,13 @@ def _read_manifest(path: Path, pkg: Package, c: Collector, policy: EncodingPolic
 def _match_files(present: dict[str, Path], pkg: Package, version: str, c: Collector) -> None:
     """oneroster.md §4 "Manifest ↔ ZIP consistency" and §10 (asm profile)."""
     catalogue = {f"{s}.csv": s for s in S.HEADERS[version]}
-    folded = {name.casefold(): name for name in catalogue}
     for name, path in sorted(present.items()):
-        if name == MANIFEST or name.casefold() == MANIFEST:
+        if match_name([MANIFEST], name) is not None:
             continue
-        stem = catalogue.get(name)
-        if stem is None and name.casefold() in folded:
-            stem = catalogue[folded[name.casefold()]]
-            c.add("oneroster.file.name_case", file=name, value=name, expected=f"{stem}.csv")
+        known = match_name(catalogue, name)
+        stem = None if known is None else catalogue[known]
+        if known is not None and known != name:
+            c.add("oneroster.file.name_case", file=name, value=name, expected=known)
         if stem is None:
             c.add("oneroster.file.unknown", file=name, value=name, version=version)
             continue
@@ -212,7 +198,7 @@ def _match_files(present: dict[str, Path], pkg: Package, version: str, c: Collec
 # -- headers -----------------------------------------------------------------------------------------
 
 
-def _check_header(stem: str, t: LoadedTable, version: str, c: Collector) -> None:
+def _check_header(stem: str, t: ReadTable, version: str, c: Collector) -> None:
     """oneroster.md §2 G4–G8 and §6: exact names, exact order, metadata.* columns on the right."""
     cols = list(t.frame.columns)
     expected = S.HEADERS[version][stem]
@@ -249,33 +235,36 @@ def _check_header(stem: str, t: LoadedTable, version: str, c: Collector) -> None
 # -- values ------------------------------------------------------------------------------------------
 
 
-def _value_tasks(stem: str, t: LoadedTable, version: str, mode: str, pkg: Package) -> list:
+def _value_tasks(stem: str, t: ReadTable, version: str, mode: str, pkg: Package) -> list[Task]:
     """One task per column (plus uniqueness and the cross-column rules), to run side by side."""
     frame = t.frame
-    tasks = []
+    tasks: list[Task] = []
     for name, col in S.COLUMNS[version][stem].items():
         if name in frame.columns:
             s = frame[name]  # taken here: tasks must not race on the frame
             ref_checked = _reference_checked(col, mode, pkg)
-            tasks.append(lambda c, name=name, col=col, s=s, ref_checked=ref_checked:
-                         _check_column(t, name, s, col, version, mode, ref_checked, c))
+            tasks.append(task(_check_column, t, name, s, col, version, mode, ref_checked))
     if "sourcedId" in frame.columns:
-        ids = frame["sourcedId"]
-        tasks.append(lambda c: flag(c, "oneroster.value.duplicate_sourced_id", t, "sourcedId",
-                                    later_duplicates(ids)))
-    tasks.append(lambda c: _check_cross_columns(t, c))
+        tasks.append(task(_check_unique, t, frame["sourcedId"]))
+    tasks.append(task(_check_cross_columns, t))
     return tasks
+
+
+def _check_unique(c: Collector, t: ReadTable, ids: pd.Series) -> None:
+    flag(c, "oneroster.value.duplicate_sourced_id", t, "sourcedId", later_duplicates(ids))
 
 
 def _reference_checked(col: S.Col, mode: str, pkg: Package) -> bool:
     """Whether a reference task (:func:`_reference_tasks`) will compare this column with its target's ids."""
-    target = pkg.tables.get(col.ref) if col.ref else None
+    if col.ref is None:
+        return False
+    target = pkg.tables.get(col.ref)
     return (target is not None and "sourcedId" in target.frame.columns and mode != "delta"
             and pkg.modes.get(col.ref, "bulk") != "delta")
 
 
-def _check_column(t: LoadedTable, name: str, s: pd.Series, col: S.Col, version: str, mode: str,
-                  ref_checked: bool, c: Collector) -> None:
+def _check_column(c: Collector, t: ReadTable, name: str, s: pd.Series, col: S.Col, version: str, mode: str,
+                  ref_checked: bool) -> None:
     if name in ("status", "dateLastModified"):
         _check_lifecycle(t, name, s, mode, c)
     if col.required:
@@ -283,7 +272,7 @@ def _check_column(t: LoadedTable, name: str, s: pd.Series, col: S.Col, version: 
     _check_type(t, name, s, col, version, ref_checked, c)
 
 
-def _check_cross_columns(t: LoadedTable, c: Collector) -> None:
+def _check_cross_columns(c: Collector, t: ReadTable) -> None:
     frame = t.frame
     if {"subjects", "subjectCodes"} <= set(frame.columns):
         a, b = frame["subjects"], frame["subjectCodes"]
@@ -297,12 +286,12 @@ def _check_cross_columns(t: LoadedTable, c: Collector) -> None:
             both = nonempty(a) & nonempty(b)
             if not both.any():  # the usual case in big files (enrolments without dates): no regex pass
                 continue
-            ok = both & a.str.fullmatch(_DATE_STRICT).fillna(False) & b.str.fullmatch(_DATE_STRICT).fillna(False)
+            ok = both & a.str.fullmatch(S.DATE_RE).fillna(False) & b.str.fullmatch(S.DATE_RE).fillna(False)
             if ok.any():
                 flag(c, "oneroster.value.date_range", t, start, ok & (a > b), other=end)
 
 
-def _check_lifecycle(t: LoadedTable, name: str, s: pd.Series, mode: str, c: Collector) -> None:
+def _check_lifecycle(t: ReadTable, name: str, s: pd.Series, mode: str, c: Collector) -> None:
     """oneroster.md §5: blank in bulk files, required in delta files."""
     if mode == "delta":
         flag(c, "oneroster.status.required_in_delta", t, name, s == "")
@@ -310,14 +299,14 @@ def _check_lifecycle(t: LoadedTable, name: str, s: pd.Series, mode: str, c: Coll
         flag(c, "oneroster.status.forbidden_in_bulk", t, name, nonempty(s))
 
 
-def _check_type(t: LoadedTable, name: str, s: pd.Series, col: S.Col, version: str, ref_checked: bool,
+def _check_type(t: ReadTable, name: str, s: pd.Series, col: S.Col, version: str, ref_checked: bool,
                 c: Collector) -> None:
     """oneroster.md §3: one mask per rule."""
     kind = col.kind
     ext = S.EXT_RE if (col.ext and version == "1.2") else None
     if kind == "guid":
         if not ref_checked:  # a checked reference must equal a sourcedId that is itself checked
-            sev = "error" if version == "1.2" else "warning"  # §13 Q2
+            sev: Severity = "error" if version == "1.2" else "warning"  # §13 Q2
             flag(c, "oneroster.value.invalid_guid", t, name, not_in_charset(s, S.GUID_CHARS, S.GUID_MAX),
                  severity=sev)
     elif kind == "date":
@@ -349,11 +338,11 @@ def _check_type(t: LoadedTable, name: str, s: pd.Series, col: S.Col, version: st
         flag(c, "oneroster.value.invalid_number", t, name, not_matching(s, S.INT_RE))
 
 
-def _check_dates(t: LoadedTable, name: str, s: pd.Series, c: Collector) -> None:
+def _check_dates(t: ReadTable, name: str, s: pd.Series, c: Collector) -> None:
     filled = nonempty(s)
     if not filled.any():
         return
-    shape_ok = s.str.fullmatch(_DATE_STRICT).fillna(False).astype(bool)
+    shape_ok = s.str.fullmatch(S.DATE_RE).fillna(False).astype(bool)
     bad = filled & ~shape_ok
     late = shape_ok & s.str.slice(8, 10).isin(["29", "30", "31"])  # only these days can be impossible
     if late.any():
@@ -362,7 +351,7 @@ def _check_dates(t: LoadedTable, name: str, s: pd.Series, c: Collector) -> None:
     flag(c, "oneroster.value.invalid_date", t, name, bad)
 
 
-def _check_list(t: LoadedTable, name: str, s: pd.Series, col: S.Col, version: str, ext: str | None,
+def _check_list(t: ReadTable, name: str, s: pd.Series, col: S.Col, version: str, ext: str | None,
                 ref_checked: bool, c: Collector) -> None:
     """Comma lists inside one field (§3): no empty items, no padding, items checked one by one."""
     filled = nonempty(s)
@@ -379,7 +368,7 @@ def _check_list(t: LoadedTable, name: str, s: pd.Series, col: S.Col, version: st
     items = pc.utf8_trim_whitespace(items)
     if col.kind == "guid_list":
         if not ref_checked:
-            sev = "error" if version == "1.2" else "warning"
+            sev: Severity = "error" if version == "1.2" else "warning"
             bad = _items_not_matching(items, S.GUID_RE)
             _flag_items(c, "oneroster.value.invalid_guid", t, name, s, parents, bad, severity=sev)
         return
@@ -403,25 +392,25 @@ def _check_list(t: LoadedTable, name: str, s: pd.Series, col: S.Col, version: st
                 expected=", ".join(col.enum))
 
 
-def _items_not_matching(items: pa.Array, regex: str) -> np.ndarray:
-    ok = pc.and_(pc.match_substring_regex(items, f"^(?:{regex})$"),
-                 pc.less_equal(pc.binary_length(items), S.GUID_MAX)).to_numpy(zero_copy_only=False)
-    empty = pc.equal(items, "").to_numpy(zero_copy_only=False)
+def _items_not_matching(items: pa.Array, regex: str) -> Mask:
+    ok: Mask = pc.and_(pc.match_substring_regex(items, f"^(?:{regex})$"),
+                       pc.less_equal(pc.binary_length(items), S.GUID_MAX)).to_numpy(zero_copy_only=False)
+    empty: Mask = pc.equal(items, "").to_numpy(zero_copy_only=False)
     return ~ok & ~empty
 
 
-def _items_unknown(items: pa.Array, allowed: pa.Array, ext: str | None) -> np.ndarray:
-    known = pc.is_in(items, value_set=allowed).to_numpy(zero_copy_only=False)
-    empty = pc.equal(items, "").to_numpy(zero_copy_only=False)
+def _items_unknown(items: pa.Array, allowed: pa.Array, ext: str | None) -> Mask:
+    known: Mask = pc.is_in(items, value_set=allowed).to_numpy(zero_copy_only=False)
+    empty: Mask = pc.equal(items, "").to_numpy(zero_copy_only=False)
     bad = ~known & ~empty
     if ext is not None and bad.any():
         bad &= ~pc.match_substring_regex(items, f"^(?:{ext})$").to_numpy(zero_copy_only=False)
     return bad
 
 
-def _flag_items(c: Collector, code: str, t: LoadedTable, name: str, s: pd.Series, parents: np.ndarray,
-                bad: np.ndarray, *, item_values: pa.Array | None = None,
-                **params) -> None:
+def _flag_items(c: Collector, code: str, t: ReadTable, name: str, s: pd.Series, parents: Positions,
+                bad: Mask, *, item_values: pa.Array | None = None, severity: Severity | None = None,
+                **params: object) -> None:
     """Report list items: one issue per failing item, at its row's line."""
     idx = np.flatnonzero(bad)
     if len(idx) == 0:
@@ -433,16 +422,17 @@ def _flag_items(c: Collector, code: str, t: LoadedTable, name: str, s: pd.Series
         vals = pd.Series(item_values.take(pa.array(idx[: c.cap])).to_pylist(), dtype=object)
     else:
         vals = pd.Series(s.iloc[rows[: c.cap]].tolist(), dtype=object)
-    c.rows(code, t.name, np.ones(len(idx), bool), column=name, values=vals, lines=lines, **params)
+    c.rows(code, t.name, np.ones(len(idx), bool), column=name, values=vals, lines=lines, severity=severity,
+           **params)
 
 
 # -- references and semantics (§8) -------------------------------------------------------------------
 
 
-def _reference_tasks(pkg: Package, version: str, c: Collector) -> list:
+def _reference_tasks(pkg: Package, version: str, c: Collector) -> list[Task]:
     """One task per resolvable reference column (§8); an absent target file is reported here, once."""
     reported_files: set[tuple[str, str]] = set()
-    tasks = []
+    tasks: list[Task] = []
     for stem, t in pkg.tables.items():
         if len(t.frame) == 0 or pkg.modes.get(stem, "bulk") == "delta":
             continue  # §5: delta rows may point at records the receiver already holds
@@ -457,7 +447,8 @@ def _reference_tasks(pkg: Package, version: str, c: Collector) -> list:
                 if nonempty(s).any() and (stem, name) not in reported_files:
                     reported_files.add((stem, name))
                     first = int(np.flatnonzero(nonempty(s).to_numpy(dtype=bool))[0])
-                    sev = "warning" if (c.profile.lenient_sessions and col.ref == "academicSessions") else None
+                    sev: Severity | None = (
+                        "warning" if (c.profile.lenient_sessions and col.ref == "academicSessions") else None)
                     c.add("oneroster.reference.missing_target_file", file=t.name, column=name,
                           line=_line(t, first), value=str(s.iat[first]), target=f"{col.ref}.csv", severity=sev)
                 continue
@@ -465,20 +456,19 @@ def _reference_tasks(pkg: Package, version: str, c: Collector) -> list:
                 continue  # a delta target lists only changes
             ids = target.frame["sourcedId"]  # columns are taken here: tasks must not race on frames
             types = target.frame["type"] if "type" in target.frame.columns else None
-            tasks.append(lambda c, t=t, name=name, s=s, col=col, ids=ids, types=types:
-                         _check_reference(t, name, s, col, ids, types, c))
+            tasks.append(task(_check_reference, t, name, s, col, ids, types))
     return tasks
 
 
-def _check_reference(t: LoadedTable, name: str, s: pd.Series, col: S.Col, ids: pd.Series,
-                     types: pd.Series | None, c: Collector) -> None:
+def _check_reference(c: Collector, t: ReadTable, name: str, s: pd.Series, col: S.Col, ids: pd.Series,
+                     types: pd.Series | None) -> None:
     """One reference column against its target's sourcedIds (§8), plus the target-type rules."""
     if not nonempty(s).any():
         return
     if col.kind == "guid_list":
         items, parents = split_list(s)
         items = pc.utf8_trim_whitespace(items)
-        value_set = rules_value_set(ids, items.type)
+        value_set = _id_set(ids, items.type)
         known = pc.is_in(items, value_set=value_set).to_numpy(zero_copy_only=False)
         empty = pc.equal(items, "").to_numpy(zero_copy_only=False)
         _flag_items(c, "oneroster.reference.missing_record", t, name, s, parents, ~known & ~empty,
@@ -492,11 +482,12 @@ def _check_reference(t: LoadedTable, name: str, s: pd.Series, col: S.Col, ids: p
                            "session_type", c)
 
 
-def rules_value_set(ids: pd.Series, typ: pa.DataType) -> pa.Array:
-    return arrow(ids).combine_chunks().cast(typ)
+def _id_set(ids: pd.Series, typ: pa.DataType) -> pa.Array:
+    """The sourcedIds ``ids`` as one Arrow array of type ``typ`` (a value set for ``is_in``)."""
+    return strings(ids).combine_chunks().cast(typ)
 
 
-def _check_target_type(t: LoadedTable, name: str, s: pd.Series, ids: pd.Series, types: pd.Series, wanted: str,
+def _check_target_type(t: ReadTable, name: str, s: pd.Series, ids: pd.Series, types: pd.Series, wanted: str,
                        code: str, param: str, c: Collector) -> None:
     """The referenced record must have ``type == wanted`` (``ext:`` types are allowed, §8)."""
     wrong = (types != wanted) & ~types.str.startswith("ext:") & (types != "")
@@ -507,14 +498,14 @@ def _check_target_type(t: LoadedTable, name: str, s: pd.Series, ids: pd.Series, 
         flag(c, code, t, name, nonempty(s) & s.isin(bad_ids), **{param: kind})
 
 
-def _check_semantics(pkg: Package, version: str, c: Collector) -> None:
+def _check_semantics(c: Collector, pkg: Package, version: str) -> None:
     enr = pkg.tables.get("enrollments")
     if enr is not None and {"role", "primary", "classSourcedId"} <= set(enr.frame.columns) and len(enr.frame):
         f = enr.frame
         primary = f["primary"] == "true"
         if primary.any():
             rows = np.flatnonzero((primary & (f["role"] == "teacher")).to_numpy())  # the primary teachers
-            classes = pc.take(arrow(f["classSourcedId"]), pa.array(rows))
+            classes = pc.take(strings(f["classSourcedId"]), pa.array(rows))
             flag(c, "oneroster.enrollment.multiple_primary", enr, "classSourcedId",
                  rows_mask(len(f), rows[duplicate_mask(classes)]))
             for role in f.loc[primary & (f["role"] != "teacher"), "role"].unique().tolist()[:10]:
@@ -524,7 +515,7 @@ def _check_semantics(pkg: Package, version: str, c: Collector) -> None:
     if roles is not None and {"roleType", "userSourcedId", "orgSourcedId"} <= set(roles.frame.columns):
         f = roles.frame
         prim = f["roleType"] == "primary"
-        dup = pair_duplicate_mask(arrow(f["userSourcedId"]), arrow(f["orgSourcedId"].where(prim, "\x00")))
+        dup = pair_duplicate_mask(strings(f["userSourcedId"]), strings(f["orgSourcedId"].where(prim, "\x00")))
         flag(c, "oneroster.roles.multiple_primary", roles, "userSourcedId", dup & prim.to_numpy())
     for stem in ("orgs", "academicSessions"):
         t = pkg.tables.get(stem)
@@ -543,42 +534,43 @@ def _check_semantics(pkg: Package, version: str, c: Collector) -> None:
         _check_asm(pkg, c)
 
 
-def _parent_cycles(ids: pd.Series, parents: pd.Series) -> np.ndarray:
+def _parent_cycles(ids: pd.Series, parents: pd.Series) -> Mask:
     """Rows whose parent chain never ends (oneroster.md §8 recommends the check).
 
     Pointer doubling: after k rounds each row knows its 2^k-th ancestor, so
     log2(n) rounds decide every chain; a chain still going after that loops.
     """
     n = len(ids)
-    first = np.flatnonzero(~duplicate_mask(arrow(ids)))  # duplicates are reported elsewhere
+    first = np.flatnonzero(~duplicate_mask(strings(ids)))  # duplicates are reported elsewhere
     index = pd.Index(ids.to_numpy(dtype=object)[first])
     up = index.get_indexer(parents.to_numpy(dtype=object))  # -1: no parent (or unknown: reported elsewhere)
     up = np.where(up < 0, n, first[up]).astype(np.int64)
     up = np.append(up, n)  # row n is the root sentinel
     for _ in range(max(1, int(np.ceil(np.log2(n + 1))) + 1)):
         up = up[up]
-    return up[:n] != n
+    cycles: Mask = up[:n] != n
+    return cycles
 
 
-def _check_profile_owner(roles: LoadedTable, profiles: LoadedTable, c: Collector) -> None:
+def _check_profile_owner(roles: ReadTable, profiles: ReadTable, c: Collector) -> None:
     """1.2: a role's userProfile must belong to the role's user (oneroster.md §7.6, LSG)."""
     r, p = roles.frame, profiles.frame
-    sep = pa.scalar("\x1f", type=arrow(r["userSourcedId"]).type)
-    wanted = pc.binary_join_element_wise(arrow(r["userProfileSourcedId"]), arrow(r["userSourcedId"]), sep)
-    have = pc.binary_join_element_wise(arrow(p["sourcedId"]), arrow(p["userSourcedId"]), sep)
+    sep = pa.scalar("\x1f", type=strings(r["userSourcedId"]).type)
+    wanted = pc.binary_join_element_wise(strings(r["userProfileSourcedId"]), strings(r["userSourcedId"]), sep)
+    have = pc.binary_join_element_wise(strings(p["sourcedId"]), strings(p["userSourcedId"]), sep)
     owned = pc.is_in(wanted, value_set=have.combine_chunks()).to_numpy(zero_copy_only=False)
     exists = ~missing_in(r["userProfileSourcedId"], p["sourcedId"]).to_numpy()  # else: missing_record
     flag(c, "oneroster.roles.profile_of_other_user", roles, "userProfileSourcedId",
          nonempty(r["userProfileSourcedId"]).to_numpy() & exists & ~owned)
 
 
-def _check_primary_org(users: LoadedTable, roles: LoadedTable, c: Collector) -> None:
+def _check_primary_org(users: ReadTable, roles: ReadTable, c: Collector) -> None:
     """1.2: a user's primaryOrgSourcedId must be backed by a roles.csv row (oneroster.md §7.5, LSG)."""
     u, r = users.frame, roles.frame
-    org = arrow(u["primaryOrgSourcedId"])
+    org = strings(u["primaryOrgSourcedId"])
     sep = pa.scalar("\x1f", type=org.type)
-    wanted = pc.binary_join_element_wise(arrow(u["sourcedId"]), org, sep)
-    have = pc.binary_join_element_wise(arrow(r["userSourcedId"]), arrow(r["orgSourcedId"]), sep)
+    wanted = pc.binary_join_element_wise(strings(u["sourcedId"]), org, sep)
+    have = pc.binary_join_element_wise(strings(r["userSourcedId"]), strings(r["orgSourcedId"]), sep)
     known = pc.is_in(wanted, value_set=have.combine_chunks()).to_numpy(zero_copy_only=False)
     flag(c, "oneroster.roles.primary_org_without_role", users, "primaryOrgSourcedId",
          nonempty(u["primaryOrgSourcedId"]).to_numpy() & ~known)
@@ -596,5 +588,5 @@ def _check_asm(pkg: Package, c: Collector) -> None:
         flag(c, "oneroster.asm.org_type_unsupported", orgs, "type", not_in(orgs.frame["type"], S.ASM_ORG_TYPES))
 
 
-def _line(t: LoadedTable, pos: int) -> int:
+def _line(t: ReadTable, pos: int) -> int:
     return int(t.lines[pos]) if t.lines is not None else pos + 2

@@ -17,29 +17,25 @@ from pathlib import Path
 import pandas as pd
 
 from rostergate.formats.catalogue import issue
-from rostergate.formats.csvio import ASM_ESCAPE
-from rostergate.formats.ledger import EntityCount, Ledger, lineage_frame
-from rostergate.formats.mapping import ASM_HEADERS
-from rostergate.formats.sourcefiles import Fatal, find_file, read_lines
-
-_ASM_EXTRA = {
-    "students.csv": re.compile(r"location_id_\d+"),
-    "staff.csv": re.compile(r"location_id_\d+"),
-    "classes.csv": re.compile(r"instructor_id_\d+|class_display_name"),
-}
+from rostergate.formats.convert.ledger import EntityCount, Ledger, lineage_frame
+from rostergate.formats.convert.load import Fatal, read_lines
+from rostergate.formats.read.sources import find_file
+from rostergate.formats.schema.asm import ESCAPE, HEADERS, NUMBERED, OPTIONAL
 
 
 def reemit_asm(src_dir: Path, ledger: Ledger) -> tuple[dict[str, pd.DataFrame], dict[str, pd.DataFrame]]:
     """Re-emit ASM files: template columns in order, allowed extras after, unknown columns dropped."""
     tables, lineage = {}, {}
-    for name, header in ASM_HEADERS.items():
+    for stem, header in HEADERS.items():
+        name = f"{stem}.csv"
         path = find_file(src_dir, name)
         if path is None:
             raise Fatal(issue("convert.missing_file", file=name))  # asm.md §1.1: all six files, every time
-        frame, lines = read_lines(path, name, escape_char=ASM_ESCAPE)
+        frame, lines = read_lines(path, name, escape_char=ESCAPE)
         ledger.counts[name] = EntityCount(input=len(frame), output=len(frame))
-        extra_rule = _ASM_EXTRA.get(name)
-        extras = [c for c in frame.columns if c not in header and extra_rule and extra_rule.fullmatch(c)]
+        numbered, optional = NUMBERED.get(stem), OPTIONAL.get(stem, ())
+        extras = [c for c in frame.columns if c not in header
+                  and (c in optional or (numbered is not None and numbered.pattern.fullmatch(c)))]
         extras.sort(key=lambda c: (c.rstrip("0123456789"), int(re.sub(r"\D", "", c) or 0)))
         for column in frame.columns:
             if column not in header and column not in extras:

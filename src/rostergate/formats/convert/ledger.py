@@ -19,8 +19,9 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
+from rostergate.formats.arrowops import Mask
 from rostergate.formats.catalogue import DROP_REASONS, ROLE_DROPPED, issue
-from rostergate.formats.columns import select
+from rostergate.formats.convert.frames import select
 from rostergate.formats.issues import Issue
 
 #: Why a row was left out: reason → message (the report shows both).
@@ -79,7 +80,7 @@ class Ledger:
     def take(self, file: str, frame: pd.DataFrame) -> None:
         self.counts[file] = EntityCount(input=len(frame))
 
-    def drop(self, frame: pd.DataFrame, mask: pd.Series | np.ndarray, file: str, reason: str) -> pd.DataFrame:
+    def drop(self, frame: pd.DataFrame, mask: pd.Series | Mask, file: str, reason: str) -> pd.DataFrame:
         """Record ``frame[mask]`` as dropped for ``reason``; return the rest."""
         mask = np.asarray(mask, dtype=bool)
         if mask.any():
@@ -87,21 +88,22 @@ class Ledger:
             return select(frame, ~mask)
         return frame
 
-    def drop_where(self, frame: pd.DataFrame, alive: np.ndarray, mask: pd.Series | np.ndarray, file: str,
-                   reason: str) -> np.ndarray:
+    def drop_where(self, frame: pd.DataFrame, alive: Mask, mask: pd.Series | Mask, file: str,
+                   reason: str) -> Mask:
         """:meth:`drop` without copying ``frame``: rows stay, ``alive`` marks those not yet dropped.
 
         Records the rows that are alive and in ``mask``; returns the new ``alive``.
         For the biggest file, where filtering a wide frame once per reason costs more
         than the checks themselves.
         """
-        hit = alive & np.asarray(mask, dtype=bool)
+        hit: Mask = alive & np.asarray(mask, dtype=bool)
         if hit.any():
             self._record(frame, hit, file, reason)
-            return alive & ~hit
+            remaining: Mask = alive & ~hit
+            return remaining
         return alive
 
-    def _record(self, frame: pd.DataFrame, mask: np.ndarray, file: str, reason: str) -> None:
+    def _record(self, frame: pd.DataFrame, mask: Mask, file: str, reason: str) -> None:
         gone = select(frame[["_line", "sourcedId"]], mask)
         self.parts.append(pd.DataFrame({
             "file": file, "line": gone["_line"].to_numpy(), "sourcedId": gone["sourcedId"].to_numpy(), "reason": reason,
@@ -131,19 +133,21 @@ class Ledger:
 
 def drop_issues(drops: list[Drop], rows: pd.DataFrame) -> list[Issue]:
     """One warning per (file, reason), located at its first dropped row."""
-    first = rows.drop_duplicates(["file", "reason"]).set_index(["file", "reason"])
+    first = rows.drop_duplicates(["file", "reason"])
+    at = {(file, reason): (int(line), str(sourced_id)) for file, reason, line, sourced_id in zip(
+        first["file"].tolist(), first["reason"].tolist(), first["line"].tolist(), first["sourcedId"].tolist())}
     issues = []
     for d in drops:
-        line, sourced_id = first.loc[(d.file, d.reason), ["line", "sourcedId"]]
-        role = {"role": d.reason[5:]} if d.reason.startswith("role_") else {}
-        issues.append(issue(f"convert.dropped.{d.reason}", file=d.file, line=int(line), column="sourcedId",
-                            value=str(sourced_id), count=d.count, **role))
+        line, sourced_id = at[(d.file, d.reason)]
+        role = d.reason[5:] if d.reason.startswith("role_") else None  # the family template's {role}
+        issues.append(issue(f"convert.dropped.{d.reason}", file=d.file, line=line, column="sourcedId",
+                            value=sourced_id, count=d.count, role=role))
     return issues
 
 
 def lineage_frame(file: str, lines: pd.Series) -> pd.DataFrame:
     """(source_file, source_line) per output row; the constant file name costs one category."""
     return pd.DataFrame({
-        "source_file": pd.Categorical.from_codes(np.zeros(len(lines), dtype=np.int8), categories=[file]),
+        "source_file": pd.Categorical.from_codes(np.zeros(len(lines), dtype=np.int8), categories=pd.Index([file])),
         "source_line": np.asarray(lines, dtype="int64"),
     })

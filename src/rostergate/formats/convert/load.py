@@ -1,7 +1,8 @@
 """Finding and reading the upload's CSV files for the converter.
 
-:func:`find_file` locates a file by name (case-insensitively, at the top of the
-folder or in its single subfolder); :func:`read_lines` reads it as a frame of
+:func:`~rostergate.formats.read.sources.find_file` locates a file by name
+(case-insensitively, at the top of the folder or in its single subfolder);
+:func:`read_lines` reads it as a frame of
 strings plus the file line of each row (header = line 1); :func:`load_file`
 adds the ``_line`` column and the input count to the ledger. Input the
 converter cannot work with (a required file or column missing, an unreadable
@@ -13,14 +14,16 @@ the validator's to report, not this module's.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal, overload
 
 import numpy as np
 import pandas as pd
 
 from rostergate.formats.catalogue import issue
-from rostergate.formats.csvio import load_table
+from rostergate.formats.convert.ledger import Ledger
 from rostergate.formats.issues import Issue
-from rostergate.formats.ledger import Ledger
+from rostergate.formats.read.csvio import load_table
+from rostergate.formats.read.sources import find_file
 
 
 class Fatal(Exception):
@@ -29,28 +32,6 @@ class Fatal(Exception):
     def __init__(self, issue: Issue):
         super().__init__(issue.message)
         self.issue = issue
-
-
-def find_file(src_dir: Path, name: str) -> Path | None:
-    """``name`` in ``src_dir`` (case-insensitively), else in its single subfolder."""
-    candidates = [src_dir]
-    subdirs = [p for p in sorted(src_dir.iterdir()) if p.is_dir() and not p.name.startswith(("__MACOSX", "."))] \
-        if src_dir.is_dir() else []
-    if len(subdirs) == 1:
-        candidates.append(subdirs[0])
-    for folder in candidates:
-        exact = folder / name
-        if exact.is_file():
-            return exact
-        if folder.is_dir():
-            for path in sorted(folder.iterdir()):
-                if path.is_file() and path.name.lower() == name.lower():
-                    return path
-    return None
-
-
-def oneroster_version(src_dir: Path) -> str:
-    return "oneroster-1.2" if find_file(src_dir, "roles.csv") is not None else "oneroster-1.1"
 
 
 def read_lines(path: Path, name: str, escape_char: str | None = None) -> tuple[pd.DataFrame, np.ndarray]:
@@ -78,6 +59,12 @@ def read_source(src_dir: Path, name: str) -> tuple[pd.DataFrame, pd.Series]:
     return frame, pd.Series(np.arange(len(frame)), index=lines)
 
 
+@overload
+def load_file(src_dir: Path, name: str, required: tuple[str, ...], ledger: Ledger,
+              optional_file: Literal[False] = False) -> pd.DataFrame: ...
+@overload
+def load_file(src_dir: Path, name: str, required: tuple[str, ...], ledger: Ledger,
+              optional_file: bool) -> pd.DataFrame | None: ...
 def load_file(src_dir: Path, name: str, required: tuple[str, ...], ledger: Ledger,
               optional_file: bool = False) -> pd.DataFrame | None:
     """Read ``name`` with a ``_line`` column; a missing file/column is fatal unless optional."""

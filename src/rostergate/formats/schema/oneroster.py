@@ -2,8 +2,8 @@
 
 ``HEADERS[version][stem]`` is the exact header row (§6); ``COLUMNS[version][stem]``
 maps every defined column to a :class:`Col` saying whether a value is required,
-its type, its vocabulary and what it references. The validator in
-:mod:`rostergate.formats.oneroster` only interprets these tables.
+its type, its vocabulary and what it references. The OneRoster validator only
+interprets these tables, and nothing else restates them.
 """
 
 from __future__ import annotations
@@ -11,6 +11,8 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 
 VERSIONS = ("1.1", "1.2")
+#: §4: the package's manifest, which names the version and each file's mode
+MANIFEST = "manifest.csv"
 
 
 @dataclass(frozen=True)
@@ -91,6 +93,12 @@ ROLES_12 = ("aide", "counselor", "districtAdministrator", "guardian", "parent", 
 # §7.7 / §13 Q3: 1.1 sources disagree (GM/LEGERTOM 4 values, OAT 7); the union is accepted
 ENROLLMENT_ROLES_11 = ("administrator", "proctor", "student", "teacher", "aide", "guardian", "parent", "relative")
 ENROLLMENT_ROLES_12 = ("administrator", "proctor", "student", "teacher")
+#: A person's family, not school staff (asm.md §3.3 leaves them out of ASM)
+FAMILY_ROLES = ("guardian", "parent", "relative")
+#: Every person role: 1.1 users.role (§7.5) and 1.2 roles.role (§7.6)
+PERSON_ROLES = tuple(sorted(set(USER_ROLES_11) | set(ROLES_12)))
+#: Enrolment roles of students and school staff (any version, §7.7): the family roles left out
+SCHOOL_ENROLLMENT_ROLES = tuple(sorted(set(ENROLLMENT_ROLES_11) - set(FAMILY_ROLES)))
 SEX_11 = ("male", "female")
 SEX_12 = ("male", "female", "unspecified", "other")
 RESOURCE_ROLES = ("administrator", "aide", "guardian", "parent", "proctor", "relative", "student", "teacher")
@@ -105,8 +113,8 @@ _DATE = Col("date")
 _BOOL = Col("bool")
 
 
-def _ref(target: str, required: bool = False, **kw) -> Col:
-    return Col("guid", required=required, ref=target, **kw)
+def _ref(target: str, required: bool = False, *, school: bool = False, school_year: bool = False) -> Col:
+    return Col("guid", required=required, ref=target, school=school, school_year=school_year)
 
 
 _COMMON = {
@@ -236,7 +244,8 @@ FILE_KEYS: dict[str, tuple[str, ...]] = {v: tuple(sorted(HEADERS[v], key=str.low
 MANIFEST_REQUIRED = ("manifest.version", "oneroster.version")
 MANIFEST_OPTIONAL = ("source.systemName", "source.systemCode")
 MANIFEST_MODES = ("absent", "bulk", "delta")
-ONEROSTER_VERSIONS = ("1.1", "1.2")
+#: oneroster.version values read as a supported version (§13 Q5: MEIBO writes 1.2.1)
+VERSION_NAMES = {"1.1": "1.1", "1.2": "1.2", "1.2.1": "1.2"}
 
 #: stems whose rows Apple School Manager imports (oneroster.md §10)
 ASM_FILES = ("orgs", "users", "courses", "classes", "enrollments")
@@ -247,7 +256,7 @@ ASM_ORG_TYPES = ("school", "district")
 GUID_RE = r"[0-9A-Za-z./@_-]+"  # with GUID_MAX; RE2 is much slower on a bounded {1,255}
 GUID_CHARS = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz./@_-"
 GUID_MAX = 255
-DATE_RE = r"\d{4}-\d{2}-\d{2}"
+DATE_RE = r"\d{4}-(?:0[1-9]|1[0-2])-(?:0[1-9]|[12]\d|3[01])"
 DATETIME_ISO_RE = (r"\d{4}-\d{2}-\d{2}(?:[T ]\d{2}:\d{2}(?::\d{2}(?:[.,]\d+)?)?(?:Z|[+-]\d{2}:?\d{2})?)?")
 DATETIME_CANONICAL_RE = r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z"
 YEAR_RE = r"\d{4}"
@@ -255,3 +264,11 @@ EXT_RE = r"ext:[a-zA-Z0-9.\-_]+"
 USER_IDS_RE = r"\{[^:}]+:[^}]+\}(?:,\{[^:}]+:[^}]+\})*"
 FLOAT_RE = r"[+-]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?"
 INT_RE = r"[+-]?\d+"
+
+
+def columns_of(stem: str) -> tuple[str, ...]:
+    """The columns of file ``stem`` in any version (1.1's, then what 1.2 adds), in header order."""
+    seen: dict[str, None] = {}
+    for version in VERSIONS:
+        seen.update(dict.fromkeys(HEADERS[version].get(stem, ())))
+    return tuple(seen)

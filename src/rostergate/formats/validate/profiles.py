@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import Mapping
 
 from rostergate.formats.issues import Severity
+from rostergate.formats.schema.oneroster import ASM_FILES
 
 
 @dataclass(frozen=True)
@@ -37,7 +38,7 @@ STRICT = Profile("strict")
 ASM = Profile(
     "asm",
     overrides={"oneroster.status.forbidden_in_bulk": "warning"},
-    required_oneroster_files=frozenset({"orgs", "users", "courses", "classes", "enrollments"}),
+    required_oneroster_files=frozenset(ASM_FILES),
     asm_checks=True,
     lenient_sessions=True,
 )

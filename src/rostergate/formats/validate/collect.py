@@ -10,17 +10,23 @@ from __future__ import annotations
 
 import os
 from collections import defaultdict
+from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from typing import Callable, Iterable, Sequence
+from typing import Concatenate, ParamSpec, TypeVar
 
 import numpy as np
 import pandas as pd
 
+from rostergate.formats.arrowops import Mask, Positions
 from rostergate.formats.catalogue import CATALOGUE, issue
 from rostergate.formats.issues import Issue, Severity
-from rostergate.formats.profiles import STRICT, Profile
+from rostergate.formats.read.csvio import LoadedTable
+from rostergate.formats.validate.profiles import STRICT, Profile
 
 DEFAULT_CAP = 20
+P = ParamSpec("P")
+T = TypeVar("T")
+R = TypeVar("R")
 _POOL: tuple[int, ThreadPoolExecutor] | None = None
 
 
@@ -45,8 +51,9 @@ class Collector:
         self._hidden_severity: dict[tuple[str, str | None], Severity] = {}
 
     # -- adding ------------------------------------------------------------------------------
-    def add(self, code: str, *, file: str | None = None, severity: Severity | None = None, **kw) -> None:
-        """Add one issue (subject to the cap)."""
+    def add(self, code: str, *, file: str | None = None, line: int | None = None, column: str | None = None,
+            value: str | None = None, severity: Severity | None = None, **params: object) -> None:
+        """Add one issue (subject to the cap); ``params`` fill the catalogue's message template."""
         key = (code, file)
         sev = self.profile.severity(code, severity or CATALOGUE[code].severity)
         if self._shown[key] >= self.cap:
@@ -54,7 +61,7 @@ class Collector:
             self._hidden_severity.setdefault(key, sev)
             return
         self._shown[key] += 1
-        self._issues.append(issue(code, file=file, severity=sev, **kw))
+        self._issues.append(issue(code, file=file, line=line, column=column, value=value, severity=sev, **params))
 
     def extend(self, issues: Iterable[Issue]) -> None:
         """Add ready-made issues (e.g. from decoding), applying the profile and the cap."""
@@ -76,8 +83,8 @@ class Collector:
         self._hidden[key] += count
         self._hidden_severity.setdefault(key, self.profile.severity(code, severity or CATALOGUE[code].severity))
 
-    def extend_loaded(self, loaded) -> None:
-        """Add a :class:`~.csvio.LoadedTable`'s issues, including those it only counted."""
+    def extend_loaded(self, loaded: LoadedTable) -> None:
+        """Add a :class:`~rostergate.formats.read.csvio.LoadedTable`'s issues, including those it only counted."""
         self.extend(loaded.issues)
         for code, count in loaded.hidden.items():
             self.hide(code, loaded.name, count)
@@ -86,13 +93,13 @@ class Collector:
         self,
         code: str,
         file: str,
-        mask: pd.Series | np.ndarray,
+        mask: pd.Series | Mask,
         *,
         column: str | None = None,
         values: pd.Series | None = None,
-        lines: np.ndarray | None = None,
+        lines: Positions | None = None,
         severity: Severity | None = None,
-        **params,
+        **params: object,
     ) -> int:
         """Report every row where ``mask`` is true; returns how many rows failed.
 
@@ -130,7 +137,7 @@ class Collector:
             self._hidden[key] += n
             self._hidden_severity.setdefault(key, other._hidden_severity[key])
 
-    def run(self, tasks: Sequence[Callable[["Collector"], None]]) -> None:
+    def run(self, tasks: Sequence[Task]) -> None:
         """Run independent rule tasks on a small thread pool; merge their issues in task order.
 
         The column work is pyarrow compute, which releases the GIL, so two cores
@@ -146,10 +153,6 @@ class Collector:
             self.merge(child)
 
     # -- reading -----------------------------------------------------------------------------
-    @property
-    def has_errors(self) -> bool:
-        return any(i.severity == "error" for i in self._issues) or "error" in self._hidden_severity.values()
-
     def issues(self) -> list[Issue]:
         """The shown issues grouped by file (in order of first mention) and sorted by line,
         each file's "and N more" issues (one per capped code) closing its group.
@@ -180,9 +183,21 @@ def _with_severity(i: Issue, sev: Severity) -> Issue:
     return Issue(sev, i.code, i.message, i.file, i.line, i.column, i.value)
 
 
-def parallel_map(fn: Callable, items: Sequence) -> list:
+def parallel_map(fn: Callable[[T], R], items: Sequence[T]) -> list[R]:
     """``[fn(x) for x in items]`` on the rule pool, results in input order (used to read files:
     one file's Python-side passes overlap another's pyarrow parse)."""
     if len(items) <= 1:
         return [fn(x) for x in items]
     return list(_pool().map(fn, items))
+
+
+#: A rule run side by side with others (:meth:`Collector.run`): it reports into the collector it is given.
+Task = Callable[[Collector], object]
+
+
+def task(check: Callable[Concatenate[Collector, P], object], /, *args: P.args, **kwargs: P.kwargs) -> Task:
+    """``check(c, *args, **kwargs)`` as a :data:`Task`; the arguments are bound now, ``c`` when it runs.
+
+    Bind the columns a check reads when the task is made (tasks must not race on a frame).
+    """
+    return lambda c: check(c, *args, **kwargs)

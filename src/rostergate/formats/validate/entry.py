@@ -2,7 +2,7 @@
 
 ``validate_path`` is what ``rostergate validate`` and the pipeline call. It
 never raises for bad input: everything wrong ends up as issues in the
-:class:`~.issues.ValidationResult`. The codes in :data:`UNREADABLE_CODES` mean
+:class:`~rostergate.formats.issues.ValidationResult`. The codes in :data:`UNREADABLE_CODES` mean
 "cannot read" (CLI exit 2, see :func:`cannot_read`). The work is CPU-bound and
 blocking; the daemon runs it in a process pool, off its event loop.
 """
@@ -15,15 +15,15 @@ from typing import Callable, Mapping
 
 import pandas as pd
 
-from rostergate.formats.archive import ArchiveLimits, unpack
-from rostergate.formats.asm import validate_asm
 from rostergate.formats.catalogue import issue
-from rostergate.formats.collect import DEFAULT_CAP, Collector
-from rostergate.formats.detect import detect_format
 from rostergate.formats.issues import ValidationResult
-from rostergate.formats.oneroster import validate_oneroster
-from rostergate.formats.profiles import Profile, get_profile
-from rostergate.formats.text import EncodingPolicy
+from rostergate.formats.read.archive import ArchiveLimits, unpack
+from rostergate.formats.read.detect import detect_format, oneroster_version
+from rostergate.formats.read.text import EncodingPolicy
+from rostergate.formats.validate.asm import validate_asm
+from rostergate.formats.validate.collect import DEFAULT_CAP, Collector
+from rostergate.formats.validate.oneroster import validate_oneroster
+from rostergate.formats.validate.profiles import Profile, get_profile
 
 Progress = Callable[[str], None]
 FORMATS = ("auto", "asm", "oneroster", "oneroster-1.1", "oneroster-1.2")
@@ -57,9 +57,10 @@ def validate_dir(
             validate_asm(folder, collector, encoding_policy=encoding_policy, progress=progress)
         else:
             pkg = validate_oneroster(folder, collector, encoding_policy=encoding_policy, progress=progress)
-            version = pkg.version or (fmt.rsplit("-", 1)[1] if "-" in fmt else detect_version(folder))
+            version = pkg.version or (fmt.rsplit("-", 1)[1] if "-" in fmt else oneroster_version(folder))
             fmt = f"oneroster-{version}"
     except Exception as exc:  # a bug must not lose the report; the type (no data) says where
+        _raise_if_out_of_memory(exc)
         collector.add("internal.error", reason=type(exc).__name__)
     return ValidationResult(fmt, collector.issues())
 
@@ -77,13 +78,21 @@ def validate_asm_files(
     try:
         validate_asm(files, collector)
     except Exception as exc:  # as in validate_dir: the report survives a bug
+        _raise_if_out_of_memory(exc)
         collector.add("internal.error", reason=type(exc).__name__)
     return ValidationResult("asm", collector.issues())
 
 
-def detect_version(folder: Path) -> str:
-    detected = detect_format(folder) or "oneroster-1.1"
-    return detected.rsplit("-", 1)[1] if detected.startswith("oneroster-") else "1.1"
+def _raise_if_out_of_memory(exc: Exception) -> None:
+    """Out of memory is the process's limit, neither a bug nor a rule the upload breaks: let it through.
+
+    Under an address-space limit a thread's stack may be what no longer fits, and
+    ``threading`` says so as ``RuntimeError("can't start new thread")``.
+    """
+    if isinstance(exc, MemoryError):
+        raise exc
+    if isinstance(exc, RuntimeError) and "can't start new thread" in str(exc):
+        raise MemoryError("no memory left to start a thread") from exc
 
 
 def validate_path(

@@ -17,7 +17,7 @@ header as given. Quoting follows Apple's wording literally:
   (``end\\`` before a comma would swallow the separator), so any reader that
   honours ``\\"`` reads ``\\\\`` back as one backslash.
 
-:func:`parse_asm_csv` reads this dialect back (pyarrow with ``escape_char='\\'``);
+:mod:`rostergate.formats.read.csvio` reads this dialect back (``escape_char=schema.asm.ESCAPE``);
 a reader must use it rather than RFC 4180 parsing when values hold quotes.
 
 ZIP (asm.md §2.3): the CSVs at the root, sorted by name, deflate level 1 (ISA-L), a
@@ -30,14 +30,13 @@ from __future__ import annotations
 import io
 import struct
 import zipfile
+from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import Mapping
 
 import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.csv as pacsv
 from isal import isal_zlib
 
 _FIXED_DATE = (1980, 1, 1, 0, 0, 0)
@@ -49,7 +48,7 @@ _ZIP32_LIMIT = 0xFFFFFFFF - 2**20  # total content at which sizes or offsets cou
 _LEVEL = 1  # deflate level: fixed for byte-identical output; 1 is ~5x faster than 6 for ~25% more bytes
 
 
-def _strings(values) -> pa.Array:
+def _strings(values: pd.Series | Iterable[str]) -> pa.Array:
     """Any column as one contiguous large_string Arrow array, nulls as ``""``."""
     if isinstance(values, pd.Series):
         array = pa.array(values.astype("str"))
@@ -84,7 +83,7 @@ def is_verbatim(frame: pd.DataFrame) -> bool:
     return True
 
 
-def escape_column(values) -> pa.Array:
+def escape_column(values: pd.Series | Iterable[str]) -> pa.Array:
     """One column's cells as Apple-quoted CSV text (vectorised; see the module docstring).
 
     The column's bytes are scanned once for the few special characters; most
@@ -183,23 +182,3 @@ def write_tables_zip(tables: Mapping[str, pd.DataFrame], out_path: Path) -> None
     """Write ``tables`` (file name → frame) as one deterministic ASM ZIP at ``out_path``."""
     data = zip_bytes({name: csv_bytes(frame) for name, frame in tables.items()})
     Path(out_path).write_bytes(data)
-
-
-def parse_asm_csv(data: bytes) -> pd.DataFrame:
-    """Read one CSV written by :func:`csv_bytes` (or by a careful human) back into strings.
-
-    Apple's dialect: ``"`` quotes, backslash escapes (``\\"``, ``\\\\``, backslash +
-    line break), no quote doubling. A validator reading ASM files needs these options.
-    """
-    if data.startswith(b"\xef\xbb\xbf"):
-        data = data[3:]
-    parse = pacsv.ParseOptions(quote_char='"', double_quote=False, escape_char="\\", newlines_in_values=True)
-    names = pacsv.read_csv(pa.BufferReader(data.split(b"\n", 1)[0] + b"\n"), parse_options=parse).column_names
-    table = pacsv.read_csv(
-        pa.BufferReader(data),
-        parse_options=parse,
-        convert_options=pacsv.ConvertOptions(
-            column_types={name: pa.string() for name in names}, strings_can_be_null=False,
-        ),
-    )
-    return pd.DataFrame({name: pd.Series(table.column(name), dtype="str") for name in names})

@@ -10,14 +10,20 @@ shortcuts for the shapes SIS exports usually have (long sorted runs, unique keys
 
 from __future__ import annotations
 
-from typing import Mapping
+from collections.abc import Iterable, Mapping
 
 import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from rostergate.formats.rules import code_pair_duplicate_mask, duplicate_mask, lookup, pair_duplicate_mask
+from rostergate.formats.arrowops import (
+    code_pair_duplicate_mask,
+    duplicate_mask,
+    pair_duplicate_mask,
+    position_in,
+    strings,
+)
 
 
 def col(frame: pd.DataFrame, name: str) -> pd.Series:
@@ -29,7 +35,7 @@ def col(frame: pd.DataFrame, name: str) -> pd.Series:
 
 def all_empty(values: pd.Series) -> bool:
     """True when every value is ``""`` (reads only the lengths: an unused column costs nothing)."""
-    return len(values) == 0 or pc.max(pc.binary_length(arrow(values))).as_py() == 0
+    return len(values) == 0 or pc.max(pc.binary_length(strings(values))).as_py() == 0
 
 
 def select(frame: pd.DataFrame, mask: np.ndarray) -> pd.DataFrame:
@@ -56,51 +62,34 @@ def select(frame: pd.DataFrame, mask: np.ndarray) -> pd.DataFrame:
     return selected
 
 
-def arrow(values) -> pa.Array | pa.ChunkedArray:
-    """Strings as an Arrow array (zero-copy for pandas' pyarrow-backed ``str`` columns)."""
-    if isinstance(values, (pd.Series, pd.Index)):
-        return pa.array(pd.Series(values, copy=False).astype("str"))
-    return pa.array(sorted(values), type=pa.large_string())
-
-
-def isin(values: pd.Series, pool) -> pd.Series:
-    """``values.isin(pool)``, through the same lookup as :func:`position_in`.
+def isin(values: pd.Series, pool: pd.Series | pd.Index | Iterable[str]) -> pd.Series:
+    """``values.isin(pool)``, through :func:`~rostergate.formats.arrowops.position_in`.
 
     pandas 3's Arrow-string ``isin`` turns the pool into a Python list first,
     which costs seconds for a million-id pool.
     """
-    pool_array = arrow(pool)
-    if len(pool_array) == 0:
-        return pd.Series(False, index=values.index)
-    return pd.Series(lookup(arrow(values), pool_array) >= 0, index=values.index, dtype=bool)
-
-
-def position_in(values: pd.Series, pool: pd.Series) -> np.ndarray:
-    """Each value's position in ``pool`` (int64), -1 where it is not there."""
-    if len(pool) == 0:
-        return np.full(len(values), -1, dtype=np.int64)
-    return lookup(arrow(values), arrow(pool))
+    return pd.Series(position_in(values, pool) >= 0, index=values.index, dtype=bool)
 
 
 def map_values(values: pd.Series, table: Mapping[str, str], default: str) -> pd.Series:
     """``values.map(table).fillna(default)`` through Arrow's hash lookup (index kept)."""
     keys = sorted(table)
-    where = pc.index_in(arrow(values), value_set=pa.array(keys, type=pa.large_string()))
+    where = pc.index_in(strings(values), value_set=pa.array(keys, type=pa.large_string()))
     mapped = pc.fill_null(pc.take(pa.array([table[k] for k in keys], type=pa.large_string()), where), default)
     return pd.Series(mapped, index=values.index, dtype="str")
 
 
 def take(values: pd.Series, positions: np.ndarray) -> pa.Array | pa.ChunkedArray:
     """``values.iloc[positions]`` as Arrow strings; a negative position gives a null."""
-    return pc.take(arrow(values), pa.array(positions, mask=positions < 0))
+    return pc.take(strings(values), pa.array(positions, mask=positions < 0))
 
 
 def duplicated(*columns: pd.Series) -> np.ndarray:
-    """``duplicated(keep="first")`` over one or two aligned string columns (see rules.py)."""
+    """``duplicated(keep="first")`` over one or two aligned string columns (see arrowops.py)."""
     if len(columns) == 1:
-        return duplicate_mask(arrow(columns[0]))
+        return duplicate_mask(strings(columns[0]))
     first, second = columns
-    return pair_duplicate_mask(arrow(first), arrow(second))
+    return pair_duplicate_mask(strings(first), strings(second))
 
 
 def repeated_pairs(alive: np.ndarray, first: np.ndarray, second: np.ndarray) -> np.ndarray:
@@ -119,13 +108,13 @@ def attach(frame: pd.DataFrame, key: str, wide: pd.DataFrame) -> pd.DataFrame:
     """``frame.merge(wide, left_on=key, right_index=True, how="left")`` for a unique string index."""
     if wide.empty and not len(wide.columns):
         return frame
-    keys, index = arrow(frame[key]), arrow(pd.Series(wide.index, dtype="str"))
+    keys, index = strings(frame[key]), strings(pd.Series(wide.index, dtype="str"))
     if len(keys) == len(index) and pc.all(pc.equal(keys, index.cast(keys.type))).as_py():
         pos = np.arange(len(keys))  # the usual case: one row per key, in the same order
     else:
         pos = position_in(frame[key], pd.Series(wide.index, dtype="str"))
     take = pa.array(pos, mask=pos < 0)
-    columns = {c: pd.Series(pc.take(arrow(wide[c]), take), index=frame.index, dtype="str") for c in wide.columns}
+    columns = {c: pd.Series(pc.take(strings(wide[c]), take), index=frame.index, dtype="str") for c in wide.columns}
     return frame.assign(**columns)
 
 
@@ -138,17 +127,17 @@ def strictly_increasing(key: pa.Array | pa.ChunkedArray) -> bool:
 
 def split_first(values: pd.Series) -> pd.Series:
     """First item of a OneRoster comma list, trimmed (``"09, 10"`` → ``"09"``)."""
-    parts = pc.split_pattern(arrow(values), ",", max_splits=1)
+    parts = pc.split_pattern(strings(values), ",", max_splits=1)
     first = pc.utf8_trim_whitespace(pc.list_element(parts, 0))
     return pd.Series(first, index=values.index, dtype="str")
 
 
 def explode_list(frame: pd.DataFrame, id_column: str, list_column: str) -> pd.DataFrame:
     """(id, item) rows of a comma-list column in list order, items trimmed, empties removed."""
-    parts = pc.split_pattern(arrow(frame[list_column]), ",")
+    parts = pc.split_pattern(strings(frame[list_column]), ",")
     items = pc.utf8_trim_whitespace(pc.list_flatten(parts))
     parents = pc.list_parent_indices(parts)
-    ids = pc.take(arrow(frame[id_column]), parents)
+    ids = pc.take(strings(frame[id_column]), parents)
     keep = pc.not_equal(items, "")
     return pd.DataFrame({
         "id": pd.Series(pc.filter(ids, keep), dtype="str"),
@@ -175,13 +164,13 @@ def widen(pairs: pd.DataFrame, key: str, value: str, base: str, limit: int) -> p
     position = pairs.groupby(key, sort=False).cumcount()
     if len(pairs) and int(position.max()) == 0:  # one value per key: no pivot needed
         keys, values = pairs[key].astype("str"), pairs[value].astype("str")
-        if not strictly_increasing(arrow(keys)):
-            order = pc.sort_indices(arrow(keys)).to_numpy()  # stable, like pivot's sorted index
+        if not strictly_increasing(strings(keys)):
+            order = pc.sort_indices(strings(keys)).to_numpy()  # stable, like pivot's sorted index
             keys, values = keys.iloc[order], values.iloc[order]
         index = pd.Index(keys.array, name=key)
         return pd.DataFrame({base: pd.Series(values.array, index=index)})
     pairs = pairs.assign(_pos=position)
     pairs = pairs[pairs["_pos"] < limit]
     wide = pairs.pivot(index=key, columns="_pos", values=value)
-    wide.columns = [base if p == 0 else f"{base}_{p + 1}" for p in wide.columns]
+    wide.columns = [base if int(p) == 0 else f"{base}_{int(p) + 1}" for p in wide.columns]
     return wide.fillna("").astype("str")

@@ -1,4 +1,4 @@
-"""Rendering a :class:`~.issues.ValidationResult` for people and programs.
+"""Rendering a :class:`~rostergate.formats.issues.ValidationResult` for people and programs.
 
 Text: one line per issue, ``file:line - column = 'value' reason; hint`` (the
 Claris report shape, asm.md §4) followed by ``[severity code]``, under a

@@ -1,0 +1,313 @@
+"""What ``check-config`` checks once the configuration parses: everything ``serve`` or a delivery would fail on.
+
+Each check returns problems as ``key: reason`` lines, like :class:`~rostergate.errors.ConfigError`,
+naming the key to change and saying what to do. Nothing here writes: the state
+directory and the host key are only looked at, the store is opened read-only,
+the listen address is bound for a moment and released, and ``connect`` logs in
+downstream and looks at the folder without creating anything.
+
+The running daemon uses the same checks (without the listen address, which it
+holds) before it accepts a reloaded configuration.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import pwd
+import socket
+import sqlite3
+import stat
+import string
+from pathlib import Path
+
+from rostergate.config import Downstream, Flow, Settings
+from rostergate.errors import HostKeyError, StoreError
+
+REMOTE_NAME_FIELDS = ("account", "run_id")
+
+
+def run(settings: Settings, listen: bool = True, connect: bool = False) -> list[str]:
+    """Every problem of ``settings``; ``listen``: also bind the listen addresses; ``connect``: log in downstream."""
+    server = settings.server
+    problems = [*state_directory(server.data_dir), *host_key(server.host_key)]
+    if listen:
+        problems += listen_address("server.listen", server.listen_host, server.listen_port)
+        if server.metrics_listen:
+            host, _, port = server.metrics_listen.rpartition(":")
+            problems += listen_address("server.metrics_listen", host.strip("[]"), int(port))
+    problems += flow_accounts(settings)
+    for index, flow in enumerate(settings.flows):
+        problems += flow_problems(flow, f"flows[{index}]", connect)
+    return problems
+
+
+def user_name(uid: int | None = None) -> str:
+    uid = os.geteuid() if uid is None else uid
+    try:
+        return pwd.getpwuid(uid).pw_name
+    except KeyError:
+        return str(uid)
+
+
+def refuse_foreign_state(data_dir: Path) -> None:
+    """As root, refuse a state directory that belongs to another user (the service's).
+
+    Whatever root writes there (the store's journal, a home, a host key) the
+    service could no longer read or change.
+    """
+    if os.geteuid() != 0:
+        return
+    try:
+        owner = Path(data_dir).stat().st_uid
+    except OSError:
+        return  # not there yet: it is created by whoever runs first
+    if owner != 0:
+        name = user_name(owner)
+        raise StoreError(f"server.data_dir: {data_dir} belongs to {name}; run this as that user "
+                         f"(sudo -u {name} rostergate ...), not as root, so the service can still use its files")
+
+
+# -- the state directory and the host key ---------------------------------------------
+def state_directory(data_dir: Path) -> list[str]:
+    """The state directory (and the store in it) can be written by this user, or created."""
+    key = "server.data_dir"
+    if not data_dir.exists():
+        return _creatable(key, data_dir)
+    if not data_dir.is_dir():
+        return [f"{key}: {data_dir} is not a folder"]
+    if not os.access(data_dir, os.R_OK | os.W_OK | os.X_OK):
+        return [f"{key}: {data_dir} is not writable by {user_name()}; run as its owner "
+                f"({user_name(data_dir.stat().st_uid)}) or fix its owner"]
+    from rostergate.store import DB_NAME
+
+    problems = []
+    for name in (DB_NAME, DB_NAME + "-wal", DB_NAME + "-shm"):
+        path = data_dir / name
+        if path.exists() and not os.access(path, os.R_OK | os.W_OK):
+            problems.append(f"{key}: {path} is not writable by {user_name()} (created by another user? "
+                            f"chown it to {user_name(data_dir.stat().st_uid)})")
+    return problems
+
+
+def _creatable(key: str, path: Path) -> list[str]:
+    """``path`` does not exist: its nearest existing parent must be a folder this user may write in."""
+    parent = path.parent
+    while not parent.exists() and parent != parent.parent:
+        parent = parent.parent
+    if not parent.is_dir():
+        return [f"{key}: {path} cannot be created: {parent} is not a folder"]
+    if not os.access(parent, os.W_OK | os.X_OK):
+        return [f"{key}: {path} does not exist and cannot be created: {parent} is not writable by {user_name()}"]
+    return []
+
+
+def host_key(path: Path) -> list[str]:
+    """The host key is a readable, valid private key, or can be generated."""
+    from rostergate.sftp.server import read_host_key
+
+    if not path.exists():
+        return _creatable("server.host_key", path)
+    try:
+        read_host_key(path)
+    except HostKeyError as exc:
+        return [str(exc)]
+    return []
+
+
+# -- the listen address ---------------------------------------------------------------
+def listen_address(key: str, host: str, port: int) -> list[str]:
+    """``host:port`` can be listened on now (bound for a moment, with the options asyncio uses)."""
+    try:
+        infos = socket.getaddrinfo(host or None, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    except socket.gaierror as exc:
+        return [f"{key}: cannot resolve {host!r}: {exc.strerror}"]
+    for family, kind, proto, _, address in infos:
+        with socket.socket(family, kind, proto) as sock:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                sock.bind(address)
+            except OSError as exc:
+                return [f"{key}: cannot listen on {host}:{port}: {_bind_hint(exc, port)}"]
+    return []
+
+
+def _bind_hint(exc: OSError, port: int) -> str:
+    if exc.errno == errno.EADDRINUSE:
+        return "the address is already in use (another rostergate or an sshd?); choose another port or stop it"
+    if exc.errno == errno.EACCES and port < 1024:
+        return ("ports below 1024 need CAP_NET_BIND_SERVICE (see 'Listening on port 22' in docs/install.md), "
+                "or use a port of 1024 or more")
+    if exc.errno == errno.EADDRNOTAVAIL:
+        return "no network interface of this machine has that address"
+    return exc.strerror or str(exc)
+
+
+# -- flows --------------------------------------------------------------------------
+def flow_accounts(settings: Settings) -> list[str]:
+    """Every flow's file account exists (uploads can reach a flow only through its account)."""
+    if not settings.flows:
+        return []
+    try:
+        names = _account_names(settings.data_dir)
+    except StoreError as exc:
+        return [str(exc)]
+    return [f"flows[{index}].account: account {flow.account!r} does not exist; create it with "
+            f"'rostergate accounts create {flow.account}'"
+            for index, flow in enumerate(settings.flows) if flow.account not in names]
+
+
+def _account_names(data_dir: Path) -> set[str]:
+    from rostergate.accounts import AccountStore
+    from rostergate.store import DB_NAME
+
+    path = data_dir / DB_NAME
+    if not path.exists():
+        return set()
+    try:
+        conn = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)
+    except sqlite3.Error as exc:
+        raise StoreError(f"server.data_dir: cannot read the state store {path}: {exc}") from None
+    try:
+        conn.row_factory = sqlite3.Row
+        return {account.name for account in AccountStore(conn, data_dir).list()}
+    except sqlite3.Error as exc:
+        raise StoreError(f"server.data_dir: cannot read the state store {path}: {exc}") from None
+    finally:
+        conn.close()
+
+
+def flow_problems(flow: Flow, prefix: str, connect: bool = False) -> list[str]:
+    problems: list[str] = []
+    if flow.watch is not None:
+        problems += _folder(f"{prefix}.watch", flow.watch)
+    downstream = flow.downstream
+    if downstream is None:
+        return problems
+    key = f"{prefix}.downstream"
+    problems += remote_name(f"{key}.remote_name", downstream.remote_name)
+    if downstream.scheme == "file":
+        return problems + _folder(f"{key}.url", Path(downstream.path))
+    for name, path in (("password_file", downstream.password_file), ("key_file", downstream.key_file)):
+        if path is not None:
+            problems += secret_file(f"{key}.{name}", path)
+    if downstream.known_hosts is not None:
+        problems += known_hosts(f"{key}.known_hosts", downstream)
+    if connect and not problems:
+        problems += probe(key, downstream)
+    return problems
+
+
+def _folder(key: str, path: Path) -> list[str]:
+    """A folder rostergate moves files into or out of: writable, or creatable."""
+    if not path.exists():
+        return _creatable(key, path)
+    if not path.is_dir():
+        return [f"{key}: {path} is not a folder"]
+    if not os.access(path, os.R_OK | os.W_OK | os.X_OK):
+        return [f"{key}: {path} is not writable by {user_name()}"]
+    return []
+
+
+def remote_name(key: str, template: str) -> list[str]:
+    """The delivered file's name template uses only ``{account}`` and ``{run_id}``."""
+    bad = f"{key}: {template!r} is not a valid name template; write a literal brace as {{{{ or }}}}"
+    try:
+        fields = [field for _, field, _, _ in string.Formatter().parse(template) if field is not None]
+    except ValueError:
+        return [bad]
+    unknown = [field for field in fields if field not in REMOTE_NAME_FIELDS]
+    if unknown:
+        return [f"{key}: unknown placeholder {{{unknown[0]}}}; use {{account}} and {{run_id}}"]
+    try:
+        template.format(account="a", run_id="r")
+    except (ValueError, KeyError, IndexError, AttributeError):
+        return [bad]
+    return []
+
+
+def secret_file(key: str, path: Path) -> list[str]:
+    """A downstream secret: readable by this user, not empty, and readable by nobody else."""
+    try:
+        info = path.stat()
+        data = path.read_bytes()
+    except FileNotFoundError:
+        return [f"{key}: file not found: {path}"]
+    except OSError as exc:
+        return [f"{key}: {path} is not readable by {user_name()}: {exc.strerror}"]
+    if not data.strip():
+        return [f"{key}: {path} is empty"]
+    if info.st_mode & 0o077:
+        return [f"{key}: {path} may be read by others (mode {stat.S_IMODE(info.st_mode):04o}); "
+                f"make it owner-only: chmod 600 {path}"]
+    return []
+
+
+def _host_entry(downstream: Downstream) -> str:
+    return downstream.host if downstream.port == 22 else f"[{downstream.host}]:{downstream.port}"
+
+
+def known_hosts(key: str, downstream: Downstream) -> list[str]:
+    """The ``known_hosts`` file holds a key for the downstream host (and port)."""
+    import paramiko
+
+    assert downstream.known_hosts is not None
+    path = downstream.known_hosts
+    try:
+        keys = paramiko.HostKeys(str(path))
+    except OSError as exc:
+        return [f"{key}: {path} is not readable by {user_name()}: {exc.strerror}"]
+    except paramiko.SSHException as exc:
+        return [f"{key}: {path} is not a known_hosts file: {exc}"]
+    entry = _host_entry(downstream)
+    if keys.lookup(entry) is None:
+        return [f"{key}: {path} has no key for {entry}; add it (ssh-keyscan -p {downstream.port} {downstream.host}, "
+                "checked out of band) or pin host_key instead"]
+    return []
+
+
+def probe(key: str, downstream: Downstream) -> list[str]:
+    """Log in downstream and look at the folder (``check-config --connect``); nothing is written."""
+    import paramiko
+
+    from rostergate.forward import parse_host_key
+
+    client = paramiko.SSHClient()
+    client.set_missing_host_key_policy(paramiko.RejectPolicy())
+    if downstream.known_hosts is not None:
+        client.load_host_keys(str(downstream.known_hosts))
+    if downstream.host_key:
+        pinned = parse_host_key(downstream.host_key)
+        client.get_host_keys().add(_host_entry(downstream), pinned.get_name(), pinned)
+    password = None
+    if downstream.password_file is not None:
+        password = downstream.password_file.read_text(encoding="utf-8").rstrip("\r\n")
+    where = f"{downstream.username}@{downstream.host}:{downstream.port}"
+    try:
+        client.connect(
+            downstream.host, port=downstream.port, username=downstream.username, password=password,
+            key_filename=str(downstream.key_file) if downstream.key_file else None,
+            timeout=downstream.connect_timeout, banner_timeout=downstream.connect_timeout,
+            auth_timeout=downstream.connect_timeout, allow_agent=False, look_for_keys=False,
+        )
+        with client.open_sftp() as sftp:
+            mode = sftp.stat(downstream.path).st_mode
+        if mode is None or not stat.S_ISDIR(mode):
+            return [f"{key}.url: {downstream.path} on {where} is not a folder"]
+    except paramiko.BadHostKeyException:
+        return [f"{key}: {where} offered a host key that is not the pinned one; check the server out of band"]
+    except paramiko.AuthenticationException:
+        return [f"{key}: {where} refused the login; check password_file / key_file"]
+    except paramiko.SSHException as exc:
+        if "not found in known_hosts" in str(exc):
+            return [f"{key}: {where} offered a host key that is not the pinned one; check the server out of band"]
+        return [f"{key}: SSH to {where} failed: {exc}"]
+    except FileNotFoundError:
+        return [f"{key}.url: the folder {downstream.path} does not exist on {where}"]
+    except PermissionError:
+        return [f"{key}.url: {where} does not let {downstream.username} see {downstream.path}"]
+    except OSError as exc:
+        return [f"{key}: cannot reach {where}: {exc.strerror or exc}"]
+    finally:
+        client.close()
+    return []

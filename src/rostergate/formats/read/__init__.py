@@ -1,0 +1,1 @@
+"""Reading uploads: archive safety, text decoding, CSV tables, format detection, source files."""

@@ -1,0 +1,280 @@
+"""The worker processes that do a run's CPU work, and what happens when one is lost.
+
+:class:`WorkerPool` owns ``processes`` worker slots. Each slot is its own
+one-process :class:`~concurrent.futures.ProcessPoolExecutor` (spawn context), so a
+dead worker breaks only the call that was running in it: calls waiting for a
+free slot never see a ``BrokenProcessPool`` that was not theirs. The one
+awaitable entry point is :meth:`WorkerPool.run`; it raises :class:`WorkerFailure`
+when the worker died (killed, crashed), ran out of memory (``MemoryError`` under
+its ``RLIMIT_AS``) or took longer than ``max_run_seconds``. In every one of these
+cases the slot's process is gone and the next call starts a fresh one.
+
+Every worker process, in its initializer:
+
+* asks the kernel for ``SIGKILL`` when its parent dies (``PR_SET_PDEATHSIG``), then
+  checks that its parent is still the daemon (closing the race with a parent that
+  died before the ``prctl``): a ``kill -9`` of the daemon leaves no worker behind;
+* caps its address space at ``max_memory_mb`` (``RLIMIT_AS``, soft and hard).
+
+The parent-death signal fires when the *thread* that started the worker ends, so
+:meth:`WorkerPool.run` must be awaited on a long-lived event loop thread (the
+daemon's main thread): workers start lazily, inside ``run``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ctypes
+import importlib
+import multiprocessing
+import os
+import resource
+import signal
+import sys
+from collections.abc import Callable
+from concurrent.futures import Executor, ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
+from typing import Any, Protocol
+
+import structlog
+
+from rostergate.config import WorkerSettings
+from rostergate.errors import WorkerFailure
+
+log = structlog.get_logger("rostergate.workers")
+
+_PR_SET_PDEATHSIG = 1
+# Starting a worker (spawn, imports of pandas and pyarrow) is not part of a run's time limit,
+# but a start that takes this long is a failure in itself.
+START_SECONDS = 120.0
+# Waiting for an executor to notice its killed process and wind down.
+_REAP_SECONDS = 30.0
+
+
+class Workers(Protocol):
+    """Something that runs a picklable function with its arguments away from the event loop."""
+
+    async def run(self, fn: Callable[..., Any], *args: Any) -> Any: ...
+
+
+class ExecutorWorkers:
+    """:class:`Workers` over a plain executor (threads in tests): no limits, no replacement."""
+
+    def __init__(self, executor: Executor):
+        self.executor = executor
+
+    async def run(self, fn: Callable[..., Any], *args: Any) -> Any:
+        return await asyncio.get_running_loop().run_in_executor(self.executor, fn, *args)
+
+
+def initialize_worker(parent_pid: int, max_memory_bytes: int | None) -> None:
+    """Runs first in every worker process: die with the daemon, cap the address space."""
+    if sys.platform.startswith("linux"):
+        libc = ctypes.CDLL(None, use_errno=True)
+        if libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0) != 0:
+            raise OSError(ctypes.get_errno(), "prctl(PR_SET_PDEATHSIG) failed")
+    if os.getppid() != parent_pid:
+        os._exit(1)  # the daemon died before the prctl took effect: nobody waits for this worker
+    if max_memory_bytes is not None:
+        resource.setrlimit(resource.RLIMIT_AS, (max_memory_bytes, max_memory_bytes))
+
+
+def _call(fn: Callable[..., Any], args: tuple) -> Any:
+    """Runs ``fn(*args)`` in the worker; a thread that cannot start under the memory cap is out of memory."""
+    try:
+        return fn(*args)
+    except RuntimeError as exc:
+        if "can't start new thread" in str(exc):
+            raise MemoryError("no memory left to start a thread") from exc
+        raise
+
+
+def _ready(preload: tuple[str, ...]) -> int:
+    """The first call in a new worker: import the heavy modules up front; returns the worker's pid."""
+    for name in preload:
+        importlib.import_module(name)
+    return os.getpid()
+
+
+def describe_exit(exitcode: int | None) -> tuple[str, str | None]:
+    """How a worker process ended, for people, and the signal's name when a signal ended it."""
+    if exitcode is None:
+        return "the worker process stopped unexpectedly", None
+    if exitcode < 0:
+        try:
+            name = signal.Signals(-exitcode).name
+        except ValueError:
+            name = f"signal {-exitcode}"
+        if name == "SIGKILL":
+            return "the worker process was killed (SIGKILL: the system's out-of-memory killer or an operator)", name
+        if name == "SIGABRT":
+            return ("the worker process aborted (SIGABRT: a native library gave up, most often for lack of "
+                    "memory)"), name
+        return f"the worker process crashed ({name})", name
+    return f"the worker process exited unexpectedly (exit code {exitcode})", None
+
+
+class _Slot:
+    """One worker process behind a one-process executor; started on first use."""
+
+    def __init__(self, number: int):
+        self.number = number
+        self.executor: ProcessPoolExecutor | None = None
+        self.process: multiprocessing.process.BaseProcess | None = None
+        self.pid: int | None = None
+
+    async def call(self, pool: WorkerPool, fn: Callable[..., Any], args: tuple) -> Any:
+        waiter = await self._submit(pool, fn, args)
+        try:
+            return await asyncio.wait_for(asyncio.shield(waiter), pool.settings.max_run_seconds)
+        except TimeoutError:
+            await self.discard()
+            raise WorkerFailure(
+                "timeout",
+                f"the worker took longer than {pool.settings.max_run_seconds:g} s "
+                "(server.workers.max_run_seconds) and was stopped",
+            ) from None
+        except BrokenProcessPool:
+            detail, name = describe_exit(await self.discard())
+            raise WorkerFailure("died", detail + pool.memory_note(), name) from None
+        except MemoryError:
+            await self.discard()  # its heap may be in any state: start afresh
+            raise WorkerFailure("memory", pool.memory_detail()) from None
+        except asyncio.CancelledError:
+            self.abandon()  # nobody will read the result: free the CPU and the memory now
+            raise
+
+    async def _submit(self, pool: WorkerPool, fn: Callable[..., Any], args: tuple) -> asyncio.Future:
+        """Submit to this slot's worker, first replacing one that died while idle (not the caller's fault)."""
+        if self.process is not None and self.process.exitcode is not None:
+            log.warning("worker_lost_while_idle", slot=self.number, exit=describe_exit(await self.discard())[0])
+        await self._start(pool)
+        assert self.executor is not None
+        try:
+            future = self.executor.submit(_call, fn, args)
+        except BrokenProcessPool:
+            await self.discard()
+            await self._start(pool)
+            assert self.executor is not None
+            future = self.executor.submit(_call, fn, args)
+        waiter = asyncio.wrap_future(future)
+        waiter.add_done_callback(_consume)
+        return waiter
+
+    async def _start(self, pool: WorkerPool) -> None:
+        if self.executor is not None:
+            return
+        self.executor = ProcessPoolExecutor(
+            max_workers=1, mp_context=multiprocessing.get_context("spawn"),
+            initializer=initialize_worker, initargs=(os.getpid(), pool.max_memory_bytes),
+        )
+        waiter = asyncio.wrap_future(self.executor.submit(_ready, pool.preload))
+        waiter.add_done_callback(_consume)
+        try:
+            self.pid = await asyncio.wait_for(asyncio.shield(waiter), START_SECONDS)
+        except asyncio.CancelledError:
+            self.abandon()
+            raise
+        except MemoryError:
+            await self.discard()
+            raise WorkerFailure("memory", pool.memory_detail()) from None
+        except (TimeoutError, BrokenProcessPool) as exc:
+            detail, name = describe_exit(await self.discard())
+            if isinstance(exc, TimeoutError):
+                detail, name = f"the worker process did not start within {START_SECONDS:g} s", None
+            raise WorkerFailure("died", detail + " while starting" + pool.memory_note(), name) from None
+        except BaseException:
+            await self.discard()
+            raise
+        # The executor's one process, held to read its exit code and to kill it. The attribute
+        # is private: without it only the exit code is lost (the pid still kills the process).
+        self.process = getattr(self.executor, "_processes", {}).get(self.pid)
+        log.info("worker_started", slot=self.number, pid=self.pid)
+
+    def kill(self) -> None:
+        """SIGKILL this slot's process if it is still running."""
+        if self.process is not None:
+            if self.process.exitcode is None:
+                self.process.kill()
+        elif self.pid is not None:
+            try:
+                os.kill(self.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+
+    def abandon(self) -> None:
+        """Kill the process and let its executor wind down in the background."""
+        executor = self.executor
+        self.kill()
+        self.executor, self.process, self.pid = None, None, None
+        if executor is not None:
+            executor.shutdown(wait=False, cancel_futures=True)
+
+    async def discard(self) -> int | None:
+        """Kill the process and wait (bounded) for its executor to wind down; returns its exit code."""
+        executor, process = self.executor, self.process
+        self.kill()
+        self.executor, self.process, self.pid = None, None, None
+        if executor is not None:
+            shutdown = asyncio.to_thread(executor.shutdown, wait=True, cancel_futures=True)
+            try:
+                await asyncio.wait_for(shutdown, _REAP_SECONDS)
+            except TimeoutError:
+                log.warning("worker_not_reaped", slot=self.number)
+        return process.exitcode if process is not None else None
+
+
+def _consume(future: asyncio.Future) -> None:
+    if not future.cancelled():
+        future.exception()  # retrieved: no "exception was never retrieved" noise
+
+
+class WorkerPool:
+    """``settings.processes`` worker processes with limits; lost ones are replaced on the next call."""
+
+    def __init__(self, settings: WorkerSettings, preload: tuple[str, ...] = ()):
+        self.settings = settings
+        self.preload = preload
+        self._slots = [_Slot(n) for n in range(settings.processes)]
+        self._idle: asyncio.Queue[_Slot] | None = None
+        self._closed = False
+
+    @property
+    def max_memory_bytes(self) -> int:
+        return self.settings.max_memory_mb * 1024 * 1024
+
+    def memory_detail(self) -> str:
+        return (f"the worker ran out of memory (its limit is {self.settings.max_memory_mb} MB, "
+                "server.workers.max_memory_mb)")
+
+    def memory_note(self) -> str:
+        """Said of a worker that died: its memory cap, a frequent cause that its exit alone does not show."""
+        return f"; its memory limit is {self.settings.max_memory_mb} MB (server.workers.max_memory_mb)"
+
+    @property
+    def pids(self) -> list[int]:
+        """The running workers' process ids."""
+        return [slot.pid for slot in self._slots if slot.pid is not None]
+
+    async def run(self, fn: Callable[..., Any], *args: Any) -> Any:
+        """``fn(*args)`` in a free worker; waits for one when all are busy.
+
+        Raises :class:`WorkerFailure` when the worker is lost (the slot gets a new
+        process on its next call); any other exception of ``fn`` is raised as is.
+        """
+        if self._closed:
+            raise RuntimeError("the worker pool is closed")
+        if self._idle is None:
+            self._idle = asyncio.Queue()
+            for slot in self._slots:
+                self._idle.put_nowait(slot)
+        slot = await self._idle.get()
+        try:
+            return await slot.call(self, fn, args)
+        finally:
+            self._idle.put_nowait(slot)
+
+    async def close(self) -> None:
+        """Stop every worker now (running calls are abandoned) and wait for them to end."""
+        self._closed = True
+        await asyncio.gather(*(slot.discard() for slot in self._slots))
