@@ -16,7 +16,7 @@ $(BIN)/.installed: pyproject.toml
 install: $(BIN)/.installed
 
 run: install
-	$(BIN)/rostergate serve
+	$(BIN)/rostergate --demo serve
 
 system-deps:
 	scripts/install-system-deps

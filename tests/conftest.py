@@ -75,11 +75,11 @@ class Daemon:
         self.log = root / "daemon.log"
         self.process: subprocess.Popen | None = None
 
-    def start(self) -> "Daemon":
+    def start(self, env: dict[str, str] | None = None) -> "Daemon":
         handle = open(self.log, "ab")
         self.process = subprocess.Popen(
             [sys.executable, "-m", "rostergate", "--config", str(self.config), "serve"],
-            stdout=handle, stderr=subprocess.STDOUT, cwd=self.root,
+            stdout=handle, stderr=subprocess.STDOUT, cwd=self.root, env={**os.environ, **(env or {})},
         )
         try:
             wait_for_port(self.port)

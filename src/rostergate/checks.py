@@ -77,8 +77,8 @@ def state_directory(data_dir: Path) -> list[str]:
     if not data_dir.is_dir():
         return [f"{key}: {data_dir} is not a folder"]
     if not os.access(data_dir, os.R_OK | os.W_OK | os.X_OK):
-        return [f"{key}: {data_dir} is not writable by {user_name()}; run as its owner "
-                f"({user_name(data_dir.stat().st_uid)}) or fix its owner"]
+        return [(f"{key}: {data_dir} is not writable by {user_name()}; run as its owner "
+                 f"({user_name(data_dir.stat().st_uid)}) or fix its owner")]
     from rostergate.store import DB_NAME
 
     problems = []
@@ -128,32 +128,38 @@ def listen_address(key: str, host: str, port: int) -> list[str]:
             try:
                 sock.bind(address)
             except OSError as exc:
-                return [f"{key}: cannot listen on {host}:{port}: {_bind_hint(exc, port)}"]
+                return [cannot_listen(key, host, port, exc)]
     return []
 
 
-def _bind_hint(exc: OSError, port: int) -> str:
+def cannot_listen(key: str, host: str, port: int, exc: OSError) -> str:
+    """``key: cannot listen on host:port: why, and what to do`` for a failed bind."""
     if exc.errno == errno.EADDRINUSE:
-        return "the address is already in use (another rostergate or an sshd?); choose another port or stop it"
-    if exc.errno == errno.EACCES and port < 1024:
-        return ("ports below 1024 need CAP_NET_BIND_SERVICE (see 'Listening on port 22' in docs/install.md), "
-                "or use a port of 1024 or more")
-    if exc.errno == errno.EADDRNOTAVAIL:
-        return "no network interface of this machine has that address"
-    return exc.strerror or str(exc)
+        why = "the address is already in use (another rostergate, or an sshd?); choose another port or stop it"
+    elif exc.errno == errno.EACCES and port < 1024:
+        why = ("ports below 1024 need CAP_NET_BIND_SERVICE (see 'Listening on port 22' in docs/install.md), "
+               "or use a port of 1024 or more")
+    elif exc.errno == errno.EADDRNOTAVAIL:
+        why = "no network interface of this machine has that address"
+    else:
+        why = exc.strerror or str(exc)
+    return f"{key}: cannot listen on {host}:{port}: {why}"
 
 
 # -- flows --------------------------------------------------------------------------
 def flow_accounts(settings: Settings) -> list[str]:
-    """Every flow's file account exists (uploads can reach a flow only through its account)."""
-    if not settings.flows:
+    """Every flow's file account exists (uploads can reach a flow only through its account).
+
+    The demo's account is created by ``serve`` itself.
+    """
+    if not settings.flows or settings.demo:
         return []
     try:
         names = _account_names(settings.data_dir)
     except StoreError as exc:
         return [str(exc)]
-    return [f"flows[{index}].account: account {flow.account!r} does not exist; create it with "
-            f"'rostergate accounts create {flow.account}'"
+    return [(f"flows[{index}].account: account {flow.account!r} does not exist; create it with "
+             f"'rostergate accounts create {flow.account}'")
             for index, flow in enumerate(settings.flows) if flow.account not in names]
 
 
@@ -238,8 +244,8 @@ def secret_file(key: str, path: Path) -> list[str]:
     if not data.strip():
         return [f"{key}: {path} is empty"]
     if info.st_mode & 0o077:
-        return [f"{key}: {path} may be read by others (mode {stat.S_IMODE(info.st_mode):04o}); "
-                f"make it owner-only: chmod 600 {path}"]
+        return [(f"{key}: {path} may be read by others (mode {stat.S_IMODE(info.st_mode):04o}); "
+                 f"make it owner-only: chmod 600 {path}")]
     return []
 
 
@@ -261,8 +267,8 @@ def known_hosts(key: str, downstream: Downstream) -> list[str]:
         return [f"{key}: {path} is not a known_hosts file: {exc}"]
     entry = _host_entry(downstream)
     if keys.lookup(entry) is None:
-        return [f"{key}: {path} has no key for {entry}; add it (ssh-keyscan -p {downstream.port} {downstream.host}, "
-                "checked out of band) or pin host_key instead"]
+        return [(f"{key}: {path} has no key for {entry}; add it (ssh-keyscan -p {downstream.port} "
+                 f"{downstream.host}, checked out of band) or pin host_key instead")]
     return []
 
 

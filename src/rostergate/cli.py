@@ -1,7 +1,9 @@
 """Commands only: parse, call, print (tables for people, JSON with ``--json``).
 
 Exit codes: 0 success, 1 a refused request or an invalid upload, 2 unreadable
-input or a broken configuration.
+input or a broken configuration. No user error ends in a traceback:
+:class:`RostergateGroup` is the one place that turns our errors and the
+operating system's into one line each (``error: ...`` / ``config error: key: ...``).
 """
 
 from __future__ import annotations
@@ -9,50 +11,74 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import sqlite3
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any, NoReturn
 
 import click
 
 from rostergate import config as config_module
 from rostergate import store, timeutil
-from rostergate.errors import AccountError, ConfigError
+from rostergate.errors import AccountError, ConfigError, RostergateError
+from rostergate.history import STATUSES
 from rostergate.printable import json_safe, printable
 
 
 class Context:
-    """Lazily loads settings and opens the store, so ``validate`` needs neither."""
+    """Lazily finds and loads the settings and opens the store, so ``validate`` needs neither."""
 
-    def __init__(self, config_path: Path | None):
+    def __init__(self, config_path: Path | None, demo: bool = False):
         self.config_path = config_path
+        self.demo = demo
+        self._source: config_module.ConfigSource | None = None
         self._settings: config_module.Settings | None = None
-        self._conn = None
+        self._conn: sqlite3.Connection | None = None
+
+    @property
+    def source(self) -> config_module.ConfigSource:
+        """The configuration in use; a discovered one is named on stderr (stdout stays the command's)."""
+        if self._source is None:
+            self._source = config_module.discover(self.config_path, self.demo)
+            if self._source.reason != "--config":
+                say(self._source.describe(), err=True)
+        return self._source
 
     @property
     def settings(self) -> config_module.Settings:
         if self._settings is None:
-            try:
-                self._settings = config_module.load(self.config_path)
-            except ConfigError as exc:
-                for problem in exc.problems:
-                    say(f"config error: {problem}", err=True)
-                sys.exit(2)
+            self._settings = config_module.load_source(self.source)
         return self._settings
 
+    def reload(self) -> config_module.Settings:
+        """The settings read again from the same place (``serve`` on SIGHUP)."""
+        return config_module.load_source(self.source)
+
+    def state_dir(self) -> Path:
+        """The state directory, refused to root when it belongs to the service user."""
+        from rostergate.checks import refuse_foreign_state
+
+        refuse_foreign_state(self.settings.data_dir)
+        return self.settings.data_dir
+
     @property
-    def conn(self):
+    def conn(self) -> sqlite3.Connection:
         if self._conn is None:
-            self._conn = store.connect(self.settings.data_dir)
+            data_dir = self.state_dir()
+            try:
+                self._conn = store.connect(data_dir)
+            except OSError as exc:
+                raise ConfigError([f"server.data_dir: cannot create or open {data_dir}: {exc.strerror or exc}"]) from None
         return self._conn
 
-    def accounts(self):
+    def accounts(self) -> Any:
         from rostergate.accounts import AccountStore
 
         return AccountStore(self.conn, self.settings.data_dir)
 
-    def history(self):
+    def history(self) -> Any:
         from rostergate.history import History
 
         return History(self.conn)
@@ -86,17 +112,47 @@ def account_errors() -> Iterator[None]:
         fail(str(exc))
 
 
-def fail(message: str, code: int = 1) -> None:
+def fail(message: str, code: int = 1) -> NoReturn:
     say(f"error: {message}", err=True)
     sys.exit(code)
 
 
-@click.group()
-@click.option("--config", "config_path", type=click.Path(path_type=Path),
-              help="TOML configuration (default: ./rostergate.toml if present, else embedded defaults).")
+def _os_error(exc: OSError) -> str:
+    """``path: reason`` of an operating system error, without Python's ``[Errno N]``."""
+    reason = exc.strerror or str(exc)
+    names = [str(name) for name in (exc.filename, exc.filename2) if name is not None]
+    return f"{' -> '.join(names)}: {reason}" if names else reason
+
+
+class RostergateGroup(click.Group):
+    """The command group whose :meth:`invoke` turns every user error into one line and an exit code."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except ConfigError as exc:
+            for problem in exc.problems:
+                say(f"config error: {problem}", err=True)
+            sys.exit(2)
+        except AccountError as exc:
+            fail(str(exc), 1)
+        except RostergateError as exc:
+            fail(str(exc), 2)
+        except sqlite3.Error as exc:
+            fail(f"the state store cannot be used: {exc}", 2)
+        except OSError as exc:
+            fail(_os_error(exc), 2)
+
+
+@click.group(cls=RostergateGroup)
+@click.option("--config", "config_path", type=click.Path(dir_okay=False, path_type=Path),
+              help="TOML configuration. Default: $ROSTERGATE_CONFIG, then /etc/rostergate/rostergate.toml, "
+                   "then ./rostergate.toml (the one used is named on stderr).")
+@click.option("--demo", is_flag=True,
+              help="Use the embedded demo defaults: listen 127.0.0.1:2222, state under ./var, a 'demo' account.")
 @click.version_option(package_name="rostergate")
 @click.pass_context
-def main(ctx: click.Context, config_path: Path | None) -> None:
+def main(ctx: click.Context, config_path: Path | None, demo: bool) -> None:
     """rostergate: SFTP intake, validation, conversion and forwarding of rostering data."""
     from rostergate import logs
 
@@ -104,27 +160,67 @@ def main(ctx: click.Context, config_path: Path | None) -> None:
     # whatever umask the shell or the unit started us with.
     os.umask(0o077)
     logs.configure()
-    ctx.obj = Context(config_path)
+    ctx.obj = Context(config_path, demo)
 
 
-# -- serve / check-config --------------------------------------------------------
+# -- serve / check-config / init ---------------------------------------------------
 @main.command()
 @pass_context
 def serve(ctx: Context) -> None:
-    """Run the SFTP server and the pipeline until stopped (SIGTERM/SIGINT)."""
+    """Run the SFTP server and the pipeline: SIGHUP reloads, SIGTERM drains and stops (twice: at once)."""
     from rostergate.daemon import serve as run_daemon
 
-    asyncio.run(run_daemon(ctx.settings))
+    ctx.state_dir()
+    asyncio.run(run_daemon(ctx.settings, ctx.reload))
 
 
 @main.command("check-config")
+@click.option("--connect", is_flag=True,
+              help="Also log in to each SFTP downstream and check that its folder exists (nothing is written).")
 @pass_context
-def check_config(ctx: Context) -> None:
-    """Load the configuration and report every wrong key (exit 2 if any)."""
+def check_config(ctx: Context, connect: bool) -> None:
+    """Check the configuration and everything serve would fail on; one line per problem (exit 2 if any)."""
+    from rostergate import checks
+
     settings = ctx.settings
+    ctx.state_dir()
+    problems = checks.run(settings, connect=connect)
+    if problems:
+        raise ConfigError(problems)
     where = settings.source or "embedded defaults"
     say(f"configuration OK ({where}): {len(settings.flows)} flow(s), "
-               f"listen {settings.server.listen_host}:{settings.server.listen_port}")
+        f"listen {settings.server.listen_host}:{settings.server.listen_port}")
+
+
+@main.command()
+@click.argument("directory", default=".", type=click.Path(file_okay=False, path_type=Path))
+@click.option("--data-dir", type=click.Path(file_okay=False, path_type=Path),
+              help="The state directory to create (default: DIRECTORY/var), e.g. /var/lib/rostergate.")
+@click.option("--user", "owner", metavar="USER",
+              help="Give the state directory to this user (the service's, e.g. rostergate); needs root.")
+@click.option("--force", is_flag=True, help="Replace an existing DIRECTORY/rostergate.toml.")
+def init(directory: Path, data_dir: Path | None, owner: str | None, force: bool) -> None:
+    """Write a commented DIRECTORY/rostergate.toml and create its owner-only state directory."""
+    import pwd
+
+    from rostergate.scaffold import CONFIG_NAME, Owner, init_site
+
+    service_user = None
+    if owner is not None:
+        try:
+            entry = pwd.getpwnam(owner)
+        except KeyError:
+            raise click.BadParameter(f"no user {owner!r}; create it first (systemd-sysusers, see docs/install.md)",
+                                     param_hint="--user") from None
+        if os.geteuid() != 0:
+            raise click.BadParameter("only root can give the state directory to another user", param_hint="--user")
+        service_user = Owner(owner, entry.pw_uid, entry.pw_gid)
+    if (directory / CONFIG_NAME).exists() and not force:
+        fail(f"{directory / CONFIG_NAME} already exists; edit it, or give --force to replace it", 1)
+    site = init_site(directory, data_dir, service_user, replace=force)
+    say(f"wrote {site.config}")
+    say(f"state directory {site.data_dir} (mode 0700, owner {site.owner})")
+    say(f"next: add a [[flows]] entry, then: rostergate --config {site.config} check-config")
 
 
 # -- accounts --------------------------------------------------------------------
@@ -173,10 +269,11 @@ def _read_keys(files: tuple[Path, ...]) -> str:
 
 @accounts.command("create")
 @click.argument("name")
-@click.option("--public-key", "public_keys", multiple=True, type=click.Path(path_type=Path),
+@click.option("--public-key", "public_keys", multiple=True,
+              type=click.Path(exists=True, dir_okay=False, path_type=Path),
               help="An OpenSSH public key or authorized_keys file; may be repeated.")
 @click.option("--no-password", is_flag=True, help="Key-only account: no password is generated.")
-@click.option("--json", "as_json", is_flag=True)
+@click.option("--json", "as_json", is_flag=True, help="Print JSON (the documented shape) instead of text.")
 @pass_context
 def accounts_create(ctx: Context, name: str, public_keys: tuple[Path, ...], no_password: bool, as_json: bool) -> None:
     """Create a file account; prints its connection details and, once, its password."""
@@ -187,7 +284,7 @@ def accounts_create(ctx: Context, name: str, public_keys: tuple[Path, ...], no_p
 
 
 @accounts.command("list")
-@click.option("--json", "as_json", is_flag=True)
+@click.option("--json", "as_json", is_flag=True, help="Print JSON (the documented shape) instead of text.")
 @pass_context
 def accounts_list(ctx: Context, as_json: bool) -> None:
     """List file accounts."""
@@ -207,7 +304,7 @@ def accounts_list(ctx: Context, as_json: bool) -> None:
 
 @accounts.command("show")
 @click.argument("name")
-@click.option("--json", "as_json", is_flag=True)
+@click.option("--json", "as_json", is_flag=True, help="Print JSON (the documented shape) instead of text.")
 @pass_context
 def accounts_show(ctx: Context, name: str, as_json: bool) -> None:
     """Show an account's connection details (never its password)."""
@@ -220,7 +317,7 @@ def accounts_show(ctx: Context, name: str, as_json: bool) -> None:
 
 @accounts.command("regenerate-password")
 @click.argument("name")
-@click.option("--json", "as_json", is_flag=True)
+@click.option("--json", "as_json", is_flag=True, help="Print JSON (the documented shape) instead of text.")
 @pass_context
 def accounts_regenerate(ctx: Context, name: str, as_json: bool) -> None:
     """Replace the account's password with a new generated one (shown once)."""
@@ -232,7 +329,7 @@ def accounts_regenerate(ctx: Context, name: str, as_json: bool) -> None:
 
 @accounts.command("set-key")
 @click.argument("name")
-@click.argument("file", type=click.Path(path_type=Path))
+@click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @pass_context
 def accounts_set_key(ctx: Context, name: str, file: Path) -> None:
     """Replace the account's public keys with those in FILE (authorized_keys format)."""
@@ -278,19 +375,15 @@ def runs() -> None:
 
 
 @runs.command("list")
-@click.option("--account")
-@click.option("--status")
-@click.option("--since", help="24h, 7d, 30m or an ISO date/time")
-@click.option("--limit", type=int, default=None)
-@click.option("--json", "as_json", is_flag=True)
+@click.option("--account", help="Only this account's runs.")
+@click.option("--status", type=click.Choice(STATUSES), help="Only runs with this status.")
+@click.option("--since", help="Only runs received since: 24h, 7d, 30m or an ISO date/time.")
+@click.option("--limit", type=click.IntRange(min=1), default=None, help="At most this many runs (newest first).")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON (the documented shape) instead of text.")
 @pass_context
 def runs_list(ctx: Context, account: str | None, status: str | None, since: str | None, limit: int | None,
               as_json: bool) -> None:
     """List runs, newest first."""
-    from rostergate.history import STATUSES
-
-    if status and status not in STATUSES:
-        fail(f"--status must be one of {', '.join(STATUSES)}", 2)
     items = ctx.history().list(account=account, status=status, since=_since(since), limit=limit)
     if as_json:
         emit_json([r.to_dict() for r in items])
@@ -311,7 +404,7 @@ def _since(text: str | None):
 
 @runs.command("show")
 @click.argument("run_id")
-@click.option("--json", "as_json", is_flag=True)
+@click.option("--json", "as_json", is_flag=True, help="Print JSON (the documented shape) instead of text.")
 @pass_context
 def runs_show(ctx: Context, run_id: str, as_json: bool) -> None:
     """Show one run with its upload's SHA-256, steps, issues and delivery receipts."""
@@ -341,8 +434,8 @@ def runs_show(ctx: Context, run_id: str, as_json: bool) -> None:
 
 
 @runs.command("stats")
-@click.option("--since", help="24h, 7d, 30m or an ISO date/time")
-@click.option("--json", "as_json", is_flag=True)
+@click.option("--since", help="Only runs received since: 24h, 7d, 30m or an ISO date/time.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON (the documented shape) instead of text.")
 @pass_context
 def runs_stats(ctx: Context, since: str | None, as_json: bool) -> None:
     """Counts of runs per status and per account."""
@@ -397,7 +490,7 @@ def _held(history, run_id: str):
 
 @runs.command("diff")
 @click.argument("run_id")
-@click.option("--json", "as_json", is_flag=True)
+@click.option("--json", "as_json", is_flag=True, help="Print JSON (the documented shape) instead of text.")
 @pass_context
 def runs_diff(ctx: Context, run_id: str, as_json: bool) -> None:
     """What the run changes against the account's last delivery, file by file."""
@@ -427,11 +520,13 @@ def runs_retry(ctx: Context, run_id: str) -> None:
 # -- validate / convert ------------------------------------------------------------
 @main.command()
 @click.argument("path", type=click.Path(path_type=Path))
-@click.option("--format", "format_", type=click.Choice(["auto", "asm", "oneroster"]), default="auto")
-@click.option("--profile", type=click.Choice(["strict", "asm"]), default="strict")
+@click.option("--format", "format_", type=click.Choice(["auto", "asm", "oneroster"]), default="auto",
+              show_default=True, help="The upload's format; auto recognises it.")
+@click.option("--profile", type=click.Choice(["strict", "asm"]), default="strict", show_default=True,
+              help="strict: the standards as written; asm: what Apple accepts (some rules become warnings).")
 @click.option("--encoding", type=click.Choice(["convert", "reject"]), default="convert", show_default=True,
               help="UTF-16 / Windows-1252 files: convert with a warning, or reject.")
-@click.option("--json", "as_json", is_flag=True)
+@click.option("--json", "as_json", is_flag=True, help="Print JSON (the documented shape) instead of text.")
 def validate(path: Path, format_: str, profile: str, encoding: str, as_json: bool) -> None:
     """Validate a ZIP or folder; exit 0 valid, 1 invalid, 2 cannot read."""
     from rostergate.formats.validate.report import render_text
@@ -458,9 +553,10 @@ def validate(path: Path, format_: str, profile: str, encoding: str, as_json: boo
 
 @main.command()
 @click.argument("path", type=click.Path(path_type=Path))
-@click.option("--to", "target", type=click.Choice(["asm"]), default="asm", show_default=True)
-@click.option("-o", "--output", type=click.Path(path_type=Path), help="The ZIP to write.")
-@click.option("--preview", type=int, default=None, help="Print the first N mapped records per file.")
+@click.option("--to", "target", type=click.Choice(["asm"]), default="asm", show_default=True,
+              help="The output format (Apple School Manager's six files).")
+@click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), help="The ZIP to write.")
+@click.option("--preview", type=click.IntRange(min=1), default=None, help="Print the first N mapped records per file.")
 @click.option("--account", help="Use this account's flow mapping from the configuration.")
 @pass_context
 def convert(ctx: Context, path: Path, target: str, output: Path | None, preview: int | None,
@@ -511,7 +607,8 @@ def convert(ctx: Context, path: Path, target: str, output: Path | None, preview:
 
 
 @runs.command("tail")
-@click.option("--interval", type=float, default=1.0, show_default=True, help="Seconds between looks.")
+@click.option("--interval", type=click.FloatRange(min=0.1), default=1.0, show_default=True,
+              help="Seconds between looks.")
 @pass_context
 def runs_tail(ctx: Context, interval: float) -> None:
     """Print runs as they arrive and change status, until interrupted."""

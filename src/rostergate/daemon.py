@@ -1,19 +1,51 @@
-"""``rostergate serve``: the SFTP server, the intake and the pipeline in one process."""
+"""``rostergate serve``: the SFTP server, the intake and the pipeline in one process, run like OpenSSH's sshd.
+
+What a service manager (systemd, ``Type=notify``) sees, through :mod:`rostergate.sdnotify`:
+
+* **Start.** The store is opened (and migrated), runs a stopped daemon left in
+  progress are queued again, uploads a crash left behind are recovered, the SFTP
+  port listens: only then ``READY=1``. Anything that fails before (a state
+  directory that cannot be made, a port in use, a corrupt host key) is raised as
+  one of our errors, which the CLI prints as one line with a non-zero exit.
+* **Watchdog.** With ``WatchdogSec=``, ``WATCHDOG=1`` goes out from the event loop
+  twice per period, so a stalled loop gets the service restarted.
+* **SIGHUP: reload.** ``RELOADING=1``; the configuration is read again and checked
+  (:func:`rostergate.checks.run`, the listen address aside). With any problem the
+  old configuration stays and every problem is logged. Otherwise the flows
+  (downstreams, mappings, safeguards, watch folders), ``public_host``,
+  ``[server.limits]`` and ``stop_grace_seconds`` apply at once, to runs and sessions that start
+  from then on; connected sessions and uploads in flight are not touched. Keys read only at
+  start are logged as needing a restart. Accounts need no reload: every login
+  reads them from the store. Then ``READY=1`` again.
+* **SIGTERM (or SIGINT): drain.** ``STOPPING=1``; the listener closes (no new
+  connections), watch mode stops, no further run starts; uploads in progress
+  and runs in progress get ``server.stop_grace_seconds`` to finish. Runs still
+  going then are interrupted where the store says they stand (each logged) and
+  resume on the next start; the exit status is 0. A second SIGTERM ends the wait
+  at once.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import signal
+import sqlite3
+from collections.abc import Callable
+from dataclasses import replace
+from typing import Any
 
 import structlog
 
-from rostergate import store
+from rostergate import checks, store
 from rostergate.accounts import AccountStore
 from rostergate.config import Settings
+from rostergate.errors import ConfigError
 from rostergate.history import History
-from rostergate.metrics import serve_metrics
 from rostergate.intake import Intake
+from rostergate.metrics import serve_metrics
 from rostergate.pipeline import Pipeline
+from rostergate.sdnotify import Notifier
+from rostergate.sftp.files import ServerState
 from rostergate.sftp.server import load_or_create_host_key, start_server
 from rostergate.watch import InboxWatcher
 from rostergate.workers import WorkerPool
@@ -21,6 +53,7 @@ from rostergate.workers import WorkerPool
 log = structlog.get_logger("rostergate.daemon")
 # Imported when a worker starts, so a run's time limit does not pay for them.
 WORKER_PRELOAD = ("rostergate.prepare", "rostergate.formats.validate.entry", "rostergate.formats.convert.entry")
+DRAIN_POLL_SECONDS = 0.2
 
 
 def ensure_demo_account(accounts: AccountStore, settings: Settings) -> str | None:
@@ -53,44 +86,214 @@ def welcome(settings: Settings, fingerprint: str, demo_password: str | None) -> 
     return "\n".join(lines)
 
 
-async def serve(settings: Settings) -> None:
-    """Run until SIGINT/SIGTERM."""
-    data_dir = settings.data_dir
-    conn = store.connect(data_dir)
-    accounts = AccountStore(conn, data_dir)
-    history = History(conn)
-    demo_password = ensure_demo_account(accounts, settings)
-    workers = WorkerPool(settings.server.workers, preload=WORKER_PRELOAD)
-    # Runs of different accounts go side by side: at least as many as there are workers to keep busy.
-    pipeline = Pipeline(settings, history, accounts, workers, concurrency=max(2, settings.server.workers.processes))
-    intake = Intake(history, data_dir, wake=pipeline.wake)
-    recovered = intake.recover({a.name: accounts.home(a.name) for a in accounts.list()})
-    if recovered:
-        log.info("uploads_recovered", count=len(recovered))
-    if settings.server.metrics_listen:
-        serve_metrics(settings.server.metrics_listen)
-    host_key = load_or_create_host_key(settings.server.host_key)
-    server = await start_server(
-        settings.server.listen_host, settings.server.listen_port, settings.server.host_key, accounts,
-        intake.upload_finished, settings=settings.server.sftp,
-    )
-    print(welcome(settings, host_key.get_fingerprint(), demo_password), flush=True)
-    log.info("daemon_started", listen=f"{settings.server.listen_host}:{settings.server.listen_port}")
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
-    worker = asyncio.create_task(pipeline.run_forever())
-    watchers = [
-        asyncio.create_task(InboxWatcher(flow.watch, flow.account, intake, flow.watch_settle_seconds).run(stop))
-        for flow in settings.flows if flow.watch is not None
+# Keys read once at start: a reload that changes them says so and keeps the running values.
+def _restart_keys(old: Settings, new: Settings) -> list[str]:
+    a, b = old.server, new.server
+    pairs: list[tuple[str, Any, Any]] = [
+        ("server.listen", (a.listen_host, a.listen_port), (b.listen_host, b.listen_port)),
+        ("server.host_key", a.host_key, b.host_key),
+        ("server.data_dir", a.data_dir, b.data_dir),
+        ("server.metrics_listen", a.metrics_listen, b.metrics_listen),
+        ("server.workers", a.workers, b.workers),
+        ("server.algorithms", a.sftp.algorithms, b.sftp.algorithms),
+        ("server.defender", a.sftp.defender, b.sftp.defender),
     ]
-    await stop.wait()
-    for watcher in watchers:
-        watcher.cancel()
-    log.info("daemon_stopping")
-    server.close()
-    worker.cancel()
-    await pipeline.stop()  # runs in progress resume on the next start
-    await workers.close()  # no worker outlives the daemon, not even one in the middle of a run
-    conn.close()
+    return [key for key, before, after in pairs if before != after]
+
+
+def _watched(settings: Settings) -> set[tuple[str, str, float]]:
+    return {(f.account, str(f.watch), f.watch_settle_seconds) for f in settings.flows if f.watch is not None}
+
+
+class Daemon:
+    """One ``serve``: its parts, its signals, and its lifecycle (module doc)."""
+
+    def __init__(self, settings: Settings, reload: Callable[[], Settings], notifier: Notifier):
+        self.settings = settings
+        self._reload_settings = reload
+        self.notifier = notifier
+        self._stop = asyncio.Event()
+        self._force = asyncio.Event()
+        self._hup = asyncio.Event()
+        self._watch_stop = asyncio.Event()
+        self._watchers: list[asyncio.Task[None]] = []
+
+    # -- signals -------------------------------------------------------------------------
+    def _on_stop(self, name: str) -> None:
+        if self._stop.is_set():
+            log.warning("stop_forced", signal=name)
+            self._force.set()
+        else:
+            log.info("stop_requested", signal=name)
+            self._stop.set()
+
+    def _install_signals(self, loop: asyncio.AbstractEventLoop) -> None:
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, self._on_stop, sig.name)
+        loop.add_signal_handler(signal.SIGHUP, self._hup.set)
+
+    # -- start ---------------------------------------------------------------------------
+    async def run(self) -> None:
+        data_dir = self.settings.data_dir
+        try:
+            conn = store.connect(data_dir)
+        except OSError as exc:
+            raise ConfigError([f"server.data_dir: cannot create or open {data_dir}: {exc.strerror or exc}"]) from None
+        try:
+            await self._serve(conn)
+        finally:
+            conn.close()
+
+    async def _serve(self, conn: sqlite3.Connection) -> None:
+        settings = self.settings
+        server_settings = settings.server
+        data_dir = settings.data_dir
+        self.accounts = accounts = AccountStore(conn, data_dir)
+        history = History(conn)
+        demo_password = ensure_demo_account(accounts, settings)
+        workers = WorkerPool(server_settings.workers, preload=WORKER_PRELOAD)
+        # Runs of different accounts go side by side: at least as many as there are workers to keep busy.
+        self.pipeline = pipeline = Pipeline(settings, history, accounts, workers,
+                                            concurrency=max(2, server_settings.workers.processes))
+        try:
+            intake = Intake(history, data_dir, wake=pipeline.wake)
+            self.intake = intake
+            recovered = intake.recover({a.name: accounts.home(a.name) for a in accounts.list()})
+            if recovered:
+                log.info("uploads_recovered", count=len(recovered))
+            pipeline.resume_interrupted()
+            if server_settings.metrics_listen:
+                host, _, port = server_settings.metrics_listen.rpartition(":")
+                try:
+                    serve_metrics(server_settings.metrics_listen)
+                except OSError as exc:
+                    raise ConfigError([checks.cannot_listen("server.metrics_listen", host, int(port), exc)]) from None
+            host_key = load_or_create_host_key(server_settings.host_key)
+            try:
+                server = await start_server(
+                    server_settings.listen_host, server_settings.listen_port, server_settings.host_key, accounts,
+                    intake.upload_finished, settings=server_settings.sftp,
+                )
+            except OSError as exc:
+                raise ConfigError([checks.cannot_listen(
+                    "server.listen", server_settings.listen_host, server_settings.listen_port, exc)]) from None
+            self.state: ServerState = server.rostergate_state  # the sessions' shared registries
+            loop = asyncio.get_running_loop()
+            self._install_signals(loop)
+            background = [asyncio.create_task(pipeline.run_forever()), asyncio.create_task(self._reloader())]
+            if self.notifier.watchdog_seconds:
+                background.append(asyncio.create_task(self._watchdog(self.notifier.watchdog_seconds)))
+            self._start_watchers(settings)
+            print(welcome(settings, host_key.get_fingerprint(), demo_password), flush=True)
+            listen = f"{server_settings.listen_host}:{server_settings.listen_port}"
+            log.info("daemon_started", listen=listen)
+            self.notifier.ready(f"listening on {listen}")
+            await self._stop.wait()
+            await self._drain_and_stop(server, history, background)
+        finally:
+            await workers.close()  # no worker outlives the daemon, not even one in the middle of a run
+
+    # -- watchdog and watch mode -----------------------------------------------------------
+    async def _watchdog(self, period: float) -> None:
+        while True:
+            self.notifier.watchdog()
+            await asyncio.sleep(period / 2)
+
+    def _start_watchers(self, settings: Settings) -> None:
+        self._watch_stop = stop = asyncio.Event()
+        self._watchers = [
+            asyncio.create_task(InboxWatcher(flow.watch, flow.account, self.intake, flow.watch_settle_seconds).run(stop))
+            for flow in settings.flows if flow.watch is not None
+        ]
+
+    def _stop_watchers(self) -> None:
+        self._watch_stop.set()
+        for watcher in self._watchers:
+            watcher.cancel()
+        self._watchers = []
+
+    # -- reload ------------------------------------------------------------------------
+    async def _reloader(self) -> None:
+        while True:
+            await self._hup.wait()
+            self._hup.clear()
+            if self._stop.is_set():
+                return
+            await self.reload()
+
+    def _read_and_check(self) -> tuple[Settings | None, list[str]]:
+        try:
+            new = self._reload_settings()
+        except ConfigError as exc:
+            return None, exc.problems
+        return new, checks.run(new, listen=False)
+
+    async def reload(self) -> bool:
+        """Read the configuration again and apply it, or keep the running one; True when applied."""
+        self.notifier.reloading()
+        log.info("reload_requested")
+        new, problems = await asyncio.to_thread(self._read_and_check)
+        if new is None or problems:
+            log.error("reload_refused", problems=problems, kept=str(self.settings.source or "embedded defaults"))
+            self.notifier.ready("running; the last reload was refused (see the log)")
+            return False
+        restart = _restart_keys(self.settings, new)
+        old = self.settings
+        sftp = replace(new.server.sftp, algorithms=old.server.sftp.algorithms, defender=old.server.sftp.defender)
+        server = replace(old.server, public_host=new.server.public_host, sftp=sftp,
+                         stop_grace_seconds=new.server.stop_grace_seconds)
+        applied = replace(new, server=server)
+        self.settings = self.pipeline.settings = applied
+        self.state.settings = sftp
+        if _watched(applied) != _watched(old):
+            self._stop_watchers()
+            self._start_watchers(applied)
+        if restart:
+            log.warning("reload_needs_restart", keys=restart)
+        accounts = await asyncio.to_thread(self.accounts.list)
+        log.info("reloaded", flows=len(applied.flows), accounts=len(accounts))
+        self.notifier.ready(f"reloaded: {len(applied.flows)} flow(s)")
+        return True
+
+    # -- stop ------------------------------------------------------------------------------
+    def _uploads_in_progress(self) -> int:
+        """Files open for writing, and finished uploads still on their way to a run."""
+        return sum(self.state.writers.values()) + len(self.state.tasks)
+
+    async def _drain_and_stop(self, server: Any, history: History, background: list[asyncio.Task[Any]]) -> None:
+        grace = self.settings.server.stop_grace_seconds
+        self.notifier.stopping(grace)
+        server.close()  # no new connections; connected sessions go on
+        self._stop_watchers()
+        self.pipeline.hold()
+        uploads, busy = self._uploads_in_progress(), not self.pipeline.idle
+        log.info("daemon_stopping", grace_seconds=grace, uploads_in_progress=uploads, runs_in_progress=busy)
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + grace
+        while (self._uploads_in_progress() or not self.pipeline.idle) and not self._force.is_set():
+            left = deadline - loop.time()
+            if left <= 0:
+                break
+            try:
+                await asyncio.wait_for(self._force.wait(), timeout=min(DRAIN_POLL_SECONDS, left))
+            except TimeoutError:
+                pass
+        unfinished = self._uploads_in_progress()
+        for task in background:
+            task.cancel()
+        await self.pipeline.stop()  # runs still going: their state is in the store; they resume on the next start
+        for run in history.list(status="processing"):
+            log.info("run_interrupted", run_id=run.id, account=run.account, status=run.status,
+                     resumes="on the next start")
+        queued = len(history.list(status="received"))
+        log.info("daemon_stopped", uploads_cut_short=unfinished, runs_queued_for_next_start=queued)
+
+
+async def serve(settings: Settings, reload: Callable[[], Settings] | None = None,
+                notifier: Notifier | None = None) -> None:
+    """Run until SIGTERM/SIGINT (module doc); ``reload`` reads the configuration again on SIGHUP."""
+    daemon = Daemon(settings, reload or (lambda: settings), notifier or Notifier())
+    try:
+        await daemon.run()
+    finally:
+        daemon.notifier.close()

@@ -34,6 +34,7 @@ from rostergate import forward, metrics, safeguard, timeutil
 from rostergate.accounts import AccountStore
 from rostergate.config import Flow, Settings
 from rostergate.history import History, Run
+from rostergate.intake import SPOOL_DIR, UPLOAD_NAME
 from rostergate.prepare import OUTPUT_NAME, Prepared, prepare
 from rostergate.reports import write_report
 from rostergate.errors import DeliveryError, FinalError, WorkerFailure
@@ -59,15 +60,29 @@ class Pipeline:
         self.concurrency = concurrency
         self._wakeup = asyncio.Event()
         self._busy: dict[str, asyncio.Task] = {}  # account -> its running task
+        self._holding = False
 
     def wake(self) -> None:
         """Tell the worker there may be new work (thread-safe via the loop when needed)."""
         self._wakeup.set()
 
-    async def run_forever(self) -> None:
+    def resume_interrupted(self) -> list[str]:
+        """Queue again the runs a stopped daemon left ``processing`` (once, before the daemon says it is ready)."""
         requeued = self.history.requeue_interrupted()
         if requeued:
             log.info("runs_resumed", count=len(requeued))
+        return requeued
+
+    def hold(self) -> None:
+        """Start no further run (a stopping daemon); the runs in progress go on."""
+        self._holding = True
+
+    @property
+    def idle(self) -> bool:
+        """No run is in progress."""
+        return not self._busy
+
+    async def run_forever(self) -> None:
         while True:
             self._start_claimable()
             timeout = self._seconds_until_next_retry()
@@ -78,7 +93,7 @@ class Pipeline:
                 pass
 
     def _start_claimable(self) -> None:
-        while len(self._busy) < self.concurrency:
+        while not self._holding and len(self._busy) < self.concurrency:
             run = self.history.claim_next(set(self._busy))
             if run is None:
                 return
@@ -176,9 +191,11 @@ class Pipeline:
                     return None
 
     async def _prepare(self, run: Run, flow: Flow, bound) -> Prepared:
-        run_dir = str(Path(run.spool_path).parent)
+        run_dir = Path(self.settings.data_dir).resolve() / SPOOL_DIR / run.id
+        if Path(run.spool_path).resolve() != run_dir / UPLOAD_NAME:
+            raise ValueError("the run's upload is not in its spool folder")  # never work on another path
         prepared: Prepared = await self.workers.run(
-            prepare, run_dir, run.spool_path, flow.input, flow.output, flow.profile, flow.mapping, flow.encoding,
+            prepare, str(run_dir), run.spool_path, flow.input, flow.output, flow.profile, flow.mapping, flow.encoding,
             run.sha256,
         )
         for step in prepared.steps:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 import shutil
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -20,8 +21,10 @@ from typing import Any
 from rostergate import timeutil
 from rostergate.formats.read.csvio import sharing_loaded_tables
 from rostergate.formats.issues import Issue
+from rostergate.intake import SPOOL_DIR, UPLOAD_NAME
 
 WORK_DIR = "work"
+_RUN_ID = re.compile(r"\d{8}-\d{6}-[0-9a-f]{6}")  # history.new_run_id
 OUTPUT_NAME = "deliver.zip"
 CHECKED_UPLOAD = "upload.zip"  # in WORK_DIR: the private copy of the upload that is checked
 UPLOAD_CHANGED = ("the upload changed after it was received (its SHA-256 is no longer the one recorded at "
@@ -100,10 +103,26 @@ def prepare(run_dir: str, upload: str, input_format: str, output_format: str, pr
     before this returns: student data stays on disk only as the upload and the
     deliverable ZIP.
     """
+    work = spooled_work_dir(run_dir, upload)  # before anything is removed
     try:
         return _prepare(run_dir, upload, input_format, output_format, profile, mapping, encoding, upload_sha256)
     finally:
-        shutil.rmtree(Path(run_dir) / WORK_DIR, ignore_errors=True)
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def spooled_work_dir(run_dir: str | Path, upload: str | Path) -> Path:
+    """``run_dir/work``, only when ``run_dir`` is a run's own spool folder holding ``upload``.
+
+    prepare() removes this folder before and after its work. A run's paths come from
+    the store; were one ever wrong (``/nowhere/upload.zip`` makes ``run_dir`` the root
+    folder, and ``/work`` its work folder), removing ``<run_dir>/work`` would destroy
+    whatever lives there, so anything but ``<...>/spool/<run-id>/upload.zip`` is refused.
+    """
+    folder, spooled = Path(run_dir).resolve(), Path(upload).resolve()
+    if not (folder.is_absolute() and spooled.parent == folder and spooled.name == UPLOAD_NAME
+            and folder.parent.name == SPOOL_DIR and _RUN_ID.fullmatch(folder.name)):
+        raise ValueError("refusing to work outside a run's own spool folder")
+    return folder / WORK_DIR
 
 
 def _prepare(run_dir: str, upload: str, input_format: str, output_format: str, profile: str,
@@ -117,7 +136,7 @@ def _prepare(run_dir: str, upload: str, input_format: str, output_format: str, p
 
     prepared = Prepared(outcome="rejected")
     steps = _Steps(prepared)
-    work = Path(run_dir) / WORK_DIR
+    work = spooled_work_dir(run_dir, upload)
     shutil.rmtree(work, ignore_errors=True)  # a resumed run starts its CPU work afresh
     source = work / "source"
     source.mkdir(parents=True, mode=0o700)

@@ -56,8 +56,9 @@ def test_check_config_names_each_wrong_key_and_exits_non_zero(tmp_path):
 
 
 def test_check_config_accepts_embedded_defaults(tmp_path):
-    result = rostergate("check-config", cwd=tmp_path)
+    result = rostergate("--demo", "check-config", cwd=tmp_path)
     assert result.returncode == 0 and "embedded defaults" in result.stdout
+    assert "--demo" in result.stderr  # which configuration was used is said on stderr
 
 
 def test_convert_writes_asm_zip_and_preview(tmp_path):
@@ -74,11 +75,11 @@ def test_convert_writes_asm_zip_and_preview(tmp_path):
 
 
 def test_runs_commands_on_an_empty_history(tmp_path):
-    assert json.loads(rostergate("runs", "list", "--json", cwd=tmp_path).stdout) == []
-    assert rostergate("runs", "show", "nope", cwd=tmp_path).returncode == 1
-    bad = rostergate("runs", "list", "--since", "yesterday", cwd=tmp_path)
+    assert json.loads(rostergate("--demo", "runs", "list", "--json", cwd=tmp_path).stdout) == []
+    assert rostergate("--demo", "runs", "show", "nope", cwd=tmp_path).returncode == 1
+    bad = rostergate("--demo", "runs", "list", "--since", "yesterday", cwd=tmp_path)
     assert bad.returncode == 2 and "--since" in bad.stderr
-    stats = json.loads(rostergate("runs", "stats", "--json", cwd=tmp_path).stdout)
+    stats = json.loads(rostergate("--demo", "runs", "stats", "--json", cwd=tmp_path).stdout)
     assert stats["total"] == 0
 
 

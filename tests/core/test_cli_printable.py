@@ -29,7 +29,8 @@ def state_with_a_hostile_upload_name(tmp_path: Path) -> Path:
     config = tmp_path / "rostergate.toml"
     config.write_text(f'[server]\ndata_dir = "{tmp_path / "var"}"\n')
     conn = store.connect(tmp_path / "var")
-    History(conn).record_received("20261130-120000-abcdef", "district-a", HOSTILE, "/nowhere", 1, "0" * 64)
+    spooled = tmp_path / "var" / "spool" / "20261130-120000-abcdef" / "upload.zip"  # never processed here
+    History(conn).record_received("20261130-120000-abcdef", "district-a", HOSTILE, str(spooled), 1, "0" * 64)
     conn.close()
     return config
 

@@ -15,16 +15,65 @@ def write(tmp_path: Path, text: str) -> Path:
 
 def test_embedded_defaults_listen_on_loopback_with_state_under_var(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    settings = config.load(None)
+    source = config.discover(demo=True, environ={})
+    settings = config.load_source(source)
     assert (settings.server.listen_host, settings.server.listen_port) == ("127.0.0.1", 2222)
     assert settings.data_dir == Path("var")
     assert settings.demo and settings.flow_for("demo").downstream.scheme == "file"
+    assert "--demo" in source.describe()
 
 
 def test_local_rostergate_toml_is_used_without_config_option(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     write(tmp_path, '[server]\nlisten = "127.0.0.1:2300"\n')
-    assert config.load(None).server.listen_port == 2300
+    source = config.discover(environ={}, system=tmp_path / "etc" / "rostergate.toml")
+    assert source.path == Path("rostergate.toml")
+    assert config.load_source(source).server.listen_port == 2300
+
+
+def test_discovery_order_is_option_variable_system_file_then_local_file(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    local = write(tmp_path, "")
+    system = tmp_path / "etc-rostergate.toml"
+    system.write_text("")
+    env_file = tmp_path / "from-env.toml"
+    explicit = tmp_path / "explicit.toml"
+    environ = {"ROSTERGATE_CONFIG": str(env_file)}
+    assert config.discover(explicit, environ=environ, system=system).path == explicit
+    assert config.discover(environ=environ, system=system).path == env_file
+    assert config.discover(environ={}, system=system).path == system
+    assert config.discover(environ={}, system=tmp_path / "absent.toml", local=local).path == local
+    described = config.discover(environ=environ, system=system).describe()
+    assert str(env_file) in described and "$ROSTERGATE_CONFIG" in described
+
+
+def test_no_configuration_is_an_error_not_a_silent_demo(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(config.ConfigError, match="--demo") as caught:
+        config.discover(environ={}, system=tmp_path / "absent.toml")
+    assert len(caught.value.problems) == 1
+    with pytest.raises(config.ConfigError, match="cannot be combined"):
+        config.discover(tmp_path / "x.toml", demo=True)
+    assert not (tmp_path / "var").exists()
+
+
+def test_paths_may_point_into_the_service_credentials_directory(tmp_path, monkeypatch):
+    credentials = tmp_path / "credentials"
+    credentials.mkdir()
+    (credentials / "secret_a.pass").write_text("pw\n")
+    monkeypatch.setenv("CREDENTIALS_DIRECTORY", str(credentials))
+    path = write(tmp_path, """
+[[flows]]
+account = "a"
+[flows.downstream]
+url = "sftp://u@h:22/in"
+password_file = "${CREDENTIALS_DIRECTORY}/secret_a.pass"
+host_key = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIEbYm0+g2pEGX9DGNB/nWoHAfZf2BL7FZDafdkprrCbK"
+""")
+    assert config.load(path).flow_for("a").downstream.password_file == credentials / "secret_a.pass"
+    monkeypatch.delenv("CREDENTIALS_DIRECTORY")
+    with pytest.raises(config.ConfigError, match="/run/credentials/rostergate.service/secret_a.pass"):
+        config.load(path)
 
 
 def test_full_sftp_flow_parses(tmp_path):
