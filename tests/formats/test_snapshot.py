@@ -1,11 +1,11 @@
-"""Safeguard: diffs between ASM ZIPs and the hold rules."""
+"""Snapshot: diffs between ASM ZIPs and the hold rules (formats/snapshot.py)."""
 
 import zipfile
 
 import pytest
 
 from rostergate import config
-from rostergate.safeguard import Thresholds, diff, parse_thresholds, reasons_to_hold
+from rostergate.formats.snapshot import Thresholds, diff, parse_thresholds, reasons_to_hold
 
 HEADERS = {
     "students.csv": "person_id,first_name,last_name,location_id",
