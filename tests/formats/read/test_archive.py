@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import zipfile
 
-from rostergate.formats.archive import ArchiveLimits, is_complete_zip, unpack
-from tests.formats import kit
+from rostergate.formats.read.archive import ArchiveLimits, ZipState, is_complete_zip, unpack, zip_state
+from tests.formats import conftest as kit
 
 
 def test_valid_zip_unpacks_flat(tmp_path):
@@ -67,10 +67,66 @@ def test_is_complete_zip(tmp_path):
         part = tmp_path / f"part{cut}.zip"
         part.write_bytes(data[:cut])
         assert not is_complete_zip(part)
+    # Changed on purpose: completeness is judged from the end record and the central directory
+    # alone, never by decompressing, so a wrong CRC is a finished upload; unpack refuses it.
     damaged = tmp_path / "crc.zip"
     damaged.write_bytes(data)
     kit.patch_central(damaged, 0, 16, "<I", 0)
-    assert not is_complete_zip(damaged)
+    assert is_complete_zip(damaged)
+    dest = tmp_path / "out"
+    dest.mkdir()
+    assert [i.code for i in unpack(damaged, dest)] == ["archive.crc_mismatch"]
     assert not is_complete_zip(tmp_path / "missing.zip")
     (tmp_path / "junk.zip").write_bytes(b"PK\x05\x06" + b"\xff" * 30)
     assert not is_complete_zip(tmp_path / "junk.zip")
+
+
+def test_zip_state_tells_unfinished_from_not_a_zip(tmp_path):
+    """INCOMPLETE is kept for a resumed upload; NOT_ZIP is finished and unreadable."""
+    z = kit.zip_folder(kit.OR11, tmp_path / "u.zip")
+    data = z.read_bytes()
+    assert zip_state(z) is ZipState.COMPLETE
+    for cut in (0, 3, 10, len(data) // 2, len(data) - 5):
+        part = tmp_path / f"part{cut}.zip"
+        part.write_bytes(data[:cut])
+        assert zip_state(part) is ZipState.INCOMPLETE, cut  # a ZIP's start without its end record
+    assert zip_state(tmp_path / "missing.zip") is ZipState.INCOMPLETE
+    (tmp_path / "text.zip").write_bytes(b"this is not a zip file at all")
+    assert zip_state(tmp_path / "text.zip") is ZipState.NOT_ZIP
+    (tmp_path / "junk.zip").write_bytes(b"PK\x05\x06" + b"\xff" * 30)
+    assert zip_state(tmp_path / "junk.zip") is ZipState.NOT_ZIP
+    lying = tmp_path / "lying.zip"
+    lying.write_bytes(data)
+    kit.patch_central(lying, 0, 42, "<I", len(data))  # first entry's local header beyond the data
+    assert zip_state(lying) is ZipState.NOT_ZIP
+    many = kit.make_zip(tmp_path / "many.zip", {f"f{n}.csv": b"a\n" for n in range(5)})
+    assert zip_state(many, ArchiveLimits(max_entries=2)) is ZipState.COMPLETE  # unpack refuses it
+
+
+def test_only_stored_and_deflate_are_unpacked(tmp_path):
+    """Changed on purpose: bzip2 and LZMA are refused from the directory, before any byte is expanded."""
+    entries = {"users.csv": b"a,b\n1,2\n", "orgs.csv": b"c\n3\n"}
+    for method, name in ((zipfile.ZIP_BZIP2, "bzip2"), (zipfile.ZIP_LZMA, "LZMA")):
+        z = kit.make_zip(tmp_path / f"{name}.zip", entries, infos={"orgs.csv": {"compress_type": method}})
+        dest = tmp_path / name
+        dest.mkdir()
+        issues = unpack(z, dest)
+        assert [(i.code, i.value) for i in issues] == [("archive.unsupported_compression", "orgs.csv")]
+        assert name in issues[0].message
+        assert list(dest.iterdir()) == []
+    stored = kit.make_zip(tmp_path / "stored.zip", entries,
+                          infos={n: {"compress_type": zipfile.ZIP_STORED} for n in entries})
+    dest = tmp_path / "stored"
+    dest.mkdir()
+    assert unpack(stored, dest) == []
+    assert {p.name: p.read_bytes() for p in dest.iterdir()} == entries
+
+
+def test_one_entry_over_its_own_limit_is_refused(tmp_path):
+    z = kit.make_zip(tmp_path / "u.zip", {"a.csv": b"a,b\n1,2\n", "big.csv": bytes(range(256)) * 64})
+    dest = tmp_path / "out"
+    dest.mkdir()
+    issues = unpack(z, dest, ArchiveLimits(max_entry_size=10_000))
+    assert [(i.code, i.value) for i in issues] == [("archive.entry_too_large", "big.csv")]
+    assert list(dest.iterdir()) == []
+    assert unpack(z, dest, ArchiveLimits(max_entry_size=20_000)) == []
