@@ -15,12 +15,12 @@ from typing import Callable
 
 import pytest
 
-from rostergate.formats.read.archive import ArchiveLimits
 from rostergate.formats.catalogue import CATALOGUE
+from rostergate.formats.read.archive import ArchiveLimits
 from rostergate.formats.validate.entry import validate_path
-from tests.formats.convert.test_convert_codes import CASES as CONVERT_CASES
 from tests.formats import conftest as kit
 from tests.formats.conftest import ASM, OR11, OR12
+from tests.formats.convert.test_convert_codes import CASES as CONVERT_CASES
 
 
 @dataclass

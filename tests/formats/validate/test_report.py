@@ -5,8 +5,8 @@ from __future__ import annotations
 import json
 
 from rostergate.formats.validate.collect import Collector
-from rostergate.formats.validate.report import render_json, render_text
 from rostergate.formats.validate.entry import validate_dir
+from rostergate.formats.validate.report import render_json, render_text
 from tests.formats import conftest as kit
 
 
