@@ -36,8 +36,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from gen_district import generate  # noqa: E402
 
-from rostergate.formats.convert import convert_dir, write_asm_zip  # noqa: E402
-from rostergate.formats.csvio import sharing_loaded_tables  # noqa: E402
+from rostergate.formats.convert.entry import convert_dir, write_asm_zip  # noqa: E402
+from rostergate.formats.read.csvio import sharing_loaded_tables  # noqa: E402
 from rostergate.prepare import prepare  # noqa: E402
 
 AS_OF = dt.date(2026, 11, 22)
@@ -78,7 +78,7 @@ def main(argv: list[str] | None = None) -> None:
     validate = None
     if not args.no_validate:
         try:
-            from rostergate.formats.validate import validate_dir as validate
+            from rostergate.formats.validate.entry import validate_dir as validate
         except ImportError:
             print("validate_dir not available: timing conversion only")
 

@@ -29,7 +29,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from gen_district import generate  # noqa: E402
 
-from rostergate.formats.validate import validate_dir  # noqa: E402
+from rostergate.formats.validate.entry import validate_dir  # noqa: E402
 
 
 def bare_parse(folder: Path) -> int:
@@ -43,7 +43,7 @@ def child_peak_rss(folder: Path, mode: str) -> float:
     """Peak RSS (MiB) of a fresh interpreter running one bare parse or one validation."""
     code = (
         "import sys, json, resource; from pathlib import Path; sys.path.insert(0, sys.argv[3]);"
-        "from bench_validate import bare_parse; from rostergate.formats.validate import validate_dir;"
+        "from bench_validate import bare_parse; from rostergate.formats.validate.entry import validate_dir;"
         "f = Path(sys.argv[1]);"
         "r = bare_parse(f) if sys.argv[2] == 'bare' else validate_dir(f).valid;"
         "hwm = [l for l in open('/proc/self/status') if l.startswith('VmHWM')][0].split()[1];"

@@ -8,11 +8,11 @@ from pathlib import Path
 
 import pytest
 
-from rostergate.formats import csvio
-from rostergate.formats.convert import convert_dir
-from rostergate.formats.csvio import load_table, sharing_loaded_tables
+from rostergate.formats.convert.entry import convert_dir
+from rostergate.formats.read import csvio
+from rostergate.formats.read.csvio import load_table, sharing_loaded_tables
 from rostergate.prepare import OUTPUT_NAME, prepare
-from tests.formats import kit
+from tests.formats import conftest as kit
 
 
 def _upload(folder: Path, tmp_path: Path) -> str:

@@ -3,7 +3,7 @@
 Each case starts from a valid fixture (tests/fixtures/*-valid), breaks exactly
 one thing, and expects the code; the same run on the untouched fixture (zipped
 for archive codes) must not produce it. The converter's ``convert.*`` codes have
-their cases in tests/convert/test_convert_codes.py.
+their cases in tests/formats/convert/test_convert_codes.py.
 """
 
 from __future__ import annotations
@@ -15,12 +15,12 @@ from typing import Callable
 
 import pytest
 
-from rostergate.formats.archive import ArchiveLimits
 from rostergate.formats.catalogue import CATALOGUE
-from rostergate.formats.validate import validate_path
-from tests.convert.test_convert_codes import CASES as CONVERT_CASES
-from tests.formats import kit
-from tests.formats.kit import ASM, OR11, OR12
+from rostergate.formats.read.archive import ArchiveLimits
+from rostergate.formats.validate.entry import validate_path
+from tests.formats import conftest as kit
+from tests.formats.conftest import ASM, OR11, OR12
+from tests.formats.convert.test_convert_codes import CASES as CONVERT_CASES
 
 
 @dataclass
@@ -120,6 +120,11 @@ def _(d):
     return _zip(d, {"link.csv": b"/etc/passwd"}, infos={"link.csv": {"external_attr": 0o120777 << 16}})
 
 
+@case("archive.unsupported_compression", OR11, zipped=True)
+def _(d):
+    return _zip(d, infos={"users.csv": {"compress_type": zipfile.ZIP_BZIP2}})  # 7-Zip's "BZip2" method
+
+
 @case("archive.overlapping_entries", OR11, zipped=True)
 def _(d):
     p = _zip(d)
@@ -130,6 +135,11 @@ def _(d):
 @case("archive.too_many_entries", OR11, zipped=True, limits=ArchiveLimits(max_entries=8))
 def _(d):
     return _zip(d, {f"extra{n}.txt": b"x" for n in range(3)})
+
+
+@case("archive.entry_too_large", OR11, zipped=True, limits=ArchiveLimits(max_entry_size=20_000))
+def _(d):
+    return _zip(d, {"big.csv": bytes(range(256)) * 100})
 
 
 @case("archive.too_large", OR11, zipped=True, limits=ArchiveLimits(max_total_size=20_000))
@@ -641,7 +651,7 @@ def _run(c: Case, target: Path):
 
 def test_every_catalogue_code_has_a_case():
     """Every code has its cases: the validator's here, the converter's (``convert.*``) in
-    tests/convert/test_convert_codes.py, which runs them through ``convert_dir``."""
+    tests/formats/convert/test_convert_codes.py, which runs them through ``convert_dir``."""
     assert set(CASES).isdisjoint(CONVERT_CASES)
     covered = set(CASES) | set(CONVERT_CASES)
     assert set(CATALOGUE) - covered == set()
@@ -675,7 +685,7 @@ def test_passing_fixture_does_not_report_code(code, tmp_path):
 
 
 def test_internal_error_is_reported(tmp_path, monkeypatch):
-    import rostergate.formats.validate as v
+    import rostergate.formats.validate.entry as v
 
     def boom(*a, **k):
         raise RuntimeError("secret student value")

@@ -12,10 +12,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from rostergate.formats.archive import is_complete_zip, unpack
-from rostergate.formats.csvio import load_bytes
-from rostergate.formats.validate import validate_path
-from tests.formats import kit
+from rostergate.formats.read.archive import is_complete_zip, unpack
+from rostergate.formats.read.csvio import load_bytes
+from rostergate.formats.validate.entry import validate_path
+from tests.formats import conftest as kit
 
 # RG_HYPOTHESIS_EXAMPLES=500 for a deeper local run; the default keeps the suite fast
 SETTINGS = dict(max_examples=int(os.environ.get("RG_HYPOTHESIS_EXAMPLES", "40")), deadline=3000, suppress_health_check=[HealthCheck.function_scoped_fixture,

@@ -63,15 +63,16 @@ def validate_oneroster(
     c = collector
     present = {p.name: p for p in Path(folder).iterdir() if p.is_file() and not p.name.startswith(".")}
     pkg = Package()
+    # the files' version (read/detect.py, the one guesser) applies when the manifest names no supported one
+    guessed = guess_version(finder(present))
     manifest_name = match_name(present, MANIFEST)
     if manifest_name is None:
         c.add("oneroster.manifest.missing", file=MANIFEST, value=MANIFEST)
-        pkg.version = guess_version(finder(present))
     else:
         if manifest_name != MANIFEST:
             c.add("oneroster.file.name_case", file=manifest_name, value=manifest_name, expected=MANIFEST)
-        _read_manifest(present[manifest_name], pkg, c, encoding_policy)
-    version = pkg.version or "1.1"
+        _read_manifest(present[manifest_name], pkg, c, encoding_policy, guessed)
+    pkg.version = version = pkg.version or guessed
     _match_files(present, pkg, version, c)
     files = list(pkg.files.items())
     if progress:
@@ -102,8 +103,12 @@ def validate_oneroster(
 # -- files and manifest --------------------------------------------------------------------------
 
 
-def _read_manifest(path: Path, pkg: Package, c: Collector, policy: EncodingPolicy) -> None:
-    """oneroster.md §4: header, properties, versions and file modes."""
+def _read_manifest(path: Path, pkg: Package, c: Collector, policy: EncodingPolicy, guessed: str) -> None:
+    """oneroster.md §4: header, properties, versions and file modes.
+
+    ``pkg.version`` is the version ``oneroster.version`` names if supported, else ``None``;
+    the other properties are then judged by ``guessed`` (the files' version).
+    """
     t = load_table(path, MANIFEST, encoding_policy=policy)
     c.extend_loaded(t)
     if t.frame is None:
@@ -131,7 +136,7 @@ def _read_manifest(path: Path, pkg: Package, c: Collector, policy: EncodingPolic
         else:
             c.add("oneroster.manifest.unsupported_version", file=MANIFEST, line=line, column="value", value=value)
     pkg.version = version
-    v = version or "1.1"
+    v = version or guessed
     if "manifest.version" in props:
         value, line = props["manifest.version"]
         if value == "1":

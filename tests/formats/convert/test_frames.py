@@ -14,8 +14,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from rostergate.formats.columns import repeated_pairs, select
-from rostergate.formats.rules import code_pair_duplicate_mask, int_duplicate_mask
+from rostergate.formats.arrowops import code_pair_duplicate_mask, int_duplicate_mask
+from rostergate.formats.convert.frames import repeated_pairs, select
 
 ARROW_STR = pd.StringDtype("pyarrow", na_value=np.nan)  # what the CSV loader gives ("str")
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from rostergate.formats.detect import detect_format
-from rostergate.formats.validate import cannot_read, validate_asm_files, validate_dir, validate_path
-from tests.formats import kit
+from rostergate.formats.read.detect import detect_format
+from rostergate.formats.validate.entry import cannot_read, validate_asm_files, validate_dir, validate_path
+from tests.formats import conftest as kit
 
 
 @pytest.mark.parametrize("fixture, expected", [(kit.OR11, "oneroster-1.1"), (kit.OR12, "oneroster-1.2"),
@@ -183,13 +183,14 @@ def test_asm_files_in_memory_get_the_same_findings_as_on_disk(tmp_path):
 
 def test_asm_frames_in_memory_get_the_same_findings_as_their_bytes(tmp_path):
     """The output check reads a verbatim file's frame instead of parsing it: same findings."""
-    from rostergate.formats.csvio import ASM_ESCAPE, load_bytes
+    from rostergate.formats.read.csvio import load_bytes
+    from rostergate.formats.schema.asm import ESCAPE
 
     d = kit.copy(kit.ASM, tmp_path / "u")
     kit.add_row(d, "rosters.csv", {"roster_id": "r-9", "class_id": "cls-gone", "student_id": "usr-s1"})
     kit.add_row(d, "rosters.csv", {"roster_id": "r-9", "class_id": "cls-bio-1", "student_id": "usr-s1"})
     files = {p.name: p.read_bytes() for p in d.iterdir()}
-    frames = {name: load_bytes(data, name, escape_char=ASM_ESCAPE).frame for name, data in files.items()}
+    frames = {name: load_bytes(data, name, escape_char=ESCAPE).frame for name, data in files.items()}
     from_bytes = validate_asm_files(files, "asm")
     from_frames = validate_asm_files(frames, "asm")
     assert {i.code for i in from_bytes.issues} >= {"asm.reference.missing_record", "asm.value.duplicate_id"}

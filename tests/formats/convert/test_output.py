@@ -14,15 +14,16 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from rostergate.formats import asmwrite
-from rostergate.formats.asmwrite import csv_bytes, parse_asm_csv, zip_bytes
-from rostergate.formats.csvio import ASM_ESCAPE, load_bytes
-from rostergate.formats.convert import conversion_summary, convert_dir, render_preview, write_asm_zip
+from rostergate.formats.convert import asmwrite
+from rostergate.formats.convert.asmwrite import csv_bytes, zip_bytes
+from rostergate.formats.convert.entry import conversion_summary, convert_dir, render_preview, write_asm_zip
+from rostergate.formats.read.csvio import load_bytes
+from rostergate.formats.schema.asm import ESCAPE
+from tests.conftest import require_tool
 
-from ..conftest import require_tool
-from .builders import zip_members
+from .conftest import zip_members
 
-FIXTURES = Path(__file__).parents[1] / "fixtures" / "convert"
+FIXTURES = Path(__file__).parents[2] / "fixtures" / "convert"
 AS_OF = dt.date(2026, 11, 22)
 
 
@@ -114,7 +115,7 @@ def test_apple_quoting(value: str, written: str) -> None:
     data = csv_bytes(frame)
     assert data == f"a,b\n{written},x\n".encode("utf-8")
     expected = value.replace("\r\n", "\n")
-    assert parse_asm_csv(data).iloc[0]["a"] == expected
+    assert load_bytes(data, "x.csv", escape_char=ESCAPE).frame.iloc[0]["a"] == expected  # csvio reads Apple's dialect
 
 
 def test_header_only_and_single_column() -> None:
@@ -238,7 +239,7 @@ def test_a_verbatim_frame_is_exactly_what_its_bytes_parse_to(rows: list[tuple[st
     has_special = any(ch in specials for row in rows for cell in row for ch in cell)
     assert asmwrite.is_verbatim(frame) is not has_special
     if not has_special:
-        loaded = load_bytes(csv_bytes(frame), "students.csv", escape_char=ASM_ESCAPE)
+        loaded = load_bytes(csv_bytes(frame), "students.csv", escape_char=ESCAPE)
         assert loaded.issues == [] and loaded.lines is None
         pd.testing.assert_frame_equal(loaded.frame, frame)
 

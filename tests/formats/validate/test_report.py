@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import json
 
-from rostergate.formats.collect import Collector
-from rostergate.formats.report import render_json, render_text
-from rostergate.formats.validate import validate_dir
-from tests.formats import kit
+from rostergate.formats.validate.collect import Collector
+from rostergate.formats.validate.entry import validate_dir
+from rostergate.formats.validate.report import render_json, render_text
+from tests.formats import conftest as kit
 
 
 def test_claris_style_line(tmp_path):
@@ -34,8 +34,8 @@ def test_json_contract_keys(tmp_path):
 def test_repeated_issues_are_capped_with_and_n_more():
     import numpy as np
 
-    from rostergate.formats.csvio import load_bytes
-    from rostergate.formats.rules import flag
+    from rostergate.formats.read.csvio import load_bytes
+    from rostergate.formats.validate.masks import flag
 
     t = load_bytes(b"a\n" + b"x\n" * 1000, "big.csv")
     c = Collector(cap=20)

@@ -7,9 +7,9 @@ import io
 import zipfile
 from pathlib import Path
 
-from rostergate.formats.convert import conversion_summary, convert_dir, render_preview, write_asm_zip
+from rostergate.formats.convert.entry import conversion_summary, convert_dir, render_preview, write_asm_zip
 
-FIXTURE = Path(__file__).parents[1] / "fixtures" / "oneroster-1.1-valid"
+FIXTURE = Path(__file__).parents[2] / "fixtures" / "oneroster-1.1-valid"
 AS_OF = dt.date(2026, 11, 22)
 
 EXPECTED = {

@@ -14,9 +14,9 @@ from pathlib import Path
 
 import pytest
 
-from rostergate.formats.convert import convert_dir, write_asm_zip
+from rostergate.formats.convert.entry import convert_dir, write_asm_zip
 
-FIXTURES = Path(__file__).parents[1] / "fixtures" / "convert"
+FIXTURES = Path(__file__).parents[2] / "fixtures" / "convert"
 AS_OF = dt.date(2026, 11, 22)
 
 DROPS_11 = {
@@ -110,7 +110,7 @@ def test_golden_11_reports_lost_location_reference() -> None:
     ("or11-district", "oneroster-1.1"), ("or12-district", "oneroster-1.2"),
 ])
 def test_golden_output_passes_the_asm_rules(tmp_path: Path, fixture: str, source_format: str) -> None:
-    validate = pytest.importorskip("rostergate.formats.validate").validate_dir
+    validate = pytest.importorskip("rostergate.formats.validate.entry").validate_dir
     out = tmp_path / "out.zip"
     write_asm_zip(convert_dir(FIXTURES / fixture, source_format, as_of=AS_OF), out)
     with zipfile.ZipFile(out) as archive:

@@ -1,4 +1,7 @@
-"""Small helpers for building broken uploads from the valid fixtures (tests only)."""
+"""Small helpers for building broken uploads from the valid fixtures (tests only).
+
+Test modules import them as ``from tests.formats import conftest as kit``.
+"""
 
 from __future__ import annotations
 

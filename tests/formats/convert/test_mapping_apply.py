@@ -8,12 +8,11 @@ from pathlib import Path
 
 import pytest
 
-from rostergate.formats.convert import convert_dir, render_preview
-from rostergate.formats.mapping import parse_mapping
+from rostergate.formats.convert.entry import convert_dir, render_preview
 
-from .builders import write_oneroster
+from .conftest import parsed_mapping, write_oneroster
 
-FIXTURES = Path(__file__).parents[1] / "fixtures" / "convert"
+FIXTURES = Path(__file__).parents[2] / "fixtures" / "convert"
 AS_OF = dt.date(2026, 11, 22)
 
 DISTRICT_MAPPING = '''
@@ -45,7 +44,7 @@ transform = ["lower", "trim"]
 
 
 def _mapping(text: str):
-    return parse_mapping(tomllib.loads(text), "flows[0].mapping")
+    return parsed_mapping(tomllib.loads(text))
 
 
 def _rows(conversion, name: str) -> dict[str, dict[str, str]]:

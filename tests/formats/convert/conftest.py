@@ -1,4 +1,7 @@
-"""Write small OneRoster folders from Python rows (RFC 4180 quoting, as SIS exports do)."""
+"""Write small OneRoster folders from Python rows (RFC 4180 quoting, as SIS exports do).
+
+Test modules import them with ``from .conftest import ...``.
+"""
 
 from __future__ import annotations
 
@@ -6,6 +9,9 @@ import csv
 import io
 import zipfile
 from pathlib import Path
+
+from rostergate.formats.convert.mapping import Mapping
+from rostergate.formats.convert.mapping_config import parse_mapping
 
 HEADERS_11 = {
     "orgs.csv": "sourcedId,status,dateLastModified,name,type,identifier,parentSourcedId",
@@ -43,6 +49,13 @@ def write_oneroster(folder: Path, tables: dict[str, list[dict]], version: str = 
     (folder / "manifest.csv").write_text(
         f"propertyName,value\nmanifest.version,1.0\noneroster.version,{version}\n", encoding="utf-8")
     return folder
+
+
+def parsed_mapping(table: object, prefix: str = "flows[0].mapping") -> Mapping:
+    """``parse_mapping``'s mapping for a table that must be valid (fails the test, listing the problems, if not)."""
+    mapping, problems = parse_mapping(table, prefix)
+    assert mapping is not None and problems == [], problems
+    return mapping
 
 
 def zip_members(path: Path) -> dict[str, bytes]:

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from rostergate.formats.validate import validate_dir
-from tests.formats import kit
+from rostergate.formats.validate.entry import validate_dir
+from tests.formats import conftest as kit
 
 pytestmark = pytest.mark.skipif(not kit.OAT_SAMPLE.is_dir(), reason="../shared samples are not available")
 

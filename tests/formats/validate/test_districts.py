@@ -10,8 +10,8 @@ import importlib.util
 
 import pytest
 
-from rostergate.formats.validate import validate_dir
-from tests.formats import kit
+from rostergate.formats.validate.entry import validate_dir
+from tests.formats import conftest as kit
 
 _spec = importlib.util.spec_from_file_location("gen_district", kit.ROOT / "bench" / "gen_district.py")
 gen_district = importlib.util.module_from_spec(_spec)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from rostergate.formats.csvio import load_bytes, read_table, read_table_bytes, read_table_with_issues
+from rostergate.formats.read.csvio import load_bytes, read_table, read_table_bytes, read_table_with_issues
 
 
 def test_read_table_contract(tmp_path):
@@ -67,7 +67,7 @@ def test_lines_stay_right_after_dropped_rows_and_multiline_values():
 
 
 def test_a_file_full_of_bad_rows_stays_cheap():
-    from rostergate.formats.collect import Collector
+    from rostergate.formats.validate.collect import Collector
 
     data = b"a,b\n" + b"1,2,3\n" * 200_000 + b"4,5\n"
     t = load_bytes(data, "x.csv")

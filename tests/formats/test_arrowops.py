@@ -1,4 +1,4 @@
-"""Lookups and duplicate finders in rules.py return what the plain kernels return, on every path."""
+"""Lookups in arrowops.py (and the missing_in mask built on them) return what the plain kernels return, on every path."""
 
 from __future__ import annotations
 
@@ -9,7 +9,8 @@ import pyarrow.compute as pc
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from rostergate.formats.rules import lookup, missing_in, run_starts
+from rostergate.formats.arrowops import position_in, run_starts
+from rostergate.formats.validate.masks import missing_in
 
 
 def _plain_lookup(values: pa.ChunkedArray, pool: pa.Array) -> np.ndarray:
@@ -26,11 +27,11 @@ def _column(rng: np.random.Generator, n: int, run: int, distinct: int) -> pa.Chu
 
 @settings(max_examples=30, deadline=None)
 @given(st.integers(0, 2**32 - 1), st.sampled_from([1, 2, 7, 40]), st.integers(8_192, 20_000))
-def test_lookup_equals_index_in_with_and_without_runs(seed: int, run: int, n: int) -> None:
+def test_position_in_equals_index_in_with_and_without_runs(seed: int, run: int, n: int) -> None:
     rng = np.random.default_rng(seed)
     values = _column(rng, n, run, distinct=3_000)
     pool = pa.array([f"id-{i}" for i in rng.permutation(3_000)[:2_000]], type=pa.large_string())
-    got = lookup(values, pool)
+    got = position_in(values, pool)
     assert got.dtype == np.int64
     np.testing.assert_array_equal(got, _plain_lookup(values, pool))
     starts = run_starts(values)
@@ -53,6 +54,6 @@ def test_a_null_breaks_no_run_and_is_never_missing() -> None:
     values = pa.chunked_array([pa.array(["a"] * 5_000 + [None] + ["zz"] * 5_000, type=pa.large_string())])
     pool = pa.array(["a"], type=pa.large_string())
     assert run_starts(values) is None
-    np.testing.assert_array_equal(lookup(values, pool), _plain_lookup(values, pool))
+    np.testing.assert_array_equal(position_in(values, pool), _plain_lookup(values, pool))
     s = pd.Series(["a", None, "b"], dtype="str")
     assert missing_in(s, pd.Series(["a"], dtype="str")).tolist() == [False, False, True]

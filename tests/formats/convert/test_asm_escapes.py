@@ -2,9 +2,9 @@
 
 import zipfile
 
-from rostergate.formats.archive import unpack
-from rostergate.formats.convert import convert_dir, write_asm_zip
-from rostergate.formats.validate import validate_dir
+from rostergate.formats.convert.entry import convert_dir, write_asm_zip
+from rostergate.formats.read.archive import unpack
+from rostergate.formats.validate.entry import validate_dir
 from tests.conftest import ONEROSTER_11_VALID
 
 

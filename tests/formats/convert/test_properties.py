@@ -10,11 +10,11 @@ from pathlib import Path
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from rostergate.formats.convert import convert_dir
-from rostergate.formats.csvio import read_table
-from rostergate.formats.mapping import Mapping, parse_mapping
+from rostergate.formats.convert.entry import convert_dir
+from rostergate.formats.convert.mapping import Mapping
+from rostergate.formats.read.csvio import read_table
 
-from .builders import write_oneroster
+from .conftest import parsed_mapping, write_oneroster
 
 AS_OF = dt.date(2026, 11, 22)
 ORGS = ["o1", "o2", "o3"]
@@ -64,9 +64,9 @@ def districts(draw, version: str):
 
 MAPPINGS = [
     Mapping(),
-    parse_mapping({"id_prefix": "x-", "filters": {"exclude_schools": ["o2"]},
+    parsed_mapping({"id_prefix": "x-", "filters": {"exclude_schools": ["o2"]},
                    "instructor_roles": ["teacher", "aide"]}, "m"),
-    parse_mapping({"roles": {"parent": "staff", "aide": "drop"},
+    parsed_mapping({"roles": {"parent": "staff", "aide": "drop"},
                    "filters": {"include_schools": ["o1", "o3"], "exclude_roles": ["administrator"],
                                "include_grades": ["KG", "09"]},
                    "password_policy": [{"grades": ["KG"], "policy": 4}, {"locations": ["o1"], "policy": 8}],

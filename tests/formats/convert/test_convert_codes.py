@@ -21,13 +21,12 @@ from typing import Callable
 import pytest
 
 from rostergate.formats.catalogue import CATALOGUE, lookup
-from rostergate.formats.convert import Conversion, convert_dir
-from rostergate.formats.mapping import parse_mapping
+from rostergate.formats.convert.entry import Conversion, convert_dir
 
-from .builders import write_oneroster
+from .conftest import parsed_mapping, write_oneroster
 
 AS_OF = dt.date(2026, 11, 22)
-ASM_VALID = Path(__file__).parents[1] / "fixtures" / "asm-valid"
+ASM_VALID = Path(__file__).parents[2] / "fixtures" / "asm-valid"
 
 BASE_11: dict[str, list[dict]] = {
     "orgs.csv": [{"sourcedId": "o1", "name": "North High", "type": "school"}],
@@ -264,7 +263,7 @@ def _upload(base: str, folder: Path, rows=None) -> Path:
 
 
 def _convert(folder: Path, base: str, mapping: str = "") -> Conversion:
-    parsed = parse_mapping(tomllib.loads(mapping), "flows[0].mapping") if mapping else None
+    parsed = parsed_mapping(tomllib.loads(mapping)) if mapping else None
     return convert_dir(folder, FORMATS[base], parsed, AS_OF)
 
 
