@@ -15,8 +15,15 @@ from rostergate.prepare import OUTPUT_NAME, prepare
 from tests.formats import conftest as kit
 
 
-def _upload(folder: Path, tmp_path: Path) -> str:
-    return str(kit.zip_folder(folder, tmp_path / "upload.zip"))
+def _run_dir(tmp_path: Path) -> Path:
+    """A run's spool folder, the only kind prepare() works in."""
+    run_dir = tmp_path / "spool" / "20261130-120000-abcdef"
+    run_dir.mkdir(parents=True)
+    return run_dir
+
+
+def _upload(folder: Path, run_dir: Path) -> str:
+    return str(kit.zip_folder(folder, run_dir / "upload.zip"))
 
 
 def _conversion_threads() -> list[threading.Thread]:
@@ -24,9 +31,8 @@ def _conversion_threads() -> list[threading.Thread]:
 
 
 def test_valid_oneroster_upload_is_converted_and_checked(tmp_path: Path) -> None:
-    run_dir = tmp_path / "run"
-    run_dir.mkdir()
-    prepared = prepare(str(run_dir), _upload(kit.OR11, tmp_path), "oneroster", "asm", "strict")
+    run_dir = _run_dir(tmp_path)
+    prepared = prepare(str(run_dir), _upload(kit.OR11, run_dir), "oneroster", "asm", "strict")
     assert prepared.outcome == "ready", prepared.issues
     assert [s.name for s in prepared.steps] == ["unpack", "detect", "validate", "convert", "check-output"]
     assert all(s.status == "ok" for s in prepared.steps)
@@ -41,15 +47,28 @@ def test_valid_oneroster_upload_is_converted_and_checked(tmp_path: Path) -> None
 def test_rejected_upload_waits_for_the_side_conversion_and_delivers_nothing(tmp_path: Path) -> None:
     broken = kit.copy(kit.OR11, tmp_path / "broken")
     kit.drop_column(broken, "users.csv", "role")  # a required column: validation fails
-    run_dir = tmp_path / "run"
-    run_dir.mkdir()
-    prepared = prepare(str(run_dir), _upload(broken, tmp_path), "oneroster", "asm", "strict")
+    run_dir = _run_dir(tmp_path)
+    prepared = prepare(str(run_dir), _upload(broken, run_dir), "oneroster", "asm", "strict")
     assert prepared.outcome == "rejected"
     assert [s.name for s in prepared.steps][-1] == "validate"
     assert any(i.code == "oneroster.header.missing_column" and i.file == "users.csv" for i in prepared.issues)
     assert not any(i.code.startswith("convert.") for i in prepared.issues)  # the dropped conversion says nothing
     assert not (run_dir / OUTPUT_NAME).exists()
+    assert not (run_dir / "work").exists()  # a rejected upload's CSVs are removed at once too
     assert _conversion_threads() == []
+
+
+def test_extracted_files_are_removed_when_a_step_raises(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import rostergate.formats.validate.entry as validate_module
+
+    def explode(*_args: object, **_kwargs: object) -> None:
+        raise RuntimeError("a bug in a rule")
+
+    monkeypatch.setattr(validate_module, "validate_dir", explode)
+    run_dir = _run_dir(tmp_path)
+    with pytest.raises(RuntimeError):
+        prepare(str(run_dir), _upload(kit.OR11, run_dir), "oneroster", "asm", "strict")
+    assert not (run_dir / "work").exists()
 
 
 def test_shared_tables_are_parsed_once_even_when_two_threads_ask_at_once(
