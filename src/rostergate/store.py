@@ -13,6 +13,8 @@ import os
 import sqlite3
 from pathlib import Path
 
+from rostergate.errors import StoreError
+
 MIGRATIONS: list[str] = [
     # 1: accounts, runs, steps, issues
     """
@@ -120,8 +122,17 @@ def connect(data_dir: Path) -> sqlite3.Connection:
 
 
 def migrate(conn: sqlite3.Connection) -> None:
-    """Apply every migration newer than the database's ``user_version``."""
+    """Apply every migration newer than the database's ``user_version``.
+
+    A store migrated by a newer rostergate (``user_version`` beyond :data:`MIGRATIONS`) is
+    refused with :class:`StoreError` and left as it is: this code would misread it.
+    """
     version = conn.execute("PRAGMA user_version").fetchone()[0]
+    if version > len(MIGRATIONS):
+        raise StoreError(
+            f"the state store is at schema version {version}, newer than this rostergate knows "
+            f"({len(MIGRATIONS)}): run the newer rostergate, or restore a backup made with this one"
+        )
     for number, script in enumerate(MIGRATIONS[version:], start=version + 1):
         conn.execute("BEGIN IMMEDIATE")
         try:

@@ -1,0 +1,35 @@
+"""The state store refuses a schema newer than the code, and leaves it alone."""
+
+from __future__ import annotations
+
+import sqlite3
+import subprocess
+import sys
+
+import pytest
+
+from rostergate import store
+from rostergate.errors import StoreError
+
+
+def test_a_newer_store_is_refused_and_left_unchanged(tmp_path):
+    store.connect(tmp_path).close()
+    newer = len(store.MIGRATIONS) + 1
+    with sqlite3.connect(tmp_path / store.DB_NAME) as conn:
+        conn.execute(f"PRAGMA user_version = {newer}")
+    with pytest.raises(StoreError, match=f"version {newer}, newer"):
+        store.connect(tmp_path)
+    with sqlite3.connect(tmp_path / store.DB_NAME) as conn:
+        assert conn.execute("PRAGMA user_version").fetchone()[0] == newer
+
+
+def test_the_cli_says_it_in_one_line(tmp_path):
+    store.connect(tmp_path / "var").close()
+    with sqlite3.connect(tmp_path / "var" / store.DB_NAME) as conn:
+        conn.execute(f"PRAGMA user_version = {len(store.MIGRATIONS) + 5}")
+    config = tmp_path / "rostergate.toml"
+    config.write_text(f'[server]\ndata_dir = "{tmp_path / "var"}"\n')
+    result = subprocess.run([sys.executable, "-m", "rostergate", "--config", str(config), "runs", "list"],
+                            capture_output=True, text=True, cwd=tmp_path, timeout=120)
+    assert result.returncode != 0 and "Traceback" not in result.stderr
+    assert "newer than this rostergate knows" in result.stderr
