@@ -23,6 +23,7 @@ from pathlib import Path
 
 from rostergate.config import Downstream, Flow, Settings
 from rostergate.errors import HostKeyError, StoreError
+from rostergate.sshkeys import parse_host_key
 
 REMOTE_NAME_FIELDS = ("account", "run_id")
 
@@ -275,8 +276,6 @@ def known_hosts(key: str, downstream: Downstream) -> list[str]:
 def probe(key: str, downstream: Downstream) -> list[str]:
     """Log in downstream and look at the folder (``check-config --connect``); nothing is written."""
     import paramiko
-
-    from rostergate.forward import parse_host_key
 
     client = paramiko.SSHClient()
     client.set_missing_host_key_policy(paramiko.RejectPolicy())

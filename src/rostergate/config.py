@@ -24,6 +24,7 @@ from typing import Any
 from urllib.parse import unquote, urlsplit
 
 from rostergate.errors import ConfigError
+from rostergate.sshkeys import parse_host_key
 
 DEFAULT_CONFIG_NAME = "rostergate.toml"
 SYSTEM_CONFIG = Path("/etc/rostergate") / DEFAULT_CONFIG_NAME
@@ -506,8 +507,6 @@ def _parse_downstream(table: Any, prefix: str, base: Path, problems: _Problems) 
         problems.add(prefix, "needs password_file or key_file to log in downstream")
     host_key = table.get("host_key")
     if host_key is not None:
-        from rostergate.forward import parse_host_key
-
         try:
             parse_host_key(host_key if isinstance(host_key, str) else "")
         except ValueError as exc:

@@ -52,7 +52,6 @@ size, renames it and fsyncs the folder; a full disk is retryable.
 
 from __future__ import annotations
 
-import base64
 import errno
 import hashlib
 import os
@@ -84,6 +83,7 @@ from paramiko.sftp_attr import SFTPAttributes
 from rostergate import timeutil
 from rostergate.config import Downstream
 from rostergate.errors import DeliveryError, FinalError, RetryableError
+from rostergate.sshkeys import fingerprint, parse_host_key
 
 log = structlog.get_logger("rostergate.forward")
 
@@ -236,22 +236,9 @@ class _PinnedHostKey(paramiko.MissingHostKeyPolicy):
     def missing_host_key(self, client, hostname, key):  # noqa: ANN001 - paramiko's signature
         raise FinalError(
             f"host key mismatch for {hostname}: the server offered {key.get_name()} "
-            f"SHA256:{_fingerprint(key)}, which is not the pinned key; check the server and "
+            f"SHA256:{fingerprint(key)}, which is not the pinned key; check the server and "
             "update flows.downstream.host_key if it really changed"
         )
-
-
-def _fingerprint(key: paramiko.PKey) -> str:
-    return base64.b64encode(hashlib.sha256(key.asbytes()).digest()).decode().rstrip("=")
-
-
-def parse_host_key(line: str) -> paramiko.PKey:
-    """Parse a pinned ``"ssh-ed25519 AAAA..."`` line; raises ValueError when it is not a key."""
-    try:
-        key_type, key_data = line.split()[:2]
-        return paramiko.PKey.from_type_string(key_type, base64.b64decode(key_data, validate=True))
-    except (ValueError, paramiko.SSHException, base64.binascii.Error) as exc:
-        raise ValueError(f"not a usable OpenSSH public key ({exc})") from None
 
 
 def _client(downstream: Downstream) -> paramiko.SSHClient:
@@ -520,7 +507,7 @@ def _deliver_sftp(zip_path: Path, downstream: Downstream, remote_name: str, expe
         ) from None
     except paramiko.BadHostKeyException as exc:
         raise FinalError(
-            f"host key mismatch for {downstream.host}: the server offered SHA256:{_fingerprint(exc.key)}, "
+            f"host key mismatch for {downstream.host}: the server offered SHA256:{fingerprint(exc.key)}, "
             "which is not the pinned key"
         ) from None
     except _WriteRefused as exc:

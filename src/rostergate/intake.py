@@ -22,7 +22,7 @@ from rostergate.accounts import REPORTS_DIR
 from rostergate.formats.read.archive import ZipState, is_complete_zip, zip_state
 from rostergate.fstree import TooManyEntries, walk_files
 from rostergate.history import History, new_run_id
-from rostergate.sftp.files import is_upload_name
+from rostergate.uploadnames import is_upload_name
 
 log = structlog.get_logger("rostergate.intake")
 

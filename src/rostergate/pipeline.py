@@ -33,11 +33,11 @@ import structlog
 from rostergate import forward, metrics, safeguard, timeutil
 from rostergate.accounts import AccountStore
 from rostergate.config import Flow, Settings
+from rostergate.errors import DeliveryError, FinalError, WorkerFailure
 from rostergate.history import History, Run
 from rostergate.intake import SPOOL_DIR, UPLOAD_NAME
 from rostergate.prepare import OUTPUT_NAME, Prepared, prepare
 from rostergate.reports import write_report
-from rostergate.errors import DeliveryError, FinalError, WorkerFailure
 from rostergate.workers import ExecutorWorkers, WorkerPool, Workers
 
 log = structlog.get_logger("rostergate.pipeline")

@@ -19,8 +19,8 @@ from pathlib import Path
 from typing import Any
 
 from rostergate import timeutil
-from rostergate.formats.read.csvio import sharing_loaded_tables
 from rostergate.formats.issues import Issue
+from rostergate.formats.read.csvio import sharing_loaded_tables
 from rostergate.intake import SPOOL_DIR, UPLOAD_NAME
 
 WORK_DIR = "work"
@@ -127,11 +127,11 @@ def spooled_work_dir(run_dir: str | Path, upload: str | Path) -> Path:
 
 def _prepare(run_dir: str, upload: str, input_format: str, output_format: str, profile: str,
              mapping: Any, encoding: str, upload_sha256: str | None) -> Prepared:
-    from rostergate.formats.read.archive import unpack
     from rostergate.formats.convert.asmwrite import csv_bytes, is_verbatim, zip_bytes
-    from rostergate.formats.validate.collect import parallel_map
-    from rostergate.formats.convert.entry import convert_dir, conversion_summary
+    from rostergate.formats.convert.entry import conversion_summary, convert_dir
+    from rostergate.formats.read.archive import unpack
     from rostergate.formats.read.detect import detect_format
+    from rostergate.formats.validate.collect import parallel_map
     from rostergate.formats.validate.entry import validate_asm_files, validate_dir
 
     prepared = Prepared(outcome="rejected")

@@ -6,7 +6,7 @@ import pytest
 
 from rostergate.config import ConfigError, parse
 from rostergate.sftp.defender import Defender
-from rostergate.sftp.files import is_upload_name
+from rostergate.uploadnames import is_upload_name
 from rostergate.sftp.settings import DefenderSettings, SftpSettings, parse_sftp_settings
 
 

@@ -18,13 +18,24 @@ docs/operators.md for each remaining ssh-audit warning.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 import asyncssh
 from asyncssh.encryption import get_encryption_algs
 from asyncssh.kex import get_kex_algs
 from asyncssh.mac import get_mac_algs
 
-from rostergate.sftp.settings import AlgorithmSettings
+
+@dataclass(frozen=True)
+class AlgorithmSettings:
+    """``[server.algorithms]``: what the policy below is built from (parsed in :mod:`.settings`)."""
+
+    rsa_host_key: bool = False
+    rsa_host_key_path: Path | None = None  # default: beside the ed25519 host key
+    kex: tuple[str, ...] | None = None  # None: this module's defaults
+    ciphers: tuple[str, ...] | None = None
+    macs: tuple[str, ...] | None = None
+
 
 MIN_ASYNCSSH = (2, 14, 2)  # strict kex; 2.23.1 fixed SCP traversal (SCP stays off anyway)
 

@@ -86,6 +86,7 @@ from asyncssh import FXF_APPEND, FXF_CREAT, FXF_EXCL, FXF_READ, FXF_TRUNC, FXF_W
 from rostergate import fstree
 from rostergate.accounts import REPORTS_DIR
 from rostergate.sftp.settings import SftpSettings
+from rostergate.uploadnames import is_upload_name
 
 log = structlog.get_logger("rostergate.sftp")
 
@@ -136,12 +137,6 @@ def measure_home(home: Path, max_entries: int) -> Usage:
     except OSError as exc:
         log.warning("usage_walk_failed", home=home.name, error=exc.strerror or str(exc))
     return usage
-
-
-def is_upload_name(relative: str) -> bool:
-    """True for a ``*.zip`` path outside ``reports/`` whose name does not start with a dot."""
-    parts = relative.strip("/").split("/")
-    return relative.lower().endswith(".zip") and parts[0] != REPORTS_DIR and not parts[-1].startswith(".")
 
 
 def looks_finished(path: bytes) -> bool:

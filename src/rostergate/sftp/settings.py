@@ -55,6 +55,13 @@ from pathlib import Path
 from typing import Any
 
 from rostergate.errors import ConfigError
+from rostergate.sftp.algorithms import (
+    SAFE_CIPHERS,
+    SAFE_KEX,
+    SAFE_MACS,
+    AlgorithmSettings,
+    available_kex,
+)
 
 
 @dataclass(frozen=True)
@@ -82,15 +89,6 @@ class DefenderSettings:
     max_connections_per_source: int = 20
     max_entries: int = 10000
     safe_list: tuple[str, ...] = ()
-
-
-@dataclass(frozen=True)
-class AlgorithmSettings:
-    rsa_host_key: bool = False
-    rsa_host_key_path: Path | None = None  # default: beside the ed25519 host key
-    kex: tuple[str, ...] | None = None  # None: rostergate.sftp.algorithms defaults
-    ciphers: tuple[str, ...] | None = None
-    macs: tuple[str, ...] | None = None
 
 
 @dataclass(frozen=True)
@@ -261,7 +259,6 @@ def _parse_defender(r: _Reader) -> DefenderSettings:
 
 
 def _parse_algorithms(r: _Reader) -> AlgorithmSettings:
-    from rostergate.sftp.algorithms import SAFE_CIPHERS, SAFE_KEX, SAFE_MACS, available_kex
 
     r.unknown({"rsa_host_key", "rsa_host_key_path", "kex", "ciphers", "macs"})
     lists: dict[str, tuple[str, ...] | None] = {}
