@@ -5,7 +5,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: run test install system-deps bench clean
+.PHONY: run test check lint types install system-deps bench clean
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -21,8 +21,18 @@ run: install
 system-deps:
 	scripts/install-system-deps
 
-test: install system-deps
+# The gates CI runs (through `make test`, the README's test command): lint, types, the tests
+# (tests/test_architecture.py holds DESIGN.md's import rules).
+check: lint types install system-deps
 	$(BIN)/pytest -q
+
+lint: install
+	$(BIN)/ruff check src
+
+types: install
+	$(BIN)/mypy
+
+test: check
 
 bench: install
 	$(BIN)/python bench/bench_validate.py

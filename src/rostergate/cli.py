@@ -70,7 +70,8 @@ class Context:
             try:
                 self._conn = store.connect(data_dir)
             except OSError as exc:
-                raise ConfigError([f"server.data_dir: cannot create or open {data_dir}: {exc.strerror or exc}"]) from None
+                reason = exc.strerror or exc
+                raise ConfigError([f"server.data_dir: cannot create or open {data_dir}: {reason}"]) from None
         return self._conn
 
     def accounts(self) -> Any:
@@ -529,8 +530,8 @@ def runs_retry(ctx: Context, run_id: str) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print JSON (the documented shape) instead of text.")
 def validate(path: Path, format_: str, profile: str, encoding: str, as_json: bool) -> None:
     """Validate a ZIP or folder; exit 0 valid, 1 invalid, 2 cannot read."""
-    from rostergate.formats.validate.report import render_text
     from rostergate.formats.validate.entry import cannot_read, validate_path
+    from rostergate.formats.validate.report import render_text
 
     if not path.exists():
         fail(f"{path}: no such file or folder", 2)
@@ -564,8 +565,8 @@ def convert(ctx: Context, path: Path, target: str, output: Path | None, preview:
     """Convert a OneRoster (or ASM) ZIP or folder into Apple School Manager's six files."""
     import tempfile
 
-    from rostergate.formats.read.archive import unpack
     from rostergate.formats.convert.entry import conversion_summary, convert_dir, render_preview, write_asm_zip
+    from rostergate.formats.read.archive import unpack
     from rostergate.formats.read.detect import detect_format
 
     if output is None and preview is None:

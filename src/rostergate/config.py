@@ -142,7 +142,7 @@ class ConfigSource:
 
 def discover(explicit: Path | None = None, demo: bool = False, environ: Mapping[str, str] | None = None,
              system: Path = SYSTEM_CONFIG, local: Path = Path(DEFAULT_CONFIG_NAME)) -> ConfigSource:
-    """Choose the configuration: ``--config``, ``$ROSTERGATE_CONFIG``, ``system``, ``local``; ``--demo`` only on request.
+    """Choose the configuration: ``--config``, ``$ROSTERGATE_CONFIG``, ``system``, ``local``; ``--demo`` on request.
 
     Raises :class:`ConfigError` when none is found, saying how to give one.
     """

@@ -202,7 +202,8 @@ class Daemon:
     def _start_watchers(self, settings: Settings) -> None:
         self._watch_stop = stop = asyncio.Event()
         self._watchers = [
-            asyncio.create_task(InboxWatcher(flow.watch, flow.account, self.intake, flow.watch_settle_seconds).run(stop))
+            asyncio.create_task(
+                InboxWatcher(flow.watch, flow.account, self.intake, flow.watch_settle_seconds).run(stop))
             for flow in settings.flows if flow.watch is not None
         ]
 

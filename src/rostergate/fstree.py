@@ -26,7 +26,7 @@ import stat as statmod
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
-Root = str | bytes | os.PathLike
+Root = str | bytes | os.PathLike[str] | os.PathLike[bytes]
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 _NOT_A_FOLDER = (errno.ENOTDIR, errno.ELOOP)
 

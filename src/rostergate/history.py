@@ -300,4 +300,4 @@ class History:
 
 
 def _run(row: sqlite3.Row) -> Run:
-    return Run(**{k: row[k] for k in row.keys()})
+    return Run(**{k: row[k] for k in row.keys()})  # noqa: SIM118 - sqlite3.Row iterates values, not keys

@@ -89,7 +89,7 @@ class Pipeline:
             self._wakeup.clear()
             try:
                 await asyncio.wait_for(self._wakeup.wait(), timeout=timeout)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 pass
 
     def _start_claimable(self) -> None:

@@ -91,7 +91,8 @@ MIGRATIONS: list[str] = [
     CREATE INDEX deliveries_destination_status ON deliveries(destination, status)
     """,
     # 4 (issue 9, workers that die are replaced): how often a run's CPU work was started in a
-    # worker, counted before each start, so a run that keeps killing its worker (or the daemon) is failed, not tried forever
+    # worker, counted before each start, so a run that keeps killing its worker (or the daemon)
+    # is failed, not tried forever
     """
     ALTER TABLE runs ADD COLUMN prepare_attempts INTEGER NOT NULL DEFAULT 0
     """,

@@ -10,7 +10,8 @@
   can be added for old clients.
 
 ``diffie-hellman-group-exchange-sha256`` is left out: asyncssh serves the
-1024-bit groups a client asks for (ssh-audit: fail). Non-ETM ``hmac-sha2-*`` MACs stay in the list (after the ETM ones) because
+1024-bit groups a client asks for (ssh-audit: fail). Non-ETM ``hmac-sha2-*`` MACs stay in the list
+(after the ETM ones) because
 libssh2 1.10 (curl on Debian 12) knows no ETM MAC and no AES-GCM; see
 docs/operators.md for each remaining ssh-audit warning.
 """

@@ -177,7 +177,7 @@ class _Reader:
             return None
         return tuple(value)
 
-    def sub(self, key: str) -> "_Reader":
+    def sub(self, key: str) -> _Reader:
         value = self.table.get(key, {})
         if not isinstance(value, dict):
             self.bad(key, "must be a table")

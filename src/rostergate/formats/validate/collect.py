@@ -126,11 +126,11 @@ class Collector:
         return n
 
     # -- running rules side by side ------------------------------------------------------------
-    def child(self) -> "Collector":
+    def child(self) -> Collector:
         """An empty collector with the same profile and cap (for one parallel task)."""
         return Collector(self.profile, self.cap)
 
-    def merge(self, other: "Collector") -> None:
+    def merge(self, other: Collector) -> None:
         """Take over ``other``'s issues and hidden counts, re-applying the cap."""
         self.extend(other._issues)
         for key, n in other._hidden.items():

@@ -10,8 +10,8 @@ blocking; the daemon runs it in a process pool, off its event loop.
 from __future__ import annotations
 
 import tempfile
+from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Callable, Mapping
 
 import pandas as pd
 
@@ -24,6 +24,8 @@ from rostergate.formats.validate.asm import validate_asm
 from rostergate.formats.validate.collect import DEFAULT_CAP, Collector
 from rostergate.formats.validate.oneroster import validate_oneroster
 from rostergate.formats.validate.profiles import Profile, get_profile
+
+DEFAULT_LIMITS = ArchiveLimits()  # frozen: safe to share as a default
 
 Progress = Callable[[str], None]
 FORMATS = ("auto", "asm", "oneroster", "oneroster-1.1", "oneroster-1.2")
@@ -102,7 +104,7 @@ def validate_path(
     progress: Progress | None = None,
     *,
     encoding_policy: EncodingPolicy = "convert",
-    limits: ArchiveLimits = ArchiveLimits(),
+    limits: ArchiveLimits = DEFAULT_LIMITS,
     cap: int = DEFAULT_CAP,
 ) -> ValidationResult:
     """Validate a ZIP upload (unpacked safely into a temporary folder) or a folder."""

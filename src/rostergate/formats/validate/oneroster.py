@@ -149,7 +149,7 @@ def _read_manifest(path: Path, pkg: Package, c: Collector, policy: EncodingPolic
             c.add("oneroster.manifest.missing_property", file=MANIFEST, value=key,
                   expected="1.0" if key == "manifest.version" else v)
     known = set(S.MANIFEST_REQUIRED) | set(S.MANIFEST_OPTIONAL) | {f"file.{s}" for s in S.FILE_KEYS[v]}
-    for name, (value, line) in props.items():
+    for name, (_value, line) in props.items():
         if name not in known:
             c.add("oneroster.manifest.unknown_property", file=MANIFEST, line=line, column="propertyName",
                   value=name, version=v)
@@ -366,7 +366,8 @@ def _check_list(t: ReadTable, name: str, s: pd.Series, col: S.Col, version: str,
     if multi.any():
         flag(c, "oneroster.value.invalid_list", t, name,
              multi & (s.str.startswith(",") | s.str.endswith(",") | s.str.contains(",,", regex=False)))
-        flag(c, "oneroster.value.padded_list_item", t, name, multi & (s.str.contains(", ", regex=False) | s.str.contains(" ,", regex=False)))
+        padded = s.str.contains(", ", regex=False) | s.str.contains(" ,", regex=False)
+        flag(c, "oneroster.value.padded_list_item", t, name, multi & padded)
     if col.kind == "string_list":
         return
     items, parents = split_list(s)

@@ -10,8 +10,8 @@ documents ``active``/``tobedeleted`` values in full uploads.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Mapping
 
 from rostergate.formats.issues import Severity
 from rostergate.formats.schema.oneroster import ASM_FILES
