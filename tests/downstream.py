@@ -103,7 +103,8 @@ class Faults:
     ``refuse_fstat``: FSTAT is answered OP_UNSUPPORTED.
     ``hide_on_close``: a file written is moved out of the drop box when it is closed, as Apple's
     drop box hides a file as soon as it is written (asm.md §2.4): a STAT of it then fails.
-    ``write_delay``: seconds each WRITE waits before it is done (a slow server).
+    ``write_delay``: seconds each WRITE waits before it is done (a slow server); read again while
+    it waits, so setting it to 0 releases the WRITEs held.
     """
 
     quota_bytes: int | None = None
@@ -142,6 +143,7 @@ class AsyncsshDownstream:
         self.faults = faults or Faults()
         self.posix_rename = posix_rename
         self.requests: list[tuple[str, str]] = []
+        self.held = 0  # WRITEs waiting out faults.write_delay right now
         self._saved_extensions = None
         self._loop = None
         self._thread = None
@@ -206,9 +208,14 @@ class AsyncsshDownstream:
                 return handle
 
             async def write(self, file_obj, offset, data):
+                started = asyncio.get_running_loop().time()
+                outer.held += 1
+                try:
+                    while asyncio.get_running_loop().time() - started < outer.faults.write_delay:
+                        await asyncio.sleep(0.05)  # re-reads the delay: lowering it releases a held WRITE
+                finally:
+                    outer.held -= 1
                 faults = outer.faults
-                if faults.write_delay:
-                    await asyncio.sleep(faults.write_delay)
                 if "write" in faults.deny:
                     raise asyncssh.SFTPPermissionDenied("Permission denied")
                 if faults.quota_bytes is not None and offset + len(data) > faults.quota_bytes:
