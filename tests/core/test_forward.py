@@ -301,6 +301,24 @@ def test_missing_password_file_is_a_clear_retryable_error(faulty, payload):
     assert server.requests == []
 
 
+@pytest.mark.parametrize("damage", ["garbage", "passphrase"])
+def test_unusable_key_file_is_final_and_named(sshd, payload, tmp_path, damage):
+    """Not "cannot reach" (retried as if the server were down), nor a refused login."""
+    key = tmp_path / "client_key"
+    if damage == "garbage":
+        key.write_text("-----BEGIN OPENSSH PRIVATE KEY-----\nnot a key\n-----END OPENSSH PRIVATE KEY-----\n")
+    else:
+        subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "a passphrase", "-f", str(key)], check=True)
+    with pytest.raises(forward.FinalError, match=rf"flows\.downstream\.key_file {key} cannot be used as a private key"):
+        forward.deliver(payload, key_downstream(sshd, key_file=key), "x.zip")
+    assert names(sshd.dropbox) == []
+
+
+def test_missing_key_file_is_a_clear_retryable_error(sshd, payload, tmp_path):
+    with pytest.raises(forward.RetryableError, match=r"cannot read flows\.downstream\.key_file .*No such file"):
+        forward.deliver(payload, key_downstream(sshd, key_file=tmp_path / "gone"), "x.zip")
+
+
 def test_local_folder_delivery_is_owner_only_with_a_receipt(tmp_path, payload):
     outbox = tmp_path / "outbox"
     down = Downstream(url=outbox.as_uri(), scheme="file", path=str(outbox))
