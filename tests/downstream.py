@@ -171,7 +171,7 @@ class AsyncsshDownstream:
             f"{extra}"
         )
 
-    def start(self) -> "AsyncsshDownstream":
+    def start(self) -> AsyncsshDownstream:
         import asyncio
         import threading
 
@@ -295,7 +295,6 @@ class AsyncsshDownstream:
     def stop(self) -> None:
         """Close the listener and its connections (bounded), then end the thread."""
         import asyncio
-        import concurrent.futures
 
         if self._loop:
             async def close() -> None:
@@ -304,7 +303,7 @@ class AsyncsshDownstream:
 
             try:
                 asyncio.run_coroutine_threadsafe(close(), self._loop).result(timeout=6)
-            except (OSError, asyncio.TimeoutError, concurrent.futures.TimeoutError):
+            except (OSError, TimeoutError):  # asyncio's and concurrent.futures' timeouts are TimeoutError
                 pass
             self._loop.call_soon_threadsafe(self._loop.stop)
             self._thread.join(timeout=5)

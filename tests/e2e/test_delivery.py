@@ -1,5 +1,6 @@
 """Delivered means verified, through the real daemon: faulty downstreams, a full disk, kill -9, changed bytes.
 
+Every daemon comes from ``daemon_factory``, which stops it even when a test fails.
 The daemon (``rostergate serve``) receives uploads from OpenSSH's ``sftp`` and
 forwards them to real downstream servers on loopback: an asyncssh server whose
 faults the test switches while the daemon runs, or OpenSSH's ``sshd`` writing
@@ -74,7 +75,10 @@ def watch_statuses(daemon: Daemon, run_count: int = 1, timeout: float = 30.0) ->
 
 
 def report(daemon: Daemon, run_id: str) -> str:
-    return (daemon.home(ACCOUNT) / "reports" / f"{run_id}.txt").read_text()
+    """The run's report; it is written just after the final status is stored, so wait for it (bounded)."""
+    path = daemon.home(ACCOUNT) / "reports" / f"{run_id}.txt"
+    assert wait_until(path.exists, timeout=10), f"no report {path.name}\n{daemon.log.read_text()[-3000:]}"
+    return path.read_text()
 
 
 def big_roster(root: Path, students: int) -> Path:
@@ -109,10 +113,10 @@ def tools():
 
 
 # -- a write quota ---------------------------------------------------------------------
-def test_write_quota_retries_then_fails_and_is_never_delivered(tmp_path, tools, asyncssh_down):
+def test_write_quota_retries_then_fails_and_is_never_delivered(tmp_path, tools, asyncssh_down, daemon_factory):
     asyncssh_down.faults = Faults(quota_bytes=500)
     # Times are stored to the second: a 2 s delay keeps the run in "retrying" for at least 1 s.
-    daemon = Daemon(tmp_path, asyncssh_down.flow_toml(ACCOUNT, extra="max_attempts = 2\nretry_base_seconds = 2\n"))
+    daemon = daemon_factory(asyncssh_down.flow_toml(ACCOUNT, extra="max_attempts = 2\nretry_base_seconds = 2\n"))
     key = started(daemon, tmp_path)
     upload(daemon, key, zip_folder(ONEROSTER_11_VALID, tmp_path / "roster.zip"))
     (run,), seen = watch_statuses(daemon)
@@ -132,15 +136,15 @@ def test_write_quota_retries_then_fails_and_is_never_delivered(tmp_path, tools, 
     daemon.stop()
 
 
-def test_quota_lifted_before_the_retry_delivers_the_checked_bytes(tmp_path, tools, asyncssh_down):
+def test_quota_lifted_before_the_retry_delivers_the_checked_bytes(tmp_path, tools, asyncssh_down, daemon_factory):
     asyncssh_down.faults = Faults(quota_bytes=500)
-    daemon = Daemon(tmp_path, asyncssh_down.flow_toml(ACCOUNT, extra="max_attempts = 5\nretry_base_seconds = 2\n"))
+    daemon = daemon_factory(asyncssh_down.flow_toml(ACCOUNT, extra="max_attempts = 5\nretry_base_seconds = 2\n"))
     key = started(daemon, tmp_path)
     local = zip_folder(ONEROSTER_11_VALID, tmp_path / "roster.zip")
     upload(daemon, key, local)
     assert wait_until(lambda: [r["status"] for r in stored_runs(daemon)] == ["retrying"], timeout=30)
     asyncssh_down.faults = Faults()
-    (run,), seen = watch_statuses(daemon)
+    (run,), _ = watch_statuses(daemon)
     assert run["status"] == "delivered", daemon.log.read_text()[-3000:]
 
     shown = daemon.cli_json("runs", "show", run["id"])
@@ -158,13 +162,13 @@ def test_quota_lifted_before_the_retry_delivers_the_checked_bytes(tmp_path, tool
 
 
 # -- a full disk on a real OpenSSH server ----------------------------------------------
-def test_openssh_downstream_with_a_full_disk_never_delivers(tmp_path, tools):
+def test_openssh_downstream_with_a_full_disk_never_delivers(tmp_path, tools, daemon_factory):
     require_tool("sshd")
     sshd = OpenSSHDownstream(tmp_path / "sshd")
     local = big_roster(tmp_path, 2500)  # its ASM output is about 100 KB, more than the 64 KiB disk
     with tiny_tmpfs(sshd.dropbox, "64k"):
         sshd.start()
-        daemon = Daemon(tmp_path, sshd.flow_toml(ACCOUNT, extra="max_attempts = 2\nretry_base_seconds = 0.3\n"))
+        daemon = daemon_factory(sshd.flow_toml(ACCOUNT, extra="max_attempts = 2\nretry_base_seconds = 0.3\n"))
         try:
             key = started(daemon, tmp_path)
             upload(daemon, key, local)
@@ -175,14 +179,14 @@ def test_openssh_downstream_with_a_full_disk_never_delivers(tmp_path, tools):
             assert forwards and all("disk may be full" in s["message"] for s in forwards), forwards
             assert not (daemon.data_dir / "snapshots" / ACCOUNT).exists()
         finally:
-            daemon.stop()
+            daemon.stop()  # before the unmount; daemon_factory stops it again (a no-op) otherwise
             sshd.stop()
 
 
 # -- kill -9 in the middle of a delivery -----------------------------------------------
-def test_kill_9_mid_delivery_leaves_only_the_partial_and_the_restart_delivers(tmp_path, tools, asyncssh_down):
+def test_kill_9_mid_delivery_leaves_only_the_partial_and_the_restart_delivers(tmp_path, tools, asyncssh_down, daemon_factory):
     asyncssh_down.faults = Faults(write_delay=60)  # each WRITE is held until the test lowers the delay
-    daemon = Daemon(tmp_path, asyncssh_down.flow_toml(ACCOUNT))
+    daemon = daemon_factory(asyncssh_down.flow_toml(ACCOUNT))
     key = started(daemon, tmp_path)
     upload(daemon, key, zip_folder(ONEROSTER_11_VALID, tmp_path / "roster.zip"))
     assert wait_until(lambda: asyncssh_down.held > 0, timeout=30), daemon.log.read_text()[-3000:]
@@ -209,10 +213,10 @@ def test_kill_9_mid_delivery_leaves_only_the_partial_and_the_restart_delivers(tm
 
 
 # -- the upload changed after intake ---------------------------------------------------
-def test_spooled_upload_modified_after_intake_fails_the_run(tmp_path, tools, asyncssh_down):
+def test_spooled_upload_modified_after_intake_fails_the_run(tmp_path, tools, asyncssh_down, daemon_factory):
     """A first run held in its delivery keeps the account busy, so the second waits as received; then it changes."""
     asyncssh_down.faults = Faults(write_delay=60)
-    daemon = Daemon(tmp_path, asyncssh_down.flow_toml(ACCOUNT))
+    daemon = daemon_factory(asyncssh_down.flow_toml(ACCOUNT))
     key = started(daemon, tmp_path)
     upload(daemon, key, zip_folder(ONEROSTER_11_VALID, tmp_path / "first.zip"))
     assert wait_until(lambda: asyncssh_down.held > 0, timeout=30), daemon.log.read_text()[-3000:]
@@ -243,8 +247,8 @@ def test_spooled_upload_modified_after_intake_fails_the_run(tmp_path, tools, asy
 
 
 # -- a credential file removed after start -----------------------------------------------
-def test_password_file_removed_after_start_gives_a_clear_failure(tmp_path, tools, asyncssh_down):
-    daemon = Daemon(tmp_path, asyncssh_down.flow_toml(ACCOUNT, extra="max_attempts = 1\n"))
+def test_password_file_removed_after_start_gives_a_clear_failure(tmp_path, tools, asyncssh_down, daemon_factory):
+    daemon = daemon_factory(asyncssh_down.flow_toml(ACCOUNT, extra="max_attempts = 1\n"))
     key = started(daemon, tmp_path)  # the configuration was checked with the file present
     asyncssh_down.password_file.unlink()
     upload(daemon, key, zip_folder(ONEROSTER_11_VALID, tmp_path / "roster.zip"))
