@@ -14,6 +14,8 @@ import subprocess
 import sys
 import time
 import zipfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -162,3 +164,23 @@ def require_tool(name: str) -> str:
             pytest.fail(f"{name} is required in CI but not installed")
         pytest.skip(f"{name} not installed")
     return path
+
+
+@contextmanager
+def tiny_tmpfs(folder: Path, size: str = "64k") -> Iterator[Path]:
+    """A tmpfs of ``size`` mounted on ``folder`` (created), unmounted afterwards: a disk that fills up.
+
+    Mounting needs root: the test is skipped otherwise, and fails when the CI variable is set.
+    """
+    if os.geteuid() != 0:
+        if os.environ.get("CI"):
+            pytest.fail("mounting a tmpfs needs root, and CI must run this test")
+        pytest.skip("mounting a tmpfs needs root")
+    folder.mkdir(parents=True, exist_ok=True)
+    subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size},mode=0700", "tmpfs", str(folder)],
+                   check=True, timeout=10)
+    try:
+        yield folder
+    finally:
+        if subprocess.run(["umount", str(folder)], capture_output=True, check=False, timeout=10).returncode != 0:
+            subprocess.run(["umount", "-l", str(folder)], check=True, timeout=10)  # still busy: detach it

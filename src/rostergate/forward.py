@@ -274,6 +274,23 @@ def _password(downstream: Downstream) -> str | None:
         raise FinalError(f"flows.downstream.password_file {downstream.password_file} is not UTF-8 text") from None
 
 
+def _private_key(downstream: Downstream) -> paramiko.PKey | None:
+    """The ``key_file``'s key, loaded here so that a key paramiko cannot use is named as such.
+
+    Left to ``SSHClient.connect(key_filename=...)``, a damaged key surfaced as "cannot
+    reach HOST" (retried as if the server were down) and a key with a passphrase as
+    a refused login.
+    """
+    if not downstream.key_file:
+        return None
+    _readable(downstream.key_file, "key_file")  # missing or unreadable: retryable, with a clear message
+    try:
+        return paramiko.PKey.from_path(downstream.key_file)
+    except (paramiko.SSHException, paramiko.UnknownKeyType, ValueError, TypeError) as exc:
+        raise FinalError(f"flows.downstream.key_file {downstream.key_file} cannot be used as a private key "
+                         f"({exc}); it must be an OpenSSH private key without a passphrase") from None
+
+
 class _Session(paramiko.SFTPClient):
     """paramiko's SFTP client, keeping the extension names the server offers (paramiko reads and drops them)."""
 
@@ -485,12 +502,11 @@ def _deliver_sftp(zip_path: Path, downstream: Downstream, remote_name: str, expe
     client: paramiko.SSHClient | None = None
     try:
         password = _password(downstream)
-        if downstream.key_file:
-            _readable(downstream.key_file, "key_file")
+        key = _private_key(downstream)
         client = _client(downstream)
         client.connect(
             downstream.host, port=downstream.port, username=downstream.username, password=password,
-            key_filename=str(downstream.key_file) if downstream.key_file else None,
+            pkey=key,
             timeout=downstream.connect_timeout, banner_timeout=downstream.connect_timeout,
             auth_timeout=downstream.connect_timeout, allow_agent=False, look_for_keys=False,
         )

@@ -255,9 +255,17 @@ class Pipeline:
             self.history.mark_interrupted(downstream.url, [other for other, _ in interrupted if other != run.id])
             self.history.finish_step(run.id, seq, "ok", f"delivered as {remote_name}: {receipt.size} bytes, "
                                                         f"sha256 {receipt.sha256}, verified by {receipt.verified}")
-            # The baseline changes only after a verified delivery: this is that point.
-            await asyncio.to_thread(safeguard.remember_delivery, self.settings.data_dir, run.account, output)
-            self._finish(run, "delivered", f"delivered as {remote_name}", summary, attempts=attempts)
+            # The baseline changes only after a verified delivery: this is that point. The run is
+            # delivered whatever happens here; a baseline that cannot be saved stays the previous one
+            # (the next run is compared with an older delivery: more likely held, never less).
+            note = ""
+            try:
+                await asyncio.to_thread(safeguard.remember_delivery, self.settings.data_dir, run.account, output)
+            except OSError as exc:
+                bound.error("baseline_not_saved", error=exc.strerror or type(exc).__name__)
+                note = ("; the safeguard baseline could not be updated, so the next upload is compared with "
+                        "the previous delivery")
+            self._finish(run, "delivered", f"delivered as {remote_name}{note}", summary, attempts=attempts)
             return
         final = isinstance(error, FinalError)
         metrics.DELIVERY_FAILURES.labels(run.account, "final" if final else "retryable").inc()

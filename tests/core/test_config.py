@@ -165,3 +165,90 @@ def test_retry_cap_and_encoding_policy_parse_and_are_checked(tmp_path):
         config.load(write(tmp_path, base.replace("ENC", "latin1").replace("CAP", "-1")))
     text = "\n".join(caught.value.problems)
     assert "flows[0].encoding" in text and "flows[0].downstream.retry_max_seconds" in text
+
+
+# -- the delivery keys of [flows.downstream] ------------------------------------------
+HOST_KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIEbYm0+g2pEGX9DGNB/nWoHAfZf2BL7FZDafdkprrCbK"
+
+
+def sftp_flow(tmp_path: Path, host: str = "example.org", extra: str = "", flow_extra: str = "") -> Path:
+    password = tmp_path / "pass"
+    password.write_text("secret\n")
+    return write(tmp_path, f"""
+[[flows]]
+account = "a"
+{flow_extra}
+[flows.downstream]
+url = "sftp://upload@{host}/dropbox"
+password_file = "{password}"
+host_key = "{HOST_KEY}"
+{extra}
+""")
+
+
+def problems_of(path: Path) -> str:
+    with pytest.raises(config.ConfigError) as caught:
+        config.load(path)
+    return "\n".join(caught.value.problems)
+
+
+@pytest.mark.parametrize("host, extra, expected", [
+    ("example.org", "", (True, "stat")),
+    ("upload.appleschoolcontent.com", "", (False, "size-on-handle")),  # Apple's drop box: no rename, no stat
+    ("Upload.AppleSchoolContent.com", "", (False, "size-on-handle")),
+    ("example.org", "temp_name = false", (False, "size-on-handle")),
+    ("upload.appleschoolcontent.com", "temp_name = true", (True, "stat")),
+    ("example.org", 'verify = "none"', (True, "none")),
+    ("upload.appleschoolcontent.com", 'verify = "none"', (False, "none")),
+])
+def test_temp_name_and_verify_defaults_follow_the_host(tmp_path, host, extra, expected):
+    down = config.load(sftp_flow(tmp_path, host, extra)).flow_for("a").downstream
+    assert (down.temp_name, down.verify) == expected
+
+
+@pytest.mark.parametrize("extra, key, reason", [
+    ('temp_name = "yes"', "temp_name", "must be true or false"),
+    ("temp_name = 1", "temp_name", "must be true or false"),
+    ('verify = "md5"', "verify", "must be one of stat, size-on-handle, none"),
+    ("verify = true", "verify", "must be one of stat, size-on-handle, none"),
+])
+def test_wrong_delivery_keys_are_named(tmp_path, extra, key, reason):
+    assert f"flows[0].downstream.{key}: {reason}" in problems_of(sftp_flow(tmp_path, extra=extra))
+
+
+@pytest.mark.parametrize("key", ["temp_name", "verify"])
+def test_delivery_keys_are_refused_for_a_folder(tmp_path, key):
+    value = "false" if key == "temp_name" else '"stat"'
+    path = write(tmp_path, f'[[flows]]\naccount = "a"\n[flows.downstream]\nurl = "{tmp_path.as_uri()}"\n{key} = {value}\n')
+    assert f"flows[0].downstream.{key}: applies to sftp:// downstreams only" in problems_of(path)
+
+
+# -- numbers: finite, in range, and whole where a count is meant ---------------------
+@pytest.mark.parametrize("key", ["connect_timeout", "retry_base_seconds", "retry_max_seconds"])
+@pytest.mark.parametrize("value", ["nan", "inf", "-1", "0"])
+def test_downstream_durations_must_be_finite_and_positive(tmp_path, key, value):
+    text = problems_of(sftp_flow(tmp_path, extra=f"{key} = {value}"))
+    assert f"flows[0].downstream.{key}: must be a finite positive number" in text, text
+
+
+@pytest.mark.parametrize("value", ["2.5", "0", "-3", "true", "nan"])
+def test_max_attempts_must_be_a_whole_number(tmp_path, value):
+    text = problems_of(sftp_flow(tmp_path, extra=f"max_attempts = {value}"))
+    assert "flows[0].downstream.max_attempts: must be a whole number >= 1" in text, text
+
+
+@pytest.mark.parametrize("table, key, value", [
+    ("limits", "idle_timeout_seconds", "nan"),
+    ("limits", "login_grace_seconds", "inf"),
+    ("defender", "ban_seconds", "nan"),
+    ("defender", "failed_password_delay_seconds", "inf"),
+])
+def test_server_durations_must_be_finite(tmp_path, table, key, value):
+    text = problems_of(write(tmp_path, f"[server.{table}]\n{key} = {value}\n"))
+    assert f"server.{table}.{key}: " in text and "finite" in text, text
+
+
+@pytest.mark.parametrize("value", ["nan", "inf", "-0.5"])
+def test_watch_settle_seconds_must_be_finite_and_not_negative(tmp_path, value):
+    text = problems_of(sftp_flow(tmp_path, flow_extra=f"watch_settle_seconds = {value}"))
+    assert "flows[0].watch_settle_seconds: must be a finite number of seconds >= 0" in text, text

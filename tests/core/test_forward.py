@@ -1,14 +1,32 @@
-"""Forwarding with paramiko to real SFTP servers on loopback (OpenSSH sshd, asyncssh)."""
+"""Forwarding with paramiko to real SFTP servers on loopback (OpenSSH sshd, asyncssh), and to a folder.
+
+Delivered means verified: :func:`forward.deliver` returns a receipt only when every
+WRITE and the CLOSE were answered OK, the bytes sent are the checked ones and the
+size on the server is the size sent (as the downstream's ``verify`` says). The
+faulty downstreams are :class:`tests.downstream.AsyncsshDownstream` with
+:class:`tests.downstream.Faults` switched on.
+"""
 
 import dataclasses
+import hashlib
+import os
+import subprocess
 import zipfile
+from pathlib import Path
 
 import pytest
+from structlog.testing import capture_logs
 
 from rostergate import forward
 from rostergate.config import Downstream
-from tests.conftest import free_port, require_tool
-from tests.downstream import AsyncsshDownstream, OpenSSHDownstream
+from tests.conftest import free_port, require_tool, tiny_tmpfs
+from tests.downstream import AsyncsshDownstream, Faults, OpenSSHDownstream
+
+BIG = 300_000  # about 10 WRITEs of 32 KiB: pipelined, answered out of the client's sight
+
+
+def sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
 @pytest.fixture
@@ -20,11 +38,37 @@ def payload(tmp_path):
 
 
 @pytest.fixture
+def big_payload(tmp_path):
+    """A ZIP of about :data:`BIG` bytes that does not compress (a stored random member)."""
+    path = tmp_path / "big.zip"
+    with zipfile.ZipFile(path, "w") as archive:
+        archive.writestr("students.csv", "person_id\n1\n")
+        archive.writestr(zipfile.ZipInfo("padding.bin"), os.urandom(BIG))
+    return path
+
+
+@pytest.fixture
 def sshd(tmp_path):
     require_tool("sshd")
     server = OpenSSHDownstream(tmp_path / "sshd").start()
     yield server
     server.stop()
+
+
+@pytest.fixture
+def faulty(tmp_path):
+    """Start an asyncssh downstream: ``faulty(posix_rename=True, **faults)``; stopped at the end."""
+    started: list[AsyncsshDownstream] = []
+
+    def make(posix_rename: bool = True, **faults) -> AsyncsshDownstream:
+        server = AsyncsshDownstream(tmp_path / f"async-{len(started)}", faults=Faults(**faults),
+                                    posix_rename=posix_rename)
+        started.append(server.start())
+        return server
+
+    yield make
+    for server in started:
+        server.stop()
 
 
 def key_downstream(server: OpenSSHDownstream, **changes) -> Downstream:
@@ -35,11 +79,32 @@ def key_downstream(server: OpenSSHDownstream, **changes) -> Downstream:
     return dataclasses.replace(base, **changes)
 
 
+def password_downstream(server: AsyncsshDownstream, **changes) -> Downstream:
+    base = Downstream(url=f"sftp://{server.username}@127.0.0.1:{server.port}/dropbox", scheme="sftp",
+                      host="127.0.0.1", port=server.port, username=server.username, path="/dropbox",
+                      password_file=server.password_file, host_key=server.host_key_line, connect_timeout=5)
+    return dataclasses.replace(base, **changes)
+
+
+APPLE = {"temp_name": False, "verify": "size-on-handle"}  # what config gives upload.appleschoolcontent.com
+
+
+def names(folder: Path) -> list[str]:
+    return sorted(p.name for p in folder.iterdir())
+
+
+# -- delivered, with a receipt ---------------------------------------------------------
 def test_delivers_to_openssh_with_key_and_pinned_host_key(sshd, payload):
-    where = forward.deliver(payload, key_downstream(sshd), "district-a-1.zip")
+    down = key_downstream(sshd)
+    receipt = forward.deliver(payload, down, "district-a-1.zip", expected_sha256=sha256(payload))
     delivered = sshd.dropbox / "district-a-1.zip"
     assert delivered.read_bytes() == payload.read_bytes()
-    assert where.endswith("/district-a-1.zip")
+    assert names(sshd.dropbox) == ["district-a-1.zip"]  # the .partial was renamed into place
+    assert receipt.destination == down.url
+    assert receipt.remote == str(delivered)
+    assert (receipt.size, receipt.sha256) == (payload.stat().st_size, sha256(payload))
+    assert receipt.verified == "stat" and receipt.finished_at.endswith("Z")
+    assert set(receipt.to_dict()) == {"destination", "remote", "size", "sha256", "finished_at", "verified"}
 
 
 def test_host_key_mismatch_is_final_and_writes_nothing(sshd, payload, tmp_path):
@@ -51,8 +116,6 @@ def test_host_key_mismatch_is_final_and_writes_nothing(sshd, payload, tmp_path):
 
 def test_refused_login_is_final(sshd, payload, tmp_path):
     stranger = tmp_path / "stranger"
-    import subprocess
-
     subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(stranger)], check=True)
     with pytest.raises(forward.FinalError, match="refused the login"):
         forward.deliver(payload, key_downstream(sshd, key_file=stranger), "x.zip")
@@ -71,21 +134,204 @@ def test_missing_remote_folder_is_final(sshd, payload):
         forward.deliver(payload, key_downstream(sshd, path=str(sshd.dropbox / "nope")), "x.zip")
 
 
-def test_password_login_to_asyncssh_server(tmp_path, payload):
-    server = AsyncsshDownstream(tmp_path / "async").start()
-    try:
-        down = Downstream(url="sftp://x", scheme="sftp", host="127.0.0.1", port=server.port,
-                          username=server.username, path="/dropbox", password_file=server.password_file,
-                          host_key=server.host_key_line, connect_timeout=5)
-        forward.deliver(payload, down, "a.zip")
-        assert (server.dropbox / "a.zip").read_bytes() == payload.read_bytes()
-    finally:
-        server.stop()
+def test_password_login_to_asyncssh_server_writes_partial_then_renames(faulty, big_payload):
+    server = faulty()
+    receipt = forward.deliver(big_payload, password_downstream(server), "a.zip", sha256(big_payload))
+    assert (server.dropbox / "a.zip").read_bytes() == big_payload.read_bytes()
+    assert names(server.dropbox) == ["a.zip"]
+    assert (receipt.remote, receipt.size, receipt.sha256, receipt.verified) == (
+        "/dropbox/a.zip", big_payload.stat().st_size, sha256(big_payload), "stat")
+    assert server.requests == [("open", "/dropbox/.a.zip.partial"), ("close", "/dropbox/.a.zip.partial"),
+                               ("posix_rename", "/dropbox/a.zip"), ("stat", "/dropbox/a.zip")]
 
 
-def test_local_folder_delivery_is_owner_only(tmp_path, payload):
+# -- faulty downstreams: never delivered -----------------------------------------------
+@pytest.mark.parametrize("mode", [{}, APPLE], ids=["temp-name", "apple"])
+def test_write_quota_is_retryable_and_leaves_nothing_under_the_final_name(faulty, big_payload, mode):
+    """paramiko's putfo(confirm=False) dropped this status: a cut file was reported delivered."""
+    server = faulty(quota_bytes=100_000)
+    with pytest.raises(forward.RetryableError, match=r"refused to write .* at byte \d+ \(Disk quota exceeded\)"):
+        forward.deliver(big_payload, password_downstream(server, **mode), "a.zip", sha256(big_payload))
+    assert names(server.dropbox) == []  # what was written is removed, whichever name it had
+
+
+def test_error_status_on_close_is_retryable_and_the_file_is_removed(faulty, big_payload):
+    server = faulty(close_error=True)
+    with pytest.raises(forward.RetryableError, match="during the close.*Input/output error"):
+        forward.deliver(big_payload, password_downstream(server), "a.zip", sha256(big_payload))
+    assert names(server.dropbox) == []
+    assert "posix_rename" not in server.operations()  # never renamed into place
+
+
+def test_error_status_on_close_of_the_final_name_is_retryable(faulty, big_payload):
+    server = faulty(close_error=True)
+    with pytest.raises(forward.RetryableError, match="during the close"):
+        forward.deliver(big_payload, password_downstream(server, **APPLE), "a.zip", sha256(big_payload))
+    assert names(server.dropbox) == []
+
+
+@pytest.mark.parametrize("operation", ["open", "write"])
+def test_permission_denied_is_final(faulty, big_payload, operation):
+    server = faulty(deny=frozenset({operation}))
+    with pytest.raises(forward.FinalError, match=rf"refused to {operation} /dropbox/\.a\.zip\.partial.*permission denied"):
+        forward.deliver(big_payload, password_downstream(server), "a.zip", sha256(big_payload))
+    assert names(server.dropbox) == []
+
+
+@pytest.mark.parametrize("mode", [{"verify": "stat"}, APPLE], ids=["stat", "size-on-handle"])
+def test_bytes_acknowledged_but_lost_are_caught_by_the_size_check(faulty, big_payload, mode):
+    server = faulty(lose_after=50_000)
+    size = big_payload.stat().st_size
+    with pytest.raises(forward.RetryableError, match=f"holds 50000 of the {size} bytes sent as /dropbox/a.zip"):
+        forward.deliver(big_payload, password_downstream(server, **mode), "a.zip", sha256(big_payload))
+    assert names(server.dropbox) == []  # the short file is removed, under either name
+
+
+def test_bytes_acknowledged_but_lost_pass_with_verify_none(faulty, big_payload):
+    """``verify = "none"`` trusts the acknowledgements: the receipt says so ("acks"); this is its limit."""
+    server = faulty(lose_after=50_000)
+    receipt = forward.deliver(big_payload, password_downstream(server, verify="none"), "a.zip",
+                              sha256(big_payload))
+    assert receipt.verified == "acks"
+    assert (server.dropbox / "a.zip").stat().st_size == 50_000
+    assert "stat" not in server.operations() and "fstat" not in server.operations()
+
+
+def test_fstat_refused_under_size_on_handle_falls_back_to_the_acknowledgements(faulty, big_payload):
+    server = faulty(refuse_fstat=True)
+    with capture_logs() as logs:
+        receipt = forward.deliver(big_payload, password_downstream(server, **APPLE), "a.zip", sha256(big_payload))
+    assert receipt.verified == "acks"
+    assert (server.dropbox / "a.zip").read_bytes() == big_payload.read_bytes()
+    assert any(entry["event"] == "delivery_fstat_refused" for entry in logs)
+
+
+def test_apple_drop_box_that_hides_the_file_at_close(faulty, big_payload):
+    """size-on-handle checks before the close and asks nothing of the name after it; stat would fail there."""
+    server = faulty(hide_on_close=True)
+    receipt = forward.deliver(big_payload, password_downstream(server, **APPLE), "a.zip", sha256(big_payload))
+    assert receipt.verified == "size-on-handle"
+    assert (server.hidden / "a.zip").read_bytes() == big_payload.read_bytes()
+    assert server.operations() == ["open", "fstat", "close"]
+
+    with pytest.raises(forward.RetryableError, match="lost /dropbox/b.zip during the stat"):
+        forward.deliver(big_payload, password_downstream(server, temp_name=False, verify="stat"), "b.zip")
+
+
+# -- names on the server -------------------------------------------------------------
+@pytest.mark.parametrize("posix_rename", [True, False], ids=["posix-rename", "remove-then-rename"])
+def test_replaces_an_existing_target(faulty, payload, posix_rename):
+    server = faulty(posix_rename=posix_rename)
+    (server.dropbox / "a.zip").write_bytes(b"an older delivery, longer than the new one" * 100)
+    forward.deliver(payload, password_downstream(server), "a.zip", sha256(payload))
+    assert (server.dropbox / "a.zip").read_bytes() == payload.read_bytes()
+    assert names(server.dropbox) == ["a.zip"]
+    renames = [op for op in server.operations() if op in ("posix_rename", "rename", "remove")]
+    assert renames == (["posix_rename"] if posix_rename else ["remove", "rename"])
+
+
+def test_replaces_an_existing_target_without_temp_name_by_truncating_it(faulty, payload):
+    server = faulty()
+    (server.dropbox / "a.zip").write_bytes(b"x" * 10_000)
+    forward.deliver(payload, password_downstream(server, **APPLE), "a.zip", sha256(payload))
+    assert (server.dropbox / "a.zip").read_bytes() == payload.read_bytes()
+
+
+def test_leftovers_of_crashed_attempts_are_removed(faulty, payload, tmp_path):
+    server = faulty()
+    (server.dropbox / ".other-run.zip.partial").write_bytes(b"cut short by a crash")
+    (server.dropbox / ".a.zip.partial").write_bytes(b"this run's own earlier attempt, longer" * 100)
+    (server.root / "elsewhere").mkdir()
+    (server.root / "elsewhere" / ".x.zip.partial").write_bytes(b"not in the drop box: never touched")
+    stale = ["/dropbox/.other-run.zip.partial", "/dropbox/.a.zip.partial", "/elsewhere/.x.zip.partial"]
+    forward.deliver(payload, password_downstream(server), "a.zip", sha256(payload), stale=stale)
+    assert names(server.dropbox) == ["a.zip"]
+    assert (server.dropbox / "a.zip").read_bytes() == payload.read_bytes()
+    assert (server.root / "elsewhere" / ".x.zip.partial").exists()
+
+
+def test_leftovers_of_crashed_attempts_are_removed_from_a_folder(tmp_path, payload):
+    outbox = tmp_path / "outbox"
+    outbox.mkdir()
+    (outbox / ".other-run.zip.partial").write_bytes(b"cut short")
+    (outbox / ".a.zip.partial").write_bytes(b"own earlier attempt" * 100)
+    (tmp_path / "keep.partial").write_bytes(b"outside the folder")
+    down = Downstream(url=outbox.as_uri(), scheme="file", path=str(outbox))
+    forward.deliver(payload, down, "a.zip", sha256(payload),
+                    stale=[str(outbox / ".other-run.zip.partial"), str(tmp_path / "keep.partial")])
+    assert names(outbox) == ["a.zip"] and (tmp_path / "keep.partial").exists()
+    assert (outbox / "a.zip").read_bytes() == payload.read_bytes()
+
+
+# -- the bytes sent are the checked ones ---------------------------------------------
+def test_a_file_that_is_not_the_checked_one_is_refused_before_connecting(faulty, payload):
+    server = faulty()
+    with pytest.raises(forward.FinalError, match="not the one that was checked"):
+        forward.deliver(payload, password_downstream(server), "a.zip", expected_sha256="0" * 64)
+    assert names(server.dropbox) == [] and server.requests == []
+
+
+def test_bytes_sent_are_hashed_and_refused_when_they_differ(faulty, big_payload, monkeypatch):
+    """The hash taken while sending is the last word, even with the final name written in place."""
+    monkeypatch.setattr(forward, "_check_unchanged", lambda path, expected: None)  # the file changed after it
+    server = faulty()
+    with pytest.raises(forward.FinalError, match="not the one that was checked"):
+        forward.deliver(big_payload, password_downstream(server, **APPLE), "a.zip", expected_sha256="0" * 64)
+    assert names(server.dropbox) == []
+    assert "close" in server.operations()  # it was written, then removed
+
+
+def test_a_changed_file_is_refused_for_a_folder(tmp_path, payload):
     outbox = tmp_path / "outbox"
     down = Downstream(url=outbox.as_uri(), scheme="file", path=str(outbox))
-    forward.deliver(payload, down, "a.zip")
+    with pytest.raises(forward.FinalError, match="not the one that was checked"):
+        forward.deliver(payload, down, "a.zip", expected_sha256="0" * 64)
+    assert not (outbox / "a.zip").exists()
+
+
+# -- credentials and local folders -----------------------------------------------------
+def test_missing_password_file_is_a_clear_retryable_error(faulty, payload):
+    server = faulty()
+    down = password_downstream(server)
+    server.password_file.unlink()
+    with pytest.raises(forward.RetryableError,
+                       match=r"cannot read flows\.downstream\.password_file .*downstream\.pass: "
+                             r"No such file or directory; restore it"):
+        forward.deliver(payload, down, "a.zip", sha256(payload))
+    assert server.requests == []
+
+
+@pytest.mark.parametrize("damage", ["garbage", "passphrase"])
+def test_unusable_key_file_is_final_and_named(sshd, payload, tmp_path, damage):
+    """Not "cannot reach" (retried as if the server were down), nor a refused login."""
+    key = tmp_path / "client_key"
+    if damage == "garbage":
+        key.write_text("-----BEGIN OPENSSH PRIVATE KEY-----\nnot a key\n-----END OPENSSH PRIVATE KEY-----\n")
+    else:
+        subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "a passphrase", "-f", str(key)], check=True)
+    with pytest.raises(forward.FinalError, match=rf"flows\.downstream\.key_file {key} cannot be used as a private key"):
+        forward.deliver(payload, key_downstream(sshd, key_file=key), "x.zip")
+    assert names(sshd.dropbox) == []
+
+
+def test_missing_key_file_is_a_clear_retryable_error(sshd, payload, tmp_path):
+    with pytest.raises(forward.RetryableError, match=r"cannot read flows\.downstream\.key_file .*No such file"):
+        forward.deliver(payload, key_downstream(sshd, key_file=tmp_path / "gone"), "x.zip")
+
+
+def test_local_folder_delivery_is_owner_only_with_a_receipt(tmp_path, payload):
+    outbox = tmp_path / "outbox"
+    down = Downstream(url=outbox.as_uri(), scheme="file", path=str(outbox))
+    receipt = forward.deliver(payload, down, "a.zip", sha256(payload))
     assert (outbox / "a.zip").stat().st_mode & 0o777 == 0o600
     assert [p.name for p in outbox.iterdir()] == ["a.zip"]
+    assert (receipt.remote, receipt.sha256, receipt.size) == (str(outbox / "a.zip"), sha256(payload),
+                                                              payload.stat().st_size)
+
+
+def test_full_folder_is_retryable_and_leaves_nothing(tmp_path, big_payload):
+    with tiny_tmpfs(tmp_path / "full", "64k") as outbox:
+        down = Downstream(url=outbox.as_uri(), scheme="file", path=str(outbox))
+        with pytest.raises(forward.RetryableError, match="is full"):
+            forward.deliver(big_payload, down, "a.zip", sha256(big_payload))
+        assert names(outbox) == []

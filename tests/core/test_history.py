@@ -1,9 +1,13 @@
-"""History store: runs, claiming, superseding, steps, issues, queries."""
+"""History store: runs, claiming, superseding, steps, issues, deliveries, queries."""
 
+import sqlite3
 from datetime import timedelta
+
+import pytest
 
 from rostergate import store, timeutil
 from rostergate.formats.issues import Issue
+from rostergate.forward import Receipt
 from rostergate.history import History
 
 
@@ -90,3 +94,90 @@ def test_list_filters_by_account_status_since_and_limit(tmp_path):
     h.set_status("r2", "delivered")
     assert [r.id for r in h.list(status="delivered")] == ["r2"]
     assert h.stats()["by_status"] == {"received": 2, "delivered": 1}
+
+
+# -- deliveries: one row per run and destination ---------------------------------------
+DEST = "sftp://apple@upload.example.org/dropbox"
+
+
+def receipt(remote: str = "/dropbox/a.zip", size: int = 1234) -> Receipt:
+    return Receipt(DEST, remote, size, "ab" * 32, "2026-11-22T08:05:00Z", "stat")
+
+
+def test_delivery_row_follows_its_attempts_and_keeps_the_receipt(tmp_path):
+    h = history(tmp_path)
+    receive(h, "r1")
+    h.delivery_started("r1", DEST, 1, "/dropbox/.a.zip.partial")
+    assert h.deliveries("r1") == [{"destination": DEST, "status": "sending", "attempts": 1,
+                                   "remote": "/dropbox/.a.zip.partial", "size": None, "sha256": None,
+                                   "finished_at": None}]
+    h.delivery_finished("r1", DEST, "retrying")
+    assert [(d["status"], d["remote"]) for d in h.deliveries("r1")] == [("retrying", "/dropbox/.a.zip.partial")]
+
+    h.delivery_started("r1", DEST, 2, "/dropbox/.a.zip.partial")
+    h.delivery_finished("r1", DEST, "delivered", receipt())
+    assert h.deliveries("r1") == [{"destination": DEST, "status": "delivered", "attempts": 2,
+                                   "remote": "/dropbox/a.zip", "size": 1234, "sha256": "ab" * 32,
+                                   "finished_at": "2026-11-22T08:05:00Z"}]
+
+    h.delivery_started("r1", DEST, 3, "/dropbox/.a.zip.partial")  # sent again: the old receipt no longer holds
+    (again,) = h.deliveries("r1")
+    assert (again["status"], again["attempts"], again["size"], again["sha256"], again["finished_at"]) == (
+        "sending", 3, None, None, None)
+
+
+def test_delivery_rows_are_per_destination_and_in_show(tmp_path):
+    h = history(tmp_path)
+    receive(h, "r1")
+    h.delivery_started("r1", DEST, 1, "/dropbox/.a.zip.partial")
+    h.delivery_started("r1", "file:///srv/outbox", 1, "/srv/outbox/.a.zip.partial")
+    h.delivery_finished("r1", "file:///srv/outbox", "failed")
+    shown = h.show("r1")
+    assert shown["sha256"] == "0" * 64  # the upload's, as recorded at intake
+    assert [(d["destination"], d["status"]) for d in shown["deliveries"]] == [
+        ("file:///srv/outbox", "failed"), (DEST, "sending")]
+    receive(h, "r2", at="2026-11-22T08:01:00Z")
+    assert h.show("r2")["deliveries"] == []
+
+
+def test_delivery_finished_takes_only_final_or_retrying_statuses(tmp_path):
+    h = history(tmp_path)
+    receive(h, "r1")
+    h.delivery_started("r1", DEST, 1, "/dropbox/.a.zip.partial")
+    with pytest.raises(AssertionError):
+        h.delivery_finished("r1", DEST, "sending")
+
+
+def test_interrupted_deliveries_are_attempts_a_crash_left_sending(tmp_path):
+    h = history(tmp_path)
+    for run_id in ("crashed", "busy", "retrying", "elsewhere", "me"):
+        receive(h, run_id, account=run_id)
+        h.delivery_started(run_id, "file:///other" if run_id == "elsewhere" else DEST, 1,
+                           f"/dropbox/.{run_id}.zip.partial")
+    h.set_status("busy", "processing")  # another account's attempt in progress right now
+    h.set_status("me", "processing")  # the run about to try again
+    h.delivery_finished("retrying", DEST, "retrying")  # an attempt that ended with an answer
+    found = sorted(h.interrupted_deliveries(DEST, "me"))
+    assert found == [("crashed", "/dropbox/.crashed.zip.partial"), ("me", "/dropbox/.me.zip.partial")]
+
+    h.mark_interrupted(DEST, ["crashed", "retrying"])  # only a row still "sending" changes
+    statuses = {run_id: h.deliveries(run_id)[0]["status"] for run_id in ("crashed", "busy", "retrying")}
+    assert statuses == {"crashed": "interrupted", "busy": "sending", "retrying": "retrying"}
+    assert h.interrupted_deliveries(DEST, "me") == [("me", "/dropbox/.me.zip.partial")]
+
+
+def test_a_store_from_before_deliveries_is_migrated(tmp_path):
+    conn = sqlite3.connect(tmp_path / store.DB_NAME)
+    for script in store.MIGRATIONS[:2]:
+        conn.executescript(script)
+    conn.execute("PRAGMA user_version = 2")
+    conn.execute("INSERT INTO runs (id, account, status, upload_name, received_at, spool_path)"
+                 " VALUES ('old', 'a', 'retrying', 'x.zip', '2026-11-01T00:00:00Z', '/spool/old/upload.zip')")
+    conn.commit()
+    conn.close()
+    h = history(tmp_path)
+    old = h.get("old")
+    assert (old.output_sha256, old.prepare_attempts) == (None, 0)
+    assert h.show("old")["deliveries"] == []
+    h.delivery_started("old", DEST, 1, "/dropbox/.x.zip.partial")
+    assert h.deliveries("old")[0]["status"] == "sending"
