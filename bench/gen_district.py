@@ -109,7 +109,7 @@ def generate(out_dir: Path, students: int, version: str = "1.1", seed: int = 0) 
 
 
 def _write_oneroster(out: Path, d: District, version: str) -> dict[str, int]:
-    from rostergate.formats.oneroster_schema import FILE_KEYS, HEADERS
+    from rostergate.formats.schema.oneroster import FILE_KEYS, HEADERS
 
     rows: dict[str, int] = {}
     present = {"academicSessions", "orgs", "courses", "classes", "users", "enrollments"}
@@ -189,7 +189,7 @@ def _write_oneroster(out: Path, d: District, version: str) -> dict[str, int]:
 
 
 def _write_asm(out: Path, d: District) -> dict[str, int]:
-    from rostergate.formats.asm import TEMPLATES
+    from rostergate.formats.schema.asm import HEADERS as TEMPLATES
 
     rows: dict[str, int] = {}
     s, t, n = d.n_students, d.n_teachers, d.n_schools
