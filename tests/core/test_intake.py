@@ -86,6 +86,20 @@ def test_a_finished_upload_that_is_no_readable_zip_becomes_a_run(tmp_path, damag
     assert (intake.spool / run_id / "upload.zip").read_bytes() == content
 
 
+def test_recover_takes_finished_uploads_from_homes_and_leaves_incomplete_ones(tmp_path):
+    """At start, a home's finished uploads become runs (a complete ZIP, a file that is no ZIP); a ZIP
+    without its end record stays for the tenant to resume."""
+    intake, history, _ = make_intake(tmp_path)
+    home = tmp_path / "homes" / "a"
+    home.mkdir(parents=True)
+    whole = zip_folder(ONEROSTER_11_VALID, home / "complete.zip").read_bytes()
+    (home / "partial.zip").write_bytes(whole[: len(whole) // 2])
+    (home / "text.zip").write_bytes(b"sourcedId,name\n1,Ada\n")
+    recovered = intake.recover({"a": home})
+    assert sorted(history.get(r).upload_name for r in recovered) == ["complete.zip", "text.zip"]
+    assert sorted(p.name for p in home.iterdir()) == ["partial.zip"]
+
+
 def test_same_name_uploaded_twice_gives_two_runs(tmp_path):
     intake, history, _ = make_intake(tmp_path)
     first = asyncio.run(intake.upload_finished("a", zip_folder(ONEROSTER_11_VALID, tmp_path / "r.zip")))
