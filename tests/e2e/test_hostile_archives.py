@@ -12,7 +12,7 @@ import pytest
 
 from tests import zipcraft as zc
 from tests.conftest import Daemon, local_flow, make_keypair, require_tool
-from tests.e2e import procs
+from tests import procs
 from tests.sftp.helpers import sftp_batch, wait_until
 from tests.zipcraft import MIB
 
