@@ -19,7 +19,7 @@ import structlog
 
 from rostergate import metrics, timeutil
 from rostergate.accounts import REPORTS_DIR
-from rostergate.formats.read.archive import ZipState, is_complete_zip, zip_state
+from rostergate.formats.read.archive import ZipState, zip_state
 from rostergate.fstree import TooManyEntries, walk_files
 from rostergate.history import History, new_run_id
 from rostergate.uploadnames import is_upload_name
@@ -101,9 +101,11 @@ class Intake:
         """Start runs the daemon may have missed while it was down.
 
         * spooled uploads without a run (killed between move and record);
-        * complete ``*.zip`` files left in account ``homes`` (put back after an
-          intake failure, or written there while the daemon was down).
-          Incomplete ones stay for a resume.
+        * finished ``*.zip`` files left in account ``homes`` (put back after an
+          intake failure, or written there while the daemon was down), judged as
+          :meth:`upload_finished` judges them: a file that is no readable ZIP
+          becomes a run too (rejected with a report). Only a ZIP without its end
+          record stays, for a resume.
 
         Homes are walked without recursion and without following symlinks, at
         most :data:`RECOVER_MAX_ENTRIES` entries each (:mod:`rostergate.fstree`):
@@ -112,7 +114,7 @@ class Intake:
         recovered = self._recover_spool()
         for account, home in (homes or {}).items():
             for path in _uploads_in(account, home):
-                if is_complete_zip(path):
+                if zip_state(path) is not ZipState.INCOMPLETE:
                     run_id = self.accept(account, path)
                     if run_id:
                         recovered.append(run_id)

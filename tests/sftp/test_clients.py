@@ -233,8 +233,10 @@ def test_lftp_put_continue_resumes_a_partial_upload(world):
     assert run_sha256(daemon, run["id"]) == sha256_file(full)
 
 
-def test_corrupt_zip_with_end_record_is_moved_back(world):
-    """It looks finished (end record present) but a CRC is wrong: no run, the file stays."""
+def test_complete_zip_with_a_bad_crc_is_a_rejected_run(world):
+    """It is finished (end record and directory sound) but a CRC is wrong: a run, rejected with
+    archive.crc_mismatch and a report; the file leaves the home. (Changed on purpose: completeness
+    is judged from the directory alone, never by decompressing inside the SFTP server.)"""
     require_tool("sftp")
     daemon, root = world["daemon"], world["root"]
     good = padded_zip(root, "corrupt-src.zip", 50_000)
@@ -244,10 +246,15 @@ def test_corrupt_zip_with_end_record_is_moved_back(world):
     bad.write_bytes(bytes(data))
     result = sftp_batch(daemon, ACCOUNT, f"put {bad}\n", key=world["key"])
     assert result.returncode == 0, result.stderr
-    assert wait_until(lambda: "corrupt.zip" in home_names(daemon, ACCOUNT), timeout=10)
-    no_runs_named(daemon, ACCOUNT, "corrupt.zip", wait=0.5)
-    assert (daemon.home(ACCOUNT) / "corrupt.zip").read_bytes() == bytes(data)
-    (daemon.home(ACCOUNT) / "corrupt.zip").unlink()
+    run = uploaded_once(world, "corrupt.zip")
+    assert run_sha256(daemon, run["id"]) == sha256_file(bad)
+    daemon.wait_for_runs(1, account=ACCOUNT)  # nothing of this account is still in progress
+    shown = daemon.cli_json("runs", "show", run["id"])
+    assert shown["status"] == "rejected"
+    assert [(i["code"], i["value"]) for i in shown["issues"]] == [("archive.crc_mismatch", "padding.bin")]
+    report = daemon.home(ACCOUNT) / "reports" / f"{shown['id']}.txt"
+    assert wait_until(report.exists, timeout=10)
+    assert "checksum mismatch" in report.read_text()
 
 
 def test_killed_upload_then_reput_gives_one_run_on_the_whole_file(world):
