@@ -233,8 +233,9 @@ def test_lftp_put_continue_resumes_a_partial_upload(world):
     assert run_sha256(daemon, run["id"]) == sha256_file(full)
 
 
-def test_corrupt_zip_with_end_record_is_moved_back(world):
-    """It looks finished (end record present) but a CRC is wrong: no run, the file stays."""
+def test_corrupt_zip_with_end_record_becomes_a_rejected_run(world):
+    """It looks finished (end record and central directory are fine) but a CRC is wrong: the
+    intake does not decompress, so it is a run, which unpacking rejects with a report."""
     require_tool("sftp")
     daemon, root = world["daemon"], world["root"]
     good = padded_zip(root, "corrupt-src.zip", 50_000)
@@ -244,10 +245,13 @@ def test_corrupt_zip_with_end_record_is_moved_back(world):
     bad.write_bytes(bytes(data))
     result = sftp_batch(daemon, ACCOUNT, f"put {bad}\n", key=world["key"])
     assert result.returncode == 0, result.stderr
-    assert wait_until(lambda: "corrupt.zip" in home_names(daemon, ACCOUNT), timeout=10)
-    no_runs_named(daemon, ACCOUNT, "corrupt.zip", wait=0.5)
-    assert (daemon.home(ACCOUNT) / "corrupt.zip").read_bytes() == bytes(data)
-    (daemon.home(ACCOUNT) / "corrupt.zip").unlink()
+    run = uploaded_once(world, "corrupt.zip")
+    assert run_sha256(daemon, run["id"]) == sha256_file(bad)
+    assert wait_until(lambda: daemon.runs(ACCOUNT) and runs_named(daemon, ACCOUNT, "corrupt.zip")[0]["status"]
+                      not in ("received", "processing"), timeout=30)
+    shown = daemon.cli_json("runs", "show", run["id"])
+    assert shown["status"] == "rejected", shown
+    assert "archive.crc_mismatch" in {issue["code"] for issue in shown["issues"]}
 
 
 def test_killed_upload_then_reput_gives_one_run_on_the_whole_file(world):

@@ -220,6 +220,8 @@ def test_password_check_whose_client_left_is_dropped_unhashed():
         kept = asyncio.ensure_future(checks.run(1, lambda: ran.append("kept")))
         await asyncio.sleep(0.05)
         gone.cancel()
+        await asyncio.sleep(0.05)  # the cancellation reaches the queued check through the event loop
+        assert checks.waiting() == 2
         gate.set()
         await asyncio.wait_for(asyncio.gather(blocker, kept), 10)
         checks.close()
