@@ -110,20 +110,20 @@ def test_three_tries_on_one_handle_are_all_refused(world):
     ssh = client(world)
     try:
         sftp = ssh.open_sftp()
-        handle = sftp.open("tries.tmp", "w")
+        handle = sftp.open("roster.tmp", "w")
         handle.write(good)
         handle.flush()
         for attempt in range(3):
             with pytest.raises(IOError, match="close the file before renaming it"):
-                (sftp.rename if attempt % 2 == 0 else sftp.posix_rename)("tries.tmp", "tries.zip")
+                (sftp.rename if attempt % 2 == 0 else sftp.posix_rename)("roster.tmp", "roster.zip")
         handle.close()
-        with sftp.open("tries.tmp", "r") as check:
+        with sftp.open("roster.tmp", "r") as check:
             assert check.read() == good
-        sftp.remove("tries.tmp")
+        sftp.remove("roster.tmp")
     finally:
         ssh.close()
     time.sleep(0.5)
-    assert count_runs_fast(daemon, A, "tries.zip") == 0
+    assert count_runs_fast(daemon, A, "roster.zip") == 0
 
 
 def test_a_second_writer_keeps_the_upload_from_completing(world):
