@@ -161,13 +161,37 @@ def tree_height(root: Root, max_entries: int) -> int:
     return max((entry.depth for entry in walk(root, max_entries)), default=0)
 
 
+def removable_root(root: Root) -> str | bytes:
+    """``root`` as :func:`remove_tree` acts on it: trailing slashes dropped, so that a symlink
+    named ``link/`` is the link itself and not the folder it points to.
+
+    Raises :class:`ValueError` for a path that names no entry of its own: empty
+    (``Path("")`` is ``.``), ``/``, or ending in ``.`` or ``..``. Those would
+    empty the current folder, its parent or the whole file system before the
+    final ``rmdir`` failed.
+    """
+    path = os.fspath(root)
+    slash, dots = (b"/", (b"", b".", b"..")) if isinstance(path, bytes) else ("/", ("", ".", ".."))
+    stripped = path.rstrip(slash)  # type: ignore[arg-type]
+    if os.path.basename(stripped) in dots:
+        raise ValueError(f"remove_tree refuses {path!r}: name the folder to remove itself "
+                         "(not '', '/', '.' or '..')")
+    return stripped
+
+
 def remove_tree(root: Root, attempts: int = 3) -> int:
     """Remove ``root`` and everything below it; returns how many entries went.
 
     A missing ``root`` is fine; a symlink or file at ``root`` is removed itself
-    (never followed). Entries added while it runs are removed by a further pass
-    (at most ``attempts`` passes).
+    (never followed, even when written with a trailing slash). Nothing outside
+    ``root`` is touched: sub-folders are entered by name without following links
+    and left through ``..`` only after checking it is the folder they were
+    entered from; the walk never climbs out of ``root``. ``root`` must name an
+    entry (see :func:`removable_root`: ``.``, ``..``, ``/`` and empty paths raise
+    :class:`ValueError`). Entries added while it runs are removed by a further
+    pass (at most ``attempts`` passes).
     """
+    root = removable_root(root)
     removed = 0
     for attempt in range(attempts):
         try:

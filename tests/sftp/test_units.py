@@ -1,11 +1,17 @@
-"""Unit tests: defender scoring and bans on a fake clock, settings parsing, upload names."""
+"""Unit tests: defender scoring and bans on a fake clock, settings parsing, upload names,
+the password-check queue's order."""
 
 from __future__ import annotations
+
+import asyncio
+import threading
+import tomllib
 
 import pytest
 
 from rostergate.config import ConfigError, parse
 from rostergate.sftp.defender import Defender
+from rostergate.sftp.hashing import PasswordChecks
 from rostergate.uploadnames import is_upload_name
 from rostergate.sftp.settings import DefenderSettings, SftpSettings, parse_sftp_settings
 
@@ -106,3 +112,141 @@ def test_every_bad_key_is_named():
 ])
 def test_upload_names(name, expected):
     assert is_upload_name(name) is expected
+
+
+# -- storage limits: [server.limits] keys of the quota, entries, depth and names ---------------
+def test_storage_limit_keys_defaults_and_per_account_override():
+    defaults = SftpSettings()
+    assert (defaults.max_account_bytes, defaults.max_account_entries, defaults.max_folder_depth,
+            defaults.max_name_bytes) == (2 * 1024**3, 10_000, 8, 255)
+    settings = parse_sftp_settings({"limits": {
+        "max_account_bytes": 1000, "max_account_entries": 7, "max_folder_depth": 2, "max_name_bytes": 40,
+        "accounts": {"big": {"max_account_bytes": 5000}, "small": {"max_sessions": 1}},
+    }}, "server")
+    assert (settings.max_account_entries, settings.max_folder_depth, settings.max_name_bytes) == (7, 2, 40)
+    assert settings.account_bytes_limit("big") == 5000
+    assert settings.account_bytes_limit("small") == 1000 and settings.account_bytes_limit("other") == 1000
+    assert settings.upload_limit("big") == settings.max_upload_bytes  # one override leaves the others
+
+
+@pytest.mark.parametrize(("limits", "key"), [
+    ({"max_account_bytes": 0}, "server.limits.max_account_bytes"),
+    ({"max_account_bytes": -1}, "server.limits.max_account_bytes"),
+    ({"max_account_bytes": 1.5}, "server.limits.max_account_bytes"),
+    ({"max_account_bytes": "2GB"}, "server.limits.max_account_bytes"),
+    ({"max_account_entries": 0}, "server.limits.max_account_entries"),
+    ({"max_account_entries": True}, "server.limits.max_account_entries"),
+    ({"max_folder_depth": 0}, "server.limits.max_folder_depth"),
+    ({"max_folder_depth": float("inf")}, "server.limits.max_folder_depth"),
+    ({"max_name_bytes": 0}, "server.limits.max_name_bytes"),
+    ({"max_name_bytes": 256}, "server.limits.max_name_bytes"),
+    ({"accounts": {"big": {"max_account_bytes": 0}}}, "server.limits.accounts.big.max_account_bytes"),
+    ({"accounts": {"big": {"max_account_bytes": float("nan")}}}, "server.limits.accounts.big.max_account_bytes"),
+    ({"accounts": {"big": {"max_folder_depth": 3}}}, "server.limits.accounts.big.max_folder_depth"),
+    ({"accounts": {"big": 5}}, "server.limits.accounts.big"),
+])
+def test_each_bad_storage_limit_is_refused_naming_its_key(limits, key):
+    with pytest.raises(ConfigError) as caught:
+        parse({"server": {"limits": limits}})
+    assert [problem.split(": ")[0] for problem in caught.value.problems] == [key]
+
+
+@pytest.mark.parametrize("value", ["nan", "inf", "+inf", "-inf", "-nan"])
+@pytest.mark.parametrize("key", ["limits.login_grace_seconds", "limits.idle_timeout_seconds",
+                                 "defender.observation_seconds", "defender.ban_seconds",
+                                 "defender.failed_password_delay_seconds"])
+def test_nan_and_infinity_are_refused_for_every_number(key, value):
+    table, name = key.split(".")
+    raw = tomllib.loads(f"[server.{table}]\n{name} = {value}\n")
+    with pytest.raises(ConfigError) as caught:
+        parse(raw)
+    assert [problem.split(": ")[0] for problem in caught.value.problems] == [f"server.{key}"]
+    assert "finite" in caught.value.problems[0]
+
+
+def test_several_bad_storage_keys_are_all_named_at_once():
+    with pytest.raises(ConfigError) as caught:
+        parse(tomllib.loads(
+            "[server.limits]\nmax_account_bytes = 0\nmax_folder_depth = -2\nmax_name_bytes = 300\n"
+            "max_account_entries = 'many'\nlogin_grace_seconds = nan\n"
+            "[server.limits.accounts.x]\nmax_account_bytes = inf\n"
+            "[server.defender]\nban_seconds = inf\n"))
+    keys = {problem.split(": ")[0] for problem in caught.value.problems}
+    assert keys == {"server.limits.max_account_bytes", "server.limits.max_folder_depth",
+                    "server.limits.max_name_bytes", "server.limits.max_account_entries",
+                    "server.limits.login_grace_seconds", "server.limits.accounts.x.max_account_bytes",
+                    "server.defender.ban_seconds"}
+
+
+# -- password checks: a priority queue on a small pool -------------------------------------------
+def test_password_checks_run_trusted_first_and_reorder_after_failures():
+    """One worker, held busy: the queued checks then run by priority, equal ones in order."""
+    async def scenario() -> list[str]:
+        checks = PasswordChecks(workers=1)
+        gate, ran = threading.Event(), []
+
+        def check(name):
+            def run():
+                if name == "blocker":
+                    gate.wait(10)
+                ran.append(name)
+                return name
+            return run
+
+        tasks = [asyncio.ensure_future(checks.run(0, check("blocker")))]
+        await asyncio.sleep(0.05)  # the worker holds the blocker
+        for name, priority, key in (("spray-1", 1, ("10.0.0.1", "a")), ("spray-2", 1, ("10.0.0.2", "a")),
+                                    ("clean", 1, ("10.0.0.9", "b")), ("trusted", 0, ("10.0.0.8", "c"))):
+            tasks.append(asyncio.ensure_future(checks.run(priority, check(name), key=key)))
+        await asyncio.sleep(0.05)
+        assert checks.waiting() == 4
+        checks.reorder(lambda source, account: 5 if account == "a" else (0 if account == "c" else 1))
+        gate.set()
+        results = await asyncio.wait_for(asyncio.gather(*tasks), 10)
+        checks.close()
+        assert sorted(results) == sorted(["blocker", "spray-1", "spray-2", "clean", "trusted"])
+        return ran
+
+    assert asyncio.run(scenario()) == ["blocker", "trusted", "clean", "spray-1", "spray-2"]
+
+
+def test_password_check_whose_client_left_is_dropped_unhashed():
+    async def scenario() -> list[str]:
+        checks = PasswordChecks(workers=1)
+        gate, ran = threading.Event(), []
+        blocker = asyncio.ensure_future(checks.run(0, lambda: gate.wait(10) and ran.append("blocker")))
+        await asyncio.sleep(0.05)
+        gone = asyncio.ensure_future(checks.run(1, lambda: ran.append("gone")))
+        kept = asyncio.ensure_future(checks.run(1, lambda: ran.append("kept")))
+        await asyncio.sleep(0.05)
+        gone.cancel()
+        await asyncio.sleep(0.05)  # the cancellation reaches the queued check through the event loop
+        assert checks.waiting() == 2
+        gate.set()
+        await asyncio.wait_for(asyncio.gather(blocker, kept), 10)
+        checks.close()
+        return ran
+
+    assert asyncio.run(scenario()) == ["blocker", "kept"]
+
+
+def test_password_pool_size_follows_cores_and_lanes(monkeypatch):
+    import os
+
+    monkeypatch.setattr(os, "cpu_count", lambda: 8)
+    assert PasswordChecks(lanes=4).workers == 2
+    monkeypatch.setattr(os, "cpu_count", lambda: 2)
+    assert PasswordChecks(lanes=4).workers == 1 and PasswordChecks(workers=3).workers == 3
+
+
+def test_auth_priority_trusted_then_clean_then_by_score():
+    d, clock = defender(observation_seconds=60, threshold=1000, account_threshold=1000)
+    d.login_succeeded("10.0.0.8", "c")
+    assert d.auth_priority("10.0.0.8", "c") == 0
+    assert d.auth_priority("10.0.0.9", "c") == 1  # the same account from a new source is only clean
+    d.login_failed("10.0.0.1", "a", known=True)
+    d.login_failed("10.0.0.1", "a", known=True)
+    assert d.auth_priority("10.0.0.1", "a") == 1 + 2 + 2  # the source's and the account's scores
+    assert d.auth_priority("10.0.0.1", "b") == 1 + 2 and d.auth_priority("10.0.0.2", "b") == 1
+    clock.now += 61
+    assert d.auth_priority("10.0.0.8", "c") == 1 and d.auth_priority("10.0.0.1", "a") == 1

@@ -23,7 +23,9 @@ changed through a read handle).
 **What is validated is what is delivered.** Open write handles are counted per
 inode ``(st_dev, st_ino)``, across all sessions, not per path. A file with an
 open write handle cannot be renamed (rename and posix-rename answer "close the
-file before renaming it"), and an upload is staged (moved out of the home) only
+file before renaming it"), replaced by a posix-rename or removed (its bytes
+would leave the home and the quota while the handle could still grow them),
+and an upload is staged (moved out of the home) only
 when no handle writes its inode; staging and that check happen in one step of
 the event loop, so no handle can be opened in between and none can write the
 staged file afterwards. We refuse rather than let completion wait for the
@@ -663,6 +665,7 @@ class TenantSFTPServer(asyncssh.SFTPServer):
         self._refuse_reports_write(local)
         try:
             before = os.lstat(local)
+            self._refuse_open_writers(before, "remove refused: close the file before removing it")
             os.remove(local)
         except FileNotFoundError:
             if self._state.ghosts.pop(local, None) is None:
@@ -701,9 +704,7 @@ class TenantSFTPServer(asyncssh.SFTPServer):
     def _rename(self, old: bytes, new: bytes) -> None:
         """Rename after the checks: no open writer, a good new name, depth kept (see module doc)."""
         info = os.lstat(old)
-        if statmod.S_ISREG(info.st_mode) and self._state.writers.get(inode(info)):
-            raise self.refusal("rename refused: close the file before renaming it "
-                               "(it is still open for writing)")
+        self._refuse_open_writers(info, "rename refused: close the file before renaming it")
         self._check_new_name(new, folder=statmod.S_ISDIR(info.st_mode))
         if statmod.S_ISDIR(info.st_mode) and self._depth(new) > self._depth(old):
             most = self._state.settings.max_folder_depth
@@ -718,10 +719,19 @@ class TenantSFTPServer(asyncssh.SFTPServer):
             replaced: os.stat_result | None = os.lstat(new)
         except FileNotFoundError:
             replaced = None
+        if replaced is not None and inode(replaced) != inode(info):
+            self._refuse_open_writers(replaced, "rename refused: the file it would replace is still open for "
+                                                "writing; close it first")
         os.rename(old, new)
         if replaced is not None and inode(replaced) != inode(info):
             self._state.charge(self._account, -stored_bytes(replaced), -1)
         self._renamed(new)
+
+    def _refuse_open_writers(self, info: os.stat_result, message: str) -> None:
+        """Refuse to rename, replace or remove a file some handle still writes: its bytes would
+        leave the home (and the quota) while the handle could still change or grow them."""
+        if statmod.S_ISREG(info.st_mode) and self._state.writers.get(inode(info)):
+            raise self.refusal(f"{message} (it is still open for writing)")
 
     def _rename_paths(self, oldpath: bytes, newpath: bytes) -> tuple[bytes, bytes]:
         old = self.resolve(oldpath, follow=False)
