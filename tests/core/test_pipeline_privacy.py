@@ -17,7 +17,8 @@ def test_internal_error_logs_type_and_place_but_not_the_message(tmp_path, monkey
     monkeypatch.setattr(pipeline, "prepare", broken_prepare)
     conn = store.connect(tmp_path)
     history = History(conn)
-    raw = {"flows": [{"account": "a", "downstream": {"url": (tmp_path / "out").as_uri()}}]}
+    raw = {"server": {"data_dir": str(tmp_path)},
+           "flows": [{"account": "a", "downstream": {"url": (tmp_path / "out").as_uri()}}]}
     settings = config.parse(raw, base=tmp_path)
     spool = tmp_path / "spool" / "r1"
     spool.mkdir(parents=True)

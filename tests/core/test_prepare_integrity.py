@@ -17,8 +17,8 @@ def sha256(path: Path) -> str:
 
 
 def spooled(tmp_path: Path) -> tuple[Path, Path]:
-    run_dir = tmp_path / "run"
-    run_dir.mkdir()
+    run_dir = tmp_path / "spool" / "20261130-120000-abcdef"  # a run's spool folder: all prepare() works in
+    run_dir.mkdir(parents=True)
     upload = zip_folder(ONEROSTER_11_VALID, run_dir / "upload.zip")
     upload.chmod(0o400)
     return run_dir, upload
