@@ -18,14 +18,11 @@ import pwd
 import socket
 import sqlite3
 import stat
-import string
 from pathlib import Path
 
 from rostergate.config import Downstream, Flow, Settings
 from rostergate.errors import HostKeyError, StoreError
 from rostergate.sshkeys import parse_host_key
-
-REMOTE_NAME_FIELDS = ("account", "run_id")
 
 
 def run(settings: Settings, listen: bool = True, connect: bool = False) -> list[str]:
@@ -192,7 +189,6 @@ def flow_problems(flow: Flow, prefix: str, connect: bool = False) -> list[str]:
     if downstream is None:
         return problems
     key = f"{prefix}.downstream"
-    problems += remote_name(f"{key}.remote_name", downstream.remote_name)
     if downstream.scheme == "file":
         return problems + _folder(f"{key}.url", Path(downstream.path))
     for name, path in (("password_file", downstream.password_file), ("key_file", downstream.key_file)):
@@ -213,23 +209,6 @@ def _folder(key: str, path: Path) -> list[str]:
         return [f"{key}: {path} is not a folder"]
     if not os.access(path, os.R_OK | os.W_OK | os.X_OK):
         return [f"{key}: {path} is not writable by {user_name()}"]
-    return []
-
-
-def remote_name(key: str, template: str) -> list[str]:
-    """The delivered file's name template uses only ``{account}`` and ``{run_id}``."""
-    bad = f"{key}: {template!r} is not a valid name template; write a literal brace as {{{{ or }}}}"
-    try:
-        fields = [field for _, field, _, _ in string.Formatter().parse(template) if field is not None]
-    except ValueError:
-        return [bad]
-    unknown = [field for field in fields if field not in REMOTE_NAME_FIELDS]
-    if unknown:
-        return [f"{key}: unknown placeholder {{{unknown[0]}}}; use {{account}} and {{run_id}}"]
-    try:
-        template.format(account="a", run_id="r")
-    except (ValueError, KeyError, IndexError, AttributeError):
-        return [bad]
     return []
 
 

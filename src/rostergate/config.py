@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import math
 import os
+import string
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -270,6 +271,27 @@ def parse(raw: dict, base: Path = Path("."), source: Path | None = None) -> Sett
     return Settings(server=server, flows=tuple(flows), source=source)
 
 
+REMOTE_NAME_FIELDS = ("account", "run_id")
+
+
+def remote_name_problems(key: str, template: str) -> list[str]:
+    """The delivered file's name template uses only ``{account}`` and ``{run_id}`` (checked at load,
+    so a misspelt placeholder stops ``serve``, a reload and ``check-config`` rather than every run)."""
+    bad = f"{key}: {template!r} is not a valid name template; write a literal brace as {{{{ or }}}}"
+    try:
+        fields = [field for _, field, _, _ in string.Formatter().parse(template) if field is not None]
+    except ValueError:
+        return [bad]
+    unknown = [field for field in fields if field not in REMOTE_NAME_FIELDS]
+    if unknown:
+        return [f"{key}: unknown placeholder {{{unknown[0]}}}; use {{account}} and {{run_id}}"]
+    try:
+        template.format(account="a", run_id="r")
+    except (ValueError, KeyError, IndexError, AttributeError):
+        return [bad]
+    return []
+
+
 def _is_number(value: object) -> bool:
     """An int or a finite float (TOML allows ``nan`` and ``inf``; no duration or count may be one)."""
     return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
@@ -459,6 +481,8 @@ def _parse_downstream(table: Any, prefix: str, base: Path, problems: _Problems) 
     if not isinstance(remote_name, str) or "/" in remote_name:
         problems.add(f"{prefix}.remote_name", "must be a file name template without '/'")
         remote_name = "{account}-{run_id}.zip"
+    for problem in remote_name_problems(f"{prefix}.remote_name", remote_name):
+        problems.items.append(problem)
     common = dict(
         url=url, remote_name=remote_name,
         connect_timeout=float(numbers["connect_timeout"]),

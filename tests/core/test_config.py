@@ -252,3 +252,14 @@ def test_server_durations_must_be_finite(tmp_path, table, key, value):
 def test_watch_settle_seconds_must_be_finite_and_not_negative(tmp_path, value):
     text = problems_of(sftp_flow(tmp_path, flow_extra=f"watch_settle_seconds = {value}"))
     assert "flows[0].watch_settle_seconds: must be a finite number of seconds >= 0" in text, text
+
+
+@pytest.mark.parametrize("template, says", [("{acount}-{run_id}.zip", "unknown placeholder {acount}"),
+                                            ("{account", "not a valid name template")])
+def test_a_misspelt_remote_name_placeholder_is_refused_at_load(tmp_path, template, says):
+    """Not at delivery time, where it failed every run as an internal error."""
+    path = write(tmp_path, f'[[flows]]\naccount = "a"\n[flows.downstream]\nurl = "file:///srv/o"\n'
+                           f'remote_name = "{template}"\n')
+    with pytest.raises(config.ConfigError) as caught:
+        config.load(path)
+    assert any(p.startswith("flows[0].downstream.remote_name:") and says in p for p in caught.value.problems)
