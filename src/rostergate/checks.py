@@ -20,9 +20,9 @@ import sqlite3
 import stat
 from pathlib import Path
 
+from rostergate import forward
 from rostergate.config import Downstream, Flow, Settings
-from rostergate.errors import HostKeyError, StoreError
-from rostergate.sshkeys import parse_host_key
+from rostergate.errors import DeliveryError, HostKeyError, StoreError
 
 
 def run(settings: Settings, listen: bool = True, connect: bool = False) -> list[str]:
@@ -253,45 +253,24 @@ def known_hosts(key: str, downstream: Downstream) -> list[str]:
 
 
 def probe(key: str, downstream: Downstream) -> list[str]:
-    """Log in downstream and look at the folder (``check-config --connect``); nothing is written."""
-    import paramiko
-
-    client = paramiko.SSHClient()
-    client.set_missing_host_key_policy(paramiko.RejectPolicy())
-    if downstream.known_hosts is not None:
-        client.load_host_keys(str(downstream.known_hosts))
-    if downstream.host_key:
-        pinned = parse_host_key(downstream.host_key)
-        client.get_host_keys().add(_host_entry(downstream), pinned.get_name(), pinned)
-    password = None
-    if downstream.password_file is not None:
-        password = downstream.password_file.read_text(encoding="utf-8").rstrip("\r\n")
+    """Log in downstream as a delivery does and look at the folder (``check-config --connect``);
+    nothing is written."""
     where = f"{downstream.username}@{downstream.host}:{downstream.port}"
     try:
-        client.connect(
-            downstream.host, port=downstream.port, username=downstream.username, password=password,
-            key_filename=str(downstream.key_file) if downstream.key_file else None,
-            timeout=downstream.connect_timeout, banner_timeout=downstream.connect_timeout,
-            auth_timeout=downstream.connect_timeout, allow_agent=False, look_for_keys=False,
-        )
+        client = forward.login(downstream)
+    except DeliveryError as exc:
+        return [f"{key}: {exc}"]
+    try:
         with client.open_sftp() as sftp:
             mode = sftp.stat(downstream.path).st_mode
         if mode is None or not stat.S_ISDIR(mode):
             return [f"{key}.url: {downstream.path} on {where} is not a folder"]
-    except paramiko.BadHostKeyException:
-        return [f"{key}: {where} offered a host key that is not the pinned one; check the server out of band"]
-    except paramiko.AuthenticationException:
-        return [f"{key}: {where} refused the login; check password_file / key_file"]
-    except paramiko.SSHException as exc:
-        if "not found in known_hosts" in str(exc):
-            return [f"{key}: {where} offered a host key that is not the pinned one; check the server out of band"]
-        return [f"{key}: SSH to {where} failed: {exc}"]
     except FileNotFoundError:
         return [f"{key}.url: the folder {downstream.path} does not exist on {where}"]
     except PermissionError:
         return [f"{key}.url: {where} does not let {downstream.username} see {downstream.path}"]
-    except OSError as exc:
-        return [f"{key}: cannot reach {where}: {exc.strerror or exc}"]
+    except (OSError, EOFError) as exc:
+        return [f"{key}: {where} closed the session: {exc or type(exc).__name__}"]
     finally:
         client.close()
     return []

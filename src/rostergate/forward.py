@@ -496,20 +496,50 @@ def _server_answered(exc: BaseException) -> bool:
     return isinstance(exc, OSError) and not isinstance(exc, (TimeoutError, ConnectionError))
 
 
-def _deliver_sftp(zip_path: Path, downstream: Downstream, remote_name: str, expected: str | None,
-                  stale: list[str]) -> Receipt:
-    attempt = _Attempt(zip_path, downstream, remote_name, expected)
-    client: paramiko.SSHClient | None = None
+def login(downstream: Downstream) -> paramiko.SSHClient:
+    """A client logged in to the downstream with its credentials and pinned host key (the caller closes it).
+
+    Raises :class:`RetryableError` (unreachable, a credential file unreadable) or
+    :class:`FinalError` (login refused, host key mismatch, an unusable key file).
+    Used by every delivery and by ``check-config --connect``.
+    """
+    password = _password(downstream)
+    key = _private_key(downstream)
+    client = _client(downstream)
     try:
-        password = _password(downstream)
-        key = _private_key(downstream)
-        client = _client(downstream)
         client.connect(
             downstream.host, port=downstream.port, username=downstream.username, password=password,
             pkey=key,
             timeout=downstream.connect_timeout, banner_timeout=downstream.connect_timeout,
             auth_timeout=downstream.connect_timeout, allow_agent=False, look_for_keys=False,
         )
+    except DeliveryError:
+        client.close()
+        raise
+    except paramiko.AuthenticationException:
+        client.close()
+        raise FinalError(
+            f"the downstream server refused the login of {downstream.username!r}; "
+            "check flows.downstream.password_file / key_file"
+        ) from None
+    except paramiko.BadHostKeyException as exc:
+        client.close()
+        raise FinalError(
+            f"host key mismatch for {downstream.host}: the server offered SHA256:{fingerprint(exc.key)}, "
+            "which is not the pinned key"
+        ) from None
+    except (OSError, EOFError, paramiko.SSHException) as exc:
+        client.close()
+        raise RetryableError(f"cannot reach {downstream.host}:{downstream.port}: {exc}") from None
+    return client
+
+
+def _deliver_sftp(zip_path: Path, downstream: Downstream, remote_name: str, expected: str | None,
+                  stale: list[str]) -> Receipt:
+    attempt = _Attempt(zip_path, downstream, remote_name, expected)
+    client: paramiko.SSHClient | None = None
+    try:
+        client = login(downstream)
         attempt.phase = "start SFTP"
         with _Session.from_transport(client.get_transport()) as sftp:
             sftp.get_channel().settimeout(max(downstream.connect_timeout, 60.0))
