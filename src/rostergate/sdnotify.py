@@ -32,7 +32,9 @@ class Notifier:
         self._address = "\0" + address[1:] if address.startswith("@") else address
         self._socket: socket.socket | None = None
         if self._address:
-            self._socket = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC)
+            # Non-blocking: a manager that reads slowly (its queue holds ~10 datagrams) must cost a
+            # dropped WATCHDOG=1, never a stalled event loop.
+            self._socket = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC | socket.SOCK_NONBLOCK)
         self.watchdog_seconds = _watchdog_seconds(values["WATCHDOG_USEC"], values["WATCHDOG_PID"])
 
     @property
@@ -47,7 +49,8 @@ class Notifier:
         try:
             self._socket.sendto(payload, self._address)
         except OSError:
-            return False  # the manager went away (or never was): the daemon runs on regardless
+            # The manager went away, never was, or its queue is full (BlockingIOError): the daemon runs on.
+            return False
         return True
 
     def ready(self, status: str) -> bool:
