@@ -13,7 +13,7 @@ from rostergate.config import Settings
 from rostergate.history import History
 from rostergate.metrics import serve_metrics
 from rostergate.intake import Intake
-from rostergate.pipeline import Pipeline
+from rostergate.runs.pipeline import Pipeline
 from rostergate.sftp.server import load_or_create_host_key, start_server
 from rostergate.watch import InboxWatcher
 from rostergate.workers import WorkerPool

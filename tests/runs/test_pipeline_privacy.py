@@ -5,7 +5,8 @@ from concurrent.futures import ThreadPoolExecutor
 
 from structlog.testing import capture_logs
 
-from rostergate import config, pipeline, store
+from rostergate import config, store
+from rostergate.runs import pipeline
 from rostergate.accounts import AccountStore
 from rostergate.history import History
 
