@@ -20,7 +20,7 @@ from rostergate.workers import WorkerPool
 
 log = structlog.get_logger("rostergate.daemon")
 # Imported when a worker starts, so a run's time limit does not pay for them.
-WORKER_PRELOAD = ("rostergate.prepare", "rostergate.formats.validate.entry", "rostergate.formats.convert.entry")
+WORKER_PRELOAD = ("rostergate.runs.stages", "rostergate.formats.validate.entry", "rostergate.formats.convert.entry")
 
 
 def ensure_demo_account(accounts: AccountStore, settings: Settings) -> str | None:

@@ -34,7 +34,7 @@ from rostergate import forward, metrics, safeguard, timeutil
 from rostergate.accounts import AccountStore
 from rostergate.config import Flow, Settings
 from rostergate.history import History, Run
-from rostergate.prepare import OUTPUT_NAME, Prepared, prepare
+from rostergate.runs.stages import OUTPUT_NAME, Prepared, prepare
 from rostergate.reports import write_report
 from rostergate.errors import DeliveryError, FinalError, WorkerFailure
 from rostergate.workers import ExecutorWorkers, WorkerPool, Workers
