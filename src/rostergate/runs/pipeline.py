@@ -30,10 +30,11 @@ from pathlib import Path
 
 import structlog
 
-from rostergate import forward, metrics, safeguard, timeutil
+from rostergate import forward, metrics, timeutil
 from rostergate.accounts import AccountStore
 from rostergate.config import Flow, Settings
 from rostergate.history import History, Run
+from rostergate.runs import safeguard
 from rostergate.runs.stages import OUTPUT_NAME, Prepared, prepare
 from rostergate.reports import write_report
 from rostergate.errors import DeliveryError, FinalError, WorkerFailure
