@@ -370,7 +370,7 @@ def runs_approve(ctx: Context, run_id: str) -> None:
 @pass_context
 def runs_reject(ctx: Context, run_id: str) -> None:
     """Discard a held run: it is never delivered."""
-    from rostergate.reports import write_report
+    from rostergate.runs.reports import write_report
 
     history = ctx.history()
     run = _held(history, run_id)

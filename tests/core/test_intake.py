@@ -9,7 +9,7 @@ from rostergate import store
 from rostergate.formats.issues import Issue
 from rostergate.history import History
 from rostergate.intake import Intake
-from rostergate.reports import render_report, write_report
+from rostergate.runs.reports import render_report, write_report
 from rostergate.sftp.server import load_or_create_host_key
 from tests.conftest import ONEROSTER_11_VALID, zip_folder
 

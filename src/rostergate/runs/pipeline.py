@@ -36,7 +36,7 @@ from rostergate.config import Flow, Settings
 from rostergate.history import History, Run
 from rostergate.runs import safeguard
 from rostergate.runs.stages import OUTPUT_NAME, Prepared, prepare
-from rostergate.reports import write_report
+from rostergate.runs.reports import write_report
 from rostergate.errors import DeliveryError, FinalError, WorkerFailure
 from rostergate.workers import ExecutorWorkers, WorkerPool, Workers
 
