@@ -16,7 +16,7 @@ from rostergate.intake import Intake
 from rostergate.runs.pipeline import Pipeline
 from rostergate.sftp.server import load_or_create_host_key, start_server
 from rostergate.watch import InboxWatcher
-from rostergate.workers import WorkerPool
+from rostergate.runs.workers import WorkerPool
 
 log = structlog.get_logger("rostergate.daemon")
 # Imported when a worker starts, so a run's time limit does not pay for them.

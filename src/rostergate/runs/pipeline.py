@@ -38,7 +38,7 @@ from rostergate.runs import safeguard
 from rostergate.runs.stages import OUTPUT_NAME, Prepared, prepare
 from rostergate.runs.reports import write_report
 from rostergate.errors import DeliveryError, FinalError, WorkerFailure
-from rostergate.workers import ExecutorWorkers, WorkerPool, Workers
+from rostergate.runs.workers import ExecutorWorkers, WorkerPool, Workers
 
 log = structlog.get_logger("rostergate.pipeline")
 # The CLI changes runs (retry, approve) in the shared store without talking to the
