@@ -5,7 +5,7 @@ import zipfile
 
 import pytest
 
-from rostergate import forward
+from rostergate.forward import sftp as forward
 from rostergate.config import Downstream
 from tests.conftest import free_port, require_tool
 from tests.downstream import AsyncsshDownstream, OpenSSHDownstream
