@@ -1,12 +1,12 @@
-"""Downstream delivery: paramiko SFTP with a pinned host key, or a local folder. Delivered means verified.
+"""Delivery to an SFTP downstream with paramiko and a pinned host key. Delivered means verified.
 
-The one place that maps paramiko's and the OS's errors into our own
-:class:`RetryableError` (try again later: the server is down, its disk is full,
-a credential file is missing) and :class:`FinalError` (retrying cannot help: a
-host key mismatch, a refused login, a missing folder, no permission to write,
-a file to deliver that is not the one that was checked).
+Every step of it, reading the credential files, setting the client up,
+connecting and the transfer, runs inside :func:`~rostergate.forward.boundary.paramiko_errors`,
+which maps paramiko's, the socket's and the OS's errors into our own
+:class:`~rostergate.errors.RetryableError` and :class:`~rostergate.errors.FinalError`.
 
-:func:`deliver` returns a :class:`Receipt` only when all of this holds:
+:meth:`SftpForwarder.deliver` returns a :class:`~rostergate.forward.protocol.Receipt`
+only when all of this holds:
 
 * The bytes sent are the prepared ZIP's, and their SHA-256 (hashed while they
   are sent) is the one the run recorded when the ZIP was checked; otherwise the
@@ -45,27 +45,20 @@ server still answers removes what it wrote; what a crashed attempt of another
 run left behind is passed in as ``stale`` (the pipeline knows it from the
 history) and removed first. A write refused for lack of space or quota is
 retryable, a refused permission is final: never ``delivered``.
-
-A ``file://`` folder delivery writes ``.<name>.partial``, fsyncs it, checks its
-size, renames it and fsyncs the folder; a full disk is retryable.
 """
 
 from __future__ import annotations
 
 import base64
-import errno
-import hashlib
-import os
+import binascii
 import posixpath
-from collections.abc import Iterable, Iterator
-from dataclasses import asdict, dataclass
+from collections.abc import Sequence
 from pathlib import Path
-from typing import BinaryIO
+from typing import Protocol, cast
 
 import paramiko
 import structlog
 from paramiko.sftp import (
-    _VERSION,
     CMD_CLOSE,
     CMD_HANDLE,
     CMD_INIT,
@@ -84,165 +77,23 @@ from paramiko.sftp_attr import SFTPAttributes
 from rostergate import timeutil
 from rostergate.config import Downstream
 from rostergate.errors import DeliveryError, FinalError, RetryableError
+from rostergate.forward.boundary import (
+    CONNECT,
+    OPEN,
+    READ_CREDENTIALS,
+    SET_UP,
+    Attempt,
+    WriteRefused,
+    fingerprint,
+    paramiko_errors,
+)
+from rostergate.forward.protocol import Receipt, partial_name
+from rostergate.forward.source import Source, check_unchanged
 
 log = structlog.get_logger("rostergate.forward")
 
-BLOCK = 1 << 20  # bytes read from the local file at a time (sent as 32 KiB WRITEs)
 POSIX_RENAME = "posix-rename@openssh.com"
-
-
-@dataclass(frozen=True)
-class Receipt:
-    """A verified delivery: where the file is, and the size and SHA-256 of the bytes sent."""
-
-    destination: str  # the downstream URL as configured (it never holds a password)
-    remote: str  # the delivered file's path on the downstream server, or in the folder
-    size: int
-    sha256: str
-    finished_at: str
-    verified: str  # how the size was checked: "stat", "size-on-handle" or "acks" (write and close statuses)
-
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-
-def partial_name(remote_name: str) -> str:
-    return f".{remote_name}.partial"
-
-
-def written_path(downstream: Downstream, remote_name: str) -> str:
-    """Where an attempt writes before it is verified: what a crash in the middle can leave behind."""
-    uses_temp = downstream.scheme == "file" or downstream.temp_name
-    return posixpath.join(downstream.path, partial_name(remote_name) if uses_temp else remote_name)
-
-
-def deliver(zip_path: Path, downstream: Downstream, remote_name: str, expected_sha256: str | None = None,
-            stale: Iterable[str] = ()) -> Receipt:
-    """Deliver ``zip_path`` as ``remote_name`` and verify it; blocking.
-
-    ``expected_sha256``: the hash recorded when the ZIP was checked; the bytes
-    sent must have it. ``stale``: paths that crashed attempts left on this
-    downstream (see :func:`written_path`), removed first where the server lets us.
-    Raises :class:`RetryableError` or :class:`FinalError`.
-    """
-    if expected_sha256 is not None:
-        _check_unchanged(zip_path, expected_sha256)
-    if downstream.scheme == "file":
-        return _deliver_to_folder(zip_path, downstream, remote_name, expected_sha256, list(stale))
-    return _deliver_sftp(zip_path, downstream, remote_name, expected_sha256, list(stale))
-
-
-# -- the bytes sent -------------------------------------------------------------------
-class _Source:
-    """The local ZIP read in blocks, hashed and counted as it is read."""
-
-    def __init__(self, handle: BinaryIO):
-        self.handle = handle
-        self.digest = hashlib.sha256()
-        self.size = 0
-
-    def blocks(self) -> Iterator[bytes]:
-        for block in iter(lambda: self.handle.read(BLOCK), b""):
-            self.digest.update(block)
-            self.size += len(block)
-            yield block
-
-    def check(self, expected: str | None) -> str:
-        """The SHA-256 of what was read; raises :class:`FinalError` when it is not ``expected``."""
-        sent = self.digest.hexdigest()
-        if expected is not None and sent != expected:
-            raise FinalError(_CHANGED)
-        return sent
-
-
-_CHANGED = ("the file to deliver is not the one that was checked (its SHA-256 differs from the one recorded "
-            "after the checks); nothing was delivered; 'rostergate runs retry RUN_ID' prepares it again")
-
-
-def _check_unchanged(zip_path: Path, expected: str) -> None:
-    try:
-        with open(zip_path, "rb") as handle:
-            source = _Source(handle)
-            for _ in source.blocks():
-                pass
-    except FileNotFoundError:
-        raise FinalError(f"the prepared file {zip_path.name} is missing; "
-                         "'rostergate runs retry RUN_ID' prepares it again") from None
-    except OSError as exc:
-        raise RetryableError(f"cannot read the prepared file {zip_path.name}: {exc.strerror}") from None
-    source.check(expected)
-
-
-# -- local folder ---------------------------------------------------------------------
-def _deliver_to_folder(zip_path: Path, downstream: Downstream, remote_name: str, expected: str | None,
-                       stale: list[str]) -> Receipt:
-    folder = Path(downstream.path)
-    target, partial = folder / remote_name, folder / partial_name(remote_name)
-    try:
-        folder.mkdir(parents=True, exist_ok=True, mode=0o700)
-        for path in stale:
-            if Path(path).parent == folder and Path(path) != partial:
-                Path(path).unlink(missing_ok=True)
-        fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        try:
-            os.fchmod(fd, 0o600)  # a partial file of an older attempt keeps its mode otherwise
-            with open(zip_path, "rb") as local, os.fdopen(fd, "wb", closefd=False) as out:
-                source = _Source(local)
-                for block in source.blocks():
-                    out.write(block)
-                out.flush()
-                os.fsync(fd)
-        finally:
-            os.close(fd)
-        sha256 = source.check(expected)
-        held = partial.stat().st_size
-        if held != source.size:
-            raise RetryableError(f"{partial} holds {held} of {source.size} bytes after writing")
-        os.replace(partial, target)
-        _fsync_dir(folder)
-    except DeliveryError:
-        partial.unlink(missing_ok=True)
-        raise
-    except PermissionError as exc:
-        _unlink_quietly(partial)
-        raise FinalError(f"no permission to write in {folder}: {exc.strerror}") from None
-    except OSError as exc:
-        _unlink_quietly(partial)
-        if exc.errno in (errno.ENOSPC, errno.EDQUOT):
-            raise RetryableError(f"the disk of {folder} is full ({exc.strerror}); nothing was delivered") from None
-        raise RetryableError(f"cannot write to {folder}: {exc.strerror}") from None
-    return Receipt(downstream.url, str(target), source.size, sha256, timeutil.iso(), "stat")
-
-
-def _fsync_dir(folder: Path) -> None:
-    fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def _unlink_quietly(path: Path) -> None:
-    try:
-        path.unlink(missing_ok=True)
-    except OSError:
-        pass
-
-
-# -- SFTP: the client ------------------------------------------------------------------
-class _PinnedHostKey(paramiko.MissingHostKeyPolicy):
-    """Accept only the configured key; paramiko calls this for any key not in its store."""
-
-    def missing_host_key(self, client, hostname, key):  # noqa: ANN001 - paramiko's signature
-        raise FinalError(
-            f"host key mismatch for {hostname}: the server offered {key.get_name()} "
-            f"SHA256:{_fingerprint(key)}, which is not the pinned key; check the server and "
-            "update flows.downstream.host_key if it really changed"
-        )
-
-
-def _fingerprint(key: paramiko.PKey) -> str:
-    return base64.b64encode(hashlib.sha256(key.asbytes()).digest()).decode().rstrip("=")
+SFTP_VERSION = 3  # what paramiko speaks (paramiko.sftp._VERSION)
 
 
 def parse_host_key(line: str) -> paramiko.PKey:
@@ -250,41 +101,102 @@ def parse_host_key(line: str) -> paramiko.PKey:
     try:
         key_type, key_data = line.split()[:2]
         return paramiko.PKey.from_type_string(key_type, base64.b64decode(key_data, validate=True))
-    except (ValueError, paramiko.SSHException, base64.binascii.Error) as exc:
+    except (ValueError, paramiko.SSHException, binascii.Error) as exc:
         raise ValueError(f"not a usable OpenSSH public key ({exc})") from None
 
 
-def _client(downstream: Downstream) -> paramiko.SSHClient:
-    client = paramiko.SSHClient()
-    host_entry = downstream.host if downstream.port == 22 else f"[{downstream.host}]:{downstream.port}"
-    if downstream.known_hosts:
-        _readable(downstream.known_hosts, "known_hosts")
-        client.load_host_keys(str(downstream.known_hosts))
-    if downstream.host_key:
-        key = parse_host_key(downstream.host_key)
-        client.get_host_keys().add(host_entry, key.get_name(), key)
-    client.set_missing_host_key_policy(_PinnedHostKey())
-    return client
+class SftpForwarder:
+    """A :class:`~rostergate.forward.protocol.Forwarder` to the SFTP server of ``downstream``."""
 
+    def __init__(self, downstream: Downstream):
+        self.downstream = downstream
 
-def _readable(path: Path, key: str) -> bytes:
-    """The file a ``flows.downstream`` key names; a clear retryable error when it cannot be read."""
-    try:
+    def written_path(self, remote_name: str) -> str:
+        name = partial_name(remote_name) if self.downstream.temp_name else remote_name
+        return posixpath.join(self.downstream.path, name)
+
+    def deliver(self, zip_path: Path, remote_name: str, expected_sha256: str | None = None,
+                stale: Sequence[str] = ()) -> Receipt:
+        down = self.downstream
+        at = Attempt(who="the downstream server", server=f"{down.host}:{down.port}", folder=down.path,
+                     username=down.username, target=zip_path.name)
+        transfer = _Transfer(zip_path, down, posixpath.join(down.path, remote_name), self.written_path(remote_name),
+                             expected_sha256, at)
+        client: paramiko.SSHClient | None = None
+        try:
+            with paramiko_errors(at):
+                if expected_sha256 is not None:
+                    check_unchanged(zip_path, expected_sha256)
+                password = self._password(at)
+                if down.key_file:
+                    self._read_secret(down.key_file, "key_file", at)
+                at.phase = SET_UP
+                client = self._client(at)
+                at.phase = CONNECT
+                client.connect(
+                    down.host, port=down.port, username=down.username, password=password,
+                    key_filename=str(down.key_file) if down.key_file else None,
+                    timeout=down.connect_timeout, banner_timeout=down.connect_timeout,
+                    auth_timeout=down.connect_timeout, allow_agent=False, look_for_keys=False,
+                )
+                at.phase = "start SFTP"
+                with _Session.start(client, max(down.connect_timeout, 60.0)) as sftp:
+                    return transfer.run(sftp, stale)
+        finally:
+            if client is not None:
+                client.close()
+
+    def _client(self, at: Attempt) -> paramiko.SSHClient:
+        down = self.downstream
+        client = paramiko.SSHClient()
+        host_entry = down.host if down.port == 22 else f"[{down.host}]:{down.port}"
+        if down.known_hosts:
+            self._read_secret(down.known_hosts, "known_hosts", at)
+            at.phase = SET_UP
+            client.load_host_keys(str(down.known_hosts))
+        if down.host_key:
+            key = parse_host_key(down.host_key)
+            client.get_host_keys().add(host_entry, key.get_name(), key)
+        client.set_missing_host_key_policy(_PinnedHostKey())
+        return client
+
+    def _password(self, at: Attempt) -> str | None:
+        if not self.downstream.password_file:
+            return None
+        secret = self._read_secret(self.downstream.password_file, "password_file", at)
+        return secret.decode("utf-8").rstrip("\r\n")
+
+    @staticmethod
+    def _read_secret(path: Path, key: str, at: Attempt) -> bytes:
+        """The file a ``flows.downstream`` key names (read on every attempt: it may change or vanish)."""
+        at.phase, at.target = READ_CREDENTIALS, f"flows.downstream.{key} {path}"
         return path.read_bytes()
-    except OSError as exc:
-        raise RetryableError(
-            f"cannot read flows.downstream.{key} {path}: {exc.strerror}; restore it "
-            "(the delivery is retried; 'rostergate runs retry RUN_ID' after a give-up)"
-        ) from None
 
 
-def _password(downstream: Downstream) -> str | None:
-    if not downstream.password_file:
-        return None
-    try:
-        return _readable(downstream.password_file, "password_file").decode("utf-8").rstrip("\r\n")
-    except UnicodeDecodeError:
-        raise FinalError(f"flows.downstream.password_file {downstream.password_file} is not UTF-8 text") from None
+class _PinnedHostKey(paramiko.MissingHostKeyPolicy):
+    """Accept only the configured key; paramiko calls this for any key not in its store."""
+
+    def missing_host_key(self, client: paramiko.SSHClient, hostname: str, key: paramiko.PKey) -> None:
+        raise FinalError(
+            f"host key mismatch for {hostname}: the server offered {key.get_name()} "
+            f"SHA256:{fingerprint(key)}, which is not the pinned key; check the server and "
+            "update flows.downstream.host_key if it really changed"
+        )
+
+
+class _Wire(Protocol):
+    """The private request layer of paramiko's SFTP client (paramiko 3.x) that this module drives."""
+
+    def _send_packet(self, t: int, packet: paramiko.Message) -> None: ...
+    def _read_packet(self) -> tuple[int, bytes]: ...
+    def _request(self, t: int, *args: object) -> tuple[int, paramiko.Message]: ...
+    def _async_request(self, fileobj: object, t: int, *args: object) -> int: ...
+    def _read_response(self, waitfor: int | None = None) -> tuple[int | None, paramiko.Message | None]: ...
+    def _convert_status(self, msg: paramiko.Message) -> None: ...
+
+
+def _wire(sftp: paramiko.SFTPClient) -> _Wire:
+    return cast(_Wire, sftp)
 
 
 class _Session(paramiko.SFTPClient):
@@ -292,29 +204,32 @@ class _Session(paramiko.SFTPClient):
 
     extensions: frozenset[str] = frozenset()
 
+    @classmethod
+    def start(cls, client: paramiko.SSHClient, timeout: float) -> _Session:
+        """An SFTP session on ``client``'s connection, its requests timing out after ``timeout`` seconds."""
+        transport = client.get_transport()
+        session = cls.from_transport(transport) if transport is not None else None
+        channel = session.get_channel() if session is not None else None
+        if session is None or channel is None:
+            raise SFTPError("the server did not open an SFTP session")
+        channel.settimeout(timeout)
+        return session
+
     def _send_version(self) -> int:
         init = paramiko.Message()
-        init.add_int(_VERSION)
-        self._send_packet(CMD_INIT, init)
-        kind, data = self._read_packet()
+        init.add_int(SFTP_VERSION)
+        _wire(self)._send_packet(CMD_INIT, init)
+        kind, data = _wire(self)._read_packet()
         if kind != CMD_VERSION:
             raise SFTPError("Incompatible sftp protocol")
         reply = paramiko.Message(data)
-        version = reply.get_int()
+        version: int = reply.get_int()
         names = []
         while reply.packet.tell() < len(data):
             names.append(reply.get_text())
             reply.get_binary()  # the extension's data
         self.extensions = frozenset(names)
         return version
-
-
-class _WriteRefused(Exception):
-    """The server answered a WRITE with an error status."""
-
-    def __init__(self, offset: int, cause: BaseException):
-        super().__init__(f"at byte {offset}: {cause}")
-        self.offset, self.cause = offset, cause
 
 
 class _CheckedFile(paramiko.SFTPFile):
@@ -326,12 +241,14 @@ class _CheckedFile(paramiko.SFTPFile):
     """
 
     WINDOW = 64  # unanswered WRITEs: 64 x 32 KiB = paramiko's 2 MiB SSH window
+    _realpos: int  # paramiko's BufferedFile keeps these two
+    _closed: bool
 
     @classmethod
     def create(cls, sftp: paramiko.SFTPClient, path: str) -> _CheckedFile:
         """Open ``path`` for writing, created or truncated (what a crashed attempt left there is overwritten)."""
-        kind, msg = sftp._request(CMD_OPEN, path, SFTP_FLAG_WRITE | SFTP_FLAG_CREATE | SFTP_FLAG_TRUNC,
-                                  SFTPAttributes())
+        kind, msg = _wire(sftp)._request(CMD_OPEN, path, SFTP_FLAG_WRITE | SFTP_FLAG_CREATE | SFTP_FLAG_TRUNC,
+                                         SFTPAttributes())
         if kind != CMD_HANDLE:
             raise SFTPError("Expected handle")
         return cls(sftp, msg.get_binary(), "wb")
@@ -339,15 +256,15 @@ class _CheckedFile(paramiko.SFTPFile):
     def __init__(self, sftp: paramiko.SFTPClient, handle: bytes, mode: str):
         super().__init__(sftp, handle, mode)
         self._unanswered: dict[int, int] = {}  # request number -> offset
-        self._refused: _WriteRefused | None = None
+        self._refused: WriteRefused | None = None
 
-    def _write(self, data) -> int:  # paramiko passes bytes or a memoryview
+    def _write(self, data: bytes | memoryview) -> int:
         chunk = data[: self.MAX_REQUEST_SIZE]
         offset = self._realpos
-        number = self.sftp._async_request(self, CMD_WRITE, self.handle, int64(offset), chunk)
+        number = _wire(self.sftp)._async_request(self, CMD_WRITE, self.handle, int64(offset), chunk)
         self._unanswered[number] = offset
         while len(self._unanswered) > self.WINDOW:
-            self.sftp._read_response()
+            _wire(self.sftp)._read_response()
         if self._refused:
             raise self._refused
         return len(chunk)
@@ -359,14 +276,14 @@ class _CheckedFile(paramiko.SFTPFile):
         try:
             if t != CMD_STATUS:
                 raise SFTPError("Expected status")
-            self.sftp._convert_status(msg)
+            _wire(self.sftp)._convert_status(msg)
         except (OSError, EOFError, SFTPError) as exc:
-            self._refused = self._refused or _WriteRefused(offset, exc)
+            self._refused = self._refused or WriteRefused(offset, exc)
 
     def wait_for_acks(self) -> None:
         """Read the answer of every WRITE sent; raises the first error status."""
         while self._unanswered:
-            self.sftp._read_response()
+            _wire(self.sftp)._read_response()
         if self._refused:
             raise self._refused
 
@@ -376,7 +293,7 @@ class _CheckedFile(paramiko.SFTPFile):
             return
         self.wait_for_acks()
         self._closed = True
-        self.sftp._request(CMD_CLOSE, self.handle)
+        _wire(self.sftp)._request(CMD_CLOSE, self.handle)
 
     def discard(self) -> None:
         """Close after a failure, ignoring what the server says (the caller raises the failure)."""
@@ -384,27 +301,26 @@ class _CheckedFile(paramiko.SFTPFile):
             return
         self._closed = True
         try:
-            self.sftp._request(CMD_CLOSE, self.handle)
+            _wire(self.sftp)._request(CMD_CLOSE, self.handle)
         except (OSError, EOFError, paramiko.SSHException):
             pass
 
 
-# -- SFTP: one delivery ----------------------------------------------------------------
-class _Attempt:
-    """One SFTP delivery; ``phase`` names what it was doing when something failed."""
+class _Transfer:
+    """One SFTP transfer on an open session; keeps ``at`` (phase and file) up to date for the boundary."""
 
-    def __init__(self, zip_path: Path, downstream: Downstream, remote_name: str, expected: str | None):
+    def __init__(self, zip_path: Path, downstream: Downstream, final: str, written: str, expected: str | None,
+                 at: Attempt):
         self.zip_path, self.downstream, self.expected = zip_path, downstream, expected
-        self.final = posixpath.join(downstream.path, remote_name)
-        self.written = written_path(downstream, remote_name)
-        self.phase = "connect"
+        self.final, self.written, self.at = final, written, at
 
-    def run(self, sftp: _Session, stale: list[str]) -> Receipt:
-        self.phase = "clean up"
+    def run(self, sftp: _Session, stale: Sequence[str]) -> Receipt:
+        self.at.phase = "clean up"
         for path in stale:
             if posixpath.dirname(path) == posixpath.normpath(self.downstream.path) and path != self.written:
+                self.at.target = path
                 self._remove_quietly(sftp, path, "delivery_stale_removed")
-        self.phase = "open"
+        self.at.phase, self.at.target = OPEN, self.written
         handle = _CheckedFile.create(sftp, self.written)
         try:
             size, sha256, verified = self._send(handle)
@@ -416,7 +332,7 @@ class _Attempt:
         if self.written != self.final:
             self._rename_into_place(sftp)
         if self.downstream.verify == "stat":
-            self.phase = "stat"
+            self.at.phase, self.at.target = "stat", self.final
             held = sftp.stat(self.final).st_size
             if held != size:
                 self._remove_quietly(sftp, self.final, "delivery_short_file_removed")
@@ -425,22 +341,22 @@ class _Attempt:
         return Receipt(self.downstream.url, self.final, size, sha256, timeutil.iso(), verified)
 
     def _send(self, handle: _CheckedFile) -> tuple[int, str, str]:
-        self.phase = "write"
+        self.at.phase = "write"
         with open(self.zip_path, "rb") as local:
-            source = _Source(local)
+            source = Source(local)
             for block in source.blocks():
                 handle.write(block)
         handle.wait_for_acks()
         sha256 = source.check(self.expected)
         verified = "acks"
         if self.downstream.verify == "size-on-handle":
-            self.phase = "fstat"
+            self.at.phase = "fstat"
             held = self._size_on_handle(handle)
             if held is not None:
                 if held != source.size:
                     raise RetryableError(self._short(held, source.size))
                 verified = "size-on-handle"
-        self.phase = "close"
+        self.at.phase = "close"
         handle.close()
         return source.size, sha256, verified
 
@@ -456,7 +372,7 @@ class _Attempt:
             return None
 
     def _rename_into_place(self, sftp: _Session) -> None:
-        self.phase = "rename"
+        self.at.phase = "rename"
         try:
             if POSIX_RENAME in sftp.extensions:
                 sftp.posix_rename(self.written, self.final)
@@ -471,7 +387,7 @@ class _Attempt:
                 self._remove_quietly(sftp, self.written, "delivery_partial_removed")
             raise
 
-    def _short(self, held: int, size: int) -> str:
+    def _short(self, held: int | None, size: int) -> str:
         return (f"the downstream server holds {held} of the {size} bytes sent as {self.final}; "
                 "it was not delivered")
 
@@ -487,68 +403,6 @@ class _Attempt:
 
 def _server_answered(exc: BaseException) -> bool:
     """True when the failure was an answer of a still-working session (worth cleaning up after)."""
-    if isinstance(exc, (_WriteRefused, DeliveryError, EOFError)):
+    if isinstance(exc, (WriteRefused, DeliveryError, EOFError)):
         return True
     return isinstance(exc, OSError) and not isinstance(exc, (TimeoutError, ConnectionError))
-
-
-def _deliver_sftp(zip_path: Path, downstream: Downstream, remote_name: str, expected: str | None,
-                  stale: list[str]) -> Receipt:
-    attempt = _Attempt(zip_path, downstream, remote_name, expected)
-    client: paramiko.SSHClient | None = None
-    try:
-        password = _password(downstream)
-        if downstream.key_file:
-            _readable(downstream.key_file, "key_file")
-        client = _client(downstream)
-        client.connect(
-            downstream.host, port=downstream.port, username=downstream.username, password=password,
-            key_filename=str(downstream.key_file) if downstream.key_file else None,
-            timeout=downstream.connect_timeout, banner_timeout=downstream.connect_timeout,
-            auth_timeout=downstream.connect_timeout, allow_agent=False, look_for_keys=False,
-        )
-        attempt.phase = "start SFTP"
-        with _Session.from_transport(client.get_transport()) as sftp:
-            sftp.get_channel().settimeout(max(downstream.connect_timeout, 60.0))
-            return attempt.run(sftp, stale)
-    except DeliveryError:
-        raise
-    except paramiko.AuthenticationException:
-        raise FinalError(
-            f"the downstream server refused the login of {downstream.username!r}; "
-            "check flows.downstream.password_file / key_file"
-        ) from None
-    except paramiko.BadHostKeyException as exc:
-        raise FinalError(
-            f"host key mismatch for {downstream.host}: the server offered SHA256:{_fingerprint(exc.key)}, "
-            "which is not the pinned key"
-        ) from None
-    except _WriteRefused as exc:
-        raise _refused_write(exc, attempt) from None
-    except PermissionError:
-        raise FinalError(f"the downstream server refused to {attempt.phase} {attempt.written} "
-                         "(permission denied)") from None
-    except FileNotFoundError:
-        if attempt.phase == "open":
-            raise FinalError(f"the downstream folder {downstream.path} does not exist") from None
-        raise RetryableError(f"the downstream server lost {attempt.written} during the {attempt.phase}; "
-                             "nothing was delivered") from None
-    except (OSError, EOFError, paramiko.SSHException, SFTPError) as exc:
-        if attempt.phase == "connect":
-            raise RetryableError(f"cannot reach {downstream.host}:{downstream.port}: {exc}") from None
-        raise RetryableError(f"delivery to {downstream.host}:{downstream.port} failed during the "
-                             f"{attempt.phase}: {exc or type(exc).__name__}; nothing was delivered") from None
-    except ValueError as exc:  # a credential file paramiko cannot use
-        raise FinalError(f"the downstream credentials cannot be used: {exc}") from None
-    finally:
-        if client is not None:
-            client.close()
-
-
-def _refused_write(exc: _WriteRefused, attempt: _Attempt) -> DeliveryError:
-    where = f"{attempt.written} at byte {exc.offset}"
-    if isinstance(exc.cause, PermissionError):
-        return FinalError(f"the downstream server refused to write {where} (permission denied)")
-    return RetryableError(f"the downstream server refused to write {where} ({exc.cause or 'failure'}): its disk "
-                          "may be full or a quota reached; nothing was delivered")
-

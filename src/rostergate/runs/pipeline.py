@@ -216,16 +216,17 @@ class Pipeline:
         downstream = flow.downstream
         assert downstream is not None
         attempts = run.attempts + 1
-        remote_name = downstream.remote_name.format(account=run.account, run_id=run.id)
+        forwarder = forward.forwarder_for(downstream)
         # The SHA-256 recorded when the ZIP passed its checks (set during this run's processing).
         checked = self.history.get(run.id)
         expected = checked.output_sha256 if checked else None
-        interrupted = self.history.interrupted_deliveries(downstream.url, run.id)
-        self.history.delivery_started(run.id, downstream.url, attempts, forward.written_path(downstream, remote_name))
         seq = self.history.start_step(run.id, "forward")
         clock = time.perf_counter()
         try:
-            receipt = await asyncio.to_thread(forward.deliver, output, downstream, remote_name, expected,
+            remote_name = forward.remote_name(downstream, run.account, run.id)
+            interrupted = self.history.interrupted_deliveries(downstream.url, run.id)
+            self.history.delivery_started(run.id, downstream.url, attempts, forwarder.written_path(remote_name))
+            receipt = await asyncio.to_thread(forwarder.deliver, output, remote_name, expected,
                                               [remote for _, remote in interrupted])
             error = None
         except DeliveryError as exc:
