@@ -18,7 +18,7 @@ import click
 
 from rostergate import config as config_module
 from rostergate import store, timeutil
-from rostergate.errors import AccountError, ConfigError
+from rostergate.errors import AccountError, ConfigError, RunError
 from rostergate.printable import json_safe, printable
 
 
@@ -57,6 +57,11 @@ class Context:
 
         return History(self.conn)
 
+    def lifecycle(self):
+        from rostergate.runs.lifecycle import Lifecycle
+
+        return Lifecycle(self.history(), self.accounts().home)
+
 
 pass_context = click.make_pass_decorator(Context)
 
@@ -83,6 +88,15 @@ def account_errors() -> Iterator[None]:
     try:
         yield
     except AccountError as exc:
+        fail(str(exc))
+
+
+@contextmanager
+def run_errors() -> Iterator[None]:
+    """Turn a refused run request (no such run, or its status does not allow it) into ``error: ...``, exit 1."""
+    try:
+        yield
+    except RunError as exc:
         fail(str(exc))
 
 
@@ -287,10 +301,10 @@ def runs() -> None:
 def runs_list(ctx: Context, account: str | None, status: str | None, since: str | None, limit: int | None,
               as_json: bool) -> None:
     """List runs, newest first."""
-    from rostergate.history import STATUSES
+    from rostergate.runstatus import RunStatus
 
-    if status and status not in STATUSES:
-        fail(f"--status must be one of {', '.join(STATUSES)}", 2)
+    if status and status not in list(RunStatus):
+        fail(f"--status must be one of {', '.join(RunStatus)}", 2)
     items = ctx.history().list(account=account, status=status, since=_since(since), limit=limit)
     if as_json:
         emit_json([r.to_dict() for r in items])
@@ -359,9 +373,8 @@ def runs_stats(ctx: Context, since: str | None, as_json: bool) -> None:
 @pass_context
 def runs_approve(ctx: Context, run_id: str) -> None:
     """Deliver a held run as it is."""
-    history = ctx.history()
-    run = _held(history, run_id)
-    history.set_status(run.id, "received", "approved by an operator", approved_at=timeutil.iso())
+    with run_errors():
+        ctx.lifecycle().approve(run_id)
     say(f"run {run_id} approved; it will be delivered shortly")
 
 
@@ -370,14 +383,8 @@ def runs_approve(ctx: Context, run_id: str) -> None:
 @pass_context
 def runs_reject(ctx: Context, run_id: str) -> None:
     """Discard a held run: it is never delivered."""
-    from rostergate.runs.reports import write_report
-
-    history = ctx.history()
-    run = _held(history, run_id)
-    history.set_status(run.id, "discarded", "rejected by an operator; nothing was delivered")
-    home = ctx.accounts().home(run.account)
-    if home.exists():
-        write_report(home, history.get(run.id), history.steps(run.id), history.issues(run.id))
+    with run_errors():
+        ctx.lifecycle().reject(run_id)
     say(f"run {run_id} discarded")
 
 
@@ -385,13 +392,6 @@ def _existing_run(history, run_id: str):
     run = history.get(run_id)
     if run is None:
         fail(f"run {run_id!r} does not exist (see 'rostergate runs list')")
-    return run
-
-
-def _held(history, run_id: str):
-    run = _existing_run(history, run_id)
-    if run.status != "held":
-        fail(f"run {run_id} is {run.status}; only held runs can be approved or rejected")
     return run
 
 
@@ -415,12 +415,8 @@ def runs_diff(ctx: Context, run_id: str, as_json: bool) -> None:
 @pass_context
 def runs_retry(ctx: Context, run_id: str) -> None:
     """Start a failed run again from its spooled upload."""
-    history = ctx.history()
-    run = _existing_run(history, run_id)
-    if run.status not in ("failed", "retrying"):
-        fail(f"run {run_id} is {run.status}; only failed or retrying runs can be retried")
-    history.set_status(run_id, "received", "retry requested by an operator", finished_at=None, attempts=0,
-                       prepare_attempts=0)
+    with run_errors():
+        ctx.lifecycle().retry(run_id)
     say(f"run {run_id} queued again")
 
 
