@@ -7,7 +7,7 @@
 
 Each round times, on the same folder: (a) ``pandas.read_csv(engine="pyarrow",
 dtype=str)`` of every CSV file; then the pipeline's own CPU step,
-:func:`rostergate.prepare.prepare`, on a ZIP of the folder, reading the seconds
+:func:`rostergate.runs.stages.prepare`, on a ZIP of the folder, reading the seconds
 it records for its ``validate``, ``convert`` and ``check-output`` steps (the
 ``unpack`` step is shown but not counted: the bare parse reads unpacked files
 too). The issue 5 target is validate + convert + check-output ≤ 10 × (a).
@@ -38,7 +38,7 @@ from gen_district import generate  # noqa: E402
 
 from rostergate.formats.convert.entry import convert_dir, write_asm_zip  # noqa: E402
 from rostergate.formats.read.csvio import sharing_loaded_tables  # noqa: E402
-from rostergate.prepare import prepare  # noqa: E402
+from rostergate.runs.stages import prepare  # noqa: E402
 
 AS_OF = dt.date(2026, 11, 22)
 

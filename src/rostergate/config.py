@@ -89,7 +89,7 @@ class Flow:
 
 @dataclass(frozen=True)
 class WorkerSettings:
-    """``[server.workers]``: the processes that do a run's CPU work (see :mod:`rostergate.workers`)."""
+    """``[server.workers]``: the processes that do a run's CPU work (see :mod:`rostergate.runs.workers`)."""
 
     processes: int = 1
     # RLIMIT_AS of each worker. A 200,000-student OneRoster run peaks at about 2.2 GB of

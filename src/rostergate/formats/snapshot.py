@@ -5,7 +5,7 @@ missing from an upload is unlinked or deactivated, so a partial SIS export can w
 school. :func:`diff` compares two ASM ZIPs file by file, matching rows by each file's
 key; :func:`reasons_to_hold` says why a change exceeds a flow's :class:`Thresholds`
 (empty: it may go). Pure work on the files it is handed: where the last delivery is
-kept, and what a held run does, is the pipeline's business (``rostergate.safeguard``).
+kept, and what a held run does, is the pipeline's business (``rostergate.runs.safeguard``).
 """
 
 from __future__ import annotations

@@ -8,9 +8,9 @@ from __future__ import annotations
 import stat
 from pathlib import Path
 
-from rostergate import safeguard
 from rostergate.formats import snapshot
-from rostergate.safeguard import remember_delivery, snapshot_path
+from rostergate.runs import safeguard
+from rostergate.runs.safeguard import remember_delivery, snapshot_path
 
 
 def test_the_pipeline_reaches_the_diff_through_safeguard() -> None:

@@ -11,7 +11,7 @@ import pytest
 from rostergate.formats.convert.entry import convert_dir
 from rostergate.formats.read import csvio
 from rostergate.formats.read.csvio import load_table, sharing_loaded_tables
-from rostergate.prepare import OUTPUT_NAME, prepare
+from rostergate.runs.stages import OUTPUT_NAME, prepare
 from tests.formats import conftest as kit
 
 
