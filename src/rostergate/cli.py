@@ -495,7 +495,7 @@ def _existing_run(history, run_id: str):
 @pass_context
 def runs_diff(ctx: Context, run_id: str, as_json: bool) -> None:
     """What the run changes against the account's last delivery, file by file."""
-    from rostergate.formats.snapshot import render_diff
+    from rostergate.formats.holdrules import render_diff
 
     run = _existing_run(ctx.history(), run_id)
     if not run.diff_json:

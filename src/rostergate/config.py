@@ -210,7 +210,7 @@ def embedded_defaults() -> Settings:
 
     data_dir = Path("var")
     outbox = (data_dir / "outbox").resolve()
-    from rostergate.formats.snapshot import Thresholds
+    from rostergate.formats.holdrules import Thresholds
 
     demo_flow = Flow(
         account="demo",
@@ -420,7 +420,7 @@ def _parse_flow(table: Any, prefix: str, base: Path, problems: _Problems) -> Flo
     if not _is_number(settle) or settle < 0:
         problems.add(f"{prefix}.watch_settle_seconds", f"must be a finite number of seconds >= 0, got {settle!r}")
         settle = 2.0
-    from rostergate.formats.snapshot import Thresholds, parse_thresholds
+    from rostergate.formats.holdrules import Thresholds, parse_thresholds
 
     safeguards = Thresholds()
     if "safeguards" in table:
