@@ -240,7 +240,7 @@ class _Session(paramiko.SFTPClient):
     def start(cls, client: paramiko.SSHClient, timeout: float) -> _Session:
         """An SFTP session on ``client``'s connection, its requests timing out after ``timeout`` seconds."""
         transport = client.get_transport()
-        session = cls.from_transport(transport) if transport is not None else None
+        session: _Session | None = cls.from_transport(transport) if transport is not None else None
         channel = session.get_channel() if session is not None else None
         if session is None or channel is None:
             raise SFTPError("the server did not open an SFTP session")
@@ -394,7 +394,8 @@ class _Transfer:
 
     def _size_on_handle(self, handle: _CheckedFile) -> int | None:
         try:
-            return handle.stat().st_size
+            size: int | None = handle.stat().st_size  # paramiko is untyped: what it returns is stated here
+            return size
         except (OSError, EOFError) as exc:
             if not _server_answered(exc):
                 raise

@@ -140,7 +140,7 @@ class Pipeline:
         bound = log.bind(run_id=run.id, account=run.account)
         flow = self.settings.flow_for(run.account)
         try:
-            if flow is None or flow.downstream is None:
+            if flow is None:
                 self._settle(run, RunStatus.FAILED, "no flow is configured for this account; the operator must add one")
                 return
             output = Path(run.spool_path).parent / OUTPUT_NAME
@@ -232,7 +232,7 @@ class Pipeline:
         except WorkerFailure as failure:
             self.history.finish_step(run.id, seq, "failed", failure.detail)
             raise
-        reasons = safeguard.reasons_to_hold(changes, flow.safeguards or safeguard.Thresholds())
+        reasons = safeguard.reasons_to_hold(changes, flow.safeguards)
         self.history.update(run.id, diff_json=json.dumps(changes))
         if not reasons:
             message = "first delivery: nothing to compare with" if not changes["baseline"] else "within thresholds"

@@ -17,17 +17,24 @@ from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal, TypeVar
+from typing import TypeVar
+
+import pandas as pd
 
 from rostergate import timeutil
+from rostergate.config import InputFormat, OutputFormat
+from rostergate.formats.convert.asmwrite import csv_bytes, is_verbatim, zip_bytes
+from rostergate.formats.convert.entry import Conversion, conversion_summary, convert_dir
+from rostergate.formats.convert.mapping import Mapping
 from rostergate.formats.issues import Issue
+from rostergate.formats.read.archive import unpack
 from rostergate.formats.read.csvio import sharing_loaded_tables
+from rostergate.formats.read.detect import detect_format
+from rostergate.formats.read.text import EncodingPolicy
+from rostergate.formats.validate.collect import parallel_map
+from rostergate.formats.validate.entry import validate_asm_files, validate_dir
+from rostergate.formats.validate.profiles import ProfileName
 from rostergate.intake import SPOOL_DIR, UPLOAD_NAME
-
-if TYPE_CHECKING:
-    import pandas as pd
-
-    from rostergate.formats.convert.mapping import Mapping
 
 WORK_DIR = "work"
 _RUN_ID = re.compile(r"\d{8}-\d{6}-[0-9a-f]{6}")  # history.new_run_id
@@ -35,7 +42,6 @@ OUTPUT_NAME = "deliver.zip"
 CHECKED_UPLOAD = "upload.zip"  # in WORK_DIR: the private copy of the upload that is checked
 T = TypeVar("T")
 Outcome = tuple[str, str, T]  # a step's status (ok | failed | skipped), its message, and its value
-EncodingPolicy = Literal["convert", "reject"]
 UPLOAD_CHANGED = ("the upload changed after it was received (its SHA-256 is no longer the one recorded at "
                   "intake); nothing was checked or delivered: upload the file again")
 
@@ -101,7 +107,7 @@ def _copy_hashed(source: Path, target: Path) -> str:
     return digest.hexdigest()
 
 
-def prepare(run_dir: str, upload: str, input_format: str, output_format: str, profile: str,
+def prepare(run_dir: str, upload: str, input_format: InputFormat, output_format: OutputFormat, profile: ProfileName,
             mapping: Mapping | None = None, encoding: EncodingPolicy = "convert",
             upload_sha256: str | None = None) -> Prepared:
     """Turn the spooled ``upload`` into a deliverable ZIP inside ``run_dir`` (blocking, CPU-bound).
@@ -135,15 +141,9 @@ def spooled_work_dir(run_dir: str | Path, upload: str | Path) -> Path:
     return folder / WORK_DIR
 
 
-def _prepare(run_dir: str, upload: str, input_format: str, output_format: str, profile: str,
-             mapping: Mapping | None, encoding: EncodingPolicy, upload_sha256: str | None) -> Prepared:
-    from rostergate.formats.convert.asmwrite import csv_bytes, is_verbatim, zip_bytes
-    from rostergate.formats.convert.entry import Conversion, conversion_summary, convert_dir
-    from rostergate.formats.read.archive import unpack
-    from rostergate.formats.read.detect import detect_format
-    from rostergate.formats.validate.collect import parallel_map
-    from rostergate.formats.validate.entry import validate_asm_files, validate_dir
-
+def _prepare(run_dir: str, upload: str, input_format: InputFormat, output_format: OutputFormat,
+             profile: ProfileName, mapping: Mapping | None, encoding: EncodingPolicy,
+             upload_sha256: str | None) -> Prepared:
     prepared = Prepared(outcome="rejected")
     steps = _Steps(prepared)
     work = spooled_work_dir(run_dir, upload)
