@@ -7,7 +7,7 @@
 
 Each round times, on the same folder: (a) ``pandas.read_csv(engine="pyarrow",
 dtype=str)`` of every CSV file; then the pipeline's own CPU step,
-:func:`rostergate.prepare.prepare`, on a ZIP of the folder, reading the seconds
+:func:`rostergate.runs.stages.prepare`, on a ZIP of the folder, reading the seconds
 it records for its ``validate``, ``convert`` and ``check-output`` steps (the
 ``unpack`` step is shown but not counted: the bare parse reads unpacked files
 too). The issue 5 target is validate + convert + check-output ≤ 10 × (a).
@@ -38,7 +38,8 @@ from gen_district import generate  # noqa: E402
 
 from rostergate.formats.convert.entry import convert_dir, write_asm_zip  # noqa: E402
 from rostergate.formats.read.csvio import sharing_loaded_tables  # noqa: E402
-from rostergate.prepare import prepare  # noqa: E402
+from rostergate.intake import SPOOL_DIR, UPLOAD_NAME  # noqa: E402
+from rostergate.runs.stages import prepare  # noqa: E402
 
 AS_OF = dt.date(2026, 11, 22)
 
@@ -57,10 +58,9 @@ def zip_folder(folder: Path, out: Path) -> None:
 PIPELINE_STEPS = ("validate", "convert", "check-output")
 
 
-def run_pipeline(upload: Path, run_dir: Path) -> dict[str, float]:
-    """One :func:`prepare` run; the seconds of each step it recorded."""
-    run_dir.mkdir(exist_ok=True)
-    prepared = prepare(str(run_dir), str(upload), "oneroster", "asm", "strict")
+def run_pipeline(upload: Path) -> dict[str, float]:
+    """One :func:`prepare` run of ``upload`` (in a run's spool folder); the seconds of each step it recorded."""
+    prepared = prepare(str(upload.parent), str(upload), "oneroster", "asm", "strict")
     if prepared.outcome != "ready":
         problems = [i.message for i in prepared.issues if i.severity == "error"][:5]
         raise SystemExit(f"the pipeline rejected the district: {problems}")
@@ -98,8 +98,10 @@ def main(argv: list[str] | None = None) -> None:
             with zipfile.ZipFile(out_zip) as archive:
                 archive.extractall(out_dir)
 
-        upload = Path(tmp) / "upload.zip"
+        # prepare() works only in a run's own spool folder: <data_dir>/spool/<run-id>/upload.zip
+        upload = Path(tmp) / SPOOL_DIR / "20261122-080000-000000" / UPLOAD_NAME
         if validate is not None:
+            upload.parent.mkdir(parents=True)
             zip_folder(folder, upload)
         steps: dict[str, list[float]] = {"bare parse": [], "convert_dir": [], "write_asm_zip": []}
         if validate is not None:
@@ -112,7 +114,7 @@ def main(argv: list[str] | None = None) -> None:
             rows = bare_parse(folder)
             timings["bare parse"] = time.perf_counter() - t
             if validate is not None:  # the pipeline right after the parse it is compared with
-                recorded = run_pipeline(upload, Path(tmp) / "run")
+                recorded = run_pipeline(upload)
                 timings.update({f"pipeline {name}": recorded[name] for name in ("unpack", *PIPELINE_STEPS)})
             with sharing_loaded_tables():  # as the pipeline does: validation's parse is reused
                 if validate is not None:

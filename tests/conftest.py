@@ -77,7 +77,7 @@ class Daemon:
         self.log = root / "daemon.log"
         self.process: subprocess.Popen | None = None
 
-    def start(self, env: dict[str, str] | None = None) -> "Daemon":
+    def start(self, env: dict[str, str] | None = None) -> Daemon:
         handle = open(self.log, "ab")
         self.process = subprocess.Popen(
             [sys.executable, "-m", "rostergate", "--config", str(self.config), "serve"],
@@ -167,8 +167,9 @@ def require_tool(name: str) -> str:
 
 
 @contextmanager
-def tiny_tmpfs(folder: Path, size: str = "64k") -> Iterator[Path]:
-    """A tmpfs of ``size`` mounted on ``folder`` (created), unmounted afterwards: a disk that fills up.
+def tiny_tmpfs(folder: Path, size: str = "64k", read_only: bool = False) -> Iterator[Path]:
+    """A tmpfs of ``size`` mounted on ``folder`` (created), unmounted afterwards: a disk that fills up,
+    or (``read_only``) one that refuses every write.
 
     Mounting needs root: the test is skipped otherwise, and fails when the CI variable is set.
     """
@@ -180,6 +181,8 @@ def tiny_tmpfs(folder: Path, size: str = "64k") -> Iterator[Path]:
     subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size},mode=0700", "tmpfs", str(folder)],
                    check=True, timeout=10)
     try:
+        if read_only:
+            subprocess.run(["mount", "-o", "remount,ro", str(folder)], check=True, timeout=10)
         yield folder
     finally:
         if subprocess.run(["umount", str(folder)], capture_output=True, check=False, timeout=10).returncode != 0:

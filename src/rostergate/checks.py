@@ -20,9 +20,14 @@ import sqlite3
 import stat
 from pathlib import Path
 
+import paramiko
+
 from rostergate import forward
+from rostergate.accounts import AccountStore
 from rostergate.config import Downstream, Flow, Settings
 from rostergate.errors import DeliveryError, HostKeyError, StoreError
+from rostergate.sftp.server import read_host_key
+from rostergate.store import DB_NAME
 
 
 def run(settings: Settings, listen: bool = True, connect: bool = False) -> list[str]:
@@ -77,8 +82,6 @@ def state_directory(data_dir: Path) -> list[str]:
     if not os.access(data_dir, os.R_OK | os.W_OK | os.X_OK):
         return [(f"{key}: {data_dir} is not writable by {user_name()}; run as its owner "
                  f"({user_name(data_dir.stat().st_uid)}) or fix its owner")]
-    from rostergate.store import DB_NAME
-
     problems = []
     for name in (DB_NAME, DB_NAME + "-wal", DB_NAME + "-shm"):
         path = data_dir / name
@@ -102,8 +105,6 @@ def _creatable(key: str, path: Path) -> list[str]:
 
 def host_key(path: Path) -> list[str]:
     """The host key is a readable, valid private key, or can be generated."""
-    from rostergate.sftp.server import read_host_key
-
     if not path.exists():
         return _creatable("server.host_key", path)
     try:
@@ -162,9 +163,6 @@ def flow_accounts(settings: Settings) -> list[str]:
 
 
 def _account_names(data_dir: Path) -> set[str]:
-    from rostergate.accounts import AccountStore
-    from rostergate.store import DB_NAME
-
     path = data_dir / DB_NAME
     if not path.exists():
         return set()
@@ -186,8 +184,6 @@ def flow_problems(flow: Flow, prefix: str, connect: bool = False) -> list[str]:
     if flow.watch is not None:
         problems += _folder(f"{prefix}.watch", flow.watch)
     downstream = flow.downstream
-    if downstream is None:
-        return problems
     key = f"{prefix}.downstream"
     if downstream.scheme == "file":
         return problems + _folder(f"{key}.url", Path(downstream.path))
@@ -235,8 +231,6 @@ def _host_entry(downstream: Downstream) -> str:
 
 def known_hosts(key: str, downstream: Downstream) -> list[str]:
     """The ``known_hosts`` file holds a key for the downstream host (and port)."""
-    import paramiko
-
     assert downstream.known_hosts is not None
     path = downstream.known_hosts
     try:

@@ -22,9 +22,9 @@ import click
 
 from rostergate import config as config_module
 from rostergate import store, timeutil
-from rostergate.errors import AccountError, ConfigError, RostergateError
-from rostergate.history import STATUSES
+from rostergate.errors import AccountError, ConfigError, RostergateError, RunError
 from rostergate.printable import json_safe, printable
+from rostergate.runstatus import RunStatus
 
 
 class Context:
@@ -84,6 +84,11 @@ class Context:
 
         return History(self.conn)
 
+    def lifecycle(self):
+        from rostergate.runs.lifecycle import Lifecycle
+
+        return Lifecycle(self.history(), self.accounts().home)
+
 
 pass_context = click.make_pass_decorator(Context)
 
@@ -110,6 +115,15 @@ def account_errors() -> Iterator[None]:
     try:
         yield
     except AccountError as exc:
+        fail(str(exc))
+
+
+@contextmanager
+def run_errors() -> Iterator[None]:
+    """Turn a refused run request (no such run, or its status does not allow it) into ``error: ...``, exit 1."""
+    try:
+        yield
+    except RunError as exc:
         fail(str(exc))
 
 
@@ -377,7 +391,7 @@ def runs() -> None:
 
 @runs.command("list")
 @click.option("--account", help="Only this account's runs.")
-@click.option("--status", type=click.Choice(STATUSES), help="Only runs with this status.")
+@click.option("--status", type=click.Choice([status.value for status in RunStatus]), help="Only runs with this status.")
 @click.option("--since", help="Only runs received since: 24h, 7d, 30m or an ISO date/time.")
 @click.option("--limit", type=click.IntRange(min=1), default=None, help="At most this many runs (newest first).")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON (the documented shape) instead of text.")
@@ -453,9 +467,8 @@ def runs_stats(ctx: Context, since: str | None, as_json: bool) -> None:
 @pass_context
 def runs_approve(ctx: Context, run_id: str) -> None:
     """Deliver a held run as it is."""
-    history = ctx.history()
-    run = _held(history, run_id)
-    history.set_status(run.id, "received", "approved by an operator", approved_at=timeutil.iso())
+    with run_errors():
+        ctx.lifecycle().approve(run_id)
     say(f"run {run_id} approved; it will be delivered shortly")
 
 
@@ -464,14 +477,8 @@ def runs_approve(ctx: Context, run_id: str) -> None:
 @pass_context
 def runs_reject(ctx: Context, run_id: str) -> None:
     """Discard a held run: it is never delivered."""
-    from rostergate.reports import write_report
-
-    history = ctx.history()
-    run = _held(history, run_id)
-    history.set_status(run.id, "discarded", "rejected by an operator; nothing was delivered")
-    home = ctx.accounts().home(run.account)
-    if home.exists():
-        write_report(home, history.get(run.id), history.steps(run.id), history.issues(run.id))
+    with run_errors():
+        ctx.lifecycle().reject(run_id)
     say(f"run {run_id} discarded")
 
 
@@ -482,20 +489,13 @@ def _existing_run(history, run_id: str):
     return run
 
 
-def _held(history, run_id: str):
-    run = _existing_run(history, run_id)
-    if run.status != "held":
-        fail(f"run {run_id} is {run.status}; only held runs can be approved or rejected")
-    return run
-
-
 @runs.command("diff")
 @click.argument("run_id")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON (the documented shape) instead of text.")
 @pass_context
 def runs_diff(ctx: Context, run_id: str, as_json: bool) -> None:
     """What the run changes against the account's last delivery, file by file."""
-    from rostergate.formats.snapshot import render_diff
+    from rostergate.formats.holdrules import render_diff
 
     run = _existing_run(ctx.history(), run_id)
     if not run.diff_json:
@@ -509,12 +509,8 @@ def runs_diff(ctx: Context, run_id: str, as_json: bool) -> None:
 @pass_context
 def runs_retry(ctx: Context, run_id: str) -> None:
     """Start a failed run again from its spooled upload."""
-    history = ctx.history()
-    run = _existing_run(history, run_id)
-    if run.status not in ("failed", "retrying"):
-        fail(f"run {run_id} is {run.status}; only failed or retrying runs can be retried")
-    history.set_status(run_id, "received", "retry requested by an operator", finished_at=None, attempts=0,
-                       prepare_attempts=0)
+    with run_errors():
+        ctx.lifecycle().retry(run_id)
     say(f"run {run_id} queued again")
 
 

@@ -14,6 +14,7 @@ state directory with a new host key.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import os
 import string
@@ -21,10 +22,16 @@ import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Literal, TypeVar, get_args
 from urllib.parse import unquote, urlsplit
 
 from rostergate.errors import ConfigError
+from rostergate.formats.convert.mapping import Mapping as ColumnMapping
+from rostergate.formats.convert.mapping_config import parse_mapping
+from rostergate.formats.holdrules import Thresholds, parse_thresholds
+from rostergate.formats.read.text import EncodingPolicy
+from rostergate.formats.validate.profiles import ProfileName
+from rostergate.sftp.settings import SftpSettings, parse_sftp_settings
 from rostergate.sshkeys import parse_host_key
 
 DEFAULT_CONFIG_NAME = "rostergate.toml"
@@ -35,9 +42,17 @@ CONFIG_VARIABLE = "ROSTERGATE_CONFIG"
 # and the running service's credentials are found where systemd keeps them.
 CREDENTIALS_VARIABLE = "CREDENTIALS_DIRECTORY"
 SERVICE_CREDENTIALS = Path("/run/credentials/rostergate.service")
-INPUT_FORMATS = ("auto", "asm", "oneroster")
-OUTPUT_FORMATS = ("asm", "same")
-PROFILES = ("strict", "asm")
+InputFormat = Literal["auto", "asm", "oneroster"]  # what a flow accepts; "auto" detects it per upload
+OutputFormat = Literal["asm", "same"]  # what it delivers: Apple's six files, or the input re-checked
+VerifyMode = Literal["stat", "size-on-handle", "none"]  # how a delivery's size is checked (forward/sftp.py)
+Scheme = Literal["sftp", "file"]
+# The choices each key accepts, its default first: the Literal types above are the one list.
+INPUT_FORMATS: tuple[InputFormat, ...] = get_args(InputFormat)
+OUTPUT_FORMATS: tuple[OutputFormat, ...] = get_args(OutputFormat)
+PROFILES: tuple[ProfileName, ...] = get_args(ProfileName)
+ENCODING_POLICIES: tuple[EncodingPolicy, ...] = get_args(EncodingPolicy)
+VERIFY_MODES: tuple[VerifyMode, ...] = get_args(VerifyMode)
+Choice = TypeVar("Choice", bound=str)
 
 
 @dataclass(frozen=True)
@@ -45,7 +60,7 @@ class Downstream:
     """Where a flow delivers: ``sftp://user@host:port/dir`` or ``file:///dir`` (a local folder)."""
 
     url: str
-    scheme: str
+    scheme: Scheme
     host: str = ""
     port: int = 22
     username: str = ""
@@ -59,37 +74,38 @@ class Downstream:
     max_attempts: int = 5
     retry_base_seconds: float = 30.0
     retry_max_seconds: float = 3600.0
-    # How a delivery is made and verified (rostergate.forward's docstring; docs/operators.md
+    # How a delivery is made and verified (rostergate.forward.sftp's docstring; docs/operators.md
     # "Delivery guarantees"): write to .<name>.partial then rename, or straight to the final name;
     # then check the size by "stat" of the final name, "size-on-handle" (FSTAT before the close),
     # or "none" (every write's acknowledgement and the close status only).
     temp_name: bool = True
-    verify: str = "stat"
+    verify: VerifyMode = "stat"
 
 
 # Apple School Manager's drop box hides a file as soon as it is written (asm.md §2.4): no rename,
 # no request on the name after the close. Its host gets those defaults.
 APPLE_DROP_BOX_HOST = "upload.appleschoolcontent.com"
-VERIFY_MODES = ("stat", "size-on-handle", "none")
 
 
 @dataclass(frozen=True)
 class Flow:
+    """``[[flows]]``: what the uploads of one account become, and where they are delivered."""
+
     account: str
-    input: str = "auto"
-    output: str = "asm"
-    profile: str = "strict"
-    encoding: str = "convert"  # UTF-16 / Windows-1252 uploads: convert with a warning, or reject
-    downstream: Downstream | None = None
-    mapping: Any = None  # rostergate.formats.mapping.Mapping, parsed by the converter's own parser
-    safeguards: Any = None  # rostergate.safeguard.Thresholds
+    downstream: Downstream
+    input: InputFormat = "auto"
+    output: OutputFormat = "asm"
+    profile: ProfileName = "strict"
+    encoding: EncodingPolicy = "convert"  # UTF-16 / Windows-1252 uploads: convert with a warning, or reject
+    mapping: ColumnMapping | None = None  # [flows.mapping], parsed by the converter's own parser
+    safeguards: Thresholds = field(default_factory=Thresholds)  # [flows.safeguards]
     watch: Path | None = None  # watch mode: ZIPs another SFTP server drops here start runs too
     watch_settle_seconds: float = 2.0
 
 
 @dataclass(frozen=True)
 class WorkerSettings:
-    """``[server.workers]``: the processes that do a run's CPU work (see :mod:`rostergate.workers`)."""
+    """``[server.workers]``: the processes that do a run's CPU work (see :mod:`rostergate.runs.workers`)."""
 
     processes: int = 1
     # RLIMIT_AS of each worker. A 200,000-student OneRoster run peaks at about 2.2 GB of
@@ -106,7 +122,7 @@ class ServerSettings:
     host_key: Path = Path("var/ssh_host_ed25519_key")
     data_dir: Path = Path("var")
     metrics_listen: str | None = None  # "127.0.0.1:9464" serves Prometheus metrics
-    sftp: Any = None  # rostergate.sftp.settings.SftpSettings
+    sftp: SftpSettings = field(default_factory=SftpSettings)  # limits, defender, algorithms
     workers: WorkerSettings = field(default_factory=WorkerSettings)
     # On SIGTERM: how long uploads and runs in progress may take to finish before the daemon stops anyway.
     stop_grace_seconds: float = 60.0
@@ -187,11 +203,12 @@ def load(path: Path) -> Settings:
         raise ConfigError([f"{path}: not UTF-8 text"]) from None
     except OSError as exc:
         raise ConfigError([f"{path}: cannot read: {exc.strerror or exc}"]) from None
-    return parse(_with_credentials(raw, os.environ.get(CREDENTIALS_VARIABLE) or str(SERVICE_CREDENTIALS)),
+    credentials = os.environ.get(CREDENTIALS_VARIABLE) or str(SERVICE_CREDENTIALS)
+    return parse({key: _with_credentials(value, credentials) for key, value in raw.items()},
                  base=path.parent, source=path)
 
 
-def _with_credentials(value: Any, directory: str) -> Any:
+def _with_credentials(value: object, directory: str) -> object:
     """``value`` with ``${CREDENTIALS_DIRECTORY}`` (or ``$CREDENTIALS_DIRECTORY``) in its strings replaced."""
     if isinstance(value, str):
         for placeholder in ("${" + CREDENTIALS_VARIABLE + "}", "$" + CREDENTIALS_VARIABLE):
@@ -206,21 +223,16 @@ def _with_credentials(value: Any, directory: str) -> Any:
 
 def embedded_defaults() -> Settings:
     """The settings of the quick start: everything under ./var, a demo flow to ./var/outbox."""
-    from rostergate.sftp.settings import SftpSettings
-
     data_dir = Path("var")
     outbox = (data_dir / "outbox").resolve()
-    from rostergate.formats.snapshot import Thresholds
-
     demo_flow = Flow(
         account="demo",
-        safeguards=Thresholds(),
         input="auto",
         output="asm",
         profile="asm",
         downstream=Downstream(url=outbox.as_uri(), scheme="file", path=str(outbox)),
     )
-    server = ServerSettings(data_dir=data_dir, host_key=data_dir / "ssh_host_ed25519_key", sftp=SftpSettings())
+    server = ServerSettings(data_dir=data_dir, host_key=data_dir / "ssh_host_ed25519_key")
     return Settings(server=server, flows=(demo_flow,), source=None, demo=True)
 
 
@@ -236,7 +248,6 @@ class _Problems:
 
 _SERVER_KEYS = {"listen", "public_host", "host_key", "data_dir", "limits", "defender", "algorithms",
                 "metrics_listen", "workers", "stop_grace_seconds"}
-ENCODING_POLICIES = ("convert", "reject")
 _FLOW_KEYS = {"account", "input", "output", "profile", "encoding", "downstream", "mapping", "safeguards", "watch",
               "watch_settle_seconds"}
 _DOWNSTREAM_KEYS = {
@@ -245,7 +256,10 @@ _DOWNSTREAM_KEYS = {
 }
 
 
-def parse(raw: dict, base: Path = Path("."), source: Path | None = None) -> Settings:
+Table = dict[str, object]  # a TOML table as tomllib returns it
+
+
+def parse(raw: Mapping[str, object], base: Path = Path("."), source: Path | None = None) -> Settings:
     """Turn a parsed TOML document into :class:`Settings`; relative paths resolve against ``base``."""
     problems = _Problems()
     for key in raw:
@@ -260,12 +274,13 @@ def parse(raw: dict, base: Path = Path("."), source: Path | None = None) -> Sett
     seen: set[str] = set()
     for index, table in enumerate(flows_raw):
         flow = _parse_flow(table, f"flows[{index}]", base, problems)
-        if flow is None:
-            continue
-        if flow.account in seen:
-            problems.add(f"flows[{index}].account", f"account '{flow.account}' already has a flow")
-        seen.add(flow.account)
-        flows.append(flow)
+        account = table.get("account") if isinstance(table, dict) else None
+        if isinstance(account, str) and account:
+            if account in seen:
+                problems.add(f"flows[{index}].account", f"account '{account}' already has a flow")
+            seen.add(account)
+        if flow is not None:
+            flows.append(flow)
     if problems.items:
         raise ConfigError(problems.items)
     return Settings(server=server, flows=tuple(flows), source=source)
@@ -292,19 +307,12 @@ def remote_name_problems(key: str, template: str) -> list[str]:
     return []
 
 
-def _is_number(value: object) -> bool:
-    """An int or a finite float (TOML allows ``nan`` and ``inf``; no duration or count may be one)."""
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
-
-
 def _resolve(base: Path, value: str) -> Path:
     path = Path(value).expanduser()
     return path if path.is_absolute() else base / path
 
 
-def _parse_server(table: Any, base: Path, problems: _Problems) -> ServerSettings:
-    from rostergate.sftp.settings import SftpSettings, parse_sftp_settings
-
+def _parse_server(table: object, base: Path, problems: _Problems) -> ServerSettings:
     if not isinstance(table, dict):
         problems.add("server", "must be a table")
         return ServerSettings()
@@ -332,10 +340,8 @@ def _parse_server(table: Any, base: Path, problems: _Problems) -> ServerSettings
     ):
         problems.add("server.metrics_listen", f"expected 'HOST:PORT', got {metrics_listen!r}")
         metrics_listen = None
-    grace = table.get("stop_grace_seconds", 60.0)
-    if not _is_number(grace) or grace < 0:
-        problems.add("server.stop_grace_seconds", f"must be a finite number of seconds >= 0, got {grace!r}")
-        grace = 60.0
+    grace = _seconds(table, "stop_grace_seconds", 60.0, "server", problems, "must be a finite number of seconds >= 0",
+                     minimum=0.0)
     try:
         sftp = parse_sftp_settings(table, "server")
     except ConfigError as exc:
@@ -345,7 +351,7 @@ def _parse_server(table: Any, base: Path, problems: _Problems) -> ServerSettings
         listen_host=host, listen_port=port, public_host=public_host,
         host_key=host_key, data_dir=data_dir, metrics_listen=metrics_listen, sftp=sftp,
         workers=_parse_workers(table.get("workers", {}), "server.workers", problems),
-        stop_grace_seconds=float(grace),
+        stop_grace_seconds=grace,
     )
 
 
@@ -354,7 +360,7 @@ MIN_WORKER_MEMORY_MB = 256
 MAX_WORKER_PROCESSES = 64
 
 
-def _parse_workers(table: Any, prefix: str, problems: _Problems) -> WorkerSettings:
+def _parse_workers(table: object, prefix: str, problems: _Problems) -> WorkerSettings:
     """``[server.workers]``: whole numbers for ``processes`` and ``max_memory_mb``, finite positive seconds."""
     base = WorkerSettings()
     if not isinstance(table, dict):
@@ -363,22 +369,40 @@ def _parse_workers(table: Any, prefix: str, problems: _Problems) -> WorkerSettin
     for key in table:
         if key not in ("processes", "max_memory_mb", "max_run_seconds"):
             problems.add(f"{prefix}.{key}", "unknown key (expected processes, max_memory_mb, max_run_seconds)")
-    values: dict[str, Any] = {}
-    for key, low, high in (("processes", 1, MAX_WORKER_PROCESSES), ("max_memory_mb", MIN_WORKER_MEMORY_MB, None)):
-        value = table.get(key, getattr(base, key))
-        if isinstance(value, bool) or not isinstance(value, int) or value < low or (high and value > high):
-            limits = f"{low}-{high}" if high else f">= {low}"
-            problems.add(f"{prefix}.{key}", f"must be a whole number {limits}, got {value!r}")
-            value = getattr(base, key)
-        values[key] = value
-    seconds = table.get("max_run_seconds", base.max_run_seconds)
-    if isinstance(seconds, bool) or not isinstance(seconds, (int, float)) or not math.isfinite(seconds) or seconds <= 0:
-        problems.add(f"{prefix}.max_run_seconds", f"must be a finite number of seconds > 0, got {seconds!r}")
-        seconds = base.max_run_seconds
-    return WorkerSettings(values["processes"], values["max_memory_mb"], float(seconds))
+    return WorkerSettings(
+        _whole(table, "processes", base.processes, prefix, problems, 1, MAX_WORKER_PROCESSES),
+        _whole(table, "max_memory_mb", base.max_memory_mb, prefix, problems, MIN_WORKER_MEMORY_MB),
+        _seconds(table, "max_run_seconds", base.max_run_seconds, prefix, problems,
+                 "must be a finite number of seconds > 0"),
+    )
 
 
-def _string(table: dict, key: str, default: str, prefix: str, problems: _Problems) -> str:
+def _whole(table: Table, key: str, default: int, prefix: str, problems: _Problems, low: int,
+           high: int | None = None) -> int:
+    """``table[key]``, a whole number from ``low`` to ``high`` (no bool), else ``default`` and a problem."""
+    value = table.get(key, default)
+    if isinstance(value, bool) or not isinstance(value, int) or value < low or (high is not None and value > high):
+        limits = f"{low}-{high}" if high is not None else f">= {low}"
+        problems.add(f"{prefix}.{key}", f"must be a whole number {limits}, got {value!r}")
+        return default
+    return value
+
+
+def _seconds(table: Table, key: str, default: float, prefix: str, problems: _Problems, reason: str,
+             minimum: float | None = None) -> float:
+    """``table[key]`` as a float: finite, and above 0 (or at least ``minimum``), else ``default`` and a problem.
+
+    TOML allows ``nan`` and ``inf``, and ``true`` is an int to Python: no duration or count may be one.
+    """
+    value = table.get(key, default)
+    if (isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value)
+            or (value < minimum if minimum is not None else value <= 0)):
+        problems.add(f"{prefix}.{key}", f"{reason}, got {value!r}")
+        return default
+    return float(value)
+
+
+def _string(table: Table, key: str, default: str, prefix: str, problems: _Problems) -> str:
     value = table.get(key, default)
     if not isinstance(value, str) or not value:
         problems.add(f"{prefix}.{key}", f"must be a non-empty string, got {value!r}")
@@ -386,15 +410,18 @@ def _string(table: dict, key: str, default: str, prefix: str, problems: _Problem
     return value
 
 
-def _choice(table: dict, key: str, choices: tuple[str, ...], prefix: str, problems: _Problems) -> str:
+def _choice(table: Table, key: str, choices: tuple[Choice, ...], prefix: str, problems: _Problems) -> Choice:
+    """``table[key]`` when it is one of ``choices`` (default: the first), else the first and a problem."""
     value = table.get(key, choices[0])
-    if value not in choices:
-        problems.add(f"{prefix}.{key}", f"must be one of {', '.join(choices)}; got {value!r}")
-        return choices[0]
-    return value
+    for choice in choices:
+        if value == choice:
+            return choice
+    problems.add(f"{prefix}.{key}", f"must be one of {', '.join(choices)}; got {value!r}")
+    return choices[0]
 
 
-def _parse_flow(table: Any, prefix: str, base: Path, problems: _Problems) -> Flow | None:
+def _parse_flow(table: object, prefix: str, base: Path, problems: _Problems) -> Flow | None:
+    """The flow of ``table``; None when it cannot be built (``problems`` then says why)."""
     if not isinstance(table, dict):
         problems.add(prefix, "must be a table")
         return None
@@ -416,45 +443,37 @@ def _parse_flow(table: Any, prefix: str, base: Path, problems: _Problems) -> Flo
             problems.add(f"{prefix}.watch", "must be the path of a folder to watch")
         else:
             watch = _resolve(base, table["watch"])
-    settle = table.get("watch_settle_seconds", 2.0)
-    if not _is_number(settle) or settle < 0:
-        problems.add(f"{prefix}.watch_settle_seconds", f"must be a finite number of seconds >= 0, got {settle!r}")
-        settle = 2.0
-    from rostergate.formats.snapshot import Thresholds, parse_thresholds
-
+    settle = _seconds(table, "watch_settle_seconds", 2.0, prefix, problems,
+                      "must be a finite number of seconds >= 0", minimum=0.0)
     safeguards = Thresholds()
     if "safeguards" in table:
         safeguards, safeguard_problems = parse_thresholds(table["safeguards"], f"{prefix}.safeguards")
         problems.items.extend(safeguard_problems)
     mapping = None
     if "mapping" in table:
-        mapping = _parse_mapping(table["mapping"], f"{prefix}.mapping", problems)
+        mapping, mapping_problems = parse_mapping(table["mapping"], f"{prefix}.mapping")
+        problems.items.extend(mapping_problems)
+    choices = (_choice(table, "input", INPUT_FORMATS, prefix, problems),
+               _choice(table, "output", OUTPUT_FORMATS, prefix, problems),
+               _choice(table, "profile", PROFILES, prefix, problems),
+               _choice(table, "encoding", ENCODING_POLICIES, prefix, problems))
+    if downstream is None:  # required; its problems are listed
+        return None
     return Flow(
         account=account,
-        input=_choice(table, "input", INPUT_FORMATS, prefix, problems),
-        output=_choice(table, "output", OUTPUT_FORMATS, prefix, problems),
-        profile=_choice(table, "profile", PROFILES, prefix, problems),
-        encoding=_choice(table, "encoding", ENCODING_POLICIES, prefix, problems),
         downstream=downstream,
+        input=choices[0],
+        output=choices[1],
+        profile=choices[2],
+        encoding=choices[3],
         mapping=mapping,
         safeguards=safeguards,
         watch=watch,
-        watch_settle_seconds=float(settle),
+        watch_settle_seconds=settle,
     )
 
 
-def _parse_mapping(table: Any, prefix: str, problems: _Problems) -> Any:
-    try:
-        from rostergate.formats.convert.mapping_config import parse_mapping
-    except ImportError:  # the converter's mapping parser is not installed yet
-        problems.add(prefix, "mapping options are not supported by this build")
-        return None
-    mapping, found = parse_mapping(table, prefix)
-    problems.items.extend(found)
-    return mapping
-
-
-def _parse_downstream(table: Any, prefix: str, base: Path, problems: _Problems) -> Downstream | None:
+def _parse_downstream(table: object, prefix: str, base: Path, problems: _Problems) -> Downstream | None:
     if not isinstance(table, dict):
         problems.add(prefix, "must be a table")
         return None
@@ -466,36 +485,26 @@ def _parse_downstream(table: Any, prefix: str, base: Path, problems: _Problems) 
         problems.add(f"{prefix}.url", "required: sftp://user@host:22/path or file:///path")
         return None
     parts = urlsplit(url)
-    numbers = {}
-    for key, default in (("connect_timeout", 15.0), ("max_attempts", 5), ("retry_base_seconds", 30.0),
-                         ("retry_max_seconds", 3600.0)):
-        value = table.get(key, default)
-        if key == "max_attempts" and not (isinstance(value, int) and not isinstance(value, bool) and value > 0):
-            problems.add(f"{prefix}.{key}", f"must be a whole number >= 1, got {value!r}")
-            value = default
-        elif not _is_number(value) or value <= 0:
-            problems.add(f"{prefix}.{key}", f"must be a finite positive number, got {value!r}")
-            value = default
-        numbers[key] = value
+    positive = "must be a finite positive number"
+    connect_timeout = _seconds(table, "connect_timeout", 15.0, prefix, problems, positive)
+    max_attempts = _whole(table, "max_attempts", 5, prefix, problems, 1)
+    retry_base_seconds = _seconds(table, "retry_base_seconds", 30.0, prefix, problems, positive)
+    retry_max_seconds = _seconds(table, "retry_max_seconds", 3600.0, prefix, problems, positive)
     remote_name = table.get("remote_name", "{account}-{run_id}.zip")
     if not isinstance(remote_name, str) or "/" in remote_name:
         problems.add(f"{prefix}.remote_name", "must be a file name template without '/'")
         remote_name = "{account}-{run_id}.zip"
     for problem in remote_name_problems(f"{prefix}.remote_name", remote_name):
         problems.items.append(problem)
-    common = dict(
-        url=url, remote_name=remote_name,
-        connect_timeout=float(numbers["connect_timeout"]),
-        max_attempts=int(numbers["max_attempts"]),
-        retry_base_seconds=float(numbers["retry_base_seconds"]),
-        retry_max_seconds=float(numbers["retry_max_seconds"]),
-    )
+    folder = Downstream(url=url, scheme="file", path=unquote(parts.path), remote_name=remote_name,
+                        connect_timeout=connect_timeout, max_attempts=max_attempts,
+                        retry_base_seconds=retry_base_seconds, retry_max_seconds=retry_max_seconds)
     if parts.scheme == "file":
         for key in ("temp_name", "verify"):
             if key in table:
                 problems.add(f"{prefix}.{key}", "applies to sftp:// downstreams only: a folder delivery always "
                                                 "writes a temporary file, fsyncs it, checks its size and renames it")
-        return Downstream(scheme="file", path=unquote(parts.path), **common)
+        return folder
     if parts.scheme != "sftp":
         problems.add(f"{prefix}.url", f"scheme must be sftp:// or file://, got {parts.scheme or 'none'!r}")
         return None
@@ -511,7 +520,9 @@ def _parse_downstream(table: Any, prefix: str, base: Path, problems: _Problems) 
     except ValueError:
         problems.add(f"{prefix}.url", "port must be 1-65535")
         port = 22
-    password_file = key_file = known_hosts = None
+    password_file: Path | None = None
+    key_file: Path | None = None
+    known_hosts: Path | None = None
     for key in ("password_file", "key_file", "known_hosts"):
         if key in table:
             value = table[key]
@@ -529,31 +540,36 @@ def _parse_downstream(table: Any, prefix: str, base: Path, problems: _Problems) 
                 known_hosts = resolved
     if password_file is None and key_file is None:
         problems.add(prefix, "needs password_file or key_file to log in downstream")
-    host_key = table.get("host_key")
-    if host_key is not None:
-        try:
-            parse_host_key(host_key if isinstance(host_key, str) else "")
-        except ValueError as exc:
-            problems.add(f"{prefix}.host_key", f"expected an OpenSSH public key line 'ssh-ed25519 AAAA...': {exc}")
-            host_key = None
+    host_key = _host_key(table.get("host_key"), f"{prefix}.host_key", problems)
     if host_key is None and known_hosts is None:
         problems.add(prefix, "needs host_key or known_hosts: the downstream host key must be pinned")
     temp_name, verify = _delivery_mode(table, parts.hostname, prefix, problems)
-    return Downstream(
-        scheme="sftp", host=parts.hostname, port=port, username=unquote(parts.username or ""),
+    return dataclasses.replace(
+        folder, scheme="sftp", host=parts.hostname, port=port, username=unquote(parts.username or ""),
         path=unquote(parts.path) or "/", password_file=password_file, key_file=key_file,
-        host_key=host_key, known_hosts=known_hosts, temp_name=temp_name, verify=verify, **common,
+        host_key=host_key, known_hosts=known_hosts, temp_name=temp_name, verify=verify,
     )
 
 
-def _delivery_mode(table: dict, host: str, prefix: str, problems: _Problems) -> tuple[bool, str]:
+def _host_key(value: object, key: str, problems: _Problems) -> str | None:
+    """The pinned ``host_key`` line when given and usable (paramiko parses it here, at load), else None."""
+    if value is None:
+        return None
+    try:
+        parse_host_key(value if isinstance(value, str) else "")
+    except ValueError as exc:
+        problems.add(key, f"expected an OpenSSH public key line 'ssh-ed25519 AAAA...': {exc}")
+        return None
+    assert isinstance(value, str)
+    return value
+
+
+def _delivery_mode(table: Table, host: str, prefix: str, problems: _Problems) -> tuple[bool, VerifyMode]:
     """``temp_name`` and ``verify`` with their defaults: Apple's drop box gets no rename and no stat."""
     temp_name = table.get("temp_name", host.lower() != APPLE_DROP_BOX_HOST)
     if not isinstance(temp_name, bool):
         problems.add(f"{prefix}.temp_name", f"must be true or false, got {temp_name!r}")
         temp_name = True
-    verify = table.get("verify", "stat" if temp_name else "size-on-handle")
-    if verify not in VERIFY_MODES:
-        problems.add(f"{prefix}.verify", f"must be one of {', '.join(VERIFY_MODES)}; got {verify!r}")
-        verify = "stat"
-    return temp_name, verify
+    if "verify" not in table:
+        return temp_name, "stat" if temp_name else "size-on-handle"
+    return temp_name, _choice(table, "verify", VERIFY_MODES, prefix, problems)  # a wrong value: "stat"

@@ -43,16 +43,16 @@ from rostergate.errors import ConfigError
 from rostergate.history import History
 from rostergate.intake import Intake
 from rostergate.metrics import serve_metrics
-from rostergate.pipeline import Pipeline
+from rostergate.runs.pipeline import Pipeline
+from rostergate.runs.workers import WorkerPool
 from rostergate.sdnotify import Notifier
 from rostergate.sftp.files import ServerState
 from rostergate.sftp.server import load_or_create_host_key, start_server
 from rostergate.watch import InboxWatcher
-from rostergate.workers import WorkerPool
 
 log = structlog.get_logger("rostergate.daemon")
 # Imported when a worker starts, so a run's time limit does not pay for them.
-WORKER_PRELOAD = ("rostergate.prepare", "rostergate.formats.validate.entry", "rostergate.formats.convert.entry")
+WORKER_PRELOAD = ("rostergate.runs.stages", "rostergate.formats.validate.entry", "rostergate.formats.convert.entry")
 DRAIN_POLL_SECONDS = 0.2
 
 

@@ -13,6 +13,8 @@ Messages say what is wrong and what to do, and never quote a secret or student d
     ├── StoreError               the state store cannot be used (e.g. newer than this code)
     ├── HostKeyError             the server's own SSH host key cannot be read or made
     ├── WorkerFailure            a worker process running a run's CPU work was lost
+    ├── RunError                 an operator request about a run cannot be done (unknown run, wrong status)
+    │   └── IllegalTransition    a run was asked to change status in a way the lifecycle forbids
     └── DeliveryError            a delivery to a downstream failed
         ├── RetryableError       try again later: unreachable, disk full, credentials unreadable
         └── FinalError           retrying cannot help: host key mismatch, login or permission refused
@@ -60,6 +62,24 @@ class WorkerFailure(RostergateError):
         self.kind = kind
         self.detail = detail
         self.signal = signal_name
+
+
+class RunError(RostergateError):
+    """An operator request about a run cannot be done (no such run, or its status does not allow it)."""
+
+
+class IllegalTransition(RunError):
+    """A run's status was asked to change in a way :data:`rostergate.runstatus.TRANSITIONS` forbids.
+
+    ``current`` is the status the run had (``None``: no such run), ``wanted`` the one
+    asked for. From an operator action it usually means the daemon moved the run
+    first (a newer upload superseded it); from the pipeline it is a bug.
+    """
+
+    def __init__(self, run_id: str, current: str | None, wanted: str):
+        self.run_id, self.current, self.wanted = run_id, current, wanted
+        now = f"is {current}" if current is not None else "does not exist"
+        super().__init__(f"run {run_id} {now}; it cannot become {wanted}")
 
 
 class DeliveryError(RostergateError):

@@ -3,25 +3,31 @@
 A run's state lives here, never only in memory: the pipeline reads what to do
 next from this store, so a daemon killed at any moment resumes where it was.
 Times are ISO 8601 UTC strings (``2026-11-22T08:41:51Z``).
+
+A run's status is a :class:`~rostergate.runstatus.RunStatus`, stored as its
+string value. Every change of it is checked against
+:data:`~rostergate.runstatus.TRANSITIONS` in the very ``UPDATE`` that makes it
+(:meth:`History.set_status`), because the daemon and the CLI change runs in the
+same store at the same time. The enum and its table live in a leaf module so that
+this storage imports nothing of ``runs/``; :mod:`rostergate.runs.lifecycle` says
+*when* a run moves.
 """
 
 from __future__ import annotations
 
+import builtins
 import secrets
 import sqlite3
+from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Protocol
 
 from rostergate import timeutil
+from rostergate.errors import IllegalTransition
 from rostergate.formats.issues import Issue
+from rostergate.runstatus import RunStatus, sources
 
-STATUSES = (
-    "received", "processing", "retrying", "held", "delivered",
-    "rejected", "failed", "discarded", "superseded",
-)
-FINAL_STATUSES = ("delivered", "rejected", "failed", "discarded", "superseded")
-# Statuses a newer upload of the same account may replace before delivery.
-REPLACEABLE_STATUSES = ("received", "retrying", "held")
 MAX_STORED_ISSUES = 1000  # per run; the report keeps the full picture via "and N more" issues
 
 
@@ -34,7 +40,7 @@ def new_run_id() -> str:
 class Run:
     id: str
     account: str
-    status: str
+    status: RunStatus
     upload_name: str
     input_format: str | None
     received_at: str
@@ -48,15 +54,28 @@ class Run:
     approved_at: str | None = None
     diff_json: str | None = None
     output_sha256: str | None = None  # of the prepared ZIP that passed the checks: what is delivered
-    prepare_attempts: int = 0  # CPU work started in a worker (pipeline.MAX_PREPARE_ATTEMPTS)
+    prepare_attempts: int = 0  # CPU work started in a worker (runs.pipeline.MAX_PREPARE_ATTEMPTS)
 
-    def to_dict(self) -> dict:
+    def to_dict(self) -> dict[str, str | None]:
         """The ``runs list --json`` contract shape."""
         return {
-            "id": self.id, "account": self.account, "status": self.status,
+            "id": self.id, "account": self.account, "status": self.status.value,
             "upload_name": self.upload_name, "input_format": self.input_format,
             "received_at": self.received_at, "finished_at": self.finished_at,
         }
+
+
+class Receipt(Protocol):
+    """What a verified delivery left (a :class:`rostergate.forward.Receipt`): stored with the delivery."""
+
+    @property
+    def remote(self) -> str: ...
+    @property
+    def size(self) -> int: ...
+    @property
+    def sha256(self) -> str: ...
+    @property
+    def finished_at(self) -> str: ...
 
 
 class History:
@@ -73,10 +92,13 @@ class History:
         with self.conn:
             self.conn.execute(
                 "INSERT INTO runs (id, account, status, upload_name, received_at, spool_path, size, sha256)"
-                " VALUES (?, ?, 'received', ?, ?, ?, ?, ?)",
-                (run_id, account, upload_name, received_at or timeutil.iso(), spool_path, size, sha256),
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                (run_id, account, RunStatus.RECEIVED.value, upload_name, received_at or timeutil.iso(), spool_path,
+                 size, sha256),
             )
-        return self.get(run_id)  # type: ignore[return-value]
+        run = self.get(run_id)
+        assert run is not None
+        return run
 
     def get(self, run_id: str) -> Run | None:
         row = self.conn.execute("SELECT * FROM runs WHERE id = ?", (run_id,)).fetchone()
@@ -85,7 +107,7 @@ class History:
     def list(
         self, account: str | None = None, status: str | None = None, since: datetime | None = None,
         limit: int | None = None,
-    ) -> list[Run]:
+    ) -> builtins.list[Run]:
         """Runs newest first, filtered by account, status and receive time."""
         clauses, params = [], []
         if account:
@@ -103,17 +125,40 @@ class History:
             sql += f" LIMIT {int(limit)}"
         return [_run(r) for r in self.conn.execute(sql, params)]
 
-    def set_status(self, run_id: str, status: str, message: str | None = None, **columns: object) -> None:
-        assert status in STATUSES, status
-        values: dict[str, object] = {"status": status, **columns}
+    def set_status(self, run_id: str, status: RunStatus, message: str | None = None, *,
+                   only_from: Collection[RunStatus] | None = None, **columns: object) -> None:
+        """Move the run to ``status``, setting ``message`` and ``columns`` too, in one statement.
+
+        The run must be in a status that may change to ``status``
+        (:data:`~rostergate.runstatus.TRANSITIONS`) and, given ``only_from``, in one
+        of those; otherwise nothing changes and :class:`IllegalTransition` is raised.
+        A final status sets ``finished_at`` and clears ``next_attempt_at``.
+        """
+        status = RunStatus(status)  # a plain string of the contract is taken too, and checked
+        allowed = sources(status) if only_from is None else sources(status) & set(only_from)
+        values: dict[str, object] = {"status": status.value, **columns}
         if message is not None:
             values["message"] = message
-        if status in FINAL_STATUSES:
+        if status.final:
             values["finished_at"] = timeutil.iso()
             values["next_attempt_at"] = None
         assignments = ", ".join(f"{column} = ?" for column in values)
+        placeholders = ",".join("?" * len(allowed))
         with self.conn:
-            self.conn.execute(f"UPDATE runs SET {assignments} WHERE id = ?", (*values.values(), run_id))
+            changed = self.conn.execute(
+                f"UPDATE runs SET {assignments} WHERE id = ? AND status IN ({placeholders})",
+                (*values.values(), run_id, *sorted(allowed)),
+            ).rowcount
+        if not changed:
+            current = self.get(run_id)
+            raise IllegalTransition(run_id, current.status if current else None, status)
+
+    def update(self, run_id: str, **columns: object) -> None:
+        """Change columns of the run other than its status (``set_status`` changes that)."""
+        assert columns and "status" not in columns, columns
+        assignments = ", ".join(f"{column} = ?" for column in columns)
+        with self.conn:
+            self.conn.execute(f"UPDATE runs SET {assignments} WHERE id = ?", (*columns.values(), run_id))
 
     def claim_next(self, busy_accounts: set[str]) -> Run | None:
         """Take the next runnable run (oldest first) of an idle account and mark it ``processing``.
@@ -122,51 +167,52 @@ class History:
         that were not delivered yet (``received``, ``retrying``, ``held``).
         """
         stamp = timeutil.iso()
+        replaceable = sorted(sources(RunStatus.SUPERSEDED))
         with self.conn:
             self.conn.execute("BEGIN IMMEDIATE")
             rows = self.conn.execute(
-                "SELECT * FROM runs WHERE status = 'received'"
-                " OR (status = 'retrying' AND next_attempt_at <= ?) ORDER BY received_at, id",
-                (stamp,),
+                "SELECT * FROM runs WHERE status = ? OR (status = ? AND next_attempt_at <= ?) ORDER BY received_at, id",
+                (RunStatus.RECEIVED.value, RunStatus.RETRYING.value, stamp),
             ).fetchall()
             for row in rows:
                 if row["account"] in busy_accounts:
                     continue
                 newest = self.conn.execute(
-                    "SELECT id FROM runs WHERE account = ? AND status = 'received'"
-                    " ORDER BY received_at DESC, id DESC LIMIT 1",
-                    (row["account"],),
+                    "SELECT id FROM runs WHERE account = ? AND status = ? ORDER BY received_at DESC, id DESC LIMIT 1",
+                    (row["account"], RunStatus.RECEIVED.value),
                 ).fetchone()
                 chosen = newest["id"] if newest else row["id"]
-                placeholders = ",".join("?" * len(REPLACEABLE_STATUSES))
+                placeholders = ",".join("?" * len(replaceable))
                 self.conn.execute(
-                    f"UPDATE runs SET status = 'superseded', finished_at = ?, next_attempt_at = NULL,"
+                    f"UPDATE runs SET status = ?, finished_at = ?, next_attempt_at = NULL,"
                     f" message = ? WHERE account = ? AND id != ? AND status IN ({placeholders})"
                     f" AND received_at <= (SELECT received_at FROM runs WHERE id = ?)",
-                    (stamp, f"replaced by the newer upload {chosen}", row["account"], chosen,
-                     *REPLACEABLE_STATUSES, chosen),
+                    (RunStatus.SUPERSEDED.value, stamp, f"replaced by the newer upload {chosen}", row["account"],
+                     chosen, *(s.value for s in replaceable), chosen),
                 )
-                self.conn.execute("UPDATE runs SET status = 'processing' WHERE id = ?", (chosen,))
+                self.conn.execute("UPDATE runs SET status = ? WHERE id = ?", (RunStatus.PROCESSING.value, chosen))
                 return self.get(chosen)
         return None
 
-    def requeue_interrupted(self) -> list[str]:
+    def requeue_interrupted(self) -> builtins.list[str]:
         """Runs left ``processing`` by a killed daemon go back to ``received``."""
-        ids = [r["id"] for r in self.conn.execute("SELECT id FROM runs WHERE status = 'processing'")]
+        ids = [r["id"] for r in self.conn.execute("SELECT id FROM runs WHERE status = ?",
+                                                  (RunStatus.PROCESSING.value,))]
         with self.conn:
-            self.conn.execute("UPDATE runs SET status = 'received' WHERE status = 'processing'")
+            self.conn.execute("UPDATE runs SET status = ? WHERE status = ?",
+                              (RunStatus.RECEIVED.value, RunStatus.PROCESSING.value))
         return ids
 
     def next_wakeup(self) -> str | None:
         row = self.conn.execute(
-            "SELECT MIN(next_attempt_at) AS t FROM runs WHERE status = 'retrying'"
+            "SELECT MIN(next_attempt_at) AS t FROM runs WHERE status = ?", (RunStatus.RETRYING.value,)
         ).fetchone()
         return row["t"] if row else None
 
     # -- steps -------------------------------------------------------------------
     def start_step(self, run_id: str, name: str) -> int:
         with self.conn:
-            seq = self.conn.execute(
+            seq: int = self.conn.execute(
                 "SELECT COALESCE(MAX(seq), 0) + 1 FROM steps WHERE run_id = ?", (run_id,)
             ).fetchone()[0]
             self.conn.execute(
@@ -192,14 +238,14 @@ class History:
                 (status, timeutil.iso(), message, run_id, seq),
             )
 
-    def steps(self, run_id: str) -> list[dict]:
+    def steps(self, run_id: str) -> builtins.list[dict[str, str | None]]:
         return [
             {k: row[k] for k in ("name", "status", "started_at", "finished_at", "message")}
             for row in self.conn.execute("SELECT * FROM steps WHERE run_id = ? ORDER BY seq", (run_id,))
         ]
 
     # -- issues ------------------------------------------------------------------
-    def replace_issues(self, run_id: str, issues: list[Issue]) -> None:
+    def replace_issues(self, run_id: str, issues: builtins.list[Issue]) -> None:
         kept = issues[:MAX_STORED_ISSUES]
         with self.conn:
             self.conn.execute("DELETE FROM issues WHERE run_id = ?", (run_id,))
@@ -212,7 +258,7 @@ class History:
                 ],
             )
 
-    def issues(self, run_id: str) -> list[Issue]:
+    def issues(self, run_id: str) -> builtins.list[Issue]:
         return [
             Issue(
                 severity=r["severity"], code=r["code"], message=r["message"], file=r["file"],
@@ -232,18 +278,19 @@ class History:
                 (run_id, destination, attempts, remote),
             )
 
-    def delivery_finished(self, run_id: str, destination: str, status: str, receipt: object = None) -> None:
-        """``delivered`` with its receipt (a ``forward.Receipt``), or ``retrying`` / ``failed``."""
+    def delivery_finished(self, run_id: str, destination: str, status: str, receipt: Receipt | None = None) -> None:
+        """``delivered`` with its receipt, or ``retrying`` / ``failed``."""
         assert status in ("delivered", "retrying", "failed"), status
+        params: builtins.list[object]
         if receipt is None:
             sql, params = "UPDATE deliveries SET status = ?", [status]
         else:
             sql = "UPDATE deliveries SET status = ?, remote = ?, size = ?, sha256 = ?, finished_at = ?"
-            params = [status, receipt.remote, receipt.size, receipt.sha256, receipt.finished_at]  # type: ignore[attr-defined]
+            params = [status, receipt.remote, receipt.size, receipt.sha256, receipt.finished_at]
         with self.conn:
             self.conn.execute(sql + " WHERE run_id = ? AND destination = ?", (*params, run_id, destination))
 
-    def interrupted_deliveries(self, destination: str, run_id: str) -> list[tuple[str, str]]:
+    def interrupted_deliveries(self, destination: str, run_id: str) -> builtins.list[tuple[str, str]]:
         """``(run_id, remote)`` of attempts at ``destination`` that a crash cut short.
 
         An attempt still ``sending`` whose run is not being processed now (or is
@@ -251,12 +298,12 @@ class History:
         """
         rows = self.conn.execute(
             "SELECT d.run_id, d.remote FROM deliveries d JOIN runs r ON r.id = d.run_id"
-            " WHERE d.destination = ? AND d.status = 'sending' AND (d.run_id = ? OR r.status != 'processing')",
-            (destination, run_id),
+            " WHERE d.destination = ? AND d.status = 'sending' AND (d.run_id = ? OR r.status != ?)",
+            (destination, run_id, RunStatus.PROCESSING.value),
         )
         return [(r["run_id"], r["remote"]) for r in rows]
 
-    def mark_interrupted(self, destination: str, run_ids: list[str]) -> None:
+    def mark_interrupted(self, destination: str, run_ids: builtins.list[str]) -> None:
         """What those attempts left was removed (or the server keeps it out of reach)."""
         with self.conn:
             self.conn.executemany(
@@ -265,14 +312,14 @@ class History:
                 [(run_id, destination) for run_id in run_ids],
             )
 
-    def deliveries(self, run_id: str) -> list[dict]:
+    def deliveries(self, run_id: str) -> builtins.list[dict[str, str | int | None]]:
         """The ``deliveries`` of ``runs show --json``: one per destination."""
         return [
             {k: row[k] for k in ("destination", "status", "attempts", "remote", "size", "sha256", "finished_at")}
             for row in self.conn.execute("SELECT * FROM deliveries WHERE run_id = ? ORDER BY destination", (run_id,))
         ]
 
-    def show(self, run_id: str) -> dict | None:
+    def show(self, run_id: str) -> dict[str, object] | None:
         """One run as in ``runs show --json``: the run, its upload's SHA-256, steps, issues and deliveries."""
         run = self.get(run_id)
         if run is None:
@@ -280,9 +327,9 @@ class History:
         return {**run.to_dict(), "sha256": run.sha256, "steps": self.steps(run_id),
                 "issues": [i.to_dict() for i in self.issues(run_id)], "deliveries": self.deliveries(run_id)}
 
-    def stats(self, since: datetime | None = None) -> dict:
+    def stats(self, since: datetime | None = None) -> dict[str, object]:
         """Counts of runs per status (and per account) since ``since``."""
-        params: list[object] = []
+        params: builtins.list[object] = []
         where = ""
         if since:
             where = "WHERE received_at >= ?"
@@ -300,4 +347,6 @@ class History:
 
 
 def _run(row: sqlite3.Row) -> Run:
-    return Run(**{k: row[k] for k in row.keys()})  # noqa: SIM118 - sqlite3.Row iterates values, not keys
+    values = dict(row)
+    values["status"] = RunStatus(values["status"])
+    return Run(**values)

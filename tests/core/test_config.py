@@ -5,6 +5,8 @@ from pathlib import Path
 import pytest
 
 from rostergate import config
+from rostergate.formats.holdrules import Thresholds
+from rostergate.sftp.settings import SftpSettings
 
 
 def write(tmp_path: Path, text: str) -> Path:
@@ -263,3 +265,36 @@ def test_a_misspelt_remote_name_placeholder_is_refused_at_load(tmp_path, templat
     with pytest.raises(config.ConfigError) as caught:
         config.load(path)
     assert any(p.startswith("flows[0].downstream.remote_name:") and says in p for p in caught.value.problems)
+
+
+# -- every flow setting typed: a choice from its Literal, a downstream always there --------
+@pytest.mark.parametrize("key, value, choices", [
+    ("input", "csv", "auto, asm, oneroster"),
+    ("output", "pdf", "asm, same"),
+    ("profile", "lenient", "strict, asm"),
+    ("encoding", "latin1", "convert, reject"),
+])
+def test_a_wrong_choice_names_the_key_and_every_value_it_accepts(tmp_path, key, value, choices):
+    path = write(tmp_path, f'[[flows]]\naccount = "a"\n{key} = "{value}"\n'
+                           f'[flows.downstream]\nurl = "{tmp_path.as_uri()}"\n')
+    assert f"flows[0].{key}: must be one of {choices}; got '{value}'" in problems_of(path)
+
+
+@pytest.mark.parametrize("downstream", ["", '[flows.downstream]\nurl = "ftp://h/x"\n'],
+                         ids=["missing", "unusable"])
+def test_a_flow_without_a_usable_downstream_is_refused_and_duplicates_are_still_named(tmp_path, downstream):
+    """A Flow always has its downstream: none is ever built without one, and the other checks go on."""
+    path = write(tmp_path, f'[[flows]]\naccount = "a"\n{downstream}'
+                           f'[[flows]]\naccount = "a"\n[flows.downstream]\nurl = "{tmp_path.as_uri()}"\n')
+    text = problems_of(path)
+    assert "flows[0].downstream" in text
+    assert "flows[1].account: account 'a' already has a flow" in text
+
+
+def test_unset_sections_are_their_defaults_not_none(tmp_path):
+    settings = config.load(write(tmp_path, f'[[flows]]\naccount = "a"\n[flows.downstream]\nurl = "{tmp_path.as_uri()}"\n'))
+    flow = settings.flow_for("a")
+    assert (flow.input, flow.output, flow.profile, flow.encoding) == ("auto", "asm", "strict", "convert")
+    assert flow.safeguards == Thresholds() and flow.mapping is None
+    assert settings.server.sftp == SftpSettings()
+    assert flow.downstream.scheme == "file" and flow.downstream.path == str(tmp_path)

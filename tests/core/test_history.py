@@ -55,7 +55,7 @@ def test_retrying_run_is_claimed_only_when_due(tmp_path):
     h.set_status("r1", "retrying", "down", attempts=1, next_attempt_at=later)
     assert h.claim_next(set()) is None
     assert h.next_wakeup() == later
-    h.set_status("r1", "retrying", "down", next_attempt_at=timeutil.iso(timeutil.now() - timedelta(seconds=1)))
+    h.update("r1", next_attempt_at=timeutil.iso(timeutil.now() - timedelta(seconds=1)))
     assert h.claim_next(set()).id == "r1"
 
 
@@ -73,6 +73,7 @@ def test_show_contains_steps_and_issues_in_contract_shape(tmp_path):
     seq = h.start_step("r1", "unpack")
     h.finish_step("r1", seq, "ok", "7 file(s)")
     h.replace_issues("r1", [Issue("error", "x.y", "bad", "users.csv", 3, "role", "boss")])
+    h.set_status("r1", "processing")
     h.set_status("r1", "rejected", "broken")
     shown = h.show("r1")
     assert set(shown) >= {"id", "account", "status", "upload_name", "input_format", "received_at",
@@ -91,6 +92,7 @@ def test_list_filters_by_account_status_since_and_limit(tmp_path):
     assert [r.id for r in h.list(account="a")] == ["r3", "r1"]
     assert [r.id for r in h.list(since=timeutil.parse_iso("2026-11-15T00:00:00Z"))] == ["r3", "r2"]
     assert [r.id for r in h.list(limit=1)] == ["r3"]
+    h.set_status("r2", "processing")
     h.set_status("r2", "delivered")
     assert [r.id for r in h.list(status="delivered")] == ["r2"]
     assert h.stats()["by_status"] == {"received": 2, "delivered": 1}

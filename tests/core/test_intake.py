@@ -16,10 +16,8 @@ import struct
 import pytest
 
 from rostergate import store
-from rostergate.formats.issues import Issue
 from rostergate.history import History
 from rostergate.intake import Intake
-from rostergate.reports import render_report, write_report
 from rostergate.sftp.server import load_or_create_host_key
 from tests.conftest import ONEROSTER_11_VALID, zip_folder
 
@@ -105,24 +103,6 @@ def test_same_name_uploaded_twice_gives_two_runs(tmp_path):
     first = asyncio.run(intake.upload_finished("a", zip_folder(ONEROSTER_11_VALID, tmp_path / "r.zip")))
     second = asyncio.run(intake.upload_finished("a", zip_folder(ONEROSTER_11_VALID, tmp_path / "r.zip")))
     assert first != second and len(history.list()) == 2
-
-
-def test_report_names_every_problem_and_is_owner_only(tmp_path):
-    intake, history, _ = make_intake(tmp_path)
-    run_id = asyncio.run(intake.upload_finished("a", zip_folder(ONEROSTER_11_VALID, tmp_path / "r.zip")))
-    history.set_status(run_id, "rejected", "the upload breaks the rules listed in the report")
-    issues = [
-        Issue("error", "oneroster.manifest.file_missing", "file.users is bulk but users.csv is missing",
-              "manifest.csv", 14, "value", "bulk"),
-        Issue("warning", "text.encoding_converted", "converted from Windows-1252", "orgs.csv"),
-    ]
-    path = write_report(tmp_path / "home", history.get(run_id), [], issues)
-    text = path.read_text()
-    assert path.stat().st_mode & 0o777 == 0o600
-    assert "REJECTED" in text
-    assert "manifest.csv:14 - value = 'bulk' file.users is bulk but users.csv is missing" in text
-    assert "Warnings (1):" in text
-    assert render_report(history.get(run_id), [], []).count("Errors") == 0
 
 
 def test_host_key_is_generated_once_owner_only_and_reused(tmp_path):

@@ -1,11 +1,11 @@
-"""Snapshot: diffs between ASM ZIPs and the hold rules (formats/snapshot.py)."""
+"""Snapshot: diffs between ASM ZIPs (formats/snapshot.py), and the hold rules applied to them (formats/holdrules.py)."""
 
 import zipfile
 
 import pytest
 
-from rostergate import config
-from rostergate.formats.snapshot import Thresholds, diff, parse_thresholds, reasons_to_hold
+from rostergate.formats.holdrules import Thresholds, reasons_to_hold
+from rostergate.formats.snapshot import diff
 
 HEADERS = {
     "students.csv": "person_id,first_name,last_name,location_id",
@@ -56,23 +56,6 @@ def test_holds_over_threshold_and_when_a_file_empties(tmp_path):
 def test_small_files_are_not_judged_by_percentage(tmp_path):
     summary = diff(asm_zip(tmp_path / "a.zip", 5), asm_zip(tmp_path / "b.zip", 2))
     assert reasons_to_hold(summary, Thresholds(min_previous_rows=20)) == []
-
-
-def test_threshold_config_errors_name_their_keys(tmp_path):
-    _, problems = parse_thresholds({"max_removed_percent": 150, "min_previous_rows": -1, "colour": 1},
-                                   "flows[0].safeguards")
-    assert problems == [
-        "flows[0].safeguards.max_removed_percent: must be a number from 0 to 100",
-        "flows[0].safeguards.min_previous_rows: must be a whole number >= 0",
-        "flows[0].safeguards.colour: unknown key (enabled, max_removed_percent, min_previous_rows)",
-    ]
-    path = tmp_path / "c.toml"
-    path.write_text(f'[[flows]]\naccount = "a"\n[flows.downstream]\nurl = "{tmp_path.as_uri()}"\n'
-                    "[flows.safeguards]\nmax_removed_percent = 25\n")
-    assert config.load(path).flow_for("a").safeguards == Thresholds(max_removed_percent=25.0)
-    path.write_text(path.read_text().replace("= 25", '= "lots"'))
-    with pytest.raises(config.ConfigError, match=r"flows\[0\]\.safeguards\.max_removed_percent"):
-        config.load(path)
 
 
 def _students_zip(path, rows: list[str], header: str = HEADERS["students.csv"]):

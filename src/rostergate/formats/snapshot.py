@@ -1,19 +1,18 @@
-"""What an upload changes against the last delivery, and when that is too much to deliver unattended.
+"""What an upload changes against the last delivery.
 
 Apple reads every upload as a full snapshot (asm.md §2.5): a class, course or person
 missing from an upload is unlinked or deactivated, so a partial SIS export can wipe a
 school. :func:`diff` compares two ASM ZIPs file by file, matching rows by each file's
-key; :func:`reasons_to_hold` says why a change exceeds a flow's :class:`Thresholds`
-(empty: it may go). Pure work on the files it is handed: where the last delivery is
-kept, and what a held run does, is the pipeline's business (``rostergate.safeguard``).
+key, and returns :class:`~rostergate.formats.holdrules.Changes`; whether that is too
+much to deliver unattended is :mod:`rostergate.formats.holdrules`. Pure work on the
+files it is handed: where the last delivery is kept, and what a held run does, is the
+pipeline's business (``rostergate.runs.safeguard``).
 """
 
 from __future__ import annotations
 
 import zipfile
-from dataclasses import dataclass
 from pathlib import Path
-from typing import TypedDict
 
 import numpy as np
 import pandas as pd
@@ -21,69 +20,9 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from rostergate.formats.arrowops import Positions, position_in, strings
+from rostergate.formats.holdrules import Changes, FileChanges
 from rostergate.formats.read.csvio import read_table_bytes
 from rostergate.formats.schema.asm import ESCAPE, KEYS
-
-
-class FileChanges(TypedDict):
-    """Rows of one ASM file before and now, and what became of them."""
-
-    before: int
-    now: int
-    added: int
-    removed: int
-    changed: int
-    unchanged: int
-
-
-class Changes(TypedDict):
-    """:func:`diff`'s result: ``baseline`` is false on a first delivery (nothing to compare with)."""
-
-    baseline: bool
-    files: dict[str, FileChanges]
-
-
-@dataclass(frozen=True)
-class Thresholds:
-    """Hold a run when a file loses more than ``max_removed_percent`` of its previous rows.
-
-    Files with fewer than ``min_previous_rows`` rows before are not judged by
-    percentage (a small school losing 2 of 5 classes is ordinary), but a file
-    that had rows and now has none is always held.
-    """
-
-    max_removed_percent: float = 10.0
-    min_previous_rows: int = 20
-    enabled: bool = True
-
-
-def parse_thresholds(table: object, prefix: str) -> tuple[Thresholds, list[str]]:
-    """``[flows.safeguards]`` → :class:`Thresholds` and a list of ``key: reason`` problems."""
-    problems: list[str] = []
-    if not isinstance(table, dict):
-        return Thresholds(), [f"{prefix}: must be a table"]
-    default = Thresholds()
-    max_removed_percent, min_previous_rows = default.max_removed_percent, default.min_previous_rows
-    enabled = default.enabled
-    for key, value in table.items():
-        if key == "enabled":
-            if not isinstance(value, bool):
-                problems.append(f"{prefix}.enabled: must be true or false")
-            else:
-                enabled = value
-        elif key == "max_removed_percent":
-            if not isinstance(value, (int, float)) or isinstance(value, bool) or not 0 <= value <= 100:
-                problems.append(f"{prefix}.max_removed_percent: must be a number from 0 to 100")
-            else:
-                max_removed_percent = float(value)
-        elif key == "min_previous_rows":
-            if not isinstance(value, int) or isinstance(value, bool) or value < 0:
-                problems.append(f"{prefix}.min_previous_rows: must be a whole number >= 0")
-            else:
-                min_previous_rows = value
-        else:
-            problems.append(f"{prefix}.{key}: unknown key (enabled, max_removed_percent, min_previous_rows)")
-    return Thresholds(max_removed_percent, min_previous_rows, enabled), problems
 
 
 def _tables(zip_path: Path) -> dict[str, pd.DataFrame]:
@@ -137,31 +76,3 @@ def diff(previous_zip: Path | None, current_zip: Path) -> Changes:
             "removed": len(before_ids) - len(kept), "changed": changed, "unchanged": len(kept) - changed,
         }
     return {"baseline": bool(previous), "files": files}
-
-
-def reasons_to_hold(summary: Changes, thresholds: Thresholds) -> list[str]:
-    """Why the change is too big to deliver unattended (empty when it may go)."""
-    if not thresholds.enabled or not summary["baseline"]:
-        return []
-    reasons = []
-    for name, counts in summary["files"].items():
-        before, removed = counts["before"], counts["removed"]
-        if before and counts["now"] == 0:
-            reasons.append(f"{name} would go from {before} rows to none")
-        elif before >= thresholds.min_previous_rows and removed * 100 > thresholds.max_removed_percent * before:
-            share = removed * 100 / before
-            reasons.append(
-                f"{name} would lose {removed} of {before} rows ({share:.1f}%, more than the "
-                f"{thresholds.max_removed_percent:g}% allowed)"
-            )
-    return reasons
-
-
-def render_diff(summary: Changes) -> str:
-    """The changes as a table for people, one line per file."""
-    lines = ["file            before      now    added  removed  changed"]
-    for name, c in summary["files"].items():
-        lines.append(f"{name:<14}{c['before']:>8} {c['now']:>8} {c['added']:>8} {c['removed']:>8} {c['changed']:>8}")
-    if not summary["baseline"]:
-        lines.append("(first delivery for this account: nothing to compare with)")
-    return "\n".join(lines)

@@ -12,14 +12,17 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import Literal
 
 from rostergate.formats.issues import Severity
 from rostergate.formats.schema.oneroster import ASM_FILES
 
+ProfileName = Literal["strict", "asm"]
+
 
 @dataclass(frozen=True)
 class Profile:
-    name: str
+    name: ProfileName
     #: code -> severity, applied after a rule chose its own severity
     overrides: Mapping[str, Severity] = field(default_factory=dict)
     #: OneRoster data files that must be present (file stems)

@@ -11,7 +11,8 @@ import pytest
 from rostergate.formats.convert.entry import convert_dir
 from rostergate.formats.read import csvio
 from rostergate.formats.read.csvio import load_table, sharing_loaded_tables
-from rostergate.prepare import OUTPUT_NAME, prepare
+from rostergate.runs import stages
+from rostergate.runs.stages import OUTPUT_NAME, prepare
 from tests.formats import conftest as kit
 
 
@@ -59,12 +60,10 @@ def test_rejected_upload_waits_for_the_side_conversion_and_delivers_nothing(tmp_
 
 
 def test_extracted_files_are_removed_when_a_step_raises(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    import rostergate.formats.validate.entry as validate_module
-
     def explode(*_args: object, **_kwargs: object) -> None:
         raise RuntimeError("a bug in a rule")
 
-    monkeypatch.setattr(validate_module, "validate_dir", explode)
+    monkeypatch.setattr(stages, "validate_dir", explode)  # the name prepare() calls
     run_dir = _run_dir(tmp_path)
     with pytest.raises(RuntimeError):
         prepare(str(run_dir), _upload(kit.OR11, run_dir), "oneroster", "asm", "strict")

@@ -2,35 +2,41 @@
 
 One file per run, ``reports/<run-id>.txt``, readable with any SFTP client. It
 names every problem as ``file:line - what is wrong`` and only ever goes to the
-account that uploaded the data.
+account that uploaded the data. :mod:`rostergate.runs.lifecycle` is its one
+caller: a report is (re)written whenever a run settles.
 """
 
 from __future__ import annotations
 
 import os
 import posixpath
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from rostergate.accounts import REPORTS_DIR
 from rostergate.formats.issues import Issue
 from rostergate.history import Run
+from rostergate.runstatus import RunStatus
 
-_HEADLINES = {
-    "delivered": "DELIVERED: your upload was accepted and forwarded.",
-    "rejected": "REJECTED: your upload breaks the rules below and was not forwarded. Fix them and upload again.",
+Step = Mapping[str, str | None]  # as History.steps gives them
+Delivery = Mapping[str, str | int | None]  # as History.deliveries gives them
+
+_HEADLINES: dict[RunStatus, str] = {
+    RunStatus.DELIVERED: "DELIVERED: your upload was accepted and forwarded.",
+    RunStatus.REJECTED: ("REJECTED: your upload breaks the rules below and was not forwarded. "
+                         "Fix them and upload again."),
     # Nothing alerts the operator yet, and not every failure goes away by itself: say only what holds.
-    "failed": ("FAILED: your upload was not forwarded; the reason is below. The operator of this server can "
-               "retry it: contact them with the run id above."),
-    "retrying": "RETRYING: the downstream server could not be reached; delivery will be retried.",
-    "held": "HELD: your upload waits for an operator's approval before it is forwarded.",
-    "discarded": "DISCARDED: an operator rejected this held upload.",
-    "superseded": "SUPERSEDED: a newer upload replaced this one before it was delivered.",
+    RunStatus.FAILED: ("FAILED: your upload was not forwarded; the reason is below. The operator of this server "
+                       "can retry it: contact them with the run id above."),
+    RunStatus.RETRYING: "RETRYING: the downstream server could not be reached; delivery will be retried.",
+    RunStatus.HELD: "HELD: your upload waits for an operator's approval before it is forwarded.",
+    RunStatus.DISCARDED: "DISCARDED: an operator rejected this held upload.",
+    RunStatus.SUPERSEDED: "SUPERSEDED: a newer upload replaced this one before it was delivered.",
 }
 
 
-def render_report(run: Run, steps: list[dict], issues: list[Issue], summary: str = "",
-                  deliveries: Sequence[dict] = ()) -> str:
+def render_report(run: Run, steps: Sequence[Step], issues: Sequence[Issue], summary: str = "",
+                  deliveries: Sequence[Delivery] = ()) -> str:
     """The report's text: headline, the delivery receipt, steps, then every issue as ``file:line - what is wrong``."""
     lines = [
         f"rostergate run {run.id}",
@@ -57,18 +63,18 @@ def render_report(run: Run, steps: list[dict], issues: list[Issue], summary: str
     return "\n".join(lines) + "\n"
 
 
-def _receipt_lines(deliveries: Sequence[dict]) -> list[str]:
+def _receipt_lines(deliveries: Sequence[Delivery]) -> list[str]:
     """What the downstream holds, for each verified delivery: name, size and SHA-256 of the bytes sent."""
     lines = []
     for d in deliveries:
         if d["status"] == "delivered":
-            lines.append(f"  delivered as {posixpath.basename(d['remote'])}, {d['size']} bytes, "
+            lines.append(f"  delivered as {posixpath.basename(str(d['remote']))}, {d['size']} bytes, "
                          f"sha256 {d['sha256']}, at {d['finished_at']}")
     return ["", "Delivery receipt:", *lines] if lines else []
 
 
-def write_report(home: Path, run: Run, steps: list[dict], issues: list[Issue], summary: str = "",
-                 deliveries: Sequence[dict] = ()) -> Path:
+def write_report(home: Path, run: Run, steps: Sequence[Step], issues: Sequence[Issue], summary: str = "",
+                 deliveries: Sequence[Delivery] = ()) -> Path:
     """Write (or replace) ``reports/<run-id>.txt`` in ``home``, owner-only, atomically."""
     folder = Path(home) / REPORTS_DIR
     folder.mkdir(parents=True, exist_ok=True, mode=0o700)

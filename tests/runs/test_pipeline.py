@@ -10,10 +10,11 @@ from pathlib import Path
 
 import pytest
 
-from rostergate import config, pipeline, store, timeutil
+from rostergate import config, store, timeutil
 from rostergate.accounts import AccountStore
 from rostergate.history import History
-from rostergate.prepare import OUTPUT_NAME
+from rostergate.runs import pipeline
+from rostergate.runs.stages import OUTPUT_NAME
 from tests.conftest import ONEROSTER_11_VALID, zip_folder
 
 
@@ -47,7 +48,7 @@ class World:
         with ThreadPoolExecutor(1) as executor:
             worker = pipeline.Pipeline(self.settings, self.history, AccountStore(self.conn, self.root / "var"),
                                        executor)
-            asyncio.run(worker._process(run))
+            asyncio.run(worker.process(run))
 
 
 @pytest.fixture

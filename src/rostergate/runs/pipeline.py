@@ -1,44 +1,51 @@
-"""The run state machine and its worker.
+"""The pipeline: takes runs from the history store and moves them through their stages to a status.
 
-State lives in the history store: the worker claims the next runnable run
+State lives in the history store: the pipeline claims the next runnable run
 (``received``, or ``retrying`` whose time has come; one run at a time per
-account), does the CPU work in a process pool, delivers in a thread and records
-every step. A daemon killed at any moment finds its runs where it left them:
-``processing`` runs start again, spooled uploads are never deleted before their
-run is final.
-
-    received ──► processing ──► delivered
-                    │  ├──────► rejected   (the upload broke a rule)
-                    │  └──────► retrying ──► processing … ──► failed
-                    └─────────► failed     (cannot deliver / internal error)
+account), does the CPU work in a worker process, delivers with the flow's
+:class:`~rostergate.forward.Forwarder` in a thread and records every step. Every
+change of a run's status goes through :class:`~rostergate.runs.lifecycle.Lifecycle`
+(the statuses and their allowed changes: :mod:`rostergate.runstatus`). A daemon
+killed at any moment finds its runs where it left them: ``processing`` runs start
+again, spooled uploads are never deleted before their run is final.
 
 A worker lost during the CPU work (killed, crashed, out of memory, over its time
 limit) costs the run one of its ``MAX_PREPARE_ATTEMPTS`` starts, counted in the
 store before each start: it is tried once more in a fresh worker, then failed
 with a report that says what happened. A graceful stop gives the start back.
+
+A failed delivery is tried again after :func:`~rostergate.runs.lifecycle.retry_delay`
+(doubling from ``retry_base_seconds``, at most ``retry_max_seconds``) until it
+works, is final, or ``max_attempts`` are used up
+(:func:`~rostergate.runs.lifecycle.after_failed_delivery`).
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import time
 import traceback
+from collections.abc import Callable
 from concurrent.futures import Executor
-from datetime import timedelta
 from pathlib import Path
 
 import structlog
+from structlog.typing import FilteringBoundLogger as Logger
 
-from rostergate import forward, metrics, safeguard, timeutil
+from rostergate import forward, metrics, timeutil
 from rostergate.accounts import AccountStore
-from rostergate.config import Flow, Settings
+from rostergate.config import Downstream, Flow, Settings
 from rostergate.errors import DeliveryError, FinalError, WorkerFailure
+from rostergate.forward import Forwarder, Receipt
 from rostergate.history import History, Run
 from rostergate.intake import SPOOL_DIR, UPLOAD_NAME
-from rostergate.prepare import OUTPUT_NAME, Prepared, prepare
-from rostergate.reports import write_report
-from rostergate.workers import ExecutorWorkers, WorkerPool, Workers
+from rostergate.runs import safeguard
+from rostergate.runs.lifecycle import Lifecycle, after_failed_delivery, prepared_before, retry_delay
+from rostergate.runs.stages import OUTPUT_NAME, Prepared, prepare
+from rostergate.runs.workers import ExecutorWorkers, WorkerPool, Workers
+from rostergate.runstatus import RunStatus
 
 log = structlog.get_logger("rostergate.pipeline")
 # The CLI changes runs (retry, approve) in the shared store without talking to the
@@ -49,17 +56,24 @@ MAX_PREPARE_ATTEMPTS = 2
 
 
 class Pipeline:
-    """Processes runs from the history store until stopped."""
+    """Processes runs from the history store until stopped.
+
+    ``forwarder_for`` gives the forwarder of a flow's downstream (tests pass a
+    recording fake); ``workers`` runs the CPU work (a :class:`WorkerPool`, or any
+    executor: threads in tests).
+    """
 
     def __init__(self, settings: Settings, history: History, accounts: AccountStore,
-                 workers: WorkerPool | Executor, concurrency: int = 2):
+                 workers: WorkerPool | Executor, concurrency: int = 2,
+                 forwarder_for: Callable[[Downstream], Forwarder] = forward.forwarder_for):
         self.settings = settings
         self.history = history
-        self.accounts = accounts
+        self.lifecycle = Lifecycle(history, accounts.home)
         self.workers: Workers = workers if isinstance(workers, WorkerPool) else ExecutorWorkers(workers)
         self.concurrency = concurrency
+        self.forwarder_for = forwarder_for
         self._wakeup = asyncio.Event()
-        self._busy: dict[str, asyncio.Task] = {}  # account -> its running task
+        self._busy: dict[str, asyncio.Task[None]] = {}  # account -> its running task
         self._holding = False
 
     def wake(self) -> None:
@@ -97,9 +111,9 @@ class Pipeline:
             run = self.history.claim_next(set(self._busy))
             if run is None:
                 return
-            task = asyncio.create_task(self._process(run))
+            task = asyncio.create_task(self.process(run))
             self._busy[run.account] = task
-            task.add_done_callback(lambda _t, account=run.account: self._finished(account))
+            task.add_done_callback(functools.partial(self._finished, run.account))
 
     async def stop(self, timeout: float = 10.0) -> None:
         """Cancel the runs in progress and wait (bounded) for them to wind down; they resume on the next start."""
@@ -109,7 +123,7 @@ class Pipeline:
         if tasks:
             await asyncio.wait(tasks, timeout=timeout)
 
-    def _finished(self, account: str) -> None:
+    def _finished(self, account: str, _task: asyncio.Task[None]) -> None:
         self._busy.pop(account, None)
         self.wake()
 
@@ -121,62 +135,64 @@ class Pipeline:
         return min(max(delta, 0.2), POLL_SECONDS)
 
     # -- one run -----------------------------------------------------------------
-    async def _process(self, run: Run) -> None:
+    async def process(self, run: Run) -> None:
+        """Take a claimed (``processing``) run to its next resting status: settled, held or retrying."""
         bound = log.bind(run_id=run.id, account=run.account)
         flow = self.settings.flow_for(run.account)
         try:
-            if flow is None or flow.downstream is None:
-                self._finish(run, "failed", "no flow is configured for this account; the operator must add one")
+            if flow is None:
+                self._settle(run, RunStatus.FAILED, "no flow is configured for this account; the operator must add one")
                 return
             output = Path(run.spool_path).parent / OUTPUT_NAME
             summary = ""
-            if output.exists() and (run.attempts or run.approved_at):
-                pass  # a delivery retry or an approved held run: prepared and checked before
-            else:
+            if not (output.exists() and prepared_before(run)):
                 checked = await self._prepare_and_check(run, flow, output, bound)
                 if checked is None:
                     return
                 summary = checked.summary
-            await self._forward(run, flow, output, bound, summary)
-        except Exception as exc:
+            await self._forward(run, flow.downstream, output, bound, summary)
+        except Exception as exc:  # noqa: BLE001 - any failure of a run is recorded, and the pipeline goes on
             # An exception's text may quote roster values (a name in a KeyError), so the log
             # gets its type and where it was raised, never its message.
             bound.error("run_internal_error", error=type(exc).__name__, where=_raised_at(exc))
-            self._finish(run, "failed", "internal error; the operator can retry this run")
+            current = self.history.get(run.id)
+            if current is not None and current.status is RunStatus.PROCESSING:
+                self._settle(run, RunStatus.FAILED, "internal error; the operator can retry this run")
 
-    async def _prepare_and_check(self, run: Run, flow: Flow, output: Path, bound) -> Prepared | None:
+    async def _prepare_and_check(self, run: Run, flow: Flow, output: Path, bound: Logger) -> Prepared | None:
         """The CPU work (prepare, then the safeguard's diff) in a worker, tried again once if the worker is lost.
 
         Returns what was prepared when the run may be forwarded, or None when it was
-        finished here (rejected, held, or failed after its last start).
+        settled here (rejected, held, or failed after its last start).
         """
         attempts = run.prepare_attempts
         while True:
             if attempts >= MAX_PREPARE_ATTEMPTS:
                 # Every start was cut short without an outcome: the daemon stopped each time.
                 bound.error("run_interrupted_too_often", attempts=attempts)
-                self._finish(run, "failed", _processing_failed(
+                self._settle(run, RunStatus.FAILED, _processing_failed(
                     run.id, f"its processing was interrupted {attempts} times (the daemon stopped while it ran)",
                     "uploading it again starts a new run"))
                 return None
             attempts += 1
-            self.history.set_status(run.id, "processing", prepare_attempts=attempts)  # before the work: durable
+            self.history.update(run.id, prepare_attempts=attempts)  # before the work: durable
             started = timeutil.iso()
             try:
                 prepared = await self._prepare(run, flow, bound)
                 if prepared.outcome == "failed":  # the upload is not the one received
-                    self._finish(run, "failed", prepared.message, prepared.summary)
+                    self._settle(run, RunStatus.FAILED, prepared.message, prepared.summary)
                     return None
                 if prepared.outcome != "ready":
-                    self._finish(run, "rejected", "the upload breaks the rules listed in the report", prepared.summary)
+                    self._settle(run, RunStatus.REJECTED, "the upload breaks the rules listed in the report",
+                                 prepared.summary)
                     return None
-                self.history.set_status(run.id, "processing", output_sha256=prepared.output_sha256)
+                self.history.update(run.id, output_sha256=prepared.output_sha256)
                 if await self._hold_if_unsafe(run, flow, output, bound, prepared.summary):
                     return None
                 return prepared
             except asyncio.CancelledError:
                 # The daemon is stopping: not the run's fault, so the start is given back.
-                self.history.set_status(run.id, "processing", prepare_attempts=attempts - 1)
+                self.history.update(run.id, prepare_attempts=attempts - 1)
                 raise
             except WorkerFailure as failure:
                 metrics.WORKER_FAILURES.labels(failure.kind).inc()
@@ -186,11 +202,11 @@ class Pipeline:
                                       f"attempt {attempts}: {failure.detail}"
                                       + ("" if last else "; trying once more in a new worker"))
                 if last:
-                    self._finish(run, "failed", _processing_failed(
+                    self._settle(run, RunStatus.FAILED, _processing_failed(
                         run.id, failure.detail + f" (tried {attempts} times)", _upload_again(failure)))
                     return None
 
-    async def _prepare(self, run: Run, flow: Flow, bound) -> Prepared:
+    async def _prepare(self, run: Run, flow: Flow, bound: Logger) -> Prepared:
         run_dir = Path(self.settings.data_dir).resolve() / SPOOL_DIR / run.id
         if Path(run.spool_path).resolve() != run_dir / UPLOAD_NAME:
             raise ValueError("the run's upload is not in its spool folder")  # never work on another path
@@ -204,10 +220,10 @@ class Pipeline:
             metrics.STEP_SECONDS.labels(step.name).observe(step.seconds)
         self.history.replace_issues(run.id, prepared.issues)
         if prepared.format:
-            self.history.set_status(run.id, "processing", input_format=prepared.format)
+            self.history.update(run.id, input_format=prepared.format)
         return prepared
 
-    async def _hold_if_unsafe(self, run: Run, flow: Flow, output: Path, bound, summary: str) -> bool:
+    async def _hold_if_unsafe(self, run: Run, flow: Flow, output: Path, bound: Logger, summary: str) -> bool:
         """The safeguard step: diff against the last delivery; hold the run when too much would go."""
         seq = self.history.start_step(run.id, "safeguard")
         previous = safeguard.snapshot_path(self.settings.data_dir, run.account)
@@ -216,41 +232,41 @@ class Pipeline:
         except WorkerFailure as failure:
             self.history.finish_step(run.id, seq, "failed", failure.detail)
             raise
-        reasons = safeguard.reasons_to_hold(changes, flow.safeguards or safeguard.Thresholds())
-        self.history.set_status(run.id, "processing", diff_json=json.dumps(changes))
+        reasons = safeguard.reasons_to_hold(changes, flow.safeguards)
+        self.history.update(run.id, diff_json=json.dumps(changes))
         if not reasons:
             message = "first delivery: nothing to compare with" if not changes["baseline"] else "within thresholds"
             self.history.finish_step(run.id, seq, "ok", message)
             return False
         self.history.finish_step(run.id, seq, "held", "; ".join(reasons))
         bound.warning("run_held", files=[r.split(" ", 1)[0] for r in reasons])
-        self._finish(run, "held", "held for an operator's approval: " + "; ".join(reasons), summary)
+        self._settle(run, RunStatus.HELD, "held for an operator's approval: " + "; ".join(reasons), summary)
         return True
 
-    async def _forward(self, run: Run, flow: Flow, output: Path, bound, summary: str) -> None:
+    async def _forward(self, run: Run, downstream: Downstream, output: Path, bound: Logger, summary: str) -> None:
         """Deliver the prepared ZIP; ``delivered`` (and the safeguard baseline) only with a verified receipt."""
-        downstream = flow.downstream
-        assert downstream is not None
         attempts = run.attempts + 1
-        remote_name = downstream.remote_name.format(account=run.account, run_id=run.id)
+        forwarder = self.forwarder_for(downstream)
         # The SHA-256 recorded when the ZIP passed its checks (set during this run's processing).
         checked = self.history.get(run.id)
         expected = checked.output_sha256 if checked else None
-        interrupted = self.history.interrupted_deliveries(downstream.url, run.id)
-        self.history.delivery_started(run.id, downstream.url, attempts, forward.written_path(downstream, remote_name))
         seq = self.history.start_step(run.id, "forward")
         clock = time.perf_counter()
+        receipt: Receipt | None = None
+        error: DeliveryError | None = None
         try:
-            receipt = await asyncio.to_thread(forward.deliver, output, downstream, remote_name, expected,
+            remote_name = forward.remote_name(downstream, run.account, run.id)
+            interrupted = self.history.interrupted_deliveries(downstream.url, run.id)
+            self.history.delivery_started(run.id, downstream.url, attempts, forwarder.written_path(remote_name))
+            receipt = await asyncio.to_thread(forwarder.deliver, output, remote_name, expected,
                                               [remote for _, remote in interrupted])
-            error = None
         except DeliveryError as exc:
             error = exc
         seconds = round(time.perf_counter() - clock, 3)
         metrics.STEP_SECONDS.labels("forward").observe(seconds)
         bound.info("step_finished", step="forward", status="failed" if error else "ok", attempt=attempts,
                    seconds=seconds)
-        if error is None:
+        if receipt is not None:
             self.history.delivery_finished(run.id, downstream.url, "delivered", receipt)
             self.history.mark_interrupted(downstream.url, [other for other, _ in interrupted if other != run.id])
             self.history.finish_step(run.id, seq, "ok", f"delivered as {remote_name}: {receipt.size} bytes, "
@@ -265,32 +281,26 @@ class Pipeline:
                 bound.error("baseline_not_saved", error=exc.strerror or type(exc).__name__)
                 note = ("; the safeguard baseline could not be updated, so the next upload is compared with "
                         "the previous delivery")
-            self._finish(run, "delivered", f"delivered as {remote_name}{note}", summary, attempts=attempts)
+            self._settle(run, RunStatus.DELIVERED, f"delivered as {remote_name}{note}", summary, attempts=attempts)
             return
+        assert error is not None
         final = isinstance(error, FinalError)
         metrics.DELIVERY_FAILURES.labels(run.account, "final" if final else "retryable").inc()
+        status = after_failed_delivery(error, attempts, downstream.max_attempts)
         self.history.finish_step(run.id, seq, "failed", f"attempt {attempts}: {error}")
-        if final or attempts >= downstream.max_attempts:
-            self.history.delivery_finished(run.id, downstream.url, "failed")
+        self.history.delivery_finished(run.id, downstream.url, status.value)
+        if status is RunStatus.FAILED:
             message = str(error) if final else f"gave up after {attempts} attempts: {error}"
-            self._finish(run, "failed", message, summary, attempts=attempts)
+            self._settle(run, RunStatus.FAILED, message, summary, attempts=attempts)
             return
-        self.history.delivery_finished(run.id, downstream.url, "retrying")
-        delay = min(downstream.retry_base_seconds * (2 ** (attempts - 1)), downstream.retry_max_seconds)
-        next_at = timeutil.iso(timeutil.now() + timedelta(seconds=delay))
-        self.history.set_status(run.id, "retrying", f"attempt {attempts} failed: {error}; next try at {next_at}",
-                                attempts=attempts, next_attempt_at=next_at)
+        delay = retry_delay(attempts, downstream.retry_base_seconds, downstream.retry_max_seconds)
+        self.lifecycle.retry_later(run.id, attempts, str(error), delay)
 
-    def _finish(self, run: Run, status: str, message: str, summary: str = "", **columns: object) -> None:
-        self.history.set_status(run.id, status, message, **columns)
-        finished = self.history.get(run.id)
-        assert finished is not None
-        log.info("run_finished", run_id=run.id, account=run.account, status=status)
-        metrics.RUNS_FINISHED.labels(run.account, status).inc()
-        home = self.accounts.home(run.account)
-        if home.exists():
-            write_report(home, finished, self.history.steps(run.id), self.history.issues(run.id), summary,
-                         deliveries=self.history.deliveries(run.id))
+    def _settle(self, run: Run, status: RunStatus, message: str, summary: str = "",
+                attempts: int | None = None) -> None:
+        self.lifecycle.settle(run.id, status, message, summary, attempts=attempts)
+        log.info("run_finished", run_id=run.id, account=run.account, status=status.value)
+        metrics.RUNS_FINISHED.labels(run.account, status.value).inc()
 
 
 def _processing_failed(run_id: str, cause: str, again: str) -> str:

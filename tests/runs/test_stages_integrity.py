@@ -1,6 +1,6 @@
 """prepare() checks what was received: a private copy of the spooled upload, against the SHA-256 recorded at intake.
 
-(Beside tests/core/test_prepare.py, which covers the conversion and validation steps.)
+(Beside tests/runs/test_stages.py, which covers the conversion and validation steps.)
 """
 
 from __future__ import annotations
@@ -8,7 +8,7 @@ from __future__ import annotations
 import hashlib
 from pathlib import Path
 
-from rostergate.prepare import OUTPUT_NAME, UPLOAD_CHANGED, WORK_DIR, prepare
+from rostergate.runs.stages import OUTPUT_NAME, UPLOAD_CHANGED, WORK_DIR, prepare
 from tests.conftest import ONEROSTER_11_VALID, zip_folder
 
 

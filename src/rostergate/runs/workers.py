@@ -34,7 +34,7 @@ import sys
 from collections.abc import Callable
 from concurrent.futures import Executor, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
-from typing import Any, Protocol
+from typing import Protocol, TypeVar, TypeVarTuple
 
 import structlog
 
@@ -42,6 +42,8 @@ from rostergate.config import WorkerSettings
 from rostergate.errors import WorkerFailure
 
 log = structlog.get_logger("rostergate.workers")
+T = TypeVar("T")
+Ts = TypeVarTuple("Ts")
 
 _PR_SET_PDEATHSIG = 1
 # Starting a worker (spawn, imports of pandas and pyarrow) is not part of a run's time limit,
@@ -54,7 +56,7 @@ _REAP_SECONDS = 30.0
 class Workers(Protocol):
     """Something that runs a picklable function with its arguments away from the event loop."""
 
-    async def run(self, fn: Callable[..., Any], *args: Any) -> Any: ...
+    async def run(self, fn: Callable[[*Ts], T], *args: *Ts) -> T: ...
 
 
 class ExecutorWorkers:
@@ -63,7 +65,7 @@ class ExecutorWorkers:
     def __init__(self, executor: Executor):
         self.executor = executor
 
-    async def run(self, fn: Callable[..., Any], *args: Any) -> Any:
+    async def run(self, fn: Callable[[*Ts], T], *args: *Ts) -> T:
         return await asyncio.get_running_loop().run_in_executor(self.executor, fn, *args)
 
 
@@ -79,7 +81,7 @@ def initialize_worker(parent_pid: int, max_memory_bytes: int | None) -> None:
         resource.setrlimit(resource.RLIMIT_AS, (max_memory_bytes, max_memory_bytes))
 
 
-def _call(fn: Callable[..., Any], args: tuple) -> Any:
+def _call(fn: Callable[[*Ts], T], args: tuple[*Ts]) -> T:
     """Runs ``fn(*args)`` in the worker; a thread that cannot start under the memory cap is out of memory."""
     try:
         return fn(*args)
@@ -123,7 +125,7 @@ class _Slot:
         self.process: multiprocessing.process.BaseProcess | None = None
         self.pid: int | None = None
 
-    async def call(self, pool: WorkerPool, fn: Callable[..., Any], args: tuple) -> Any:
+    async def call(self, pool: WorkerPool, fn: Callable[[*Ts], T], args: tuple[*Ts]) -> T:
         waiter = await self._submit(pool, fn, args)
         try:
             return await asyncio.wait_for(asyncio.shield(waiter), pool.settings.max_run_seconds)
@@ -144,7 +146,7 @@ class _Slot:
             self.abandon()  # nobody will read the result: free the CPU and the memory now
             raise
 
-    async def _submit(self, pool: WorkerPool, fn: Callable[..., Any], args: tuple) -> asyncio.Future:
+    async def _submit(self, pool: WorkerPool, fn: Callable[[*Ts], T], args: tuple[*Ts]) -> asyncio.Future[T]:
         """Submit to this slot's worker, first replacing one that died while idle (not the caller's fault)."""
         if self.process is not None and self.process.exitcode is not None:
             log.warning("worker_lost_while_idle", slot=self.number, exit=describe_exit(await self.discard())[0])
@@ -224,7 +226,7 @@ class _Slot:
         return process.exitcode if process is not None else None
 
 
-def _consume(future: asyncio.Future) -> None:
+def _consume(future: asyncio.Future[T]) -> None:
     if not future.cancelled():
         future.exception()  # retrieved: no "exception was never retrieved" noise
 
@@ -256,7 +258,7 @@ class WorkerPool:
         """The running workers' process ids."""
         return [slot.pid for slot in self._slots if slot.pid is not None]
 
-    async def run(self, fn: Callable[..., Any], *args: Any) -> Any:
+    async def run(self, fn: Callable[[*Ts], T], *args: *Ts) -> T:
         """``fn(*args)`` in a free worker; waits for one when all are busy.
 
         Raises :class:`WorkerFailure` when the worker is lost (the slot gets a new

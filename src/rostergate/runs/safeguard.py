@@ -16,7 +16,8 @@ from pathlib import Path
 
 # The diff and the hold rules are pure data work and live in formats/; the pipeline
 # reaches them through this module as before.
-from rostergate.formats.snapshot import Thresholds, diff, reasons_to_hold
+from rostergate.formats.holdrules import Thresholds, reasons_to_hold
+from rostergate.formats.snapshot import diff
 
 __all__ = ["SNAPSHOT_DIR", "Thresholds", "diff", "reasons_to_hold", "remember_delivery", "snapshot_path"]
 

@@ -14,7 +14,7 @@ import pytest
 
 from rostergate import store
 from rostergate.history import History
-from rostergate.prepare import prepare, spooled_work_dir
+from rostergate.runs.stages import prepare, spooled_work_dir
 from tests.conftest import ONEROSTER_11_VALID, local_flow, zip_folder
 
 

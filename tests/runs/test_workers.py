@@ -22,7 +22,7 @@ import pytest
 
 from rostergate.config import WorkerSettings
 from rostergate.errors import WorkerFailure
-from rostergate.workers import WorkerPool, describe_exit, initialize_worker
+from rostergate.runs.workers import WorkerPool, describe_exit, initialize_worker
 from tests import procs
 
 _PR_GET_PDEATHSIG = 2
@@ -224,7 +224,7 @@ def test_the_initializer_exits_when_its_parent_is_already_gone():
 _PARENT = """
 import asyncio, os, sys, time
 from rostergate.config import WorkerSettings
-from rostergate.workers import WorkerPool
+from rostergate.runs.workers import WorkerPool
 
 async def main():
     pool = WorkerPool(WorkerSettings(processes=1, max_memory_mb=2048, max_run_seconds=60))

@@ -13,20 +13,35 @@ import os
 import re
 import shutil
 import time
+from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TypeVar
+
+import pandas as pd
 
 from rostergate import timeutil
+from rostergate.config import InputFormat, OutputFormat
+from rostergate.formats.convert.asmwrite import csv_bytes, is_verbatim, zip_bytes
+from rostergate.formats.convert.entry import Conversion, conversion_summary, convert_dir
+from rostergate.formats.convert.mapping import Mapping
 from rostergate.formats.issues import Issue
+from rostergate.formats.read.archive import unpack
 from rostergate.formats.read.csvio import sharing_loaded_tables
+from rostergate.formats.read.detect import detect_format
+from rostergate.formats.read.text import EncodingPolicy
+from rostergate.formats.validate.collect import parallel_map
+from rostergate.formats.validate.entry import validate_asm_files, validate_dir
+from rostergate.formats.validate.profiles import ProfileName
 from rostergate.intake import SPOOL_DIR, UPLOAD_NAME
 
 WORK_DIR = "work"
 _RUN_ID = re.compile(r"\d{8}-\d{6}-[0-9a-f]{6}")  # history.new_run_id
 OUTPUT_NAME = "deliver.zip"
 CHECKED_UPLOAD = "upload.zip"  # in WORK_DIR: the private copy of the upload that is checked
+T = TypeVar("T")
+Outcome = tuple[str, str, T]  # a step's status (ok | failed | skipped), its message, and its value
 UPLOAD_CHANGED = ("the upload changed after it was received (its SHA-256 is no longer the one recorded at "
                   "intake); nothing was checked or delivered: upload the file again")
 
@@ -60,7 +75,7 @@ class _Steps:
     def __init__(self, prepared: Prepared):
         self.prepared = prepared
 
-    def run(self, name: str, work: Any) -> Any:
+    def run(self, name: str, work: Callable[[], Outcome[T]]) -> T:
         started, clock = timeutil.iso(), time.perf_counter()
         try:
             status, message, value = work()
@@ -92,8 +107,9 @@ def _copy_hashed(source: Path, target: Path) -> str:
     return digest.hexdigest()
 
 
-def prepare(run_dir: str, upload: str, input_format: str, output_format: str, profile: str,
-            mapping: Any = None, encoding: str = "convert", upload_sha256: str | None = None) -> Prepared:
+def prepare(run_dir: str, upload: str, input_format: InputFormat, output_format: OutputFormat, profile: ProfileName,
+            mapping: Mapping | None = None, encoding: EncodingPolicy = "convert",
+            upload_sha256: str | None = None) -> Prepared:
     """Turn the spooled ``upload`` into a deliverable ZIP inside ``run_dir`` (blocking, CPU-bound).
 
     Everything is checked from a private copy of ``upload`` whose SHA-256 must be
@@ -125,15 +141,9 @@ def spooled_work_dir(run_dir: str | Path, upload: str | Path) -> Path:
     return folder / WORK_DIR
 
 
-def _prepare(run_dir: str, upload: str, input_format: str, output_format: str, profile: str,
-             mapping: Any, encoding: str, upload_sha256: str | None) -> Prepared:
-    from rostergate.formats.convert.asmwrite import csv_bytes, is_verbatim, zip_bytes
-    from rostergate.formats.convert.entry import conversion_summary, convert_dir
-    from rostergate.formats.read.archive import unpack
-    from rostergate.formats.read.detect import detect_format
-    from rostergate.formats.validate.collect import parallel_map
-    from rostergate.formats.validate.entry import validate_asm_files, validate_dir
-
+def _prepare(run_dir: str, upload: str, input_format: InputFormat, output_format: OutputFormat,
+             profile: ProfileName, mapping: Mapping | None, encoding: EncodingPolicy,
+             upload_sha256: str | None) -> Prepared:
     prepared = Prepared(outcome="rejected")
     steps = _Steps(prepared)
     work = spooled_work_dir(run_dir, upload)
@@ -142,7 +152,7 @@ def _prepare(run_dir: str, upload: str, input_format: str, output_format: str, p
     source.mkdir(parents=True, mode=0o700)
     checked_upload = work / CHECKED_UPLOAD
 
-    def do_unpack():
+    def do_unpack() -> Outcome[bool]:
         copied = _copy_hashed(Path(upload), checked_upload)
         if upload_sha256 is not None and copied != upload_sha256:
             prepared.outcome, prepared.message = "failed", UPLOAD_CHANGED
@@ -158,7 +168,7 @@ def _prepare(run_dir: str, upload: str, input_format: str, output_format: str, p
     if not steps.run("unpack", do_unpack):
         return prepared
 
-    def do_detect():
+    def do_detect() -> Outcome[str | None]:
         found = detect_format(source)
         if input_format != "auto" and found and not found.startswith(input_format):
             prepared.issues.append(Issue(
@@ -171,7 +181,7 @@ def _prepare(run_dir: str, upload: str, input_format: str, output_format: str, p
 
     prepared.format = steps.run("detect", do_detect)
 
-    def do_validate():
+    def do_validate() -> Outcome[bool]:
         result = validate_dir(source, format=input_format, profile=profile, encoding_policy=encoding)
         prepared.format = prepared.format or result.format
         prepared.issues.extend(result.issues)
@@ -182,21 +192,22 @@ def _prepare(run_dir: str, upload: str, input_format: str, output_format: str, p
     output_files: dict[str, bytes] = {}  # the converted ASM CSVs, name -> bytes
     # name -> what the output check reads: the frame where parsing the bytes certainly
     # gives it back (asmwrite.is_verbatim: ids, plain names), else the bytes
-    output_check: dict[str, Any] = {}
+    output_check: dict[str, pd.DataFrame | bytes] = {}
 
     def converts() -> bool:
         """ASM output is converted; ASM input is normalised even when the output is "same"."""
         return output_format == "asm" or prepared.format == "asm"
 
-    def convert_and_serialise() -> tuple[Any, dict[str, bytes]]:
+    def convert_and_serialise() -> tuple[Conversion, dict[str, bytes]]:
         """The conversion and, when it worked, the six ASM CSVs as bytes."""
+        assert prepared.format is not None  # converting starts once the format is known
         conversion = convert_dir(source, prepared.format, mapping)
         if not conversion.ok:
             return conversion, {}
         names = sorted(conversion.tables, key=lambda n: -len(conversion.tables[n]))  # biggest first
         return conversion, dict(zip(names, parallel_map(lambda n: csv_bytes(conversion.tables[n]), names)))
 
-    def do_convert(ahead: Future | None):
+    def do_convert(ahead: Future[tuple[Conversion, dict[str, bytes]]] | None) -> Outcome[bool]:
         if not converts():
             shutil.copyfile(checked_upload, Path(run_dir) / OUTPUT_NAME)
             return "skipped", "output = same: the upload is delivered as it came", True
@@ -221,7 +232,7 @@ def _prepare(run_dir: str, upload: str, input_format: str, output_format: str, p
     if not converted_ok:
         return prepared
 
-    def do_check_output():
+    def do_check_output() -> Outcome[bool]:
         if not output_files:
             return "skipped", "", True
         # The ZIP is built from the very bytes being checked; deflate and the checks both

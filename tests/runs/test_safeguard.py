@@ -1,6 +1,6 @@
 """Safeguard on the pipeline side: where an account's last delivery is kept, and how it is replaced.
 
-The diff and the hold rules are tested with formats/snapshot.py (tests/formats/test_snapshot.py).
+The diff and the hold rules are tested with formats/ (tests/formats/test_snapshot.py, test_holdrules.py).
 """
 
 from __future__ import annotations
@@ -8,14 +8,14 @@ from __future__ import annotations
 import stat
 from pathlib import Path
 
-from rostergate import safeguard
-from rostergate.formats import snapshot
-from rostergate.safeguard import remember_delivery, snapshot_path
+from rostergate.formats import holdrules, snapshot
+from rostergate.runs import safeguard
+from rostergate.runs.safeguard import remember_delivery, snapshot_path
 
 
 def test_the_pipeline_reaches_the_diff_through_safeguard() -> None:
     assert (safeguard.diff, safeguard.Thresholds, safeguard.reasons_to_hold) == (
-        snapshot.diff, snapshot.Thresholds, snapshot.reasons_to_hold)
+        snapshot.diff, holdrules.Thresholds, holdrules.reasons_to_hold)
 
 
 def test_a_delivery_becomes_the_owner_only_baseline_of_its_account(tmp_path: Path) -> None:

@@ -5,9 +5,10 @@ from concurrent.futures import ThreadPoolExecutor
 
 from structlog.testing import capture_logs
 
-from rostergate import config, pipeline, store
+from rostergate import config, store
 from rostergate.accounts import AccountStore
 from rostergate.history import History
+from rostergate.runs import pipeline
 
 
 def test_internal_error_logs_type_and_place_but_not_the_message(tmp_path, monkeypatch):
@@ -28,7 +29,7 @@ def test_internal_error_logs_type_and_place_but_not_the_message(tmp_path, monkey
         worker = pipeline.Pipeline(settings, history, AccountStore(conn, tmp_path), executor)
         run = history.claim_next(set())
         with capture_logs() as logs:
-            asyncio.run(worker._process(run))
+            asyncio.run(worker.process(run))
     assert history.get("r1").status == "failed"
     errors = [e for e in logs if e["event"] == "run_internal_error"]
     assert errors and errors[0]["error"] == "KeyError"

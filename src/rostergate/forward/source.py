@@ -1,0 +1,49 @@
+"""The prepared ZIP as a forwarder reads it: in blocks, hashed and counted as it is read."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterator
+from pathlib import Path
+from typing import BinaryIO
+
+from rostergate.errors import FinalError
+
+BLOCK = 1 << 20  # bytes read from the local file at a time
+
+CHANGED = ("the file to deliver is not the one that was checked (its SHA-256 differs from the one recorded "
+           "after the checks); nothing was delivered; 'rostergate runs retry RUN_ID' prepares it again")
+
+
+class Source:
+    """The local ZIP read in blocks, hashed and counted as it is read."""
+
+    def __init__(self, handle: BinaryIO):
+        self.handle = handle
+        self.digest = hashlib.sha256()
+        self.size = 0
+
+    def blocks(self) -> Iterator[bytes]:
+        for block in iter(lambda: self.handle.read(BLOCK), b""):
+            self.digest.update(block)
+            self.size += len(block)
+            yield block
+
+    def check(self, expected: str | None) -> str:
+        """The SHA-256 of what was read; raises :class:`FinalError` when it is not ``expected``."""
+        sent = self.digest.hexdigest()
+        if expected is not None and sent != expected:
+            raise FinalError(CHANGED)
+        return sent
+
+
+def check_unchanged(zip_path: Path, expected: str) -> None:
+    """Raise :class:`FinalError` unless ``zip_path`` still has the SHA-256 ``expected``.
+
+    OS errors are left to the caller's boundary.
+    """
+    with open(zip_path, "rb") as handle:
+        source = Source(handle)
+        for _ in source.blocks():
+            pass
+    source.check(expected)
