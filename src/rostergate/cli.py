@@ -470,6 +470,8 @@ def runs_show(ctx: Context, run_id: str, as_json: bool) -> None:
         return
     for key in ("id", "account", "status", "upload_name", "input_format", "received_at", "finished_at", "sha256"):
         say(f"{key + ':':<14}{data[key] or '-'}")
+    if data["purged_at"]:
+        say(f"{'purged_at:':<14}{data['purged_at']}  (retention removed its upload, output and reports)")
     if data["deliveries"]:
         say("deliveries:")
     for d in data["deliveries"]:
