@@ -1,10 +1,12 @@
-"""Tenant file accounts: create, regenerate the password, replace keys, delete, verify.
+"""Tenant file accounts: create, regenerate the password, replace keys, disable, enable, delete, verify.
 
 Accounts live in the shared state store (:mod:`rostergate.store`), so the CLI
 and a running daemon see the same accounts at once. Passwords are generated
 here, shown once, and stored only as argon2id hashes. Public keys are kept as
 OpenSSH ``authorized_keys`` lines. Each account has a home directory under
-``<data_dir>/homes/<name>`` holding a read-only ``reports/`` folder.
+``<data_dir>/homes/<name>`` holding a read-only ``reports/`` folder. Every change
+is recorded in the audit trail (:class:`~rostergate.history.AuditTrail`) with who
+made it and why: key fingerprints and counts, never a password or its hash.
 """
 
 from __future__ import annotations
@@ -22,9 +24,11 @@ from argon2.exceptions import InvalidHashError, VerificationError
 from rostergate import timeutil
 from rostergate.errors import AccountError
 from rostergate.fstree import remove_tree
+from rostergate.history import Actor, AuditTrail
 
 NAME_PATTERN = re.compile(r"^[a-z0-9][a-z0-9._-]{0,62}$")
 REPORTS_DIR = "reports"
+HOMES_DIR = "homes"  # under data_dir: one home per account
 _HASHER = PasswordHasher()  # argon2id with the library's RFC 9106 low-memory profile
 HASH_LANES = _HASHER.parallelism  # threads one check keeps busy (libargon2 runs its lanes in parallel)
 # Verified against when the user is unknown, so unknown and known users cost the same time.
@@ -80,7 +84,8 @@ class AccountStore:
 
     def __init__(self, conn: sqlite3.Connection, data_dir: Path):
         self.conn = conn
-        self.homes = Path(data_dir) / "homes"
+        self.homes = Path(data_dir) / HOMES_DIR
+        self.audit = AuditTrail(conn)
 
     # -- queries -----------------------------------------------------------------
     def get(self, name: str) -> Account | None:
@@ -94,7 +99,8 @@ class AccountStore:
         return self.homes / name
 
     # -- changes -----------------------------------------------------------------
-    def create(self, name: str, public_keys: str = "", with_password: bool = True) -> tuple[Account, str | None]:
+    def create(self, name: str, public_keys: str = "", with_password: bool = True,
+               by: Actor | None = None) -> tuple[Account, str | None]:
         """Create an account; returns it and the generated password (shown once) or None."""
         if not NAME_PATTERN.match(name):
             raise AccountError(
@@ -116,37 +122,49 @@ class AccountStore:
         except sqlite3.IntegrityError:
             raise AccountError(f"account {name!r} already exists") from None
         self._make_home(name)
+        self.audit.record("accounts.create", by or Actor.current(), name,
+                          detail=("password" if password else "no password") + f", {_describe_keys(keys)}")
         return self.get(name), password  # type: ignore[return-value]
 
-    def regenerate_password(self, name: str) -> tuple[Account, str]:
+    def regenerate_password(self, name: str, by: Actor | None = None) -> tuple[Account, str]:
         self._require(name)
         password = generate_password()
         self._update(name, password_hash=_HASHER.hash(password))
+        self.audit.record("accounts.regenerate-password", by or Actor.current(), name)
         return self.get(name), password  # type: ignore[return-value]
 
-    def set_keys(self, name: str, public_keys: str) -> Account:
+    def set_keys(self, name: str, public_keys: str, by: Actor | None = None) -> Account:
         """Replace the account's public keys with those in ``public_keys``."""
         account = self._require(name)
         keys = parse_public_keys(public_keys)
         if not keys and not account.has_password:
             raise AccountError(f"account {name!r} has no password; it needs at least one public key")
         self._update(name, public_keys="\n".join(keys))
+        self.audit.record("accounts.set-key", by or Actor.current(), name, detail=_describe_keys(keys))
         return self.get(name)  # type: ignore[return-value]
 
-    def set_disabled(self, name: str, disabled: bool) -> Account:
+    def set_disabled(self, name: str, disabled: bool, by: Actor | None = None) -> Account:
+        """Refuse (or allow again) the account's logins; its home, reports and runs stay."""
         self._require(name)
         self._update(name, disabled=int(disabled))
+        self.audit.record("accounts.disable" if disabled else "accounts.enable", by or Actor.current(), name)
         return self.get(name)  # type: ignore[return-value]
 
-    def delete(self, name: str, flow_accounts: set[str]) -> None:
-        """Delete the account and its home; refused while a configured flow uses it."""
-        self._require(name)
+    def check_deletable(self, name: str, flow_accounts: set[str]) -> Account:
+        """The account, when :meth:`delete` may remove it: it exists and no configured flow uses it."""
+        account = self._require(name)
         if name in flow_accounts:
             raise AccountError(
                 f"account {name!r} is used by a flow in the configuration; remove that [[flows]] entry first"
             )
+        return account
+
+    def delete(self, name: str, flow_accounts: set[str], by: Actor | None = None) -> None:
+        """Delete the account and its home; refused while a configured flow uses it."""
+        self.check_deletable(name, flow_accounts)
         with self.conn:
             self.conn.execute("DELETE FROM accounts WHERE name = ?", (name,))
+        self.audit.record("accounts.delete", by or Actor.current(), name)
         try:
             remove_tree(self.home(name))  # iterative, never follows a link: copes with any tree the tenant made
         except OSError as exc:
@@ -196,6 +214,19 @@ class AccountStore:
         home.mkdir(exist_ok=True, mode=0o700)
         (home / REPORTS_DIR).mkdir(exist_ok=True, mode=0o700)
         home.chmod(0o700)
+
+
+def _describe_keys(keys: tuple[str, ...]) -> str:
+    """``2 public key(s): SHA256:..., SHA256:...``: which keys, never anything secret."""
+    prints = [asyncssh.import_public_key(_key_part(line)).get_fingerprint() for line in keys]
+    return f"{len(keys)} public key(s)" + (f": {', '.join(prints)}" if prints else "")
+
+
+def _key_part(line: str) -> str:
+    """``type base64`` of an ``authorized_keys`` line (options and comment left out)."""
+    tokens = line.split()
+    start = next(i for i, t in enumerate(tokens) if t.startswith(("ssh-", "ecdsa-")))
+    return " ".join(tokens[start : start + 2])
 
 
 def _account(row: sqlite3.Row) -> Account:

@@ -13,7 +13,7 @@ import json
 import os
 import sqlite3
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, NoReturn
@@ -125,6 +125,23 @@ def run_errors() -> Iterator[None]:
         yield
     except RunError as exc:
         fail(str(exc))
+
+
+def audited(command: Callable[..., Any]) -> Callable[..., Any]:
+    """``--by NAME`` and ``--reason TEXT`` for a command the audit trail records (``rostergate audit``)."""
+    command = click.option("--reason", help="Why: kept in the audit trail (never write a secret here).")(command)
+    return click.option("--by", "by", metavar="NAME",
+                        help="Who decides, for the audit trail (default: the user running this command).")(command)
+
+
+def actor(by: str | None, reason: str | None):
+    """The audit trail's who and why of this command."""
+    from rostergate.history import Actor
+
+    for option, value, limit in (("--by", by, 100), ("--reason", reason, 1000)):
+        if value is not None and (not value.strip() or len(value) > limit):
+            fail(f"{option}: give 1 to {limit} characters", 2)
+    return Actor.current(by.strip() if by else None, reason.strip() if reason else None)
 
 
 def fail(message: str, code: int = 1) -> NoReturn:
@@ -289,11 +306,14 @@ def _read_keys(files: tuple[Path, ...]) -> str:
               help="An OpenSSH public key or authorized_keys file; may be repeated.")
 @click.option("--no-password", is_flag=True, help="Key-only account: no password is generated.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON (the documented shape) instead of text.")
+@audited
 @pass_context
-def accounts_create(ctx: Context, name: str, public_keys: tuple[Path, ...], no_password: bool, as_json: bool) -> None:
+def accounts_create(ctx: Context, name: str, public_keys: tuple[Path, ...], no_password: bool, as_json: bool,
+                    by: str | None, reason: str | None) -> None:
     """Create a file account; prints its connection details and, once, its password."""
     with account_errors():
-        account, password = ctx.accounts().create(name, _read_keys(public_keys), with_password=not no_password)
+        account, password = ctx.accounts().create(name, _read_keys(public_keys), with_password=not no_password,
+                                                  by=actor(by, reason))
     data = _credentials(ctx, account, password)
     emit_json(data) if as_json else _print_credentials(data)
 
@@ -333,11 +353,12 @@ def accounts_show(ctx: Context, name: str, as_json: bool) -> None:
 @accounts.command("regenerate-password")
 @click.argument("name")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON (the documented shape) instead of text.")
+@audited
 @pass_context
-def accounts_regenerate(ctx: Context, name: str, as_json: bool) -> None:
+def accounts_regenerate(ctx: Context, name: str, as_json: bool, by: str | None, reason: str | None) -> None:
     """Replace the account's password with a new generated one (shown once)."""
     with account_errors():
-        account, password = ctx.accounts().regenerate_password(name)
+        account, password = ctx.accounts().regenerate_password(name, by=actor(by, reason))
     data = _credentials(ctx, account, password)
     emit_json(data) if as_json else _print_credentials(data)
 
@@ -345,41 +366,57 @@ def accounts_regenerate(ctx: Context, name: str, as_json: bool) -> None:
 @accounts.command("set-key")
 @click.argument("name")
 @click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@audited
 @pass_context
-def accounts_set_key(ctx: Context, name: str, file: Path) -> None:
+def accounts_set_key(ctx: Context, name: str, file: Path, by: str | None, reason: str | None) -> None:
     """Replace the account's public keys with those in FILE (authorized_keys format)."""
     with account_errors():
-        account = ctx.accounts().set_keys(name, _read_keys((file,)))
+        account = ctx.accounts().set_keys(name, _read_keys((file,)), by=actor(by, reason))
     say(f"account {account.name}: {len(account.public_keys)} public key(s) set")
 
 
 @accounts.command("disable")
 @click.argument("name")
+@audited
 @pass_context
-def accounts_disable(ctx: Context, name: str) -> None:
+def accounts_disable(ctx: Context, name: str, by: str | None, reason: str | None) -> None:
     """Refuse logins for the account (its files and history stay)."""
     with account_errors():
-        ctx.accounts().set_disabled(name, True)
+        ctx.accounts().set_disabled(name, True, by=actor(by, reason))
     say(f"account {name} disabled")
 
 
 @accounts.command("enable")
 @click.argument("name")
+@audited
 @pass_context
-def accounts_enable(ctx: Context, name: str) -> None:
+def accounts_enable(ctx: Context, name: str, by: str | None, reason: str | None) -> None:
     """Allow logins for a disabled account again."""
     with account_errors():
-        ctx.accounts().set_disabled(name, False)
+        ctx.accounts().set_disabled(name, False, by=actor(by, reason))
     say(f"account {name} enabled")
 
 
 @accounts.command("delete")
 @click.argument("name")
+@click.option("--yes", is_flag=True, help="Delete without asking (needed when not on a terminal).")
+@audited
 @pass_context
-def accounts_delete(ctx: Context, name: str) -> None:
-    """Delete the account and its home; refused while a flow uses it."""
+def accounts_delete(ctx: Context, name: str, yes: bool, by: str | None, reason: str | None) -> None:
+    """Delete the account and its home (uploads, reports); refused while a flow uses it. Asks first."""
+    who = actor(by, reason)
+    accounts = ctx.accounts()
+    flows = {f.account for f in ctx.settings.flows}
     with account_errors():
-        ctx.accounts().delete(name, {f.account for f in ctx.settings.flows})
+        accounts.check_deletable(name, flows)
+    if not yes:
+        if not sys.stdin.isatty():
+            fail(f"accounts delete {name}: not on a terminal, so nobody can confirm; give --yes to delete it", 1)
+        if not click.confirm(printable(f"Delete account {name} and its home {accounts.home(name)} "
+                                       "(uploads and reports)? This cannot be undone"), default=False):
+            fail(f"account {name} kept", 1)
+    with account_errors():
+        accounts.delete(name, flows, by=who)
     say(f"account {name} deleted")
 
 
@@ -433,6 +470,8 @@ def runs_show(ctx: Context, run_id: str, as_json: bool) -> None:
         return
     for key in ("id", "account", "status", "upload_name", "input_format", "received_at", "finished_at", "sha256"):
         say(f"{key + ':':<14}{data[key] or '-'}")
+    if data["purged_at"]:
+        say(f"{'purged_at:':<14}{data['purged_at']}  (retention removed its upload, output and reports)")
     if data["deliveries"]:
         say("deliveries:")
     for d in data["deliveries"]:
@@ -464,21 +503,23 @@ def runs_stats(ctx: Context, since: str | None, as_json: bool) -> None:
 
 @runs.command("approve")
 @click.argument("run_id")
+@audited
 @pass_context
-def runs_approve(ctx: Context, run_id: str) -> None:
-    """Deliver a held run as it is."""
+def runs_approve(ctx: Context, run_id: str, by: str | None, reason: str | None) -> None:
+    """Deliver a held run as it is (see what it changes first: runs diff RUN_ID)."""
     with run_errors():
-        ctx.lifecycle().approve(run_id)
+        ctx.lifecycle().approve(run_id, by=actor(by, reason))
     say(f"run {run_id} approved; it will be delivered shortly")
 
 
 @runs.command("reject")
 @click.argument("run_id")
+@audited
 @pass_context
-def runs_reject(ctx: Context, run_id: str) -> None:
+def runs_reject(ctx: Context, run_id: str, by: str | None, reason: str | None) -> None:
     """Discard a held run: it is never delivered."""
     with run_errors():
-        ctx.lifecycle().reject(run_id)
+        ctx.lifecycle().reject(run_id, by=actor(by, reason))
     say(f"run {run_id} discarded")
 
 
@@ -491,27 +532,93 @@ def _existing_run(history, run_id: str):
 
 @runs.command("diff")
 @click.argument("run_id")
+@click.option("--show-values", is_flag=True, help="Also each changed value, before and now (roster data).")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON (the documented shape) instead of text.")
 @pass_context
-def runs_diff(ctx: Context, run_id: str, as_json: bool) -> None:
-    """What the run changes against the account's last delivery, file by file."""
+def runs_diff(ctx: Context, run_id: str, show_values: bool, as_json: bool) -> None:
+    """What the run changes against the account's last delivery: records added, removed and changed, by id."""
     from rostergate.formats.holdrules import render_diff
+    from rostergate.formats.snapshot import render_records
+    from rostergate.runs.safeguard import run_changes
 
-    run = _existing_run(ctx.history(), run_id)
-    if not run.diff_json:
-        fail(f"run {run_id} has no diff: it did not reach the safeguard step ({run.status})")
-    data = json.loads(run.diff_json)
-    emit_json(data) if as_json else say(render_diff(data))
+    history = ctx.history()
+    run = _existing_run(history, run_id)
+    with run_errors():
+        data = run_changes(ctx.settings.data_dir, history, run, show_values)
+    if as_json:
+        emit_json(data)
+        return
+    compared = data["compared_with"]
+    against = f"run {compared['run_id']}" if compared["run_id"] else "no delivery (the first one)"
+    say(f"run {run.id} ({run.account}, {run.status}) against {compared['what']}: {against}")
+    say(render_diff(data))  # type: ignore[arg-type]
+    if data["records"] is not None:
+        say("")
+        say(render_records(data))  # type: ignore[arg-type]
+    if data["note"]:
+        say(f"note: {data['note']}")
 
 
 @runs.command("retry")
 @click.argument("run_id")
+@audited
 @pass_context
-def runs_retry(ctx: Context, run_id: str) -> None:
+def runs_retry(ctx: Context, run_id: str, by: str | None, reason: str | None) -> None:
     """Start a failed run again from its spooled upload."""
     with run_errors():
-        ctx.lifecycle().retry(run_id)
+        ctx.lifecycle().retry(run_id, by=actor(by, reason))
     say(f"run {run_id} queued again")
+
+
+@runs.command("purge")
+@click.option("--dry-run", is_flag=True, help="List what would be removed; remove nothing.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON (the documented shape) instead of text.")
+@audited
+@pass_context
+def runs_purge(ctx: Context, dry_run: bool, as_json: bool, by: str | None, reason: str | None) -> None:
+    """Apply retention now: remove the files of settled runs past [retention] / [flows.retention].
+
+    Uploads, outputs and reports go; run records and their issues stay. Exit 1 when a run was refused.
+    """
+    from rostergate.runs.retention import purge
+
+    result = purge(ctx.settings, ctx.history(), dry_run=dry_run, by=actor(by, reason))
+    if as_json:
+        emit_json(result.to_dict())
+    else:
+        verb = "would remove" if dry_run else "removed"
+        for removal in result.removals:
+            say(f"{verb} run {removal.run_id} ({removal.account}, {removal.status}): {removal.why}")
+            for path in removal.paths:
+                say(f"    {path}")
+        for refused in result.refused:
+            say(f"refused run {refused.run_id} ({refused.account}): {refused.reason}")
+        totals, settings = result.totals, ctx.settings
+        configured = settings.retention.enabled or any(f.retention and f.retention.enabled for f in settings.flows)
+        say(f"{verb}: {totals['runs']} run(s), {totals['paths']} path(s), {totals['bytes']} bytes"
+            + ("" if configured else " (no retention is configured: [retention] keep_days / keep_runs)"))
+    if result.refused:
+        sys.exit(1)
+
+
+# -- audit -----------------------------------------------------------------------
+@main.command()
+@click.option("--account", help="Only this account's entries.")
+@click.option("--since", help="Only entries since: 24h, 7d, 30m or an ISO date/time.")
+@click.option("--limit", type=click.IntRange(min=1), default=None, help="At most this many entries (newest first).")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON (the documented shape) instead of text.")
+@pass_context
+def audit(ctx: Context, account: str | None, since: str | None, limit: int | None, as_json: bool) -> None:
+    """Who did what, when and why: run decisions, account changes, purges (newest first)."""
+    from rostergate.history import AuditTrail
+
+    entries = AuditTrail(ctx.conn).entries(account=account, since=_since(since), limit=limit)
+    if as_json:
+        emit_json([e.to_dict() for e in entries])
+        return
+    table([[e.at, e.action, e.actor if e.actor == e.os_user else f"{e.actor} (as {e.os_user})", e.account or "-",
+            e.run_id or "-", e.reason or "-", e.detail or "-"] for e in entries],
+          ["AT", "ACTION", "BY", "ACCOUNT", "RUN", "REASON", "DETAIL"])
 
 
 # -- validate / convert ------------------------------------------------------------

@@ -88,6 +88,24 @@ APPLE_DROP_BOX_HOST = "upload.appleschoolcontent.com"
 
 
 @dataclass(frozen=True)
+class Retention:
+    """How long a run's files (upload, output, reports) are kept: ``[retention]`` and ``[flows.retention]``.
+
+    A settled run's files go once it is older than ``keep_days`` (since it finished)
+    *and* not among the account's last ``keep_runs`` runs; a limit left out (None)
+    does not hold anything back, and with neither set nothing is removed. The run's
+    record and issues always stay (see :mod:`rostergate.runs.retention`).
+    """
+
+    keep_days: int | None = None
+    keep_runs: int | None = None
+
+    @property
+    def enabled(self) -> bool:
+        return self.keep_days is not None or self.keep_runs is not None
+
+
+@dataclass(frozen=True)
 class Flow:
     """``[[flows]]``: what the uploads of one account become, and where they are delivered."""
 
@@ -101,6 +119,7 @@ class Flow:
     safeguards: Thresholds = field(default_factory=Thresholds)  # [flows.safeguards]
     watch: Path | None = None  # watch mode: ZIPs another SFTP server drops here start runs too
     watch_settle_seconds: float = 2.0
+    retention: Retention | None = None  # [flows.retention]; None: the server default ([retention])
 
 
 @dataclass(frozen=True)
@@ -134,9 +153,16 @@ class Settings:
     flows: tuple[Flow, ...] = ()
     source: Path | None = None  # the file the settings came from; None = embedded defaults
     demo: bool = False  # embedded defaults: create the demo account on start
+    retention: Retention = field(default_factory=Retention)  # [retention]: the default of every flow
+    retention_interval_seconds: float = 3600.0  # how often serve enforces it
 
     def flow_for(self, account: str) -> Flow | None:
         return next((f for f in self.flows if f.account == account), None)
+
+    def retention_for(self, account: str) -> Retention:
+        """The account's flow's ``[flows.retention]`` (its keys over the server's), else ``[retention]``."""
+        flow = self.flow_for(account)
+        return flow.retention if flow is not None and flow.retention is not None else self.retention
 
     @property
     def data_dir(self) -> Path:
@@ -249,7 +275,7 @@ class _Problems:
 _SERVER_KEYS = {"listen", "public_host", "host_key", "data_dir", "limits", "defender", "algorithms",
                 "metrics_listen", "workers", "stop_grace_seconds"}
 _FLOW_KEYS = {"account", "input", "output", "profile", "encoding", "downstream", "mapping", "safeguards", "watch",
-              "watch_settle_seconds"}
+              "watch_settle_seconds", "retention"}
 _DOWNSTREAM_KEYS = {
     "url", "password_file", "key_file", "host_key", "known_hosts", "remote_name",
     "connect_timeout", "max_attempts", "retry_base_seconds", "retry_max_seconds", "temp_name", "verify",
@@ -263,9 +289,12 @@ def parse(raw: Mapping[str, object], base: Path = Path("."), source: Path | None
     """Turn a parsed TOML document into :class:`Settings`; relative paths resolve against ``base``."""
     problems = _Problems()
     for key in raw:
-        if key not in ("server", "flows"):
-            problems.add(key, "unknown section (expected [server] or [[flows]])")
+        if key not in ("server", "flows", "retention"):
+            problems.add(key, "unknown section (expected [server], [retention] or [[flows]])")
     server = _parse_server(raw.get("server", {}), base, problems)
+    retention, interval = Retention(), 3600.0
+    if "retention" in raw:
+        retention, interval = _parse_retention(raw["retention"], "retention", Retention(), problems, server_wide=True)
     flows_raw = raw.get("flows", [])
     flows: list[Flow] = []
     if not isinstance(flows_raw, list):
@@ -273,7 +302,7 @@ def parse(raw: Mapping[str, object], base: Path = Path("."), source: Path | None
         flows_raw = []
     seen: set[str] = set()
     for index, table in enumerate(flows_raw):
-        flow = _parse_flow(table, f"flows[{index}]", base, problems)
+        flow = _parse_flow(table, f"flows[{index}]", base, problems, retention)
         account = table.get("account") if isinstance(table, dict) else None
         if isinstance(account, str) and account:
             if account in seen:
@@ -283,7 +312,43 @@ def parse(raw: Mapping[str, object], base: Path = Path("."), source: Path | None
             flows.append(flow)
     if problems.items:
         raise ConfigError(problems.items)
-    return Settings(server=server, flows=tuple(flows), source=source)
+    return Settings(server=server, flows=tuple(flows), source=source, retention=retention,
+                    retention_interval_seconds=interval)
+
+
+_RETENTION_KEYS = ("keep_days", "keep_runs")
+
+
+def _parse_retention(table: object, prefix: str, default: Retention, problems: _Problems,
+                     server_wide: bool = False) -> tuple[Retention, float]:
+    """``[retention]`` (with ``interval_seconds``) or ``[flows.retention]`` (its keys over ``default``).
+
+    ``keep_days`` and ``keep_runs`` are whole numbers >= 0, or ``false`` to lift that
+    limit where the server default sets it.
+    """
+    interval = 3600.0
+    if not isinstance(table, dict):
+        problems.add(prefix, "must be a table")
+        return default, interval
+    allowed = (*_RETENTION_KEYS, "interval_seconds") if server_wide else _RETENTION_KEYS
+    for key in table:
+        if key not in allowed:
+            problems.add(f"{prefix}.{key}", f"unknown key (expected {', '.join(allowed)})")
+    values: dict[str, int | None] = {key: getattr(default, key) for key in _RETENTION_KEYS}
+    for key in _RETENTION_KEYS:
+        if key not in table:
+            continue
+        value = table[key]
+        if value is False:
+            values[key] = None
+        elif isinstance(value, bool) or not isinstance(value, int) or value < 0:
+            problems.add(f"{prefix}.{key}", f"must be a whole number >= 0 (or false: no such limit), got {value!r}")
+        else:
+            values[key] = value
+    if "interval_seconds" in table:
+        interval = _seconds(table, "interval_seconds", interval, prefix, problems,
+                            "must be a finite number of seconds >= 1", minimum=1)
+    return Retention(values["keep_days"], values["keep_runs"]), interval
 
 
 REMOTE_NAME_FIELDS = ("account", "run_id")
@@ -420,7 +485,8 @@ def _choice(table: Table, key: str, choices: tuple[Choice, ...], prefix: str, pr
     return choices[0]
 
 
-def _parse_flow(table: object, prefix: str, base: Path, problems: _Problems) -> Flow | None:
+def _parse_flow(table: object, prefix: str, base: Path, problems: _Problems,
+                default_retention: Retention = Retention()) -> Flow | None:
     """The flow of ``table``; None when it cannot be built (``problems`` then says why)."""
     if not isinstance(table, dict):
         problems.add(prefix, "must be a table")
@@ -453,6 +519,9 @@ def _parse_flow(table: object, prefix: str, base: Path, problems: _Problems) -> 
     if "mapping" in table:
         mapping, mapping_problems = parse_mapping(table["mapping"], f"{prefix}.mapping")
         problems.items.extend(mapping_problems)
+    retention = None
+    if "retention" in table:
+        retention, _ = _parse_retention(table["retention"], f"{prefix}.retention", default_retention, problems)
     choices = (_choice(table, "input", INPUT_FORMATS, prefix, problems),
                _choice(table, "output", OUTPUT_FORMATS, prefix, problems),
                _choice(table, "profile", PROFILES, prefix, problems),
@@ -470,6 +539,7 @@ def _parse_flow(table: object, prefix: str, base: Path, problems: _Problems) -> 
         safeguards=safeguards,
         watch=watch,
         watch_settle_seconds=settle,
+        retention=retention,
     )
 
 

@@ -23,6 +23,10 @@ What a service manager (systemd, ``Type=notify``) sees, through :mod:`rostergate
   going then are interrupted where the store says they stand (each logged) and
   resume on the next start; the exit status is 0. A second SIGTERM ends the wait
   at once.
+* **Retention.** Every ``[retention] interval_seconds`` a pass of
+  :func:`rostergate.runs.retention.purge` runs in a thread on its own store
+  connection, as ``rostergate runs purge`` would; it never touches a run in
+  progress or held, and a pass that fails is logged and tried again next time.
 """
 
 from __future__ import annotations
@@ -40,9 +44,10 @@ from rostergate import checks, store
 from rostergate.accounts import AccountStore
 from rostergate.config import Settings
 from rostergate.errors import ConfigError
-from rostergate.history import History
+from rostergate.history import Actor, History, os_user
 from rostergate.intake import Intake
 from rostergate.metrics import serve_metrics
+from rostergate.runs import retention
 from rostergate.runs.pipeline import Pipeline
 from rostergate.runs.workers import WorkerPool
 from rostergate.sdnotify import Notifier
@@ -180,7 +185,8 @@ class Daemon:
             self.state: ServerState = server.rostergate_state  # the sessions' shared registries
             loop = asyncio.get_running_loop()
             self._install_signals(loop)
-            background = [asyncio.create_task(pipeline.run_forever()), asyncio.create_task(self._reloader())]
+            background = [asyncio.create_task(pipeline.run_forever()), asyncio.create_task(self._reloader()),
+                          asyncio.create_task(self._retention())]
             if self.notifier.watchdog_seconds:
                 background.append(asyncio.create_task(self._watchdog(self.notifier.watchdog_seconds)))
             self._start_watchers(settings)
@@ -192,6 +198,23 @@ class Daemon:
             await self._drain_and_stop(server, history, background)
         finally:
             await workers.close()  # no worker outlives the daemon, not even one in the middle of a run
+
+    # -- retention -------------------------------------------------------------------------
+    async def _retention(self) -> None:
+        while True:
+            await asyncio.sleep(self.settings.retention_interval_seconds)
+            settings = self.settings  # as reloaded
+            if not (settings.retention.enabled or any(f.retention and f.retention.enabled for f in settings.flows)):
+                continue
+            try:
+                result = await asyncio.to_thread(_retention_pass, settings)
+            except Exception as exc:  # noqa: BLE001 - a failed pass is logged; the next one tries again
+                log.error("retention_failed", error=type(exc).__name__, detail=getattr(exc, "strerror", None))
+                continue
+            for refused in result.refused:
+                log.warning("retention_refused", run_id=refused.run_id, account=refused.account, reason=refused.reason)
+            if result.removals:
+                log.info("retention_purged", **result.totals)
 
     # -- watchdog and watch mode -----------------------------------------------------------
     async def _watchdog(self, period: float) -> None:
@@ -288,6 +311,15 @@ class Daemon:
                      resumes="on the next start")
         queued = len(history.list(status="received"))
         log.info("daemon_stopped", uploads_cut_short=unfinished, runs_queued_for_next_start=queued)
+
+
+def _retention_pass(settings: Settings) -> retention.PurgeResult:
+    """One retention pass on a connection of its own (it runs in a thread beside the event loop's)."""
+    conn = store.connect(settings.data_dir)
+    try:
+        return retention.purge(settings, History(conn), by=Actor("rostergate serve (retention)", os_user()))
+    finally:
+        conn.close()
 
 
 async def serve(settings: Settings, reload: Callable[[], Settings] | None = None,

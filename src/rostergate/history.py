@@ -1,4 +1,4 @@
-"""Run, step and issue storage and queries.
+"""Run, step, issue and audit storage and queries.
 
 A run's state lives here, never only in memory: the pipeline reads what to do
 next from this store, so a daemon killed at any moment resumes where it was.
@@ -11,11 +11,18 @@ string value. Every change of it is checked against
 same store at the same time. The enum and its table live in a leaf module so that
 this storage imports nothing of ``runs/``; :mod:`rostergate.runs.lifecycle` says
 *when* a run moves.
+
+A run whose files retention removed (:mod:`rostergate.runs.retention`) keeps its
+record, steps and issues, with ``purged_at`` set; it never changes status again
+(its upload is gone, so nothing can start it anew). The :class:`AuditTrail` keeps
+who did what to runs and accounts, when and why; never a secret.
 """
 
 from __future__ import annotations
 
 import builtins
+import os
+import pwd
 import secrets
 import sqlite3
 from collections.abc import Collection
@@ -26,7 +33,7 @@ from typing import Protocol
 from rostergate import timeutil
 from rostergate.errors import IllegalTransition
 from rostergate.formats.issues import Issue
-from rostergate.runstatus import RunStatus, sources
+from rostergate.runstatus import FINAL, RunStatus, sources
 
 MAX_STORED_ISSUES = 1000  # per run; the report keeps the full picture via "and N more" issues
 
@@ -55,6 +62,8 @@ class Run:
     diff_json: str | None = None
     output_sha256: str | None = None  # of the prepared ZIP that passed the checks: what is delivered
     prepare_attempts: int = 0  # CPU work started in a worker (runs.pipeline.MAX_PREPARE_ATTEMPTS)
+    purged_at: str | None = None  # when retention removed the run's files (the record stays)
+    counts_json: str | None = None  # the conversion's counts per source file (runs.stages.Prepared.counts)
 
     def to_dict(self) -> dict[str, str | None]:
         """The ``runs list --json`` contract shape."""
@@ -131,8 +140,9 @@ class History:
 
         The run must be in a status that may change to ``status``
         (:data:`~rostergate.runstatus.TRANSITIONS`) and, given ``only_from``, in one
-        of those; otherwise nothing changes and :class:`IllegalTransition` is raised.
-        A final status sets ``finished_at`` and clears ``next_attempt_at``.
+        of those, and its files must not have been purged; otherwise nothing changes
+        and :class:`IllegalTransition` is raised. A final status sets ``finished_at``
+        and clears ``next_attempt_at``.
         """
         status = RunStatus(status)  # a plain string of the contract is taken too, and checked
         allowed = sources(status) if only_from is None else sources(status) & set(only_from)
@@ -146,7 +156,7 @@ class History:
         placeholders = ",".join("?" * len(allowed))
         with self.conn:
             changed = self.conn.execute(
-                f"UPDATE runs SET {assignments} WHERE id = ? AND status IN ({placeholders})",
+                f"UPDATE runs SET {assignments} WHERE id = ? AND status IN ({placeholders}) AND purged_at IS NULL",
                 (*values.values(), run_id, *sorted(allowed)),
             ).rowcount
         if not changed:
@@ -250,10 +260,10 @@ class History:
         with self.conn:
             self.conn.execute("DELETE FROM issues WHERE run_id = ?", (run_id,))
             self.conn.executemany(
-                'INSERT INTO issues (run_id, seq, severity, code, file, line, "column", value, message)'
-                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                'INSERT INTO issues (run_id, seq, severity, code, file, line, "column", value, message, hint)'
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 [
-                    (run_id, seq, i.severity, i.code, i.file, i.line, i.column, i.value, i.message)
+                    (run_id, seq, i.severity, i.code, i.file, i.line, i.column, i.value, i.message, i.hint)
                     for seq, i in enumerate(kept, start=1)
                 ],
             )
@@ -262,7 +272,7 @@ class History:
         return [
             Issue(
                 severity=r["severity"], code=r["code"], message=r["message"], file=r["file"],
-                line=r["line"], column=r["column"], value=r["value"],
+                line=r["line"], column=r["column"], value=r["value"], hint=r["hint"],
             )
             for r in self.conn.execute("SELECT * FROM issues WHERE run_id = ? ORDER BY seq", (run_id,))
         ]
@@ -324,8 +334,61 @@ class History:
         run = self.get(run_id)
         if run is None:
             return None
-        return {**run.to_dict(), "sha256": run.sha256, "steps": self.steps(run_id),
+        return {**run.to_dict(), "sha256": run.sha256, "purged_at": run.purged_at, "steps": self.steps(run_id),
                 "issues": [i.to_dict() for i in self.issues(run_id)], "deliveries": self.deliveries(run_id)}
+
+    # -- retention (rostergate.runs.retention decides; this stores) ---------------------
+    def settled_unpurged(self) -> builtins.list[tuple[Run, int]]:
+        """Final runs whose files were not purged yet, each with its place among its account's
+        runs (1: the newest, counting runs of every status), oldest first."""
+        placeholders = ",".join("?" * len(FINAL))
+        rows = self.conn.execute(
+            "SELECT * FROM (SELECT *, ROW_NUMBER() OVER (PARTITION BY account ORDER BY received_at DESC, id DESC)"
+            f" AS newest FROM runs) WHERE status IN ({placeholders}) AND purged_at IS NULL"
+            " ORDER BY received_at, id",
+            sorted(status.value for status in FINAL),
+        )
+        found = []
+        for row in rows:
+            values = dict(row)
+            place = values.pop("newest")
+            found.append((_run(values), place))
+        return found
+
+    def purged(self) -> builtins.list[Run]:
+        """Runs whose files were purged."""
+        return [_run(r) for r in self.conn.execute("SELECT * FROM runs WHERE purged_at IS NOT NULL ORDER BY id")]
+
+    def mark_purged(self, run_id: str) -> bool:
+        """Record that the run's files go now; False when it is no longer final (or already purged).
+
+        Marked before anything is removed: from then on no operator action can start the run again.
+        """
+        placeholders = ",".join("?" * len(FINAL))
+        with self.conn:
+            changed = self.conn.execute(
+                f"UPDATE runs SET purged_at = ? WHERE id = ? AND purged_at IS NULL AND status IN ({placeholders})",
+                (timeutil.iso(), run_id, *sorted(status.value for status in FINAL)),
+            ).rowcount
+        return bool(changed)
+
+    def delivered_before(self, account: str, run: Run) -> Run | None:
+        """The account's newest delivered run that finished before ``run`` (what ``run`` was compared with)."""
+        row = self.conn.execute(
+            "SELECT * FROM runs WHERE account = ? AND status = ? AND id != ? AND finished_at <= ?"
+            " ORDER BY finished_at DESC, id DESC LIMIT 1",
+            (account, RunStatus.DELIVERED.value, run.id, run.finished_at or timeutil.iso()),
+        ).fetchone()
+        return _run(row) if row else None
+
+    def delivered_with(self, account: str, output_sha256: str) -> Run | None:
+        """The account's newest delivered run whose delivered ZIP had this SHA-256."""
+        row = self.conn.execute(
+            "SELECT * FROM runs WHERE account = ? AND status = ? AND output_sha256 = ?"
+            " ORDER BY finished_at DESC, id DESC LIMIT 1",
+            (account, RunStatus.DELIVERED.value, output_sha256),
+        ).fetchone()
+        return _run(row) if row else None
 
     def stats(self, since: datetime | None = None) -> dict[str, object]:
         """Counts of runs per status (and per account) since ``since``."""
@@ -346,7 +409,88 @@ class History:
         return {"total": sum(by_status.values()), "by_status": by_status, "by_account": by_account}
 
 
-def _run(row: sqlite3.Row) -> Run:
+@dataclass(frozen=True)
+class Actor:
+    """Who asks for an operator action, and why: the audit trail's ``actor``, ``os_user`` and ``reason``.
+
+    ``name`` is ``--by NAME`` when given, else the operating-system user running the
+    command; ``os_user`` is always the latter (``root (sudo from alice)`` under sudo).
+    """
+
+    name: str
+    os_user: str
+    reason: str | None = None
+
+    @classmethod
+    def current(cls, by: str | None = None, reason: str | None = None) -> Actor:
+        user = os_user()
+        return cls(by or user, user, reason or None)
+
+
+def os_user() -> str:
+    """The user running this process, by name when the system knows it."""
+    uid = os.geteuid()
+    try:
+        name = pwd.getpwuid(uid).pw_name
+    except KeyError:
+        name = f"uid {uid}"
+    sudo = os.environ.get("SUDO_USER")
+    return f"{name} (sudo from {sudo})" if sudo and uid == 0 and sudo != name else name
+
+
+@dataclass(frozen=True)
+class AuditEntry:
+    """One recorded operator action (``rostergate audit``)."""
+
+    seq: int
+    at: str
+    action: str  # runs.approve | runs.reject | runs.retry | runs.purge | accounts.create | ...
+    actor: str
+    os_user: str
+    account: str | None
+    run_id: str | None
+    reason: str | None
+    detail: str | None
+
+    def to_dict(self) -> dict[str, object]:
+        """The ``audit --json`` shape."""
+        return {"at": self.at, "action": self.action, "actor": self.actor, "os_user": self.os_user,
+                "account": self.account, "run_id": self.run_id, "reason": self.reason, "detail": self.detail}
+
+
+class AuditTrail:
+    """Who did what to runs and accounts, when and why. ``detail`` is for counts and names, never a secret."""
+
+    def __init__(self, conn: sqlite3.Connection):
+        self.conn = conn
+
+    def record(self, action: str, actor: Actor, account: str | None = None, run_id: str | None = None,
+               detail: str | None = None) -> None:
+        with self.conn:
+            self.conn.execute(
+                "INSERT INTO audit (at, action, actor, os_user, account, run_id, reason, detail)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                (timeutil.iso(), action, actor.name, actor.os_user, account, run_id, actor.reason, detail),
+            )
+
+    def entries(self, account: str | None = None, since: datetime | None = None,
+                limit: int | None = None) -> builtins.list[AuditEntry]:
+        """Newest first, filtered by account and time."""
+        clauses, params = [], []
+        if account:
+            clauses.append("account = ?")
+            params.append(account)
+        if since:
+            clauses.append("at >= ?")
+            params.append(timeutil.iso(since))
+        where = f"WHERE {' AND '.join(clauses)}" if clauses else ""
+        sql = f"SELECT * FROM audit {where} ORDER BY at DESC, seq DESC"
+        if limit:
+            sql += f" LIMIT {int(limit)}"
+        return [AuditEntry(**dict(row)) for row in self.conn.execute(sql, params)]
+
+
+def _run(row: sqlite3.Row | dict[str, object]) -> Run:
     values = dict(row)
     values["status"] = RunStatus(values["status"])
     return Run(**values)

@@ -96,6 +96,27 @@ MIGRATIONS: list[str] = [
     """
     ALTER TABLE runs ADD COLUMN prepare_attempts INTEGER NOT NULL DEFAULT 0
     """,
+    # 5 (issue 12, retention, audit, reports in JSON): when retention removed a run's files
+    # (the record, its steps and issues stay); the conversion's counts per source file (numbers
+    # only, for the JSON report of a run delivered after an approval); each issue's fix hint
+    # apart from its message; and the audit trail of operator actions (never a secret)
+    """
+    ALTER TABLE runs ADD COLUMN purged_at TEXT;
+    ALTER TABLE runs ADD COLUMN counts_json TEXT;
+    ALTER TABLE issues ADD COLUMN hint TEXT;
+    CREATE TABLE audit (
+        seq INTEGER PRIMARY KEY AUTOINCREMENT,
+        at TEXT NOT NULL,
+        action TEXT NOT NULL,
+        actor TEXT NOT NULL,
+        os_user TEXT NOT NULL,
+        account TEXT,
+        run_id TEXT,
+        reason TEXT,
+        detail TEXT
+    );
+    CREATE INDEX audit_account_at ON audit(account, at)
+    """,
 ]
 
 DB_NAME = "rostergate.db"

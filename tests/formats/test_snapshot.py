@@ -5,7 +5,7 @@ import zipfile
 import pytest
 
 from rostergate.formats.holdrules import Thresholds, reasons_to_hold
-from rostergate.formats.snapshot import diff
+from rostergate.formats.snapshot import diff, diff_records, render_records
 
 HEADERS = {
     "students.csv": "person_id,first_name,last_name,location_id",
@@ -100,3 +100,71 @@ def test_a_new_column_counts_every_kept_row_as_changed(tmp_path):
     counts = diff(_students_zip(tmp_path / "b.zip", before),
                   _students_zip(tmp_path / "n.zip", now, HEADERS["students.csv"] + ",location_id_2"))
     assert counts["files"]["students.csv"]["changed"] == 10
+
+
+# -- records: which ids were added, removed and changed ----------------------------------------
+def test_records_name_the_ids_added_removed_and_changed_with_their_columns(tmp_path):
+    before = [f"s{i},Ann,Lee,l1" for i in range(6)]
+    now = ["s5,Ann,Lee,l1", "s4,Ann,Lee,l2", "s3,Bo,Li,l1", "s1,Ann,Lee,l1", "s0,Ann,Lee,l1", "s9,Cy,Ng,l1"]
+    changes = diff_records(_students_zip(tmp_path / "b.zip", before), _students_zip(tmp_path / "n.zip", now))
+    students = changes["records"]["students.csv"]
+    assert students["added"] == ["s9"] and students["removed"] == ["s2"]
+    assert students["changed"] == [{"id": "s4", "columns": ["location_id"]},
+                                   {"id": "s3", "columns": ["first_name", "last_name"]}]  # in the upload's order
+    assert changes["files"] == diff(tmp_path / "b.zip", tmp_path / "n.zip")["files"]  # the same comparison
+    assert changes["totals"]["people"] == {"added": 1, "removed": 1, "changed": 2}
+    assert changes["totals"]["classes"] == {"added": 0, "removed": 0, "changed": 0}
+
+
+def test_values_are_given_only_when_asked_for(tmp_path):
+    before = _students_zip(tmp_path / "b.zip", ["s1,Ann,Lee,l1", "s2,Ann,Lee,l1"])
+    now = _students_zip(tmp_path / "n.zip", ["s1,Ann,Li,l1", "s2,Ann,Lee,l1"])
+    assert "values" not in diff_records(before, now)["records"]["students.csv"]["changed"][0]
+    shown = diff_records(before, now, show_values=True)["records"]["students.csv"]["changed"]
+    assert shown == [{"id": "s1", "columns": ["last_name"], "values": {"last_name": ["Lee", "Li"]}}]
+    assert "last_name: 'Lee' -> 'Li'" in render_records(diff_records(before, now, show_values=True))
+    assert "'Lee'" not in render_records(diff_records(before, now))
+
+
+def test_a_column_on_one_side_only_is_named_in_every_kept_record(tmp_path):
+    before = _students_zip(tmp_path / "b.zip", ["s1,Ann,Lee,l1"])
+    now = _students_zip(tmp_path / "n.zip", ["s1,Ann,Lee,l1,l2"], HEADERS["students.csv"] + ",location_id_2")
+    changes = diff_records(before, now, show_values=True)
+    assert changes["records"]["students.csv"]["changed"] == [
+        {"id": "s1", "columns": ["location_id_2"], "values": {"location_id_2": [None, "l2"]}}]
+    assert "(no such column) -> 'l2'" in render_records(changes)
+
+
+def test_a_first_delivery_adds_every_record_and_staff_count_as_people(tmp_path):
+    now = asm_zip(tmp_path / "n.zip", 3, rosters=2)
+    changes = diff_records(None, now)
+    assert changes["baseline"] is False
+    assert changes["records"]["students.csv"]["added"] == ["s0", "s1", "s2"]
+    assert changes["totals"]["people"]["added"] == 3 and changes["totals"]["enrollments"]["added"] == 2
+    assert changes["totals"]["locations"]["added"] == 1
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_records_agree_with_the_counts_whatever_the_change(tmp_path, seed):
+    import random
+
+    rng = random.Random(seed)
+    before = [f"s{i},{rng.choice('AB')},Lee,l1" for i in range(200)]
+    kept = [row for row in before if rng.random() > 0.1]
+    now = [row if rng.random() > 0.2 else row.replace("Lee", "Li") for row in kept]
+    now += [f"n{i},C,Ng,l1" for i in range(rng.randrange(10))]
+    rng.shuffle(now)
+    changes = diff_records(_students_zip(tmp_path / "b.zip", before), _students_zip(tmp_path / "n.zip", now))
+    counts, found = changes["files"]["students.csv"], changes["records"]["students.csv"]
+    assert (len(found["added"]), len(found["removed"]), len(found["changed"])) == (
+        counts["added"], counts["removed"], counts["changed"])
+    assert set(found["removed"]) == {row.split(",")[0] for row in before} - {row.split(",")[0] for row in now}
+    assert {c["id"] for c in found["changed"]} == {row.split(",")[0] for row in now if ",Li," in row}
+
+
+def test_the_text_lists_at_most_the_limit_of_each(tmp_path):
+    changes = diff_records(None, asm_zip(tmp_path / "n.zip", 30))
+    text = render_records(changes, limit=5)
+    assert "students.csv: 30 added, 0 removed, 0 changed" in text
+    assert "s0, s1, s2, s3, s4 ... and 25 more (--json lists all)" in text
+    assert text.splitlines()[0].startswith("totals: people +30 -0 ~0")

@@ -5,12 +5,20 @@ The diff and the hold rules are tested with formats/ (tests/formats/test_snapsho
 
 from __future__ import annotations
 
+import json
 import stat
 from pathlib import Path
 
+import pytest
+import structlog
+from click.testing import CliRunner
+
+from rostergate.cli import main
+from rostergate.errors import RunError
 from rostergate.formats import holdrules, snapshot
 from rostergate.runs import safeguard
-from rostergate.runs.safeguard import remember_delivery, snapshot_path
+from rostergate.runs.safeguard import remember_delivery, run_changes, snapshot_path
+from rostergate.runstatus import RunStatus
 
 
 def test_the_pipeline_reaches_the_diff_through_safeguard() -> None:
@@ -33,3 +41,92 @@ def test_a_delivery_becomes_the_owner_only_baseline_of_its_account(tmp_path: Pat
     assert kept.read_bytes() == b"second delivery"
     assert sorted(p.name for p in kept.parent.iterdir()) == ["last-delivered.zip"]  # no partial copy left
     assert not snapshot_path(data_dir, "district-b").exists()  # accounts do not share a baseline
+
+
+# -- runs diff: what a run changes, record by record ---------------------------------------------
+def _changed_upload(bench, given_name: str) -> str:
+    """The valid upload with usr-s1's givenName changed, received as a run of the bench's account."""
+    import shutil
+
+    from tests.conftest import ONEROSTER_11_VALID, zip_folder
+
+    folder = bench.root / f"changed-{given_name}"
+    shutil.copytree(ONEROSTER_11_VALID, folder)
+    users = folder / "users.csv"
+    users.write_text(users.read_text().replace(",Sam,Adams,", f",{given_name},Adams,"))
+    run_id = bench.intake.accept("district-a", zip_folder(folder, bench.root / f"{folder.name}.zip"))
+    assert run_id is not None
+    return run_id
+
+
+def test_a_held_run_names_the_people_and_enrollments_it_would_remove(bench):
+    bench.configure(safeguards={"max_removed_percent": 10, "min_previous_rows": 0})
+    first = bench.receive()
+    bench.step()
+    held = bench.receive(keep_students=1)
+    assert bench.step().status is RunStatus.HELD
+    changes = run_changes(bench.data_dir, bench.history, bench.history.get(held))
+    assert changes["compared_with"] == {"run_id": first, "what": "the account's last delivery"}
+    assert changes["records"]["students.csv"] == {"added": [], "removed": ["usr-s2", "usr-s3"], "changed": []}
+    assert sorted(changes["records"]["rosters.csv"]["removed"]) == ["enr-4", "enr-6"]  # usr-s2's, usr-s3's
+    assert changes["totals"]["people"] == {"added": 0, "removed": 2, "changed": 0}
+    assert changes["files"] == json.loads(bench.history.get(held).diff_json)["files"]  # what the safeguard saw
+    assert changes["note"] is None and changes["status"] == "held"
+
+
+def test_a_changed_upload_names_the_record_and_column_and_the_value_only_on_request(bench):
+    bench.receive()
+    bench.step()
+    changed = _changed_upload(bench, "Samuel")
+    bench.configure(safeguards={"enabled": False})
+    assert bench.step().status is RunStatus.DELIVERED
+    run = bench.history.get(changed)
+    plain = run_changes(bench.data_dir, bench.history, run)
+    assert plain["compared_with"]["what"] == "the delivery before this run"
+    assert plain["records"]["students.csv"]["changed"] == [{"id": "usr-s1", "columns": ["first_name"]}]
+    assert plain["totals"]["people"] == {"added": 0, "removed": 0, "changed": 1}
+    shown = run_changes(bench.data_dir, bench.history, run, show_values=True)
+    assert shown["records"]["students.csv"]["changed"][0]["values"] == {"first_name": ["Sam", "Samuel"]}
+    assert "Sam" not in json.dumps(plain)
+
+
+def test_when_a_zip_was_purged_the_stored_counts_are_given_with_a_note(bench):
+    bench.receive()
+    bench.step()
+    second = _changed_upload(bench, "Samuel")
+    bench.step()
+    earlier = bench.history.delivered_before("district-a", bench.history.get(second))
+    assert bench.history.mark_purged(earlier.id)
+    import shutil
+
+    shutil.rmtree(bench.data_dir / "spool" / earlier.id)
+    changes = run_changes(bench.data_dir, bench.history, bench.history.get(second))
+    assert changes["records"] is None and changes["totals"] is None
+    assert f"the output ZIP of run {earlier.id} is removed by retention" in changes["note"]
+    assert changes["files"]["students.csv"]["changed"] == 1
+
+
+def test_a_run_that_never_reached_the_safeguard_has_no_diff(bench):
+    run_id = bench.receive()
+    with pytest.raises(RunError, match="did not reach the safeguard step"):
+        run_changes(bench.data_dir, bench.history, bench.history.get(run_id))
+
+
+def test_runs_diff_prints_the_records_for_people(bench):
+    config = bench.root / "rostergate.toml"
+    config.write_text(f'[server]\ndata_dir = "{bench.data_dir}"\n')
+    bench.receive()
+    bench.step()
+    run_id = _changed_upload(bench, "Samuel")
+    bench.step()
+    runner = CliRunner()
+    try:
+        text = runner.invoke(main, ["--config", str(config), "runs", "diff", run_id])
+        values = runner.invoke(main, ["--config", str(config), "runs", "diff", run_id, "--show-values", "--json"])
+    finally:
+        structlog.reset_defaults()
+    assert text.exit_code == 0, text.output
+    assert "against the delivery before this run" in text.output
+    assert "changed:  usr-s1 (first_name)" in text.output and "Samuel" not in text.output
+    assert json.loads(values.output)["records"]["students.csv"]["changed"][0]["values"]["first_name"] == [
+        "Sam", "Samuel"]

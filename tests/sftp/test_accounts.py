@@ -99,7 +99,7 @@ def test_delete_is_refused_while_a_flow_uses_the_account(daemon):
     assert result.returncode != 0 and "flow" in (result.stdout + result.stderr)
     daemon.cli_json("accounts", "create", "leaving")
     assert daemon.home("leaving").exists()
-    daemon.cli("accounts", "delete", "leaving")
+    daemon.cli("accounts", "delete", "leaving", "--yes")
     assert not daemon.home("leaving").exists()
     assert "leaving" not in {a["name"] for a in daemon.cli_json("accounts", "list")}
 

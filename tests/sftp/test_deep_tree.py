@@ -76,7 +76,7 @@ def test_deep_tree_with_links_outside_recovers_serves_and_is_deleted(tmp_path):
 
         # The flow for A goes from the configuration (delete is refused while one uses the account).
         daemon.config.write_text(daemon.config.read_text().split("[[flows]]")[0] + local_flow(B, tmp_path / "ob"))
-        result = daemon.cli("accounts", "delete", A)
+        result = daemon.cli("accounts", "delete", A, "--yes")
         assert "deleted" in result.stdout
         assert not os.path.lexists(home)
         assert sorted(p.name for p in outside.rglob("*")) == ["inner", "keep-too.txt", "keep.txt"]

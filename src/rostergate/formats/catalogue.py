@@ -390,13 +390,14 @@ def issue(
     column = _clip(column)
     fields = _Lenient({k: _clip(v) if isinstance(v, str) else v for k, v in params.items()})
     fields.update(file=file or "upload", column=column or "?", value="" if value is None else value)
-    message = f"{row.template.format_map(fields)}; {row.hint.format_map(fields)}"
+    hint = row.hint.format_map(fields)
     return Issue(
         severity=severity or row.severity,
         code=code,
-        message=message,
+        message=f"{row.template.format_map(fields)}; {hint}",
         file=file,
         line=line,
         column=column,
         value=value,
+        hint=hint,
     )

@@ -28,10 +28,15 @@ class Issue:
     line: int | None = None
     column: str | None = None
     value: str | None = None
+    #: the catalogue's fix hint, rendered (``message`` ends with it too); not part of the
+    #: ``validate`` contract's shape, only of the JSON report (:mod:`rostergate.runs.reports`)
+    hint: str | None = field(default=None, compare=False)
 
     def to_dict(self) -> dict[str, object]:
-        """The JSON shape of the ``validate`` contract."""
-        return asdict(self)
+        """The JSON shape of the ``validate`` contract (without ``hint``)."""
+        data = asdict(self)
+        del data["hint"]
+        return data
 
     def to_text(self) -> str:
         """``file:line - column = 'value' message`` (Claris-style, one line)."""

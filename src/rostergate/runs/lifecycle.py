@@ -13,11 +13,13 @@ illegal change (:class:`~rostergate.errors.IllegalTransition`) in the very
   :func:`retry_delay`);
 * the operator approves or rejects a held run, or retries a failed one
   (:meth:`Lifecycle.approve`, :meth:`Lifecycle.reject`, :meth:`Lifecycle.retry`;
-  the CLI's ``runs approve|reject|retry``); the pipeline reads what an approval
-  left through :func:`prepared_before`.
+  the CLI's ``runs approve|reject|retry``), each recorded in the audit trail with
+  who and why (:class:`~rostergate.history.Actor`); the pipeline reads what an
+  approval left through :func:`prepared_before`.
 
-A report is written whenever a run settles, into the account's home when it
-still exists; a run that waits for a retry or was superseded gets none.
+A report (``reports/<run-id>.txt`` and ``.json``) is written whenever a run
+settles, into the account's home when it still exists; a run that waits for a
+retry or was superseded gets none.
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ from pathlib import Path
 
 from rostergate import timeutil
 from rostergate.errors import DeliveryError, FinalError, RunError
-from rostergate.history import History, Run
+from rostergate.history import Actor, AuditTrail, History, Run
 from rostergate.runs.reports import write_report
 from rostergate.runstatus import RunStatus
 
@@ -60,6 +62,7 @@ class Lifecycle:
     def __init__(self, history: History, homes: Callable[[str], Path]):
         self.history = history
         self.homes = homes
+        self.audit = AuditTrail(history.conn)
 
     # -- the pipeline ------------------------------------------------------------------
     def settle(self, run_id: str, status: RunStatus, message: str, summary: str = "", *,
@@ -89,26 +92,36 @@ class Lifecycle:
         return next_at
 
     # -- the operator ------------------------------------------------------------------
-    def approve(self, run_id: str) -> Run:
+    def approve(self, run_id: str, by: Actor | None = None) -> Run:
         """A held run is delivered as it is: back to ``received``, marked approved (see :func:`prepared_before`)."""
-        self._held(run_id)
+        run = self._held(run_id)
         self.history.set_status(run_id, RunStatus.RECEIVED, "approved by an operator", only_from={RunStatus.HELD},
                                 approved_at=timeutil.iso())
+        self.audit.record("runs.approve", by or Actor.current(), run.account, run_id)
         return self._existing(run_id)
 
-    def reject(self, run_id: str) -> Run:
+    def reject(self, run_id: str, by: Actor | None = None) -> Run:
         """A held run is never delivered: ``discarded``, with a report saying so."""
-        self._held(run_id)
-        return self.settle(run_id, RunStatus.DISCARDED, "rejected by an operator; nothing was delivered",
-                           only_from={RunStatus.HELD})
+        run = self._held(run_id)
+        settled = self.settle(run_id, RunStatus.DISCARDED, "rejected by an operator; nothing was delivered",
+                              only_from={RunStatus.HELD})
+        self.audit.record("runs.reject", by or Actor.current(), run.account, run_id)
+        return settled
 
-    def retry(self, run_id: str) -> Run:
-        """A failed or retrying run starts again from its spooled upload, with fresh attempt counters."""
+    def retry(self, run_id: str, by: Actor | None = None) -> Run:
+        """A failed or retrying run starts again from its spooled upload, with fresh attempt counters.
+
+        A run whose files retention purged cannot: its upload is gone.
+        """
         run = self._existing(run_id)
         if run.status not in RETRIABLE:
             raise RunError(f"run {run_id} is {run.status}; only failed or retrying runs can be retried")
+        if run.purged_at:
+            raise RunError(f"run {run_id}: its upload was removed by retention at {run.purged_at}; "
+                           "it cannot be retried: ask the district to upload again")
         self.history.set_status(run_id, RunStatus.RECEIVED, "retry requested by an operator", only_from=RETRIABLE,
                                 finished_at=None, attempts=0, prepare_attempts=0)
+        self.audit.record("runs.retry", by or Actor.current(), run.account, run_id)
         return self._existing(run_id)
 
     def _existing(self, run_id: str) -> Run:

@@ -221,6 +221,8 @@ class Pipeline:
         self.history.replace_issues(run.id, prepared.issues)
         if prepared.format:
             self.history.update(run.id, input_format=prepared.format)
+        if prepared.counts:  # numbers only; the JSON report of a run delivered after an approval reads them
+            self.history.update(run.id, counts_json=json.dumps(prepared.counts))
         return prepared
 
     async def _hold_if_unsafe(self, run: Run, flow: Flow, output: Path, bound: Logger, summary: str) -> bool:

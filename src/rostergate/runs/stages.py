@@ -69,6 +69,8 @@ class Prepared:
     summary: str = ""
     output_sha256: str | None = None  # of ``output``, the bytes that passed the checks
     message: str = ""
+    # per source file, when it was converted: {"rows": read, "delivered": used, "dropped": {reason: n}}
+    counts: dict[str, dict[str, object]] = field(default_factory=dict)
 
 
 class _Steps:
@@ -141,6 +143,20 @@ def spooled_work_dir(run_dir: str | Path, upload: str | Path) -> Path:
     return folder / WORK_DIR
 
 
+def spooled_run_dir(data_dir: str | Path, run_id: str, upload: str | Path) -> Path:
+    """``<data_dir>/spool/<run_id>``, only when ``upload`` (the path the store keeps) is its ``upload.zip``.
+
+    What the pipeline works in, ``runs diff`` reads and retention removes: a run's
+    paths come from the store, and one that points anywhere else (another folder, a
+    link out of the spool, a run id that is no run id) raises :class:`ValueError`.
+    """
+    folder = Path(data_dir).resolve() / SPOOL_DIR / run_id
+    if not _RUN_ID.fullmatch(run_id) or Path(upload).resolve() != folder / UPLOAD_NAME:
+        raise ValueError("refusing a run whose upload is not in its own spool folder")
+    spooled_work_dir(folder, upload)  # and prepare()'s own guard
+    return folder
+
+
 def _prepare(run_dir: str, upload: str, input_format: InputFormat, output_format: OutputFormat,
              profile: ProfileName, mapping: Mapping | None, encoding: EncodingPolicy,
              upload_sha256: str | None) -> Prepared:
@@ -174,7 +190,7 @@ def _prepare(run_dir: str, upload: str, input_format: InputFormat, output_format
             prepared.issues.append(Issue(
                 "error", "format.unexpected",
                 f"this account expects {input_format} uploads but the ZIP holds {found}; "
-                "upload the format the flow is configured for",
+                "upload the format the flow is configured for", hint="upload the format the flow is configured for",
             ))
             return "failed", f"found {found}, expected {input_format}", None
         return ("ok" if found else "failed"), found or "format not recognised", found
@@ -216,6 +232,8 @@ def _prepare(run_dir: str, upload: str, input_format: InputFormat, output_format
         if not conversion.ok:
             return "failed", "conversion failed", False
         output_files.update(files)
+        prepared.counts = {name: {"rows": c.input, "delivered": c.output, "dropped": dict(sorted(c.dropped.items()))}
+                           for name, c in sorted(conversion.counts.items())}
         output_check.update({name: frame if is_verbatim(frame) else files[name]
                              for name, frame in conversion.tables.items()})
         prepared.summary = conversion_summary(conversion)
@@ -244,7 +262,7 @@ def _prepare(run_dir: str, upload: str, input_format: InputFormat, output_format
         if not result.valid:
             prepared.issues.extend(
                 Issue("error", "output." + i.code, f"the converted ASM files break a rule: {i.message}",
-                      i.file, i.line, i.column, i.value)
+                      i.file, i.line, i.column, i.value, i.hint)
                 for i in result.errors
             )
             return "failed", f"{len(result.errors)} error(s) in the converted files", False

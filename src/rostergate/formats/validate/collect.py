@@ -180,7 +180,7 @@ class Collector:
 
 
 def _with_severity(i: Issue, sev: Severity) -> Issue:
-    return Issue(sev, i.code, i.message, i.file, i.line, i.column, i.value)
+    return Issue(sev, i.code, i.message, i.file, i.line, i.column, i.value, i.hint)
 
 
 def parallel_map(fn: Callable[[T], R], items: Sequence[T]) -> list[R]:
