@@ -19,11 +19,19 @@ import os
 import string
 import tomllib
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
+from rostergate.alerts.settings import (
+    AlertSettings,
+    DispatchSettings,
+    parse_dispatch,
+    parse_flow_schedule,
+    parse_target,
+)
+from rostergate.alerts.settings import merge as merge_alerts
 from rostergate.errors import ConfigError
 from rostergate.sshkeys import parse_host_key
 
@@ -85,6 +93,9 @@ class Flow:
     safeguards: Any = None  # rostergate.safeguard.Thresholds
     watch: Path | None = None  # watch mode: ZIPs another SFTP server drops here start runs too
     watch_settle_seconds: float = 2.0
+    # Alerts: the server's [alerts] with this flow's [flows.alerts] over it; [flows.schedule]'s deadline.
+    alerts: AlertSettings = field(default_factory=AlertSettings)
+    schedule: Any = None  # rostergate.alerts.schedule.Schedule
 
 
 @dataclass(frozen=True)
@@ -118,9 +129,16 @@ class Settings:
     flows: tuple[Flow, ...] = ()
     source: Path | None = None  # the file the settings came from; None = embedded defaults
     demo: bool = False  # embedded defaults: create the demo account on start
+    alerts: AlertSettings = field(default_factory=AlertSettings)  # [alerts]: accounts without a flow get these
+    dispatch: DispatchSettings = field(default_factory=DispatchSettings)  # [alerts]: the dispatcher's keys
 
     def flow_for(self, account: str) -> Flow | None:
         return next((f for f in self.flows if f.account == account), None)
+
+    def alerts_for(self, account: str) -> AlertSettings:
+        """Where ``account``'s alerts go: its flow's, else the server's ``[alerts]``."""
+        flow = self.flow_for(account)
+        return flow.alerts if flow is not None else self.alerts
 
     @property
     def data_dir(self) -> Path:
@@ -238,7 +256,7 @@ _SERVER_KEYS = {"listen", "public_host", "host_key", "data_dir", "limits", "defe
                 "metrics_listen", "workers", "stop_grace_seconds"}
 ENCODING_POLICIES = ("convert", "reject")
 _FLOW_KEYS = {"account", "input", "output", "profile", "encoding", "downstream", "mapping", "safeguards", "watch",
-              "watch_settle_seconds"}
+              "watch_settle_seconds", "alerts", "schedule"}
 _DOWNSTREAM_KEYS = {
     "url", "password_file", "key_file", "host_key", "known_hosts", "remote_name",
     "connect_timeout", "max_attempts", "retry_base_seconds", "retry_max_seconds", "temp_name", "verify",
@@ -249,9 +267,10 @@ def parse(raw: dict, base: Path = Path("."), source: Path | None = None) -> Sett
     """Turn a parsed TOML document into :class:`Settings`; relative paths resolve against ``base``."""
     problems = _Problems()
     for key in raw:
-        if key not in ("server", "flows"):
-            problems.add(key, "unknown section (expected [server] or [[flows]])")
+        if key not in ("server", "flows", "alerts"):
+            problems.add(key, "unknown section (expected [server], [alerts] or [[flows]])")
     server = _parse_server(raw.get("server", {}), base, problems)
+    alert_defaults, alerts, dispatch = _parse_alerts(raw.get("alerts", {}), base, problems)
     flows_raw = raw.get("flows", [])
     flows: list[Flow] = []
     if not isinstance(flows_raw, list):
@@ -262,13 +281,43 @@ def parse(raw: dict, base: Path = Path("."), source: Path | None = None) -> Sett
         flow = _parse_flow(table, f"flows[{index}]", base, problems)
         if flow is None:
             continue
+        flow = _with_flow_alerts(flow, table, f"flows[{index}]", base, alert_defaults, problems)
         if flow.account in seen:
             problems.add(f"flows[{index}].account", f"account '{flow.account}' already has a flow")
         seen.add(flow.account)
         flows.append(flow)
     if problems.items:
         raise ConfigError(problems.items)
-    return Settings(server=server, flows=tuple(flows), source=source)
+    return Settings(server=server, flows=tuple(flows), source=source, alerts=alerts, dispatch=dispatch)
+
+
+def _parse_alerts(table: Any, base: Path, problems: _Problems) -> tuple[dict[str, Any], AlertSettings,
+                                                                         DispatchSettings]:
+    """``[alerts]``: the keys every flow inherits, the server default they make, and the dispatcher's."""
+    defaults, found = parse_target(table, "alerts", base, server=True)
+    problems.items.extend(found)
+    settings, found = merge_alerts({}, defaults, "alerts")
+    problems.items.extend(found)
+    dispatch, found = parse_dispatch(table if isinstance(table, dict) else {}, "alerts")
+    problems.items.extend(found)
+    return defaults, settings, dispatch
+
+
+def _with_flow_alerts(flow: Flow, table: dict[str, Any], prefix: str, base: Path, defaults: dict[str, Any],
+                      problems: _Problems) -> Flow:
+    """``flow`` with its alert settings (``[flows.alerts]`` over ``[alerts]``) and ``[flows.schedule]``."""
+    overrides, found = parse_target(table.get("alerts", {}), f"{prefix}.alerts", base, server=False)
+    problems.items.extend(found)
+    alerts = AlertSettings()
+    if overrides or defaults:
+        alerts, found = merge_alerts(defaults, overrides, f"{prefix}.alerts" if overrides else "alerts")
+        if overrides:  # the server default's own gaps are reported once, for [alerts]
+            problems.items.extend(found)
+    schedule = None
+    if "schedule" in table:
+        schedule, found = parse_flow_schedule(table["schedule"], f"{prefix}.schedule")
+        problems.items.extend(found)
+    return replace(flow, alerts=alerts, schedule=schedule)
 
 
 REMOTE_NAME_FIELDS = ("account", "run_id")

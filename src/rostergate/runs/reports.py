@@ -25,7 +25,7 @@ _HEADLINES: dict[RunStatus, str] = {
     RunStatus.DELIVERED: "DELIVERED: your upload was accepted and forwarded.",
     RunStatus.REJECTED: ("REJECTED: your upload breaks the rules below and was not forwarded. "
                          "Fix them and upload again."),
-    # Nothing alerts the operator yet, and not every failure goes away by itself: say only what holds.
+    # Not every failure goes away by itself: say only what holds (whether the operator was alerted: _alerted).
     RunStatus.FAILED: ("FAILED: your upload was not forwarded; the reason is below. The operator of this server "
                        "can retry it: contact them with the run id above."),
     RunStatus.RETRYING: "RETRYING: the downstream server could not be reached; delivery will be retried.",
@@ -36,8 +36,12 @@ _HEADLINES: dict[RunStatus, str] = {
 
 
 def render_report(run: Run, steps: Sequence[Step], issues: Sequence[Issue], summary: str = "",
-                  deliveries: Sequence[Delivery] = ()) -> str:
-    """The report's text: headline, the delivery receipt, steps, then every issue as ``file:line - what is wrong``."""
+                  deliveries: Sequence[Delivery] = (), alerted: str = "") -> str:
+    """The report's text: headline, the delivery receipt, steps, then every issue as ``file:line - what is wrong``.
+
+    ``alerted`` says how the operator was alerted to this run (``by webhook and e-mail``); only
+    then does the report say they were.
+    """
     lines = [
         f"rostergate run {run.id}",
         f"upload:   {run.upload_name}",
@@ -49,6 +53,8 @@ def render_report(run: Run, steps: Sequence[Step], issues: Sequence[Issue], summ
     ]
     if run.message:
         lines.append(run.message)
+    if alerted:
+        lines.append(f"The operator of this server has been alerted to this run ({alerted}).")
     lines += _receipt_lines(deliveries)
     lines += ["", "Steps:"]
     lines += [f"  {s['name']:<13} {s['status']:<8} {s['message'] or ''}".rstrip() for s in steps]
@@ -74,7 +80,7 @@ def _receipt_lines(deliveries: Sequence[Delivery]) -> list[str]:
 
 
 def write_report(home: Path, run: Run, steps: Sequence[Step], issues: Sequence[Issue], summary: str = "",
-                 deliveries: Sequence[Delivery] = ()) -> Path:
+                 deliveries: Sequence[Delivery] = (), alerted: str = "") -> Path:
     """Write (or replace) ``reports/<run-id>.txt`` in ``home``, owner-only, atomically."""
     folder = Path(home) / REPORTS_DIR
     folder.mkdir(parents=True, exist_ok=True, mode=0o700)
@@ -82,6 +88,6 @@ def write_report(home: Path, run: Run, steps: Sequence[Step], issues: Sequence[I
     partial = folder / f".{run.id}.txt.partial"
     fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w", encoding="utf-8") as handle:
-        handle.write(render_report(run, steps, issues, summary, deliveries))
+        handle.write(render_report(run, steps, issues, summary, deliveries, alerted))
     os.replace(partial, target)
     return target
