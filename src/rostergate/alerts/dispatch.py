@@ -155,7 +155,7 @@ class Dispatcher:
         except AlertError as exc:
             if exc.retryable and job.attempts < settings.max_attempts and not self._closing:
                 delay = min(settings.retry_base_seconds * 2 ** (job.attempts - 1), settings.retry_max_seconds)
-                log.warning("alert_retrying", **fields, error=str(exc), retry_in_seconds=round(delay, 1))
+                log.warning("alert_retrying", **fields, error=str(exc), retry_in_seconds=round(delay, 3))
                 metrics.ALERTS.labels(job.channel, "retried").inc()
                 with self._cond:
                     self._push(self._clock() + delay, job)
