@@ -335,6 +335,19 @@ class History:
                                 (run_id, event)).fetchone()
         return row is not None
 
+    def previous_status(self, run_id: str, statuses: Collection[RunStatus]) -> RunStatus | None:
+        """The status of the account's latest run received before ``run_id`` whose status is one of ``statuses``
+        (receipt order; runs received in the same second in the order they were recorded)."""
+        placeholders = ",".join("?" * len(statuses))
+        row = self.conn.execute(
+            "SELECT r.status FROM runs r, runs me WHERE me.id = ? AND r.account = me.account AND r.id != me.id"
+            f" AND r.status IN ({placeholders})"
+            " AND (r.received_at < me.received_at OR (r.received_at = me.received_at AND r.rowid < me.rowid))"
+            " ORDER BY r.received_at DESC, r.rowid DESC LIMIT 1",
+            (run_id, *(RunStatus(s).value for s in statuses)),
+        ).fetchone()
+        return RunStatus(row["status"]) if row else None
+
     def activity(self) -> dict[str, dict[str, str | None]]:
         """Per account: ``last_upload`` (its newest run's receipt) and ``last_delivery`` (newest delivered run)."""
         rows = self.conn.execute(

@@ -71,10 +71,8 @@ class Alerter:
     def _recovered(self, run: Run) -> bool:
         if self.history.raised(run.id, "run.retrying"):
             return True
-        for earlier in self.history.list(account=run.account, limit=50):
-            if earlier.id != run.id and earlier.received_at <= run.received_at and earlier.status in ENDED:
-                return earlier.status is not RunStatus.DELIVERED
-        return False
+        previous = self.history.previous_status(run.id, ENDED)
+        return previous is not None and previous is not RunStatus.DELIVERED
 
     # -- building and sending --------------------------------------------------------------
     def run_alert(self, event: str, run: Run, reason: str, details: Mapping[str, object] | None = None) -> Alert:
