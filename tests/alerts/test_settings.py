@@ -126,3 +126,26 @@ def test_check_config_catches_a_bad_deadline_and_a_secret_others_may_read(tmp_pa
     result = CliRunner().invoke(main, ["--config", str(path), "check-config"])
     assert result.exit_code == 2
     assert "flows[0].schedule.expect_upload:" in result.output and "unknown time zone" in result.output
+
+
+def test_the_commented_alert_keys_of_config_example_are_real_keys():
+    """Uncommented, the example's [alerts], [flows.schedule] and [flows.alerts] parse (only the example's
+    secret files are missing)."""
+    import re
+    import tomllib
+
+    from rostergate.alerts.settings import parse_dispatch, parse_flow_schedule, parse_target
+
+    example = (Path(__file__).resolve().parents[2] / "config.example.toml").read_text()
+    tables = {}
+    for name in ("alerts", "flows.schedule", "flows.alerts"):
+        block = re.search(rf"^# \[{re.escape(name)}\]\n((?:# .*\n)+)", example, re.M)
+        assert block, name
+        lines = [line[2:] for line in block[1].splitlines() if re.match(r"# \w+ = ", line)]
+        tables[name] = tomllib.loads("\n".join(lines))
+    values, found = parse_target(tables["alerts"], "alerts", Path("/"), server=True)
+    assert all("file not found" in p for p in found) and len(found) == 3, found
+    assert values["email_to"] and values["retrying_after_seconds"] == 3600
+    assert parse_dispatch(tables["alerts"], "alerts")[1] == []
+    assert parse_target(tables["flows.alerts"], "flows[0].alerts", Path("/"), server=False)[1] == []
+    assert parse_flow_schedule(tables["flows.schedule"], "flows[0].schedule")[1] == []
