@@ -94,7 +94,7 @@ def _configure_stdlib(json: bool, level: int, shared: list[Any], renderer: Any) 
         processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta,
                     structlog.processors.format_exc_info, renderer],
     )
-    handler = logging.StreamHandler(sys.stderr)
+    handler = _Stderr()
     handler.setFormatter(formatter)
     root = logging.getLogger()
     for old in list(root.handlers):
@@ -107,6 +107,18 @@ def _configure_stdlib(json: bool, level: int, shared: list[Any], renderer: Any) 
     for name in ("asyncssh", "paramiko"):
         logging.getLogger(name).setLevel(max(level, logging.WARNING))
     logging.captureWarnings(json)
+
+
+class _Stderr(logging.StreamHandler):  # type: ignore[type-arg]
+    """Writes to whatever ``sys.stderr`` is when a record is emitted (a test's capture, then the real one)."""
+
+    @property
+    def stream(self) -> Any:
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, _value: Any) -> None:
+        pass
 
 
 def _uncaught(kind: type[BaseException], value: BaseException, tb: TracebackType | None) -> None:

@@ -21,6 +21,11 @@ def _restore_structlog():
     """configure() binds the stream capsys replaced: later tests must not log into a closed file."""
     yield
     structlog.reset_defaults()
+    import logging
+    import threading
+
+    sys.excepthook, threading.excepthook = sys.__excepthook__, threading.__excepthook__
+    logging.captureWarnings(False)
 
 
 def test_log_lines_go_to_stderr_and_never_to_stdout(capsys: pytest.CaptureFixture[str]) -> None:
