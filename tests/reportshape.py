@@ -15,7 +15,8 @@ STEP = {"name": (STR,), "status": (STR,), "started_at": (STR,), "finished_at": (
 DELIVERY = {"status": (STR,), "attempts": (INT,), "name": (STR, NULL), "size": (INT, NULL), "sha256": (STR, NULL),
             "finished_at": (STR, NULL)}
 REPORT = {"schema": (STR,), "run_id": (STR,), "account": (STR,), "status": (STR,), "headline": (STR,),
-          "message": (STR, NULL), "upload_name": (STR,), "input_format": (STR, NULL), "sha256": (STR, NULL),
+          "message": (STR, NULL), "operator_alerted": (STR, NULL), "upload_name": (STR,),
+          "input_format": (STR, NULL), "sha256": (STR, NULL),
           "received_at": (STR,), "finished_at": (STR, NULL), "counts": (dict,), "issues": (list,),
           "steps": (list,), "deliveries": (list,)}
 STATUSES = {"received", "processing", "retrying", "held", "delivered", "rejected", "failed", "discarded",

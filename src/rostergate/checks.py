@@ -42,6 +42,29 @@ def run(settings: Settings, listen: bool = True, connect: bool = False) -> list[
     problems += flow_accounts(settings)
     for index, flow in enumerate(settings.flows):
         problems += flow_problems(flow, f"flows[{index}]", connect)
+    problems += alert_files(settings)
+    return problems
+
+
+def alert_files(settings: Settings) -> list[str]:
+    """The alert secrets (webhook secret, SMTP password) are owner-only and not empty; the CA file readable.
+
+    A file the server default and its flows share is checked once, under ``alerts``.
+    """
+    problems: list[str] = []
+    seen: set[Path] = set()
+    tables = [("alerts", settings.alerts), *((f"flows[{i}].alerts", f.alerts) for i, f in enumerate(settings.flows))]
+    for prefix, alerts in tables:
+        for name in ("webhook_secret_file", "smtp_password_file", "smtp_ca_file"):
+            path = getattr(alerts, name)
+            if path is None or path in seen:
+                continue
+            seen.add(path)
+            if name == "smtp_ca_file":
+                if not os.access(path, os.R_OK):
+                    problems.append(f"{prefix}.{name}: {path} is not readable by {user_name()}")
+                continue
+            problems += secret_file(f"{prefix}.{name}", path)
     return problems
 
 
@@ -209,7 +232,7 @@ def _folder(key: str, path: Path) -> list[str]:
 
 
 def secret_file(key: str, path: Path) -> list[str]:
-    """A downstream secret: readable by this user, not empty, and readable by nobody else."""
+    """A secret (a downstream's, an alert's): readable by this user, not empty, and readable by nobody else."""
     try:
         info = path.stat()
         data = path.read_bytes()

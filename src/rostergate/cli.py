@@ -33,6 +33,7 @@ class Context:
     def __init__(self, config_path: Path | None, demo: bool = False):
         self.config_path = config_path
         self.demo = demo
+        self.announce = lambda line: say(line, err=True)  # `serve` logs it instead (one JSON object a line)
         self._source: config_module.ConfigSource | None = None
         self._settings: config_module.Settings | None = None
         self._conn: sqlite3.Connection | None = None
@@ -43,7 +44,7 @@ class Context:
         if self._source is None:
             self._source = config_module.discover(self.config_path, self.demo)
             if self._source.reason != "--config":
-                say(self._source.describe(), err=True)
+                self.announce(self._source.describe())
         return self._source
 
     @property
@@ -182,16 +183,18 @@ class RostergateGroup(click.Group):
                    "then ./rostergate.toml (the one used is named on stderr).")
 @click.option("--demo", is_flag=True,
               help="Use the embedded demo defaults: listen 127.0.0.1:2222, state under ./var, a 'demo' account.")
+@click.option("--log-level", type=click.Choice(["debug", "info", "warning", "error"]), default="info",
+              show_default=True, help="The least severe log lines written to stderr.")
 @click.version_option(package_name="rostergate")
 @click.pass_context
-def main(ctx: click.Context, config_path: Path | None, demo: bool) -> None:
+def main(ctx: click.Context, config_path: Path | None, demo: bool, log_level: str) -> None:
     """rostergate: SFTP intake, validation, conversion and forwarding of rostering data."""
     from rostergate import logs
 
     # Student data and secrets: whatever any command (serve included) creates is owner-only,
     # whatever umask the shell or the unit started us with.
     os.umask(0o077)
-    logs.configure()
+    logs.configure(level=logs.LEVELS[log_level])
     ctx.obj = Context(config_path, demo)
 
 
@@ -200,10 +203,37 @@ def main(ctx: click.Context, config_path: Path | None, demo: bool) -> None:
 @pass_context
 def serve(ctx: Context) -> None:
     """Run the SFTP server and the pipeline: SIGHUP reloads, SIGTERM drains and stops (twice: at once)."""
+    from rostergate import logs
     from rostergate.daemon import serve as run_daemon
 
-    ctx.state_dir()
-    asyncio.run(run_daemon(ctx.settings, ctx.reload))
+    if not logs.is_json():
+        ctx.state_dir()
+        asyncio.run(run_daemon(ctx.settings, ctx.reload))
+        return
+    _serve_logged(ctx, run_daemon)
+
+
+def _serve_logged(ctx: Context, run_daemon: Any) -> None:
+    """``serve`` whose every stderr line is a JSON object: what stops it is logged, not printed
+    (the exit codes are those of :class:`RostergateGroup`; anything else exits 1 with its traceback
+    as the ``exception`` field)."""
+    import structlog
+
+    log = structlog.get_logger("rostergate.daemon")
+    ctx.announce = lambda line: log.info("config_source", message=line)
+    try:
+        ctx.state_dir()
+        asyncio.run(run_daemon(ctx.settings, ctx.reload))
+    except ConfigError as exc:
+        log.error("serve_refused", problems=[f"config error: {p}" for p in exc.problems])
+        sys.exit(2)
+    except (RostergateError, sqlite3.Error, OSError) as exc:
+        message = _os_error(exc) if isinstance(exc, OSError) else str(exc)
+        log.error("serve_refused", problems=[f"error: {message}"])
+        sys.exit(1 if isinstance(exc, AccountError) else 2)
+    except Exception:  # noqa: BLE001 - the last word of a crashing daemon is a JSON line, traceback included
+        log.critical("serve_crashed", exc_info=True)
+        sys.exit(1)
 
 
 @main.command("check-config")
@@ -492,13 +522,23 @@ def runs_show(ctx: Context, run_id: str, as_json: bool) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print JSON (the documented shape) instead of text.")
 @pass_context
 def runs_stats(ctx: Context, since: str | None, as_json: bool) -> None:
-    """Counts of runs per status and per account."""
-    data = ctx.history().stats(_since(since))
+    """Counts of runs per status and per account; each account's last upload and delivery, and whether it is late."""
+    from rostergate.alerts.notify import account_states
+
+    history = ctx.history()
+    data = history.stats(_since(since))
+    states = account_states(ctx.settings, history, ctx.accounts(), timeutil.now())
+    data["accounts"] = {state.account: state.to_dict() for state in states}
     if as_json:
         emit_json(data)
         return
     say(f"total: {data['total']}")
     table([[s, str(n)] for s, n in sorted(data["by_status"].items())], ["STATUS", "RUNS"])
+    if states:
+        say()
+        table([[st.account, st.last_upload or "never", st.last_delivery or "never", st.expect_upload or "-",
+                f"LATE (deadline {st.missed_deadline})" if st.late else ("on time" if st.expect_upload else "-")]
+               for st in states], ["ACCOUNT", "LAST UPLOAD", "LAST DELIVERY", "EXPECTED", "DEADLINE"])
 
 
 @runs.command("approve")

@@ -20,11 +20,20 @@ import os
 import string
 import tomllib
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Literal, TypeVar, get_args
+from typing import Any, Literal, TypeVar, get_args
 from urllib.parse import unquote, urlsplit
 
+from rostergate.alerts.schedule import Schedule
+from rostergate.alerts.settings import (
+    AlertSettings,
+    DispatchSettings,
+    parse_dispatch,
+    parse_flow_schedule,
+    parse_target,
+)
+from rostergate.alerts.settings import merge as merge_alerts
 from rostergate.errors import ConfigError
 from rostergate.formats.convert.mapping import Mapping as ColumnMapping
 from rostergate.formats.convert.mapping_config import parse_mapping
@@ -120,6 +129,9 @@ class Flow:
     watch: Path | None = None  # watch mode: ZIPs another SFTP server drops here start runs too
     watch_settle_seconds: float = 2.0
     retention: Retention | None = None  # [flows.retention]; None: the server default ([retention])
+    # Alerts: the server's [alerts] with this flow's [flows.alerts] over it; [flows.schedule]'s deadline.
+    alerts: AlertSettings = field(default_factory=AlertSettings)
+    schedule: Schedule | None = None  # [flows.schedule]
 
 
 @dataclass(frozen=True)
@@ -155,6 +167,8 @@ class Settings:
     demo: bool = False  # embedded defaults: create the demo account on start
     retention: Retention = field(default_factory=Retention)  # [retention]: the default of every flow
     retention_interval_seconds: float = 3600.0  # how often serve enforces it
+    alerts: AlertSettings = field(default_factory=AlertSettings)  # [alerts]: accounts without a flow get these
+    dispatch: DispatchSettings = field(default_factory=DispatchSettings)  # [alerts]: the dispatcher's keys
 
     def flow_for(self, account: str) -> Flow | None:
         return next((f for f in self.flows if f.account == account), None)
@@ -163,6 +177,11 @@ class Settings:
         """The account's flow's ``[flows.retention]`` (its keys over the server's), else ``[retention]``."""
         flow = self.flow_for(account)
         return flow.retention if flow is not None and flow.retention is not None else self.retention
+
+    def alerts_for(self, account: str) -> AlertSettings:
+        """Where ``account``'s alerts go: its flow's, else the server's ``[alerts]``."""
+        flow = self.flow_for(account)
+        return flow.alerts if flow is not None else self.alerts
 
     @property
     def data_dir(self) -> Path:
@@ -275,7 +294,7 @@ class _Problems:
 _SERVER_KEYS = {"listen", "public_host", "host_key", "data_dir", "limits", "defender", "algorithms",
                 "metrics_listen", "workers", "stop_grace_seconds"}
 _FLOW_KEYS = {"account", "input", "output", "profile", "encoding", "downstream", "mapping", "safeguards", "watch",
-              "watch_settle_seconds", "retention"}
+              "watch_settle_seconds", "retention", "alerts", "schedule"}
 _DOWNSTREAM_KEYS = {
     "url", "password_file", "key_file", "host_key", "known_hosts", "remote_name",
     "connect_timeout", "max_attempts", "retry_base_seconds", "retry_max_seconds", "temp_name", "verify",
@@ -289,9 +308,10 @@ def parse(raw: Mapping[str, object], base: Path = Path("."), source: Path | None
     """Turn a parsed TOML document into :class:`Settings`; relative paths resolve against ``base``."""
     problems = _Problems()
     for key in raw:
-        if key not in ("server", "flows", "retention"):
-            problems.add(key, "unknown section (expected [server], [retention] or [[flows]])")
+        if key not in ("server", "flows", "alerts", "retention"):
+            problems.add(key, "unknown section (expected [server], [alerts], [retention] or [[flows]])")
     server = _parse_server(raw.get("server", {}), base, problems)
+    alert_defaults, alerts, dispatch = _parse_alerts(raw.get("alerts", {}), base, problems)
     retention, interval = Retention(), 3600.0
     if "retention" in raw:
         retention, interval = _parse_retention(raw["retention"], "retention", Retention(), problems, server_wide=True)
@@ -308,12 +328,12 @@ def parse(raw: Mapping[str, object], base: Path = Path("."), source: Path | None
             if account in seen:
                 problems.add(f"flows[{index}].account", f"account '{account}' already has a flow")
             seen.add(account)
-        if flow is not None:
-            flows.append(flow)
+        if flow is not None and isinstance(table, dict):
+            flows.append(_with_flow_alerts(flow, table, f"flows[{index}]", base, alert_defaults, problems))
     if problems.items:
         raise ConfigError(problems.items)
-    return Settings(server=server, flows=tuple(flows), source=source, retention=retention,
-                    retention_interval_seconds=interval)
+    return Settings(server=server, flows=tuple(flows), source=source, alerts=alerts, dispatch=dispatch,
+                    retention=retention, retention_interval_seconds=interval)
 
 
 _RETENTION_KEYS = ("keep_days", "keep_runs")
@@ -349,6 +369,35 @@ def _parse_retention(table: object, prefix: str, default: Retention, problems: _
         interval = _seconds(table, "interval_seconds", interval, prefix, problems,
                             "must be a finite number of seconds >= 1", minimum=1)
     return Retention(values["keep_days"], values["keep_runs"]), interval
+
+
+def _parse_alerts(table: object, base: Path, problems: _Problems) -> tuple[dict[str, Any], AlertSettings,
+                                                                         DispatchSettings]:
+    """``[alerts]``: the keys every flow inherits, the server default they make, and the dispatcher's."""
+    defaults, found = parse_target(table, "alerts", base, server=True)
+    problems.items.extend(found)
+    settings, found = merge_alerts({}, defaults, "alerts")
+    problems.items.extend(found)
+    dispatch, found = parse_dispatch(table if isinstance(table, dict) else {}, "alerts")
+    problems.items.extend(found)
+    return defaults, settings, dispatch
+
+
+def _with_flow_alerts(flow: Flow, table: dict[str, Any], prefix: str, base: Path, defaults: dict[str, Any],
+                      problems: _Problems) -> Flow:
+    """``flow`` with its alert settings (``[flows.alerts]`` over ``[alerts]``) and ``[flows.schedule]``."""
+    overrides, found = parse_target(table.get("alerts", {}), f"{prefix}.alerts", base, server=False)
+    problems.items.extend(found)
+    alerts = AlertSettings()
+    if overrides or defaults:
+        alerts, found = merge_alerts(defaults, overrides, f"{prefix}.alerts" if overrides else "alerts")
+        if overrides:  # the server default's own gaps are reported once, for [alerts]
+            problems.items.extend(found)
+    schedule = None
+    if "schedule" in table:
+        schedule, found = parse_flow_schedule(table["schedule"], f"{prefix}.schedule")
+        problems.items.extend(found)
+    return replace(flow, alerts=alerts, schedule=schedule)
 
 
 REMOTE_NAME_FIELDS = ("account", "run_id")

@@ -34,14 +34,17 @@ from __future__ import annotations
 import asyncio
 import signal
 import sqlite3
+import time
 from collections.abc import Callable
 from dataclasses import replace
 from typing import Any
 
 import structlog
 
-from rostergate import checks, store
+from rostergate import checks, logs, store
 from rostergate.accounts import AccountStore
+from rostergate.alerts.dispatch import Dispatcher
+from rostergate.alerts.notify import Alerter, Watch
 from rostergate.config import Settings
 from rostergate.errors import ConfigError
 from rostergate.history import Actor, History, os_user
@@ -59,6 +62,11 @@ log = structlog.get_logger("rostergate.daemon")
 # Imported when a worker starts, so a run's time limit does not pay for them.
 WORKER_PRELOAD = ("rostergate.runs.stages", "rostergate.formats.validate.entry", "rostergate.formats.convert.entry")
 DRAIN_POLL_SECONDS = 0.2
+# /healthz calls the pipeline dead when its loop (which turns at least every POLL_SECONDS) has not
+# turned for this long: the event loop is stuck, or the pipeline's task ended.
+PIPELINE_STALE_SECONDS = 30.0
+# On stop, alerts still queued get this long to go out.
+ALERT_GRACE_SECONDS = 5.0
 
 
 def ensure_demo_account(accounts: AccountStore, settings: Settings) -> str | None:
@@ -102,6 +110,7 @@ def _restart_keys(old: Settings, new: Settings) -> list[str]:
         ("server.workers", a.workers, b.workers),
         ("server.algorithms", a.sftp.algorithms, b.sftp.algorithms),
         ("server.defender", a.sftp.defender, b.sftp.defender),
+        ("alerts (the dispatcher's keys)", old.dispatch, new.dispatch),
     ]
     return [key for key, before, after in pairs if before != after]
 
@@ -122,6 +131,8 @@ class Daemon:
         self._hup = asyncio.Event()
         self._watch_stop = asyncio.Event()
         self._watchers: list[asyncio.Task[None]] = []
+        self._sftp: Any = None  # the SFTP listener once it listens (for /healthz)
+        self._pipeline_task: asyncio.Task[None] | None = None
 
     # -- signals -------------------------------------------------------------------------
     def _on_stop(self, name: str) -> None:
@@ -157,9 +168,12 @@ class Daemon:
         history = History(conn)
         demo_password = ensure_demo_account(accounts, settings)
         workers = WorkerPool(server_settings.workers, preload=WORKER_PRELOAD)
+        dispatcher = Dispatcher(settings.dispatch)
+        self.alerter = alerter = Alerter(lambda: self.settings, history, dispatcher)
         # Runs of different accounts go side by side: at least as many as there are workers to keep busy.
         self.pipeline = pipeline = Pipeline(settings, history, accounts, workers,
-                                            concurrency=max(2, server_settings.workers.processes))
+                                            concurrency=max(2, server_settings.workers.processes), alerts=alerter)
+        metrics_server = None
         try:
             intake = Intake(history, data_dir, wake=pipeline.wake)
             self.intake = intake
@@ -170,7 +184,7 @@ class Daemon:
             if server_settings.metrics_listen:
                 host, _, port = server_settings.metrics_listen.rpartition(":")
                 try:
-                    serve_metrics(server_settings.metrics_listen)
+                    metrics_server = serve_metrics(server_settings.metrics_listen, self.health)
                 except OSError as exc:
                     raise ConfigError([checks.cannot_listen("server.metrics_listen", host, int(port), exc)]) from None
             host_key = load_or_create_host_key(server_settings.host_key)
@@ -183,14 +197,18 @@ class Daemon:
                 raise ConfigError([checks.cannot_listen(
                     "server.listen", server_settings.listen_host, server_settings.listen_port, exc)]) from None
             self.state: ServerState = server.rostergate_state  # the sessions' shared registries
+            self._sftp = server
             loop = asyncio.get_running_loop()
             self._install_signals(loop)
-            background = [asyncio.create_task(pipeline.run_forever()), asyncio.create_task(self._reloader()),
+            self._pipeline_task = asyncio.create_task(pipeline.run_forever())
+            watch = Watch(alerter, accounts)
+            background = [self._pipeline_task, asyncio.create_task(self._reloader()),
+                          asyncio.create_task(self._watch(watch, settings.dispatch.check_interval_seconds)),
                           asyncio.create_task(self._retention())]
             if self.notifier.watchdog_seconds:
                 background.append(asyncio.create_task(self._watchdog(self.notifier.watchdog_seconds)))
             self._start_watchers(settings)
-            print(welcome(settings, host_key.get_fingerprint(), demo_password), flush=True)
+            self._banner(welcome(settings, host_key.get_fingerprint(), demo_password), demo_password)
             listen = f"{server_settings.listen_host}:{server_settings.listen_port}"
             log.info("daemon_started", listen=listen)
             self.notifier.ready(f"listening on {listen}")
@@ -198,6 +216,42 @@ class Daemon:
             await self._drain_and_stop(server, history, background)
         finally:
             await workers.close()  # no worker outlives the daemon, not even one in the middle of a run
+            unsent = await asyncio.to_thread(dispatcher.close, ALERT_GRACE_SECONDS)
+            if unsent:
+                log.error("alerts_unsent_at_stop", count=unsent)
+            if metrics_server is not None:
+                metrics_server.shutdown()
+
+    def _banner(self, text: str, demo_password: str | None) -> None:
+        """The welcome text: as it is on a terminal; one JSON log line otherwise (without a demo password,
+        which goes to stdout only: a log is no place for it)."""
+        if not logs.is_json():
+            print(text, flush=True)
+            return
+        lines = [line for line in text.splitlines() if not (demo_password and demo_password in line)]
+        log.info("daemon_banner", lines=lines)
+        if demo_password:
+            print(f"Created account 'demo' with password {demo_password} (shown only now).", flush=True)
+
+    # -- health and the timer ----------------------------------------------------------------
+    def health(self) -> dict[str, bool]:
+        """``/healthz``'s checks (called from the metrics thread: reads only)."""
+        sftp = self._sftp
+        task = self._pipeline_task
+        beat = time.monotonic() - self.pipeline.heartbeat if hasattr(self, "pipeline") else float("inf")
+        return {
+            "sftp_listening": bool(sftp is not None and sftp.is_serving() and not self._stop.is_set()),
+            "pipeline_alive": bool(task is not None and not task.done() and beat < PIPELINE_STALE_SECONDS),
+        }
+
+    async def _watch(self, watch: Watch, interval: float) -> None:
+        """Deadlines, long retries and the store's gauges, every ``interval`` seconds; a failure is logged."""
+        while True:
+            try:
+                watch.tick()  # on the loop: the store's connection is the loop's (quick, indexed queries)
+            except Exception as exc:  # noqa: BLE001 - the watch must outlive any one failure
+                log.error("watch_failed", error=type(exc).__name__)
+            await asyncio.sleep(interval)
 
     # -- retention -------------------------------------------------------------------------
     async def _retention(self) -> None:
@@ -266,7 +320,7 @@ class Daemon:
         sftp = replace(new.server.sftp, algorithms=old.server.sftp.algorithms, defender=old.server.sftp.defender)
         server = replace(old.server, public_host=new.server.public_host, sftp=sftp,
                          stop_grace_seconds=new.server.stop_grace_seconds)
-        applied = replace(new, server=server)
+        applied = replace(new, server=server, dispatch=old.dispatch)
         self.settings = self.pipeline.settings = applied
         self.state.settings = sftp
         if _watched(applied) != _watched(old):

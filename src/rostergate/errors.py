@@ -15,9 +15,10 @@ Messages say what is wrong and what to do, and never quote a secret or student d
     ├── WorkerFailure            a worker process running a run's CPU work was lost
     ├── RunError                 an operator request about a run cannot be done (unknown run, wrong status)
     │   └── IllegalTransition    a run was asked to change status in a way the lifecycle forbids
-    └── DeliveryError            a delivery to a downstream failed
-        ├── RetryableError       try again later: unreachable, disk full, credentials unreadable
-        └── FinalError           retrying cannot help: host key mismatch, login or permission refused
+    ├── DeliveryError            a delivery to a downstream failed
+    │   ├── RetryableError       try again later: unreachable, disk full, credentials unreadable
+    │   └── FinalError           retrying cannot help: host key mismatch, login or permission refused
+    └── AlertError               an alert (webhook, e-mail) could not be sent; ``retryable``: may work later
 
 Bad *upload content* is not an exception: it is data (:class:`rostergate.formats.issues.Issue`).
 """
@@ -92,3 +93,12 @@ class RetryableError(DeliveryError):
 
 class FinalError(DeliveryError):
     """Retrying cannot help (a host key mismatch, a refused login or permission, a missing folder)."""
+
+
+class AlertError(RostergateError):
+    """An alert could not be sent; ``retryable`` is False when trying again cannot help (a refused login,
+    a 4xx answer). The message names the channel and the reason, never a secret."""
+
+    def __init__(self, message: str, retryable: bool = True):
+        self.retryable = retryable
+        super().__init__(message)

@@ -329,6 +329,44 @@ class History:
             for row in self.conn.execute("SELECT * FROM deliveries WHERE run_id = ? ORDER BY destination", (run_id,))
         ]
 
+    # -- alerts raised once (issue 12: a missed deadline, a delivery retrying too long) -----
+    def raise_once(self, key: str, event: str, account: str, run_id: str | None = None) -> bool:
+        """Record that the alert ``key`` was raised; False when it already was (by this daemon or an earlier one)."""
+        with self.conn:
+            added = self.conn.execute(
+                "INSERT OR IGNORE INTO alerts_raised (key, event, account, run_id, raised_at) VALUES (?, ?, ?, ?, ?)",
+                (key, event, account, run_id, timeutil.iso()),
+            ).rowcount
+        return bool(added)
+
+    def raised(self, run_id: str, event: str) -> bool:
+        """True when ``event`` was raised for the run (see :meth:`raise_once`)."""
+        row = self.conn.execute("SELECT 1 FROM alerts_raised WHERE run_id = ? AND event = ? LIMIT 1",
+                                (run_id, event)).fetchone()
+        return row is not None
+
+    def previous_status(self, run_id: str, statuses: Collection[RunStatus]) -> RunStatus | None:
+        """The status of the account's latest run received before ``run_id`` whose status is one of ``statuses``
+        (receipt order; runs received in the same second in the order they were recorded)."""
+        placeholders = ",".join("?" * len(statuses))
+        row = self.conn.execute(
+            "SELECT r.status FROM runs r, runs me WHERE me.id = ? AND r.account = me.account AND r.id != me.id"
+            f" AND r.status IN ({placeholders})"
+            " AND (r.received_at < me.received_at OR (r.received_at = me.received_at AND r.rowid < me.rowid))"
+            " ORDER BY r.received_at DESC, r.rowid DESC LIMIT 1",
+            (run_id, *(RunStatus(s).value for s in statuses)),
+        ).fetchone()
+        return RunStatus(row["status"]) if row else None
+
+    def activity(self) -> dict[str, dict[str, str | None]]:
+        """Per account: ``last_upload`` (its newest run's receipt) and ``last_delivery`` (newest delivered run)."""
+        rows = self.conn.execute(
+            "SELECT account, MAX(received_at) AS last_upload,"
+            " MAX(CASE WHEN status = ? THEN finished_at END) AS last_delivery FROM runs GROUP BY account",
+            (RunStatus.DELIVERED.value,),
+        )
+        return {r["account"]: {"last_upload": r["last_upload"], "last_delivery": r["last_delivery"]} for r in rows}
+
     def show(self, run_id: str) -> dict[str, object] | None:
         """One run as in ``runs show --json``: the run, its upload's SHA-256, steps, issues and deliveries."""
         run = self.get(run_id)

@@ -1,12 +1,28 @@
-"""Prometheus metrics, served only when ``[server] metrics_listen`` is set.
+"""Prometheus metrics and ``/healthz``, served only when ``[server] metrics_listen`` is set.
 
-Labels carry account names, statuses and step names only: never ids or names
-of people.
+Labels carry account names, statuses, step names, channels and directions only:
+never ids or names of people, and never a user name a client tried (failed logins
+are counted by method only, so nobody can grow the label set from outside).
+
+The listener (:func:`serve_metrics`) answers ``/metrics`` (the Prometheus text
+format) and ``/healthz``: ``200`` and ``{"ok": true, ...}`` when every check the
+daemon gives holds, else ``503`` and ``{"ok": false, ...}``; the checks are named
+keys (``sftp_listening``, ``pipeline_alive``) so a probe can say which failed.
+This module is a leaf (it imports nothing of rostergate): the SFTP server counts
+logins and bytes here without reaching the pipeline.
 """
 
 from __future__ import annotations
 
-from prometheus_client import Counter, Histogram, start_http_server
+import json
+import socket
+import threading
+from collections.abc import Callable, Mapping
+from http.server import ThreadingHTTPServer
+from typing import Any
+
+from prometheus_client import Counter, Gauge, Histogram
+from prometheus_client.exposition import MetricsHandler
 
 RUNS_RECEIVED = Counter("rostergate_runs_received_total", "Completed uploads that started a run", ["account"])
 RUNS_FINISHED = Counter(
@@ -24,8 +40,68 @@ WORKER_FAILURES = Counter(
     "rostergate_worker_failures_total", "Worker processes lost during a run's CPU work", ["kind"]
 )
 
+# What an operator alerts on (issue 12). The gauges that come from the store are set by the
+# daemon's watch (rostergate.alerts.notify.Watch.tick) and whenever a run settles.
+LAST_DELIVERY = Gauge(
+    "rostergate_last_delivery_timestamp_seconds", "Unix time of the account's last verified delivery", ["account"]
+)
+LAST_UPLOAD = Gauge(
+    "rostergate_last_upload_timestamp_seconds", "Unix time of the account's last completed upload", ["account"]
+)
+ACCOUNT_LATE = Gauge(
+    "rostergate_account_late", "1 while the account has missed its [flows.schedule] expect_upload deadline",
+    ["account"],
+)
+RUNS_HELD = Gauge("rostergate_runs_held", "Runs waiting for an operator's approval", ["account"])
+DELIVERED_BYTES = Counter("rostergate_delivered_bytes_total", "Bytes delivered downstream (verified)", ["account"])
+ALERTS = Counter("rostergate_alerts_total", "Alert sends by channel and outcome (sent, retried, failed, dropped)",
+                 ["channel", "outcome"])
+# The SFTP server's (rostergate.sftp): logins, refusals, bans and bytes through the tenants' sessions.
+LOGINS = Counter("rostergate_sftp_logins_total", "Successful SFTP logins")
+LOGIN_FAILURES = Counter("rostergate_sftp_login_failures_total", "Failed SFTP login attempts", ["method"])
+BANS = Counter("rostergate_sftp_bans_total", "Bans by the defender: a source address, or an account's password "
+               "logins", ["kind"])
+SFTP_BYTES = Counter("rostergate_sftp_bytes_total", "Bytes through SFTP file handles, counted when a handle closes "
+                     "(in: uploads, out: downloads of reports)", ["direction"])
 
-def serve_metrics(listen: str) -> None:
-    """Start the metrics HTTP endpoint on ``HOST:PORT`` (a background thread)."""
+Health = Callable[[], Mapping[str, bool]]
+
+
+def health_document(checks: Mapping[str, bool], details: Mapping[str, Any] | None = None) -> tuple[int, bytes]:
+    """The ``/healthz`` answer: HTTP status and JSON body of ``checks`` (each must be true for a 200)."""
+    ok = bool(checks) and all(checks.values())
+    body = {"ok": ok, **{name: bool(value) for name, value in checks.items()}, **(details or {})}
+    return (200 if ok else 503), json.dumps(body, sort_keys=True).encode()
+
+
+def serve_metrics(listen: str, health: Health | None = None) -> ThreadingHTTPServer:
+    """Serve ``/metrics`` and ``/healthz`` on ``HOST:PORT`` in a background thread; returns the server
+    (``shutdown()`` stops it). ``health`` gives the named checks of ``/healthz`` (none: always 200)."""
     host, _, port = listen.rpartition(":")
-    start_http_server(int(port), addr=host.strip("[]") or "127.0.0.1")
+    checks = health or (lambda: {"up": True})
+
+    class Handler(MetricsHandler):
+        def do_GET(self) -> None:  # noqa: N802 - the http.server protocol
+            if self.path.split("?", 1)[0].rstrip("/") != "/healthz":
+                super().do_GET()
+                return
+            try:
+                status, body = health_document(checks())
+            except Exception as exc:  # noqa: BLE001 - a broken check is an unhealthy daemon, not a dead listener
+                status, body = health_document({"checks_ran": False}, {"error": type(exc).__name__})
+            self.send_response(status)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.send_header("Cache-Control", "no-store")
+            self.end_headers()
+            self.wfile.write(body)
+
+    address = host.strip("[]") or "127.0.0.1"
+
+    class Server(ThreadingHTTPServer):
+        daemon_threads = True
+        address_family = socket.AF_INET6 if ":" in address else socket.AF_INET
+
+    server = Server((address, int(port)), Handler)
+    threading.Thread(target=server.serve_forever, name="rostergate-metrics", daemon=True).start()
+    return server

@@ -117,6 +117,19 @@ MIGRATIONS: list[str] = [
     );
     CREATE INDEX audit_account_at ON audit(account, at)
     """,
+    # 6 (issue 12, alerts): the alerts that must go out once only (a missed upload deadline, a delivery
+    # retrying too long), recorded when first raised so that a restarted daemon does not raise them again;
+    # key names the occasion, e.g. "account.late:district-a:2026-11-22T13:00:00Z"
+    """
+    CREATE TABLE alerts_raised (
+        key TEXT PRIMARY KEY,
+        event TEXT NOT NULL,
+        account TEXT NOT NULL,
+        run_id TEXT,
+        raised_at TEXT NOT NULL
+    );
+    CREATE INDEX alerts_raised_run ON alerts_raised(run_id, event)
+    """,
 ]
 
 DB_NAME = "rostergate.db"

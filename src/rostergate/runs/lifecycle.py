@@ -20,6 +20,13 @@ illegal change (:class:`~rostergate.errors.IllegalTransition`) in the very
 A report (``reports/<run-id>.txt`` and ``.json``) is written whenever a run
 settles, into the account's home when it still exists; a run that waits for a
 retry or was superseded gets none.
+
+Settling is also the one place alerts are raised for a run (``run.rejected``,
+``run.failed``, ``run.held``, ``run.recovered``): :meth:`Lifecycle.settle` calls its
+:class:`SettleHook` (the daemon's :class:`rostergate.alerts.notify.Alerter`) with the
+run and a reason code, and the report says how the operator was told, only when
+they were. A hook that fails is logged and changes nothing else: an alert never
+blocks or fails a run.
 """
 
 from __future__ import annotations
@@ -27,6 +34,9 @@ from __future__ import annotations
 from collections.abc import Callable, Collection
 from datetime import timedelta
 from pathlib import Path
+from typing import Protocol
+
+import structlog
 
 from rostergate import timeutil
 from rostergate.errors import DeliveryError, FinalError, RunError
@@ -37,6 +47,16 @@ from rostergate.runstatus import RunStatus
 SETTLED = frozenset({RunStatus.DELIVERED, RunStatus.REJECTED, RunStatus.FAILED, RunStatus.DISCARDED,
                      RunStatus.HELD})  # the statuses :meth:`Lifecycle.settle` moves to: each gets a report
 RETRIABLE = frozenset({RunStatus.FAILED, RunStatus.RETRYING})  # what an operator may retry
+log = structlog.get_logger("rostergate.lifecycle")
+
+
+class SettleHook(Protocol):
+    """Told of every run that settles (:meth:`Lifecycle.settle`); must not block."""
+
+    def settled(self, run: Run, reason: str) -> str:
+        """React to ``run``'s new status (``reason``: a code of :data:`rostergate.alerts.payload.REASONS`);
+        returns how the operator was told (``by webhook and e-mail``), or ``""``."""
+        ...
 
 
 def retry_delay(attempts: int, base_seconds: float, max_seconds: float) -> float:
@@ -59,17 +79,19 @@ def prepared_before(run: Run) -> bool:
 class Lifecycle:
     """Changes the status of runs in ``history``; ``homes`` gives an account's home, where reports go."""
 
-    def __init__(self, history: History, homes: Callable[[str], Path]):
+    def __init__(self, history: History, homes: Callable[[str], Path], hook: SettleHook | None = None):
         self.history = history
         self.homes = homes
         self.audit = AuditTrail(history.conn)
+        self.hook = hook
 
     # -- the pipeline ------------------------------------------------------------------
-    def settle(self, run_id: str, status: RunStatus, message: str, summary: str = "", *,
+    def settle(self, run_id: str, status: RunStatus, message: str, summary: str = "", *, reason: str = "",
                attempts: int | None = None, only_from: Collection[RunStatus] | None = None) -> Run:
-        """Move the run to ``status`` (final, or held) with ``message``, and write its report.
+        """Move the run to ``status`` (final, or held) with ``message``, tell the hook, and write its report.
 
         ``summary`` (the conversion's, when there was one) goes into the report;
+        ``reason`` is the code of why (``upload_invalid``, ``delivery_refused``, ...);
         ``attempts``, when given, is the number of delivery attempts made.
         Raises :class:`~rostergate.errors.IllegalTransition` when the run may not
         move there now (see :meth:`History.set_status`).
@@ -78,11 +100,23 @@ class Lifecycle:
         columns = {} if attempts is None else {"attempts": attempts}
         self.history.set_status(run_id, status, message, only_from=only_from, **columns)
         run = self._existing(run_id)
+        told = self._tell(run, reason or status.value)
         home = self.homes(run.account)
         if home.exists():
             write_report(home, run, self.history.steps(run_id), self.history.issues(run_id), summary,
-                         self.history.deliveries(run_id))
+                         self.history.deliveries(run_id), alerted=told)
         return run
+
+    def _tell(self, run: Run, reason: str) -> str:
+        """The hook's answer; a hook that fails is logged and tells nobody."""
+        if self.hook is None:
+            return ""
+        try:
+            return self.hook.settled(run, reason)
+        except Exception as exc:  # noqa: BLE001 - an alert never fails a run
+            log.error("alert_not_raised", run_id=run.id, account=run.account, status=run.status.value,
+                      error=type(exc).__name__)
+            return ""
 
     def retry_later(self, run_id: str, attempts: int, reason: str, delay_seconds: float) -> str:
         """Mark the run ``retrying`` after its ``attempts``-th failed delivery; returns when it is due again."""
@@ -104,7 +138,7 @@ class Lifecycle:
         """A held run is never delivered: ``discarded``, with a report saying so."""
         run = self._held(run_id)
         settled = self.settle(run_id, RunStatus.DISCARDED, "rejected by an operator; nothing was delivered",
-                              only_from={RunStatus.HELD})
+                              reason="operator_rejected", only_from={RunStatus.HELD})
         self.audit.record("runs.reject", by or Actor.current(), run.account, run_id)
         return settled
 

@@ -42,7 +42,7 @@ from rostergate.forward import Forwarder, Receipt
 from rostergate.history import History, Run
 from rostergate.intake import SPOOL_DIR, UPLOAD_NAME
 from rostergate.runs import safeguard
-from rostergate.runs.lifecycle import Lifecycle, after_failed_delivery, prepared_before, retry_delay
+from rostergate.runs.lifecycle import Lifecycle, SettleHook, after_failed_delivery, prepared_before, retry_delay
 from rostergate.runs.stages import OUTPUT_NAME, Prepared, prepare
 from rostergate.runs.workers import ExecutorWorkers, WorkerPool, Workers
 from rostergate.runstatus import RunStatus
@@ -60,21 +60,24 @@ class Pipeline:
 
     ``forwarder_for`` gives the forwarder of a flow's downstream (tests pass a
     recording fake); ``workers`` runs the CPU work (a :class:`WorkerPool`, or any
-    executor: threads in tests).
+    executor: threads in tests); ``alerts`` is told of every run that settles (the
+    daemon's :class:`~rostergate.alerts.notify.Alerter`).
     """
 
     def __init__(self, settings: Settings, history: History, accounts: AccountStore,
                  workers: WorkerPool | Executor, concurrency: int = 2,
-                 forwarder_for: Callable[[Downstream], Forwarder] = forward.forwarder_for):
+                 forwarder_for: Callable[[Downstream], Forwarder] = forward.forwarder_for,
+                 alerts: SettleHook | None = None):
         self.settings = settings
         self.history = history
-        self.lifecycle = Lifecycle(history, accounts.home)
+        self.lifecycle = Lifecycle(history, accounts.home, alerts)
         self.workers: Workers = workers if isinstance(workers, WorkerPool) else ExecutorWorkers(workers)
         self.concurrency = concurrency
         self.forwarder_for = forwarder_for
         self._wakeup = asyncio.Event()
         self._busy: dict[str, asyncio.Task[None]] = {}  # account -> its running task
         self._holding = False
+        self.heartbeat = time.monotonic()  # the last turn of run_forever's loop: /healthz's "pipeline_alive"
 
     def wake(self) -> None:
         """Tell the worker there may be new work (thread-safe via the loop when needed)."""
@@ -98,6 +101,7 @@ class Pipeline:
 
     async def run_forever(self) -> None:
         while True:
+            self.heartbeat = time.monotonic()
             self._start_claimable()
             timeout = self._seconds_until_next_retry()
             self._wakeup.clear()
@@ -141,7 +145,8 @@ class Pipeline:
         flow = self.settings.flow_for(run.account)
         try:
             if flow is None:
-                self._settle(run, RunStatus.FAILED, "no flow is configured for this account; the operator must add one")
+                self._settle(run, RunStatus.FAILED, "no flow is configured for this account; the operator must add one",
+                             reason="no_flow")
                 return
             output = Path(run.spool_path).parent / OUTPUT_NAME
             summary = ""
@@ -157,7 +162,8 @@ class Pipeline:
             bound.error("run_internal_error", error=type(exc).__name__, where=_raised_at(exc))
             current = self.history.get(run.id)
             if current is not None and current.status is RunStatus.PROCESSING:
-                self._settle(run, RunStatus.FAILED, "internal error; the operator can retry this run")
+                self._settle(run, RunStatus.FAILED, "internal error; the operator can retry this run",
+                             reason="internal_error")
 
     async def _prepare_and_check(self, run: Run, flow: Flow, output: Path, bound: Logger) -> Prepared | None:
         """The CPU work (prepare, then the safeguard's diff) in a worker, tried again once if the worker is lost.
@@ -172,7 +178,7 @@ class Pipeline:
                 bound.error("run_interrupted_too_often", attempts=attempts)
                 self._settle(run, RunStatus.FAILED, _processing_failed(
                     run.id, f"its processing was interrupted {attempts} times (the daemon stopped while it ran)",
-                    "uploading it again starts a new run"))
+                    "uploading it again starts a new run"), reason="interrupted")
                 return None
             attempts += 1
             self.history.update(run.id, prepare_attempts=attempts)  # before the work: durable
@@ -180,11 +186,11 @@ class Pipeline:
             try:
                 prepared = await self._prepare(run, flow, bound)
                 if prepared.outcome == "failed":  # the upload is not the one received
-                    self._settle(run, RunStatus.FAILED, prepared.message, prepared.summary)
+                    self._settle(run, RunStatus.FAILED, prepared.message, prepared.summary, reason="upload_changed")
                     return None
                 if prepared.outcome != "ready":
                     self._settle(run, RunStatus.REJECTED, "the upload breaks the rules listed in the report",
-                                 prepared.summary)
+                                 prepared.summary, reason="upload_invalid")
                     return None
                 self.history.update(run.id, output_sha256=prepared.output_sha256)
                 if await self._hold_if_unsafe(run, flow, output, bound, prepared.summary):
@@ -203,7 +209,8 @@ class Pipeline:
                                       + ("" if last else "; trying once more in a new worker"))
                 if last:
                     self._settle(run, RunStatus.FAILED, _processing_failed(
-                        run.id, failure.detail + f" (tried {attempts} times)", _upload_again(failure)))
+                        run.id, failure.detail + f" (tried {attempts} times)", _upload_again(failure)),
+                        reason="worker_lost")
                     return None
 
     async def _prepare(self, run: Run, flow: Flow, bound: Logger) -> Prepared:
@@ -242,7 +249,8 @@ class Pipeline:
             return False
         self.history.finish_step(run.id, seq, "held", "; ".join(reasons))
         bound.warning("run_held", files=[r.split(" ", 1)[0] for r in reasons])
-        self._settle(run, RunStatus.HELD, "held for an operator's approval: " + "; ".join(reasons), summary)
+        self._settle(run, RunStatus.HELD, "held for an operator's approval: " + "; ".join(reasons), summary,
+                     reason="safeguard")
         return True
 
     async def _forward(self, run: Run, downstream: Downstream, output: Path, bound: Logger, summary: str) -> None:
@@ -283,7 +291,9 @@ class Pipeline:
                 bound.error("baseline_not_saved", error=exc.strerror or type(exc).__name__)
                 note = ("; the safeguard baseline could not be updated, so the next upload is compared with "
                         "the previous delivery")
-            self._settle(run, RunStatus.DELIVERED, f"delivered as {remote_name}{note}", summary, attempts=attempts)
+            metrics.DELIVERED_BYTES.labels(run.account).inc(receipt.size)
+            self._settle(run, RunStatus.DELIVERED, f"delivered as {remote_name}{note}", summary, attempts=attempts,
+                         reason="delivered")
             return
         assert error is not None
         final = isinstance(error, FinalError)
@@ -293,16 +303,34 @@ class Pipeline:
         self.history.delivery_finished(run.id, downstream.url, status.value)
         if status is RunStatus.FAILED:
             message = str(error) if final else f"gave up after {attempts} attempts: {error}"
-            self._settle(run, RunStatus.FAILED, message, summary, attempts=attempts)
+            self._settle(run, RunStatus.FAILED, message, summary, attempts=attempts,
+                         reason="delivery_refused" if final else "delivery_gave_up")
             return
         delay = retry_delay(attempts, downstream.retry_base_seconds, downstream.retry_max_seconds)
-        self.lifecycle.retry_later(run.id, attempts, str(error), delay)
+        next_at = self.lifecycle.retry_later(run.id, attempts, str(error), delay)
+        bound.warning("run_retrying", status=RunStatus.RETRYING.value, reason="delivery_retrying", attempt=attempts,
+                      next_attempt_at=next_at)
 
     def _settle(self, run: Run, status: RunStatus, message: str, summary: str = "",
-                attempts: int | None = None) -> None:
-        self.lifecycle.settle(run.id, status, message, summary, attempts=attempts)
-        log.info("run_finished", run_id=run.id, account=run.account, status=status.value)
+                attempts: int | None = None, reason: str = "") -> None:
+        settled = self.lifecycle.settle(run.id, status, message, summary, reason=reason, attempts=attempts)
+        # An operator alerts on the log too: failed at error, rejected and held at warning, with the
+        # reason code (never the message: a downstream's answer is the report's, not the log's).
+        fields: dict[str, object] = {"run_id": run.id, "account": run.account, "status": status.value,
+                                     "reason": reason or status.value}
+        if status is RunStatus.REJECTED:
+            errors = [i.code for i in self.history.issues(run.id) if i.severity == "error"]
+            fields.update(errors=len(errors), codes=sorted(set(errors)))
+        if status is RunStatus.FAILED:
+            log.error("run_finished", **fields)
+        elif status in (RunStatus.REJECTED, RunStatus.HELD):
+            log.warning("run_finished", **fields)
+        else:
+            log.info("run_finished", **fields)
         metrics.RUNS_FINISHED.labels(run.account, status.value).inc()
+        metrics.RUNS_HELD.labels(run.account).set(len(self.history.list(account=run.account, status="held")))
+        if status is RunStatus.DELIVERED and settled.finished_at:
+            metrics.LAST_DELIVERY.labels(run.account).set(timeutil.parse_iso(settled.finished_at).timestamp())
 
 
 def _processing_failed(run_id: str, cause: str, again: str) -> str:

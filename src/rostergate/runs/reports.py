@@ -30,7 +30,7 @@ _HEADLINES: dict[RunStatus, str] = {
     RunStatus.DELIVERED: "DELIVERED: your upload was accepted and forwarded.",
     RunStatus.REJECTED: ("REJECTED: your upload breaks the rules below and was not forwarded. "
                          "Fix them and upload again."),
-    # Nothing alerts the operator yet, and not every failure goes away by itself: say only what holds.
+    # Not every failure goes away by itself: say only what holds (whether the operator was alerted: _alerted).
     RunStatus.FAILED: ("FAILED: your upload was not forwarded; the reason is below. The operator of this server "
                        "can retry it: contact them with the run id above."),
     RunStatus.RETRYING: "RETRYING: the downstream server could not be reached; delivery will be retried.",
@@ -41,8 +41,12 @@ _HEADLINES: dict[RunStatus, str] = {
 
 
 def render_report(run: Run, steps: Sequence[Step], issues: Sequence[Issue], summary: str = "",
-                  deliveries: Sequence[Delivery] = ()) -> str:
-    """The report's text: headline, the delivery receipt, steps, then every issue as ``file:line - what is wrong``."""
+                  deliveries: Sequence[Delivery] = (), alerted: str = "") -> str:
+    """The report's text: headline, the delivery receipt, steps, then every issue as ``file:line - what is wrong``.
+
+    ``alerted`` says how the operator was alerted to this run (``by webhook and e-mail``); only
+    then does the report say they were.
+    """
     lines = [
         f"rostergate run {run.id}",
         f"upload:   {run.upload_name}",
@@ -54,6 +58,8 @@ def render_report(run: Run, steps: Sequence[Step], issues: Sequence[Issue], summ
     ]
     if run.message:
         lines.append(run.message)
+    if alerted:
+        lines.append(f"The operator of this server has been alerted to this run ({alerted}).")
     lines += _receipt_lines(deliveries)
     lines += ["", "Steps:"]
     lines += [f"  {s['name']:<13} {s['status']:<8} {s['message'] or ''}".rstrip() for s in steps]
@@ -74,13 +80,14 @@ def headline(run: Run) -> str:
 
 
 def report_data(run: Run, steps: Sequence[Step], issues: Sequence[Issue],
-                deliveries: Sequence[Delivery] = ()) -> dict[str, object]:
+                deliveries: Sequence[Delivery] = (), alerted: str = "") -> dict[str, object]:
     """The JSON report: what the text report says, as data (README, "Reports").
 
     ``counts`` is keyed by source file, ``{"rows": read, "delivered": used,
     "dropped": {reason: n}}``, and empty when the upload was not converted (rejected
     before, or ``output = same``). A delivery names the file as the downstream got it,
     never the downstream's address: that is the operator's, not the district's.
+    ``operator_alerted`` says how the operator was alerted to this run, or is null.
     """
     return {
         "schema": REPORT_SCHEMA,
@@ -89,6 +96,7 @@ def report_data(run: Run, steps: Sequence[Step], issues: Sequence[Issue],
         "status": run.status.value,
         "headline": headline(run),
         "message": run.message,
+        "operator_alerted": alerted or None,
         "upload_name": run.upload_name,
         "input_format": run.input_format,
         "sha256": run.sha256,
@@ -125,17 +133,18 @@ REPORT_SUFFIXES = (".json", ".txt")
 
 
 def write_report(home: Path, run: Run, steps: Sequence[Step], issues: Sequence[Issue], summary: str = "",
-                 deliveries: Sequence[Delivery] = ()) -> Path:
+                 deliveries: Sequence[Delivery] = (), alerted: str = "") -> Path:
     """Write (or replace) ``reports/<run-id>.json`` and ``.txt`` in ``home``, each owner-only and atomically.
 
     The JSON goes first, so a ``.txt`` a district sees always has its ``.json`` beside it.
+    ``alerted``: how the operator was alerted to this run (see :func:`render_report`).
     Returns the ``.txt``'s path.
     """
     folder = Path(home) / REPORTS_DIR
     folder.mkdir(parents=True, exist_ok=True, mode=0o700)
-    data = json.dumps(report_data(run, steps, issues, deliveries), indent=2, ensure_ascii=False) + "\n"
+    data = json.dumps(report_data(run, steps, issues, deliveries, alerted), indent=2, ensure_ascii=False) + "\n"
     _replace(folder, f"{run.id}.json", data)
-    return _replace(folder, f"{run.id}.txt", render_report(run, steps, issues, summary, deliveries))
+    return _replace(folder, f"{run.id}.txt", render_report(run, steps, issues, summary, deliveries, alerted))
 
 
 def _replace(folder: Path, name: str, text: str) -> Path:

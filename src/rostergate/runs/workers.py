@@ -38,6 +38,7 @@ from typing import Protocol, TypeVar, TypeVarTuple
 
 import structlog
 
+from rostergate import logs
 from rostergate.config import WorkerSettings
 from rostergate.errors import WorkerFailure
 
@@ -70,7 +71,7 @@ class ExecutorWorkers:
 
 
 def initialize_worker(parent_pid: int, max_memory_bytes: int | None) -> None:
-    """Runs first in every worker process: die with the daemon, cap the address space."""
+    """Runs first in every worker process: die with the daemon, cap the address space, log as the daemon does."""
     if sys.platform.startswith("linux"):
         libc = ctypes.CDLL(None, use_errno=True)
         if libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0) != 0:
@@ -79,6 +80,7 @@ def initialize_worker(parent_pid: int, max_memory_bytes: int | None) -> None:
         os._exit(1)  # the daemon died before the prctl took effect: nobody waits for this worker
     if max_memory_bytes is not None:
         resource.setrlimit(resource.RLIMIT_AS, (max_memory_bytes, max_memory_bytes))
+    logs.configure()  # the daemon's stderr: a warning from a library here is a JSON line there too
 
 
 def _call(fn: Callable[[*Ts], T], args: tuple[*Ts]) -> T:

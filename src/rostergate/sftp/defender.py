@@ -32,6 +32,7 @@ from dataclasses import dataclass, field
 
 import structlog
 
+from rostergate import metrics
 from rostergate.sftp.settings import DefenderSettings
 
 log = structlog.get_logger("rostergate.sftp.defender")
@@ -140,6 +141,7 @@ class Defender:
         if entry.score(now, self.settings.observation_seconds) >= self.settings.threshold:
             duration = self._ban(entry, now)
             log.warning("source_banned", remote=host, seconds=round(duration), bans=entry.bans)
+            metrics.BANS.labels("source").inc()
 
     def _add_account(self, account: str, score: int) -> None:
         if not self.settings.enabled:
@@ -151,6 +153,7 @@ class Defender:
         if entry.score(now, self.settings.observation_seconds) >= self.settings.account_threshold:
             duration = self._ban(entry, now)
             log.warning("account_password_locked", account=account, seconds=round(duration), bans=entry.bans)
+            metrics.BANS.labels("account").inc()
 
     def _ban(self, entry: _Entry, now: float) -> float:
         growth = (1 + self.settings.ban_increment_percent / 100) ** entry.bans

@@ -85,7 +85,7 @@ import asyncssh
 import structlog
 from asyncssh import FXF_APPEND, FXF_CREAT, FXF_EXCL, FXF_READ, FXF_TRUNC, FXF_WRITE
 
-from rostergate import fstree
+from rostergate import fstree, metrics
 from rostergate.accounts import REPORTS_DIR
 from rostergate.sftp.settings import SftpSettings
 from rostergate.uploadnames import is_upload_name
@@ -573,6 +573,8 @@ class TenantSFTPServer(asyncssh.SFTPServer):
                 bytes=file_obj.bytes_written if file_obj.writing else file_obj.bytes_read,
                 elapsed_ms=round((time.monotonic() - file_obj.opened_at) * 1000), outcome=outcome,
             )
+            metrics.SFTP_BYTES.labels("in" if file_obj.writing else "out").inc(
+                file_obj.bytes_written if file_obj.writing else file_obj.bytes_read)
 
     def _completed(self, local: bytes, relative: str) -> None:
         if not looks_finished(local):

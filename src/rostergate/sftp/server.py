@@ -17,6 +17,7 @@ from pathlib import Path
 import asyncssh
 import structlog
 
+from rostergate import metrics
 from rostergate.accounts import HASH_LANES, AccountStore
 from rostergate.errors import HostKeyError
 from rostergate.sftp.algorithms import policy
@@ -136,6 +137,7 @@ class TenantSSHServer(asyncssh.SSHServer):
 
     async def _failed(self, username: str, method: str) -> None:
         self._failures += 1
+        metrics.LOGIN_FAILURES.labels(method).inc()
         known = await asyncio.to_thread(self._accounts.get, username) is not None
         self._defender.login_failed(self._host, username, known)
         if self._checks.waiting():
@@ -159,6 +161,7 @@ class TenantSSHServer(asyncssh.SSHServer):
         if self._conn is not None:  # the name that authenticated, whatever was tried before
             self._username = self._conn.get_extra_info("username") or self._username
         log.info("login", account=self._username, remote=self._remote)
+        metrics.LOGINS.inc()
         self._defender.login_succeeded(self._host, self._username)
         self._touch()
         self._watchdog = asyncio.ensure_future(self._idle_watchdog())
