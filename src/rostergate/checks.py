@@ -21,7 +21,7 @@ import stat
 from pathlib import Path
 
 from rostergate import forward
-from rostergate.config import Downstream, Flow, Settings
+from rostergate.config import Downstream, Flow, Settings, credential_out_of_reach
 from rostergate.errors import DeliveryError, HostKeyError, StoreError
 
 
@@ -213,7 +213,13 @@ def _folder(key: str, path: Path) -> list[str]:
 
 
 def secret_file(key: str, path: Path) -> list[str]:
-    """A downstream secret: readable by this user, not empty, and readable by nobody else."""
+    """A downstream secret: readable by this user, not empty, and readable by nobody else.
+
+    A service credential seen from outside the stopped service is not there to check: the
+    service's own ``check-config`` checks it when it starts.
+    """
+    if credential_out_of_reach(path):
+        return []
     try:
         info = path.stat()
         data = path.read_bytes()
