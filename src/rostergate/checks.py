@@ -28,13 +28,15 @@ from rostergate.errors import DeliveryError, HostKeyError, StoreError
 def run(settings: Settings, listen: bool = True, connect: bool = False) -> list[str]:
     """Every problem of ``settings``; ``listen``: also bind the listen addresses; ``connect``: log in downstream."""
     server = settings.server
-    problems = [*state_directory(server.data_dir), *host_key(server.host_key)]
+    state = state_directory(server.data_dir)
+    problems = [*state, *host_key(server.host_key)]
     if listen:
         problems += listen_address("server.listen", server.listen_host, server.listen_port)
         if server.metrics_listen:
             host, _, port = server.metrics_listen.rpartition(":")
             problems += listen_address("server.metrics_listen", host.strip("[]"), int(port))
-    problems += flow_accounts(settings)
+    if not state:  # the accounts are in the state directory: unusable, it says nothing about them
+        problems += flow_accounts(settings)
     for index, flow in enumerate(settings.flows):
         problems += flow_problems(flow, f"flows[{index}]", connect)
     return problems
@@ -75,8 +77,10 @@ def state_directory(data_dir: Path) -> list[str]:
     if not data_dir.is_dir():
         return [f"{key}: {data_dir} is not a folder"]
     if not os.access(data_dir, os.R_OK | os.W_OK | os.X_OK):
-        return [(f"{key}: {data_dir} is not writable by {user_name()}; run as its owner "
-                 f"({user_name(data_dir.stat().st_uid)}) or fix its owner")]
+        owner = data_dir.stat().st_uid
+        fix = (f"make it so: chmod 700 {data_dir}" if owner == os.geteuid()
+               else f"run as its owner ({user_name(owner)}) or fix its owner")
+        return [f"{key}: {data_dir} is not writable by {user_name()}; {fix}"]
     from rostergate.store import DB_NAME
 
     problems = []
