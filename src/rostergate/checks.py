@@ -119,7 +119,12 @@ def host_key(path: Path) -> list[str]:
 
 # -- the listen address ---------------------------------------------------------------
 def listen_address(key: str, host: str, port: int) -> list[str]:
-    """``host:port`` can be listened on now (bound for a moment, with the options asyncio uses)."""
+    """``host:port`` can be listened on now (bound for a moment, with the options asyncio uses).
+
+    An address a running rostergate holds is no problem: it is the running service's own (the
+    usual case: an operator checks the configuration of the service before reloading it). Were it
+    another rostergate's, ``serve`` says so when it starts.
+    """
     try:
         infos = socket.getaddrinfo(host or None, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
     except socket.gaierror as exc:
@@ -130,8 +135,31 @@ def listen_address(key: str, host: str, port: int) -> list[str]:
             try:
                 sock.bind(address)
             except OSError as exc:
+                if exc.errno == errno.EADDRINUSE and held_by_rostergate(key, host, port):
+                    return []
                 return [cannot_listen(key, host, port, exc)]
     return []
+
+
+PROBE_SECONDS = 1.0
+_WILDCARDS = {"": "127.0.0.1", "0.0.0.0": "127.0.0.1", "::": "::1"}
+
+
+def held_by_rostergate(key: str, host: str, port: int) -> bool:
+    """A rostergate answers on ``host:port``: its SSH banner (``server.listen``) or its metrics."""
+    from rostergate.sftp.server import SERVER_VERSION
+
+    try:
+        with socket.create_connection((_WILDCARDS.get(host, host), port), timeout=PROBE_SECONDS) as sock:
+            if key == "server.listen":
+                return sock.recv(64).startswith(f"SSH-2.0-{SERVER_VERSION}".encode())
+            sock.sendall(b"GET /metrics HTTP/1.0\r\n\r\n")
+            answer = b""
+            while len(answer) < 1 << 20 and (chunk := sock.recv(65536)):
+                answer += chunk
+            return b"# TYPE rostergate_runs_received_total" in answer
+    except OSError:
+        return False
 
 
 def cannot_listen(key: str, host: str, port: int, exc: OSError) -> str:
