@@ -4,7 +4,7 @@
 must rate the unit below 2.0 (with and without the port-22 drop-in), and ``systemd-sysusers``
 must create the user the unit runs as. The unit must also agree with the code: where the
 configuration and the secrets are, how long a stop may take. Skipped only where systemd's tools
-are not installed (CI installs them: scripts/install-system-deps).
+are not installed, and failed for that in CI (scripts/install-system-deps installs them).
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from rostergate import config, scaffold
-from tests.conftest import ROOT
+from tests.conftest import ROOT, require_tool
 
 DEPLOY = ROOT / "deploy"
 UNIT = DEPLOY / "rostergate.service"
@@ -27,8 +27,12 @@ INSTALLED = "/opt/rostergate/bin/rostergate"
 # systemd-analyze security's exposure, in tenths (--threshold takes 0-100): below 2.0.
 THRESHOLD = 19
 
-needs_analyze = pytest.mark.skipif(shutil.which("systemd-analyze") is None,
-                                   reason="systemd-analyze is not installed (Debian package: systemd)")
+
+
+@pytest.fixture
+def analyze() -> str:
+    """systemd-analyze (Debian package: systemd)."""
+    return require_tool("systemd-analyze")
 
 
 def directives(path: Path) -> dict[str, list[str]]:
@@ -74,8 +78,8 @@ def with_drop_in(folder: Path) -> Path:
     return folder
 
 
-def exposure(unit: Path) -> float:
-    result = subprocess.run(["systemd-analyze", "security", "--offline=true", f"--threshold={THRESHOLD}",
+def exposure(analyze: str, unit: Path) -> float:
+    result = subprocess.run([analyze, "security", "--offline=true", f"--threshold={THRESHOLD}",
                              "--no-pager", str(unit)], capture_output=True, text=True, timeout=60, cwd=unit.parent)
     found = re.search(r"Overall exposure level for rostergate\.service: (\d+\.\d)", result.stdout)
     assert found, result.stdout + result.stderr
@@ -83,31 +87,28 @@ def exposure(unit: Path) -> float:
     return float(found.group(1))
 
 
-@needs_analyze
 @pytest.mark.parametrize("drop_in", [False, True], ids=["unit", "unit+listen-below-1024"])
-def test_systemd_analyze_verify_has_nothing_to_say(unit_dir, drop_in):
+def test_systemd_analyze_verify_has_nothing_to_say(analyze, unit_dir, drop_in):
     if drop_in:
         with_drop_in(unit_dir)
-    result = subprocess.run(["systemd-analyze", "verify", "--man=no", str(unit_dir / UNIT.name)],
+    result = subprocess.run([analyze, "verify", "--man=no", str(unit_dir / UNIT.name)],
                             capture_output=True, text=True, timeout=60, cwd=unit_dir)
     assert result.returncode == 0, result.stderr
     # An unknown key or a value systemd cannot parse is only a warning (exit 0): none is allowed.
     assert [line for line in result.stderr.splitlines() if "rostergate" in line] == []
 
 
-@needs_analyze
-def test_security_exposure_is_below_2_even_with_the_port_22_drop_in(unit_dir):
-    alone = exposure(unit_dir / UNIT.name)
+def test_security_exposure_is_below_2_even_with_the_port_22_drop_in(analyze, unit_dir):
+    alone = exposure(analyze, unit_dir / UNIT.name)
     assert alone < 2.0
-    assert alone <= exposure(with_drop_in(unit_dir) / UNIT.name) < 2.0
+    assert alone <= exposure(analyze, with_drop_in(unit_dir) / UNIT.name) < 2.0
 
 
-@pytest.mark.skipif(shutil.which("systemd-sysusers") is None,
-                    reason="systemd-sysusers is not installed (Debian package: systemd)")
 def test_sysusers_creates_the_user_the_unit_runs_as(tmp_path):
+    sysusers = require_tool("systemd-sysusers")
     root = tmp_path / "root"
     (root / "etc").mkdir(parents=True)
-    subprocess.run(["systemd-sysusers", f"--root={root}", str(SYSUSERS)], check=True, capture_output=True,
+    subprocess.run([sysusers, f"--root={root}", str(SYSUSERS)], check=True, capture_output=True,
                    timeout=60)
     users = {line.split(":")[0]: line.split(":") for line in (root / "etc" / "passwd").read_text().splitlines()}
     groups = {line.split(":")[0] for line in (root / "etc" / "group").read_text().splitlines()}
@@ -151,3 +152,13 @@ def test_the_package_ships_the_very_deploy_files():
     for path in (UNIT, DROP_IN, SYSUSERS, ROOT / "config.example.toml"):
         assert scaffold.packaged(path.name) == path.read_text()
     assert {p.name for p in share.iterdir()} == {UNIT.name, DROP_IN.name, SYSUSERS.name, "config.example.toml"}
+
+
+def test_the_install_guide_uses_the_shipped_files_and_the_units_paths():
+    guide = (ROOT / "docs" / "install.md").read_text()
+    shipped = {p.name for p in (ROOT / "src" / "rostergate" / "share").iterdir()}
+    named = set(re.findall(r"\$share/([\w.\-]+)", guide))
+    assert named and named <= shipped, named - shipped
+    assert INSTALLED in guide and str(config.SYSTEM_CONFIG) in guide
+    credential = one(UNIT, "LoadCredential").partition(":")[0]
+    assert f"${{CREDENTIALS_DIRECTORY}}/{credential}_district-a.pass" in guide
