@@ -5,7 +5,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: run test check lint types install system-deps bench clean
+.PHONY: run test check lint types install system-deps package-check bench clean
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -21,10 +21,15 @@ run: install
 system-deps:
 	scripts/install-system-deps
 
-# The gates CI runs (through `make test`, the README's test command): lint, types, the tests
-# (tests/test_architecture.py holds DESIGN.md's import rules).
-check: lint types install system-deps
+# The gates CI runs (through `make test`, the README's test command): lint, types, the package as
+# an operator installs it, the tests (tests/test_architecture.py holds DESIGN.md's import rules;
+# tests/deploy/ the systemd unit).
+check: lint types install system-deps package-check
 	$(BIN)/pytest -q
+
+# sdist + wheel, the wheel installed into a fresh venv, the installed command run (about 30 s).
+package-check: install
+	BUILDER=$(BIN)/python PYTHON=$(PYTHON) scripts/package-check
 
 lint: install
 	$(BIN)/ruff check src

@@ -24,7 +24,7 @@ import paramiko
 
 from rostergate import forward
 from rostergate.accounts import AccountStore
-from rostergate.config import Downstream, Flow, Settings
+from rostergate.config import Downstream, Flow, Settings, credential_out_of_reach
 from rostergate.errors import DeliveryError, HostKeyError, StoreError
 from rostergate.sftp.server import read_host_key
 from rostergate.store import DB_NAME
@@ -33,13 +33,15 @@ from rostergate.store import DB_NAME
 def run(settings: Settings, listen: bool = True, connect: bool = False) -> list[str]:
     """Every problem of ``settings``; ``listen``: also bind the listen addresses; ``connect``: log in downstream."""
     server = settings.server
-    problems = [*state_directory(server.data_dir), *host_key(server.host_key)]
+    state = state_directory(server.data_dir)
+    problems = [*state, *host_key(server.host_key)]
     if listen:
         problems += listen_address("server.listen", server.listen_host, server.listen_port)
         if server.metrics_listen:
             host, _, port = server.metrics_listen.rpartition(":")
             problems += listen_address("server.metrics_listen", host.strip("[]"), int(port))
-    problems += flow_accounts(settings)
+    if not state:  # the accounts are in the state directory: unusable, it says nothing about them
+        problems += flow_accounts(settings)
     for index, flow in enumerate(settings.flows):
         problems += flow_problems(flow, f"flows[{index}]", connect)
     problems += alert_files(settings)
@@ -103,8 +105,10 @@ def state_directory(data_dir: Path) -> list[str]:
     if not data_dir.is_dir():
         return [f"{key}: {data_dir} is not a folder"]
     if not os.access(data_dir, os.R_OK | os.W_OK | os.X_OK):
-        return [(f"{key}: {data_dir} is not writable by {user_name()}; run as its owner "
-                 f"({user_name(data_dir.stat().st_uid)}) or fix its owner")]
+        owner = data_dir.stat().st_uid
+        fix = (f"make it so: chmod 700 {data_dir}" if owner == os.geteuid()
+               else f"run as its owner ({user_name(owner)}) or fix its owner")
+        return [f"{key}: {data_dir} is not writable by {user_name()}; {fix}"]
     problems = []
     for name in (DB_NAME, DB_NAME + "-wal", DB_NAME + "-shm"):
         path = data_dir / name
@@ -139,7 +143,12 @@ def host_key(path: Path) -> list[str]:
 
 # -- the listen address ---------------------------------------------------------------
 def listen_address(key: str, host: str, port: int) -> list[str]:
-    """``host:port`` can be listened on now (bound for a moment, with the options asyncio uses)."""
+    """``host:port`` can be listened on now (bound for a moment, with the options asyncio uses).
+
+    An address a running rostergate holds is no problem: it is the running service's own (the
+    usual case: an operator checks the configuration of the service before reloading it). Were it
+    another rostergate's, ``serve`` says so when it starts.
+    """
     try:
         infos = socket.getaddrinfo(host or None, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
     except socket.gaierror as exc:
@@ -150,8 +159,31 @@ def listen_address(key: str, host: str, port: int) -> list[str]:
             try:
                 sock.bind(address)
             except OSError as exc:
+                if exc.errno == errno.EADDRINUSE and held_by_rostergate(key, host, port):
+                    return []
                 return [cannot_listen(key, host, port, exc)]
     return []
+
+
+PROBE_SECONDS = 1.0
+_WILDCARDS = {"": "127.0.0.1", "0.0.0.0": "127.0.0.1", "::": "::1"}
+
+
+def held_by_rostergate(key: str, host: str, port: int) -> bool:
+    """A rostergate answers on ``host:port``: its SSH banner (``server.listen``) or its metrics."""
+    from rostergate.sftp.server import SERVER_VERSION
+
+    try:
+        with socket.create_connection((_WILDCARDS.get(host, host), port), timeout=PROBE_SECONDS) as sock:
+            if key == "server.listen":
+                return sock.recv(64).startswith(f"SSH-2.0-{SERVER_VERSION}".encode())
+            sock.sendall(b"GET /metrics HTTP/1.0\r\n\r\n")
+            answer = b""
+            while len(answer) < 1 << 20 and (chunk := sock.recv(65536)):
+                answer += chunk
+            return b"# TYPE rostergate_runs_received_total" in answer
+    except OSError:
+        return False
 
 
 def cannot_listen(key: str, host: str, port: int, exc: OSError) -> str:
@@ -232,7 +264,13 @@ def _folder(key: str, path: Path) -> list[str]:
 
 
 def secret_file(key: str, path: Path) -> list[str]:
-    """A secret (a downstream's, an alert's): readable by this user, not empty, and readable by nobody else."""
+    """A secret (a downstream's, an alert's): readable by this user, not empty, and readable by nobody else.
+
+    A service credential seen from outside the stopped service is not there to check: the
+    service's own ``check-config`` checks it when it starts.
+    """
+    if credential_out_of_reach(path):
+        return []
     try:
         info = path.stat()
         data = path.read_bytes()

@@ -157,6 +157,18 @@ def _os_error(exc: OSError) -> str:
     return f"{' -> '.join(names)}: {reason}" if names else reason
 
 
+def new_file_in_existing_folder(ctx: click.Context, param: click.Parameter, value: Path | None) -> Path | None:
+    """An output file option: its folder must exist and be writable, checked before any work is done."""
+    if value is None:
+        return None
+    folder = value.parent
+    if not folder.is_dir():
+        raise click.BadParameter(f"{value}: the folder {folder} does not exist", ctx, param)
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise click.BadParameter(f"{value}: the folder {folder} is not writable by this user", ctx, param)
+    return value
+
+
 class RostergateGroup(click.Group):
     """The command group whose :meth:`invoke` turns every user error into one line and an exit code."""
 
@@ -699,7 +711,8 @@ def validate(path: Path, format_: str, profile: str, encoding: str, as_json: boo
 @click.argument("path", type=click.Path(path_type=Path))
 @click.option("--to", "target", type=click.Choice(["asm"]), default="asm", show_default=True,
               help="The output format (Apple School Manager's six files).")
-@click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), help="The ZIP to write.")
+@click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), callback=new_file_in_existing_folder,
+              help="The ZIP to write (its folder must exist).")
 @click.option("--preview", type=click.IntRange(min=1), default=None, help="Print the first N mapped records per file.")
 @click.option("--account", help="Use this account's flow mapping from the configuration.")
 @pass_context

@@ -266,6 +266,17 @@ def _with_credentials(value: object, directory: str) -> object:
     return value
 
 
+def credential_out_of_reach(path: Path) -> bool:
+    """``path`` is one of the service's credentials, looked at from outside the service while it is stopped.
+
+    systemd hands credentials over (``LoadCredential=``) only to the running service, whose own
+    ``check-config`` (``ExecStartPre=``) checks them; an operator's command such as
+    ``accounts list`` must not fail for want of them.
+    """
+    return (not os.environ.get(CREDENTIALS_VARIABLE) and path.is_relative_to(SERVICE_CREDENTIALS)
+            and not SERVICE_CREDENTIALS.exists())
+
+
 def embedded_defaults() -> Settings:
     """The settings of the quick start: everything under ./var, a demo flow to ./var/outbox."""
     data_dir = Path("var")
@@ -649,7 +660,7 @@ def _parse_downstream(table: object, prefix: str, base: Path, problems: _Problem
                 problems.add(f"{prefix}.{key}", "must be a path")
                 continue
             resolved = _resolve(base, value)
-            if not resolved.is_file():
+            if not resolved.is_file() and not credential_out_of_reach(resolved):
                 problems.add(f"{prefix}.{key}", f"file not found: {resolved}")
             if key == "password_file":
                 password_file = resolved

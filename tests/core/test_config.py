@@ -73,8 +73,28 @@ password_file = "${CREDENTIALS_DIRECTORY}/secret_a.pass"
 host_key = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIEbYm0+g2pEGX9DGNB/nWoHAfZf2BL7FZDafdkprrCbK"
 """)
     assert config.load(path).flow_for("a").downstream.password_file == credentials / "secret_a.pass"
-    monkeypatch.delenv("CREDENTIALS_DIRECTORY")
-    with pytest.raises(config.ConfigError, match="/run/credentials/rostergate.service/secret_a.pass"):
+    (credentials / "secret_a.pass").unlink()
+    with pytest.raises(config.ConfigError, match=r"password_file: file not found: .*/credentials/secret_a.pass"):
+        config.load(path)
+
+
+def test_outside_the_stopped_service_its_credentials_are_not_required(tmp_path, monkeypatch):
+    """An operator's command (accounts list) works while the service, and so its credentials, are away;
+    while it runs, its credentials directory is where they are looked for and must be."""
+    service = tmp_path / "run" / "credentials" / "rostergate.service"
+    monkeypatch.setattr(config, "SERVICE_CREDENTIALS", service)
+    monkeypatch.delenv("CREDENTIALS_DIRECTORY", raising=False)
+    path = write(tmp_path, """
+[[flows]]
+account = "a"
+[flows.downstream]
+url = "sftp://u@h:22/in"
+password_file = "${CREDENTIALS_DIRECTORY}/secret_a.pass"
+host_key = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIEbYm0+g2pEGX9DGNB/nWoHAfZf2BL7FZDafdkprrCbK"
+""")
+    assert config.load(path).flow_for("a").downstream.password_file == service / "secret_a.pass"
+    service.mkdir(parents=True)  # the service runs: its credentials are there to be seen
+    with pytest.raises(config.ConfigError, match=f"password_file: file not found: {service}/secret_a.pass"):
         config.load(path)
 
 
@@ -135,12 +155,18 @@ def test_missing_file_and_bad_toml_are_reported(tmp_path):
         config.load(write(tmp_path, "[server\n"))
 
 
-def test_example_config_only_complains_about_its_placeholder_password_file():
+def test_example_config_loads_and_only_lacks_its_secret_inside_the_service(tmp_path, monkeypatch):
+    """Outside the service the example loads as it is; inside it (credentials handed over), the one
+    thing it lacks is its downstream password."""
     example = Path(__file__).resolve().parents[2] / "config.example.toml"
+    monkeypatch.setattr(config, "SERVICE_CREDENTIALS", tmp_path / "rostergate.service")
+    monkeypatch.delenv("CREDENTIALS_DIRECTORY", raising=False)
+    assert config.load(example).flow_for("district-a").downstream.password_file.name == "secret_district-a.pass"
+    monkeypatch.setenv("CREDENTIALS_DIRECTORY", str(tmp_path))
     with pytest.raises(config.ConfigError) as caught:
         config.load(example)
     assert caught.value.problems == [
-        "flows[0].downstream.password_file: file not found: /etc/rostergate/district-a.pass"
+        f"flows[0].downstream.password_file: file not found: {tmp_path}/secret_district-a.pass"
     ]
 
 
