@@ -26,7 +26,7 @@ from rostergate import forward
 from rostergate.accounts import AccountStore
 from rostergate.config import Downstream, Flow, Settings, credential_out_of_reach
 from rostergate.errors import DeliveryError, HostKeyError, StoreError
-from rostergate.sftp.server import read_host_key
+from rostergate.sftp.server import SERVER_VERSION, read_host_key
 from rostergate.store import DB_NAME
 
 
@@ -171,8 +171,6 @@ _WILDCARDS = {"": "127.0.0.1", "0.0.0.0": "127.0.0.1", "::": "::1"}
 
 def held_by_rostergate(key: str, host: str, port: int) -> bool:
     """A rostergate answers on ``host:port``: its SSH banner (``server.listen``) or its metrics."""
-    from rostergate.sftp.server import SERVER_VERSION
-
     try:
         with socket.create_connection((_WILDCARDS.get(host, host), port), timeout=PROBE_SECONDS) as sock:
             if key == "server.listen":

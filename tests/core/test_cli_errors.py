@@ -7,6 +7,7 @@ Our own errors print ``error: ...`` or ``config error: KEY: ...``; an option val
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 from pathlib import Path
@@ -29,6 +30,9 @@ def the_error(result: Result, code: int) -> str:
     assert result.exception is None or isinstance(result.exception, SystemExit), repr(result.exception)
     assert "Traceback" not in result.stdout + result.stderr
     errors = [line for line in result.stderr.splitlines() if line.startswith(("error: ", "config error: ", "Error: "))]
+    # serve logs in JSON off a terminal (one object per line): its refusal is one line with one problem
+    refusals = [json.loads(line) for line in result.stderr.splitlines() if '"serve_refused"' in line]
+    errors += [problem for refusal in refusals for problem in refusal["problems"]]
     assert len(errors) == 1, result.stderr
     return errors[0]
 
