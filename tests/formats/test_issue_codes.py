@@ -238,6 +238,41 @@ def _(d):
         fh.write("usr-x,,,true,org-hs,student,x,,A,B,,,,,,,,,extra\n")
 
 
+@case("csv.header.width_mismatch", OR11)
+def _(d):
+    kit.insert_column(d, "classes.csv", 14, "room")  # in the header only: every row is one value short
+    kit.write_rows(d / "classes.csv", [kit.rows(d / "classes.csv")[0]] + [r[:14] for r in kit.rows(d / "classes.csv")[1:]])
+
+
+@case("csv.header.trailing_separator", OR11)
+def _(d):
+    data = (d / "courses.csv").read_bytes()
+    (d / "courses.csv").write_bytes(data.replace(b"\n", b",\n", 1))  # "…,subjectCodes," over full rows
+
+
+@case("csv.trailing_separator", OR11)
+def _(d):
+    lines = (d / "manifest.csv").read_bytes().split(b"\n")
+    (d / "manifest.csv").write_bytes(b"\n".join([lines[0], *(line + b"," for line in lines[1:] if line)]) + b"\n")
+
+
+@case("csv.bare_quote", OR11)
+def _(d):
+    kit.edit(d, "users.csv", 0, "givenName", "PLACEHOLDER")
+    (d / "users.csv").write_bytes((d / "users.csv").read_bytes().replace(b"PLACEHOLDER", b'Sa"m'))
+
+
+@case("csv.unterminated_quote", OR11)
+def _(d):
+    kit.edit(d, "users.csv", 2, "givenName", "PLACEHOLDER")
+    (d / "users.csv").write_bytes((d / "users.csv").read_bytes().replace(b"PLACEHOLDER", b'"Sam'))
+
+
+@case("csv.cr_line_ends", OR11)
+def _(d):
+    (d / "orgs.csv").write_bytes((d / "orgs.csv").read_bytes().replace(b"\n", b"\r"))
+
+
 @case("csv.line_break_in_field", OR11)
 def _(d):
     kit.edit(d, "users.csv", 1, "middleName", "J\nK")

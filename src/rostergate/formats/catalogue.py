@@ -29,6 +29,8 @@ class Code:
     hint: str
     #: the row stands for the codes ``<code>_<name>`` (``name`` from the data, e.g. a role)
     family: bool = False
+    #: values for template parameters a caller may leave out (e.g. the dialect's ``advice``)
+    defaults: tuple[tuple[str, str], ...] = ()
 
 
 class _Lenient(dict[str, object]):
@@ -169,23 +171,42 @@ _ROWS: tuple[Code, ...] = (
     Code("text.delimiter", W, "values are separated by {value} instead of commas",
          "export with ',' as the separator"),
     # -- CSV structure -----------------------------------------------------------------------
-    Code("csv.empty_file", E, "the file is empty (not even a header row)",
-         "write the header row; for OneRoster leave the file out and mark it 'absent' in manifest.csv"),
+    # The {advice} of these rows depends on the dialect (csvio.Dialect: OneRoster's RFC 4180 or
+    # Apple's, asm.md §1.1); the defaults are the dialect-neutral wording.
+    Code("csv.empty_file", E, "the file is empty (not even a header row)", "{advice}",
+         defaults=(("advice", "write the header row"),)),
     Code("csv.parse_error", E, "cannot parse the file as CSV ({reason})", "check quotes and separators"),
     Code("csv.row_width_mismatch", E, "the row has {actual} values, the header has {expected}",
          "quote values that contain the separator and give every row one value per column"),
+    Code("csv.header.width_mismatch", E, "every row has {actual} values but the header names {expected} columns",
+         "make the header and the rows agree: one name per column and one value per column on every row"),
+    Code("csv.header.trailing_separator", E,
+         "the header ends with {count} separator(s) naming no column, so every row is {count} value(s) short",
+         "remove the separator(s) at the end of the header row"),
+    Code("csv.trailing_separator", E,
+         "every row ends with {count} extra separator(s): empty values the header has no column for",
+         "remove the separator(s) at the end of each row (spreadsheet programs sometimes add them)"),
+    Code("csv.bare_quote", E, "the value holds a double quote that is not escaped", "{advice}",
+         defaults=(("advice", "enclose a value that holds a double quote in double quotes, and escape the quote"),)),
+    Code("csv.unterminated_quote", E,
+         "a quoted value starts here and is never closed, so the rest of the file ({lines} line(s)) "
+         "reads as one value", "close the quoted value; {advice}",
+         defaults=(("advice", "a double quote inside a value must be escaped"),)),
+    Code("csv.cr_line_ends", W, "{count} line(s) end with a carriage return alone (old Mac OS line ends)",
+         "{advice}", defaults=(("advice", "save the file with LF or CRLF line ends"),)),
     Code("csv.line_break_in_field", E, "the value contains a line break",
          "remove line breaks from values (OneRoster forbids them; Apple needs them escaped)"),
-    Code("csv.header.duplicate_column", E, "the column appears more than once in the header",
-         "keep each column once"),
+    Code("csv.header.duplicate_column", E, "the column appears {count} times in the header (positions {positions}); "
+         "its values are not checked", "keep each column once",
+         defaults=(("count", "more than one"), ("positions", "?"))),
     Code("csv.header.empty_column", E, "the header has an empty column name at position {position}",
          "remove the unnamed column (often a stray separator or an Excel index column)"),
     # -- Apple School Manager (asm.md §1) ---------------------------------------------------
     Code("asm.file.missing", E, "{value} is missing", "ASM expects all six files in every upload (asm.md §1.1)"),
     Code("asm.file.name_case", E, "the file is named '{value}' but must be '{expected}'",
          "file names are case-sensitive: rename it to {expected}"),
-    Code("asm.file.unexpected", W, "'{value}' is not one of the six ASM files and is ignored",
-         "remove it from the ZIP"),
+    Code("asm.file.unexpected", E, "'{value}' is not one of the six ASM files",
+         "remove it from the ZIP, or check its name (the asm profile ignores it with a warning)"),
     Code("asm.file.header_only", W, "the file has a header but no rows",
          "an empty file tells Apple that everything in it was removed; check the export"),
     Code("asm.header.missing_column", E, "the header lacks the column '{column}'",
@@ -388,7 +409,8 @@ def issue(
     row = lookup(code)
     value = _clip(value)
     column = _clip(column)
-    fields = _Lenient({k: _clip(v) if isinstance(v, str) else v for k, v in params.items()})
+    fields = _Lenient(row.defaults)
+    fields.update({k: _clip(v) if isinstance(v, str) else v for k, v in params.items() if v is not None})
     fields.update(file=file or "upload", column=column or "?", value="" if value is None else value)
     message = f"{row.template.format_map(fields)}; {row.hint.format_map(fields)}"
     return Issue(
