@@ -45,6 +45,8 @@ W: Severity = "warning"
 #: A reason is counted per source file (formats/convert/ledger.py) and reported as the warning
 #: ``convert.dropped.<reason>`` (docs/mapping.md, "What is left out, and why").
 DROP_REASONS: dict[str, tuple[str, str]] = {
+    "malformed": ("could not be read as a row (a wrong number of values, or a quote left open)",
+                  "correct the row: the validation report names its problem"),
     "duplicate_id": ("repeats a sourcedId already used in this file (the first row is kept)",
                      "give every record its own sourcedId in the export, or remove the repeated row"),
     "tobedeleted": ("has status=tobedeleted",
