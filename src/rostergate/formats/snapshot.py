@@ -3,9 +3,11 @@
 Apple reads every upload as a full snapshot (asm.md §2.5): a class, course or person
 missing from an upload is unlinked or deactivated, so a partial SIS export can wipe a
 school. :func:`diff` compares two ASM ZIPs file by file, matching rows by each file's
-key; :func:`reasons_to_hold` says why a change exceeds a flow's :class:`Thresholds`
-(empty: it may go). Pure work on the files it is handed: where the last delivery is
-kept, and what a held run does, is the pipeline's business (``rostergate.safeguard``).
+key; :func:`reasons_to_hold` says why a change exceeds a flow's :class:`Thresholds`, or
+why a delivery may not go unattended at all (no students, staff or rosters), the first
+delivery of an account included (empty: it may go). Pure work on the files it is handed:
+where the last delivery is kept, and what a held run does, is the pipeline's business
+(``rostergate.safeguard``).
 """
 
 from __future__ import annotations
@@ -37,9 +39,12 @@ class FileChanges(TypedDict):
 
 
 class Changes(TypedDict):
-    """:func:`diff`'s result: ``baseline`` is false on a first delivery (nothing to compare with)."""
+    """:func:`diff`'s result: ``baseline`` is false on a first delivery (nothing to compare with);
+    ``asm`` is false when the delivery holds none of Apple's six files (a flow with ``output =
+    "same"`` forwarding OneRoster as it came), which the never-empty rule then leaves alone."""
 
     baseline: bool
+    asm: bool
     files: dict[str, FileChanges]
 
 
@@ -136,25 +141,45 @@ def diff(previous_zip: Path | None, current_zip: Path) -> Changes:
             "before": len(before_ids), "now": len(now_ids), "added": len(now_ids) - len(kept),
             "removed": len(before_ids) - len(kept), "changed": changed, "unchanged": len(kept) - changed,
         }
-    return {"baseline": bool(previous), "files": files}
+    return {"baseline": bool(previous), "asm": bool(current), "files": files}
+
+
+#: Files that may never be delivered empty, first delivery or not: an upload without students, staff or
+#: rosters tells Apple that every one of them left (asm.md §2.3: rosters need at least one student, §2.5).
+NEVER_EMPTY = ("students.csv", "staff.csv", "rosters.csv")
 
 
 def reasons_to_hold(summary: Changes, thresholds: Thresholds) -> list[str]:
-    """Why the change is too big to deliver unattended (empty when it may go)."""
-    if not thresholds.enabled or not summary["baseline"]:
+    """Why the change is too big to deliver unattended (empty when it may go).
+
+    With a baseline: a file that empties, or loses more than the flow allows. Always, the
+    first delivery of an account included: a file of :data:`NEVER_EMPTY` with no rows
+    (there is nothing to compare a first delivery with, but nothing is needed to see
+    that an empty students.csv would deactivate every student). ``enabled = false`` is
+    the operator's switch for all of it.
+    """
+    if not thresholds.enabled:
         return []
     reasons = []
     for name, counts in summary["files"].items():
         before, removed = counts["before"], counts["removed"]
         if before and counts["now"] == 0:
             reasons.append(f"{name} would go from {before} rows to none")
-        elif before >= thresholds.min_previous_rows and removed * 100 > thresholds.max_removed_percent * before:
+        elif name in NEVER_EMPTY and counts["now"] == 0 and summary.get("asm", True):
+            first = "" if summary["baseline"] else " in the account's first delivery"
+            reasons.append(f"{name} would be delivered with no rows{first}, which tells Apple that every "
+                           f"{_WHO[name]} left")
+        elif summary["baseline"] and before >= thresholds.min_previous_rows \
+                and removed * 100 > thresholds.max_removed_percent * before:
             share = removed * 100 / before
             reasons.append(
                 f"{name} would lose {removed} of {before} rows ({share:.1f}%, more than the "
                 f"{thresholds.max_removed_percent:g}% allowed)"
             )
     return reasons
+
+
+_WHO = {"students.csv": "student", "staff.csv": "staff member", "rosters.csv": "student's class membership"}
 
 
 def render_diff(summary: Changes) -> str:
