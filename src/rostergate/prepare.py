@@ -128,7 +128,7 @@ def spooled_work_dir(run_dir: str | Path, upload: str | Path) -> Path:
 def _prepare(run_dir: str, upload: str, input_format: str, output_format: str, profile: str,
              mapping: Any, encoding: str, upload_sha256: str | None) -> Prepared:
     from rostergate.formats.convert.asmwrite import csv_bytes, is_verbatim, zip_bytes
-    from rostergate.formats.convert.entry import conversion_summary, convert_dir
+    from rostergate.formats.convert.entry import conversion_summary, convert_dir, trace_to_input
     from rostergate.formats.read.archive import unpack
     from rostergate.formats.read.detect import detect_format
     from rostergate.formats.validate.collect import parallel_map
@@ -183,6 +183,7 @@ def _prepare(run_dir: str, upload: str, input_format: str, output_format: str, p
     # name -> what the output check reads: the frame where parsing the bytes certainly
     # gives it back (asmwrite.is_verbatim: ids, plain names), else the bytes
     output_check: dict[str, Any] = {}
+    conversions: list[Any] = []  # the conversion whose output is checked (its lineage places what the check finds)
 
     def converts() -> bool:
         """ASM output is converted; ASM input is normalised even when the output is "same"."""
@@ -205,6 +206,7 @@ def _prepare(run_dir: str, upload: str, input_format: str, output_format: str, p
         if not conversion.ok:
             return "failed", "conversion failed", False
         output_files.update(files)
+        conversions.append(conversion)
         output_check.update({name: frame if is_verbatim(frame) else files[name]
                              for name, frame in conversion.tables.items()})
         prepared.summary = conversion_summary(conversion)
@@ -231,11 +233,7 @@ def _prepare(run_dir: str, upload: str, input_format: str, output_format: str, p
             result = validate_asm_files(output_check, profile="asm")
             zipped.result()
         if not result.valid:
-            prepared.issues.extend(
-                Issue("error", "output." + i.code, f"the converted ASM files break a rule: {i.message}",
-                      i.file, i.line, i.column, i.value)
-                for i in result.errors
-            )
+            prepared.issues.extend(trace_to_input(result, conversions[0], mapping))
             return "failed", f"{len(result.errors)} error(s) in the converted files", False
         return "ok", "the ASM files pass the ASM rules", True
 
