@@ -23,6 +23,7 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import gc
+import os
 import statistics
 import sys
 import tempfile
@@ -57,10 +58,18 @@ def zip_folder(folder: Path, out: Path) -> None:
 PIPELINE_STEPS = ("validate", "convert", "check-output")
 
 
-def run_pipeline(upload: Path, run_dir: Path) -> dict[str, float]:
-    """One :func:`prepare` run; the seconds of each step it recorded."""
-    run_dir.mkdir(exist_ok=True)
-    prepared = prepare(str(run_dir), str(upload), "oneroster", "asm", "strict")
+def run_pipeline(upload: Path, root: Path) -> dict[str, float]:
+    """One :func:`prepare` run; the seconds of each step it recorded.
+
+    prepare works only inside a run's own spool folder (``spool/<run-id>/upload.zip``,
+    prepare.spooled_work_dir): the upload is linked there, as intake would have spooled it.
+    """
+    run_dir = root / "spool" / "20260101-000000-0be4c4"
+    run_dir.mkdir(parents=True, exist_ok=True)
+    spooled = run_dir / "upload.zip"
+    if not spooled.exists():
+        os.link(upload, spooled)
+    prepared = prepare(str(run_dir), str(spooled), "oneroster", "asm", "strict")
     if prepared.outcome != "ready":
         problems = [i.message for i in prepared.issues if i.severity == "error"][:5]
         raise SystemExit(f"the pipeline rejected the district: {problems}")
