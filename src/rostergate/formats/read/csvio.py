@@ -370,7 +370,7 @@ class _Rows:
             table, refused = self.parse(self.names, True, True)
         if refused.count:
             table, refused = self.parse(self.names, multiline, False)
-            if table.num_rows == 0 and len(refused.widths) == 1:
+            if table.num_rows == 0 and len(refused.widths) == 1 and st.unclosed_quote is None:
                 table, refused = self._fix_width(table, refused, multiline)
         self.table, self.refused = table, refused
         self._locate(records)

@@ -139,8 +139,8 @@ def _check_header(stem: str, t: ReadTable, c: Collector) -> None:
             c.add("asm.header.missing_column", file=t.name, line=1, column=col, expected=expected, severity=sev)
     numbered = NUMBERED.get(stem)
     for col in cols:
-        if col in template or col in OPTIONAL.get(stem, ()):
-            continue
+        if col in template or col in OPTIONAL.get(stem, ()) or col not in t.header:
+            continue  # (a column the header does not name was reported by the reader, as an empty name)
         m = numbered.pattern.fullmatch(col) if numbered else None
         if m and numbered:
             if not 2 <= int(m.group(1)) <= numbered.most:
