@@ -345,7 +345,7 @@ class _Rows:
                 # large_string is what pandas' Arrow strings hold: parsing straight into it saves a
                 # cast (a copy of every value) when the table becomes a frame
                 column_types={n: pa.large_string() for n in keep},
-                include_columns=keep,
+                include_columns=keep if len(keep) < len(names) else None,  # (choosing columns costs a little)
                 strings_can_be_null=False,
                 quoted_strings_can_be_null=False,
             ),
