@@ -680,9 +680,13 @@ def _numbers(s: pd.Series) -> np.ndarray:
 
 
 def _flag_bound(c: Collector, code: str, t: ReadTable, mask: np.ndarray, limits: np.ndarray) -> None:
-    """A score outside its line item's range, one issue per distinct limit (a handful per file)."""
-    for limit in np.unique(limits[mask])[:10].tolist():
+    """A score outside its line item's range, grouped by limit so that each message can name it
+    (the first ten limits; scores past any other limit are reported together)."""
+    distinct = np.unique(limits[mask])
+    for limit in distinct[:10].tolist():
         flag(c, code, t, "score", mask & (limits == limit), limit=f"{limit:g}")
+    if len(distinct) > 10:
+        flag(c, code, t, "score", mask & ~np.isin(limits, distinct[:10]), limit="see lineItems.csv")
 
 
 def _check_asm(pkg: Package, version: str, c: Collector) -> None:
