@@ -5,7 +5,9 @@ and its agreement with the files present; each file's header (§2 G4–G8, §6);
 "no data file without rows" (§2 G9); every value against its column's type,
 vocabulary and requiredness (§3, §7); the bulk/delta ``status`` and
 ``dateLastModified`` rules (§5); unique ``sourcedId``s (§2 G14); then every
-reference and the semantic rules (§8). All value checks are column masks.
+reference and the semantic rules (§8), the gradebook's included (§7.11); and, in
+the asm profile, Apple's id and name rules on the values that become ASM ids and
+names (§10, asm.md §1.1). All value checks are column masks.
 """
 
 from __future__ import annotations
