@@ -714,16 +714,33 @@ def validate(path: Path, format_: str, profile: str, encoding: str, as_json: boo
 @click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), callback=new_file_in_existing_folder,
               help="The ZIP to write (its folder must exist).")
 @click.option("--preview", type=click.IntRange(min=1), default=None, help="Print the first N mapped records per file.")
-@click.option("--account", help="Use this account's flow mapping from the configuration.")
+@click.option("--account", help="Use this account's flow mapping (and validation profile) from the configuration.")
+@click.option("--profile", type=click.Choice(["strict", "asm"]), default=None,
+              help="The validation the input must pass first. Default: the account's flow's profile, else asm.")
+@click.option("--force", is_flag=True,
+              help="Convert even input that validation (or the check of the output) rejects; the report is printed.")
 @pass_context
 def convert(ctx: Context, path: Path, target: str, output: Path | None, preview: int | None,
-            account: str | None) -> None:
-    """Convert a OneRoster (or ASM) ZIP or folder into Apple School Manager's six files."""
+            account: str | None, profile: str | None, force: bool) -> None:
+    """Convert a OneRoster (or ASM) ZIP or folder into Apple School Manager's six files.
+
+    The input is validated first; input that does not pass is refused (exit 1, with the
+    report on stderr) unless --force. Exit 2 only when the input cannot be read at all.
+    """
     import tempfile
 
-    from rostergate.formats.convert.entry import conversion_summary, convert_dir, render_preview, write_asm_zip
+    from rostergate.formats.convert.entry import (
+        check_output,
+        conversion_summary,
+        convert_dir,
+        render_preview,
+        trace_to_input,
+        write_asm_zip,
+    )
     from rostergate.formats.read.archive import unpack
     from rostergate.formats.read.detect import detect_format
+    from rostergate.formats.validate.entry import UNREADABLE_CODES, validate_dir
+    from rostergate.formats.validate.report import render_text
 
     if output is None and preview is None:
         fail("give -o OUT.zip, --preview N, or both", 2)
@@ -735,6 +752,7 @@ def convert(ctx: Context, path: Path, target: str, output: Path | None, preview:
         if flow is None:
             fail(f"no flow for account {account!r} in {ctx.settings.source or 'the embedded defaults'}", 2)
         mapping = flow.mapping
+        profile = profile or flow.profile
     with tempfile.TemporaryDirectory(prefix="rostergate-convert-") as scratch:
         source = path
         if path.is_file():
@@ -744,20 +762,32 @@ def convert(ctx: Context, path: Path, target: str, output: Path | None, preview:
             if problems:
                 for issue in problems:
                     say(issue.to_text(), err=True)
-                sys.exit(2)
+                sys.exit(2 if any(i.code in UNREADABLE_CODES for i in problems) else 1)
         found = detect_format(source)
         if found is None:
-            fail(f"{path}: neither OneRoster (manifest.csv) nor the six Apple School Manager files", 2)
+            fail(f"{path}: neither OneRoster (manifest.csv) nor the six Apple School Manager files", 1)
+        result = validate_dir(source, profile=profile or "asm")
+        if result.issues:
+            say(render_text(result), nl=False, err=True)
+        if not result.valid:
+            if not force:
+                fail("the input does not pass validation, so nothing was converted (--force converts it anyway)", 1)
+            say("warning: converting input that does not pass validation (--force)", err=True)
         if preview is not None:
             say(render_preview(source, found, mapping, preview))
         if output is None:
             return
         conversion = convert_dir(source, found, mapping)
-        errors = [i for i in conversion.issues if i.severity == "error"]
         for issue in conversion.issues:
             say(f"{issue.severity}: {issue.to_text()}", err=True)
-        if errors:
+        if not conversion.ok:
             sys.exit(1)
+        checked = check_output(conversion)
+        for issue in trace_to_input(checked, conversion, mapping):
+            say(f"{issue.severity}: {issue.to_text()} [{issue.code}]", err=True)
+        if not checked.valid and not force:
+            fail("the converted files break Apple's rules (above, at the rows they come from); nothing was "
+                 "written (--force writes them anyway)", 1)
         write_asm_zip(conversion, output)
         say(conversion_summary(conversion))
         say(f"wrote {output}")

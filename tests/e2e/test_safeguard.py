@@ -10,9 +10,10 @@ import pandas as pd
 import pytest
 
 from tests.sftp.helpers import sftp_batch
-from tests.conftest import ONEROSTER_11_VALID, Daemon, make_keypair, require_tool, zip_folder
+from tests.conftest import FIXTURES, ONEROSTER_11_VALID, Daemon, make_keypair, require_tool, zip_folder
 
 pytestmark = pytest.mark.e2e
+ASM_VALID = FIXTURES / "asm-valid"
 
 
 def upload(daemon: Daemon, key: Path, local: Path, account: str = "district-a") -> None:
@@ -80,3 +81,31 @@ def test_big_drop_is_held_until_an_operator_decides(tmp_path):
     assert refused.returncode == 1 and "only held runs" in refused.stderr
     assert len(list(outbox.iterdir())) == 2
     daemon.stop()
+
+
+def test_a_first_delivery_of_header_only_asm_files_is_held(tmp_path):
+    """asm.md §2.3, §2.5: six header-only files would tell Apple that every person left. The
+    validator only warns (the files are well formed), there is no previous delivery to compare
+    with, and the run is held all the same, until an operator decides."""
+    require_tool("sftp")
+    outbox = tmp_path / "outbox"
+    flows = f'[[flows]]\naccount = "district-a"\n[flows.downstream]\nurl = "{outbox.as_uri()}"\n'
+    daemon = Daemon(tmp_path, flows_toml=flows).start()
+    key = make_keypair(tmp_path)
+    daemon.cli("accounts", "create", "district-a", "--public-key", f"{key}.pub", "--no-password")
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    for source in sorted(ASM_VALID.iterdir()):
+        (empty / source.name).write_text(source.read_text().splitlines()[0] + "\n")
+
+    upload(daemon, key, zip_folder(empty, tmp_path / "empty.zip"))
+    (run,) = daemon.wait_for_runs(1)
+    assert run["status"] == "held"
+    assert not outbox.exists() or not list(outbox.iterdir())  # nothing went to Apple
+    report = (daemon.home("district-a") / "reports" / f"{run['id']}.txt").read_text()
+    assert "HELD" in report
+    for name in ("students.csv", "staff.csv", "rosters.csv"):
+        assert f"{name} would be delivered with no rows in the account's first delivery" in report
+    assert "the file has a header but no rows" in report  # the validation's warnings are in the report too
+    daemon.cli("runs", "reject", run["id"])
+    assert wait_status(daemon, run["id"], "discarded")["finished_at"]

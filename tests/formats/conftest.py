@@ -121,3 +121,32 @@ def patch_central(path: Path, index: int, offset: int, fmt: str, value: int) -> 
         pos = data.index(b"PK\x01\x02", pos + 1)
     struct.pack_into(fmt, data, pos + offset, value)
     path.write_bytes(bytes(data))
+
+
+def gradebook(folder: Path, **changes: dict[str, str]) -> None:
+    """Add a valid OneRoster 1.2 gradebook to the 1.2 fixture in ``folder`` (one category, line
+    item, result, score scale and learning objective), marked bulk in its manifest.
+
+    ``changes`` maps a file stem to column values that replace the valid ones in its row.
+    """
+    files = {
+        "categories": {"sourcedId": "cat-1", "title": "Homework", "weight": "1"},
+        "lineItems": {"sourcedId": "li-1", "title": "Quiz 1", "assignDate": "2026-09-01", "dueDate": "2026-09-08",
+                      "classSourcedId": "cls-bio-1", "categorySourcedId": "cat-1",
+                      "academicSessionSourcedId": "as-2026-s1", "resultValueMin": "0", "resultValueMax": "100",
+                      "schoolSourcedId": "org-hs"},
+        "results": {"sourcedId": "res-1", "lineItemSourcedId": "li-1", "studentSourcedId": "usr-s1",
+                    "scoreStatus": "fully graded", "score": "94", "scoreDate": "2026-09-09"},
+        "scoreScales": {"sourcedId": "ss-1", "title": "Letters", "type": "letter", "orgSourcedId": "org-hs",
+                        "courseSourcedId": "crs-bio", "classSourcedId": "cls-bio-1",
+                        "scoreScaleValue": "{A:94},{B:85}"},
+        "lineItemLearningObjectiveIds": {"sourcedId": "lo-1", "lineItemSourcedId": "li-1", "source": "case",
+                                         "learningObjectiveId": "urn:uuid:6b3b2f1e-3c4d-4e5f-8a9b-0c1d2e3f4a5b"},
+    }
+    from rostergate.formats.schema.oneroster import HEADERS_12
+
+    for stem, row in files.items():
+        row = {**row, **changes.get(stem, {})}
+        header = list(HEADERS_12[stem])
+        write_rows(folder / f"{stem}.csv", [header, [row.get(c, "") for c in header]])
+        manifest_set(folder, f"file.{stem}", "bulk")

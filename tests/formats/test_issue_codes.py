@@ -238,6 +238,41 @@ def _(d):
         fh.write("usr-x,,,true,org-hs,student,x,,A,B,,,,,,,,,extra\n")
 
 
+@case("csv.header.width_mismatch", OR11)
+def _(d):
+    table = kit.rows(d / "classes.csv")
+    kit.write_rows(d / "classes.csv", [table[0] + ["room"]] + table[1:])  # in the header only: rows one value short
+
+
+@case("csv.header.trailing_separator", OR11)
+def _(d):
+    data = (d / "courses.csv").read_bytes()
+    (d / "courses.csv").write_bytes(data.replace(b"\n", b",\n", 1))  # "…,subjectCodes," over full rows
+
+
+@case("csv.trailing_separator", OR11)
+def _(d):
+    lines = (d / "manifest.csv").read_bytes().split(b"\n")
+    (d / "manifest.csv").write_bytes(b"\n".join([lines[0], *(line + b"," for line in lines[1:] if line)]) + b"\n")
+
+
+@case("csv.bare_quote", OR11)
+def _(d):
+    kit.edit(d, "users.csv", 0, "givenName", "PLACEHOLDER")
+    (d / "users.csv").write_bytes((d / "users.csv").read_bytes().replace(b"PLACEHOLDER", b'Sa"m'))
+
+
+@case("csv.unterminated_quote", OR11)
+def _(d):
+    kit.edit(d, "users.csv", 2, "givenName", "PLACEHOLDER")
+    (d / "users.csv").write_bytes((d / "users.csv").read_bytes().replace(b"PLACEHOLDER", b'"Sam'))
+
+
+@case("csv.cr_line_ends", OR11)
+def _(d):
+    (d / "orgs.csv").write_bytes((d / "orgs.csv").read_bytes().replace(b"\n", b"\r"))
+
+
 @case("csv.line_break_in_field", OR11)
 def _(d):
     kit.edit(d, "users.csv", 1, "middleName", "J\nK")
@@ -402,6 +437,11 @@ def _(d):
     kit.manifest_set(d, "oneroster.version", "1.0")
 
 
+@case("oneroster.manifest.version_guessed", OR12)
+def _(d):
+    kit.manifest_set(d, "oneroster.version", None)  # roles.csv says 1.2: checked as 1.2, and the report says why
+
+
 @case("oneroster.manifest.file_missing", OR11)
 def _(d):
     (d / "users.csv").unlink()
@@ -488,6 +528,23 @@ def _(d):
         kit.edit(d, "orgs.csv", row, "dateLastModified", "yesterday")
 
 
+@case("oneroster.value.impossible_datetime", OR11)
+def _(d):
+    kit.manifest_set(d, "file.orgs", "delta")
+    for row in range(3):
+        kit.edit(d, "orgs.csv", row, "status", "active")
+        kit.edit(d, "orgs.csv", row, "dateLastModified", "2026-08-15T10:00:00.000Z")
+    kit.edit(d, "orgs.csv", 1, "dateLastModified", "2026-13-45T25:61:00.000Z")
+
+
+@case("oneroster.value.datetime_loose", OR11)
+def _(d):
+    kit.manifest_set(d, "file.orgs", "delta")
+    for row in range(3):
+        kit.edit(d, "orgs.csv", row, "status", "active")
+        kit.edit(d, "orgs.csv", row, "dateLastModified", "2017-05-06 08:01:05")
+
+
 @case("oneroster.value.datetime_not_canonical", OR12)
 def _(d):
     kit.manifest_set(d, "file.orgs", "delta")
@@ -520,6 +577,31 @@ def _(d):
 def _(d):
     kit.manifest_set(d, "file.categories", "bulk")
     (d / "categories.csv").write_text("sourcedId,status,dateLastModified,title,weight\ncat-1,,,Homework,heavy\n")
+
+
+@case("oneroster.value.invalid_score_scale", OR12)
+def _(d):
+    kit.gradebook(d, scoreScales={"scoreScaleValue": "A:94,B:85"})
+
+
+@case("oneroster.value.invalid_case_id", OR12)
+def _(d):
+    kit.gradebook(d, lineItemLearningObjectiveIds={"learningObjectiveId": "6b3b2f1e-3c4d-4e5f-8a9b-0c1d2e3f4a5b"})
+
+
+@case("oneroster.lineitem.min_above_max", OR12)
+def _(d):
+    kit.gradebook(d, lineItems={"resultValueMin": "100", "resultValueMax": "10"}, results={"score": ""})
+
+
+@case("oneroster.result.score_above_max", OR12)
+def _(d):
+    kit.gradebook(d, results={"score": "104"})
+
+
+@case("oneroster.result.score_below_min", OR12)
+def _(d):
+    kit.gradebook(d, results={"score": "-1"})
 
 
 @case("oneroster.value.invalid_list", OR11)
@@ -637,6 +719,28 @@ def _(d):
 @case("oneroster.asm.org_type_unsupported", OR11, profile="asm")
 def _(d):
     kit.copy_row(d, "orgs.csv", 0, sourcedId="org-dept", type="department")
+
+
+@case("oneroster.asm.invalid_id", OR12, profile="asm")
+def _(d):
+    for file, column in (("users.csv", "sourcedId"), ("roles.csv", "userSourcedId"),
+                         ("enrollments.csv", "userSourcedId")):
+        table = kit.rows(d / file)
+        i = table[0].index(column)
+        for r in table[1:]:
+            r[i] = r[i].replace("usr-s1", "usr-s1@north")  # legal in OneRoster 1.2, not in ASM
+        kit.write_rows(d / file, table)
+
+
+@case("oneroster.asm.id_characters", OR11, profile="asm")
+def _(d):
+    kit.edit(d, "courses.csv", 0, "sourcedId", "crs_bio")
+    kit.edit(d, "classes.csv", 0, "courseSourcedId", "crs_bio")
+
+
+@case("oneroster.asm.too_long", OR11, profile="asm")
+def _(d):
+    kit.edit(d, "orgs.csv", 1, "name", "Fixture High School " * 60)
 
 
 @case("oneroster.asm.delta_file", OR11, profile="asm")

@@ -17,9 +17,10 @@ HEADERS = {
 }
 
 
-def asm_zip(path, students: int, renamed: int = 0, rosters: int = 1):
+def asm_zip(path, students: int, renamed: int = 0, rosters: int = 1, staff: int = 1):
     rows = {name: [] for name in HEADERS}
     rows["students.csv"] = [f"s{i},{'New' if i < renamed else 'Ann'},Lee,l1" for i in range(students)]
+    rows["staff.csv"] = [f"t{i},Tom,Tee,l1" for i in range(staff)]
     rows["locations.csv"] = ["l1,School"]
     rows["rosters.csv"] = [f"r{i},c1,s{i}" for i in range(rosters)]
     with zipfile.ZipFile(path, "w") as archive:
@@ -28,10 +29,42 @@ def asm_zip(path, students: int, renamed: int = 0, rosters: int = 1):
     return path
 
 
-def test_first_delivery_has_no_baseline_and_is_never_held(tmp_path):
+def test_first_delivery_has_no_baseline_and_is_not_judged_by_removals(tmp_path):
     summary = diff(None, asm_zip(tmp_path / "a.zip", 5))
     assert summary["baseline"] is False and summary["files"]["students.csv"]["added"] == 5
     assert reasons_to_hold(summary, Thresholds(min_previous_rows=0)) == []
+
+
+@pytest.mark.parametrize("empty", ["students", "staff", "rosters"])
+def test_a_delivery_without_students_staff_or_rosters_is_held_even_the_first(tmp_path, empty):
+    """asm.md §2.3, §2.5: an empty students.csv (staff.csv, rosters.csv) tells Apple everyone left;
+    with no previous delivery there is nothing to compare with, and it is held all the same."""
+    counts = {"students": 5, "staff": 1, "rosters": 1, empty: 0}
+    current = asm_zip(tmp_path / "now.zip", counts["students"], rosters=counts["rosters"], staff=counts["staff"])
+    first = diff(None, current)
+    (reason,) = reasons_to_hold(first, Thresholds())
+    assert reason.startswith(f"{empty}.csv would be delivered with no rows in the account's first delivery")
+    later = diff(asm_zip(tmp_path / "before.zip", 5, staff=1), current)
+    (reason,) = reasons_to_hold(later, Thresholds())
+    assert reason.startswith(f"{empty}.csv would go from ") and reason.endswith(" rows to none")
+    assert reasons_to_hold(first, Thresholds(enabled=False)) == []  # the operator's switch
+
+
+def test_a_delivery_of_other_files_is_not_judged_as_an_empty_asm_delivery(tmp_path):
+    """A flow with output = "same" forwards OneRoster as it came: it has no students.csv to be empty."""
+    path = tmp_path / "oneroster.zip"
+    with zipfile.ZipFile(path, "w") as archive:
+        archive.writestr("manifest.csv", "propertyName,value\n")
+        archive.writestr("users.csv", "sourcedId\nu1\n")
+    summary = diff(None, path)
+    assert summary["asm"] is False and summary["files"]["students.csv"]["now"] == 0
+    assert reasons_to_hold(summary, Thresholds()) == []
+
+
+def test_empty_courses_classes_or_locations_alone_do_not_hold_a_first_delivery(tmp_path):
+    summary = diff(None, asm_zip(tmp_path / "a.zip", 5))
+    assert summary["files"]["courses.csv"]["now"] == 0 and summary["files"]["classes.csv"]["now"] == 0
+    assert reasons_to_hold(summary, Thresholds()) == []
 
 
 def test_counts_added_removed_changed_unchanged(tmp_path):

@@ -113,3 +113,24 @@ def test_a_failed_shared_parse_fails_every_reader(tmp_path: Path, monkeypatch: p
         for _ in range(2):  # the second reader gets the first one's error, not a hang
             with pytest.raises(MemoryError):
                 load_table(path)
+
+
+@pytest.mark.parametrize("profile, code", [("strict", "output.asm.value.invalid_id"),
+                                           ("asm", "oneroster.asm.invalid_id")])
+def test_an_id_apple_refuses_is_reported_at_the_uploaded_row(tmp_path: Path, profile: str, code: str) -> None:
+    """issue 11: with the asm profile validation refuses it; with strict the output check does, and
+    the report names users.csv, line and sourcedId, not the converted students.csv."""
+    upload = kit.copy(kit.OR12, tmp_path / "at")
+    for file, column in (("users.csv", "sourcedId"), ("roles.csv", "userSourcedId"),
+                         ("enrollments.csv", "userSourcedId")):
+        table = kit.rows(upload / file)
+        i = table[0].index(column)
+        for row in table[1:]:
+            row[i] = row[i].replace("usr-s1", "usr-s1@north")
+        kit.write_rows(upload / file, table)
+    run_dir = _run_dir(tmp_path)
+    prepared = prepare(str(run_dir), _upload(upload, run_dir), "oneroster", "asm", profile)
+    assert prepared.outcome == "rejected"
+    found = [(i.code, i.file, i.line, i.column, i.value) for i in prepared.issues if i.severity == "error"]
+    assert found == [(code, "users.csv", 4, "sourcedId", "usr-s1@north")]
+    assert prepared.output is None

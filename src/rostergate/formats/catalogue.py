@@ -29,6 +29,8 @@ class Code:
     hint: str
     #: the row stands for the codes ``<code>_<name>`` (``name`` from the data, e.g. a role)
     family: bool = False
+    #: values for template parameters a caller may leave out (e.g. the dialect's ``advice``)
+    defaults: tuple[tuple[str, str], ...] = ()
 
 
 class _Lenient(dict[str, object]):
@@ -43,6 +45,8 @@ W: Severity = "warning"
 #: A reason is counted per source file (formats/convert/ledger.py) and reported as the warning
 #: ``convert.dropped.<reason>`` (docs/mapping.md, "What is left out, and why").
 DROP_REASONS: dict[str, tuple[str, str]] = {
+    "malformed": ("could not be read as a row (a wrong number of values, or a quote left open)",
+                  "correct the row: the validation report names its problem"),
     "duplicate_id": ("repeats a sourcedId already used in this file (the first row is kept)",
                      "give every record its own sourcedId in the export, or remove the repeated row"),
     "tobedeleted": ("has status=tobedeleted",
@@ -169,23 +173,42 @@ _ROWS: tuple[Code, ...] = (
     Code("text.delimiter", W, "values are separated by {value} instead of commas",
          "export with ',' as the separator"),
     # -- CSV structure -----------------------------------------------------------------------
-    Code("csv.empty_file", E, "the file is empty (not even a header row)",
-         "write the header row; for OneRoster leave the file out and mark it 'absent' in manifest.csv"),
+    # The {advice} of these rows depends on the dialect (csvio.Dialect: OneRoster's RFC 4180 or
+    # Apple's, asm.md §1.1); the defaults are the dialect-neutral wording.
+    Code("csv.empty_file", E, "the file is empty (not even a header row)", "{advice}",
+         defaults=(("advice", "write the header row"),)),
     Code("csv.parse_error", E, "cannot parse the file as CSV ({reason})", "check quotes and separators"),
     Code("csv.row_width_mismatch", E, "the row has {actual} values, the header has {expected}",
          "quote values that contain the separator and give every row one value per column"),
+    Code("csv.header.width_mismatch", E, "every row has {actual} values but the header names {expected} columns",
+         "make the header and the rows agree: one name per column and one value per column on every row"),
+    Code("csv.header.trailing_separator", E,
+         "the header ends with {count} separator(s) naming no column, so every row is {count} value(s) short",
+         "remove the separator(s) at the end of the header row"),
+    Code("csv.trailing_separator", E,
+         "every row ends with {count} extra separator(s): empty values the header has no column for",
+         "remove the separator(s) at the end of each row (spreadsheet programs sometimes add them)"),
+    Code("csv.bare_quote", E, "the value holds a double quote that is not escaped", "{advice}",
+         defaults=(("advice", "enclose a value that holds a double quote in double quotes, and escape the quote"),)),
+    Code("csv.unterminated_quote", E,
+         "a quoted value starts here and is never closed, so the rest of the file ({lines} line(s)) "
+         "reads as one value", "close the quoted value; {advice}",
+         defaults=(("advice", "a double quote inside a value must be escaped"),)),
+    Code("csv.cr_line_ends", W, "{count} line(s) end with a carriage return alone (old Mac OS line ends)",
+         "{advice}", defaults=(("advice", "save the file with LF or CRLF line ends"),)),
     Code("csv.line_break_in_field", E, "the value contains a line break",
          "remove line breaks from values (OneRoster forbids them; Apple needs them escaped)"),
-    Code("csv.header.duplicate_column", E, "the column appears more than once in the header",
-         "keep each column once"),
+    Code("csv.header.duplicate_column", E, "the column appears {count} times in the header (positions {positions}); "
+         "its values are not checked", "keep each column once",
+         defaults=(("count", "more than one"), ("positions", "?"))),
     Code("csv.header.empty_column", E, "the header has an empty column name at position {position}",
          "remove the unnamed column (often a stray separator or an Excel index column)"),
     # -- Apple School Manager (asm.md §1) ---------------------------------------------------
     Code("asm.file.missing", E, "{value} is missing", "ASM expects all six files in every upload (asm.md §1.1)"),
     Code("asm.file.name_case", E, "the file is named '{value}' but must be '{expected}'",
          "file names are case-sensitive: rename it to {expected}"),
-    Code("asm.file.unexpected", W, "'{value}' is not one of the six ASM files and is ignored",
-         "remove it from the ZIP"),
+    Code("asm.file.unexpected", E, "'{value}' is not one of the six ASM files",
+         "remove it from the ZIP, or check its name (the asm profile ignores it with a warning)"),
     Code("asm.file.header_only", W, "the file has a header but no rows",
          "an empty file tells Apple that everything in it was removed; check the export"),
     Code("asm.header.missing_column", E, "the header lacks the column '{column}'",
@@ -236,14 +259,17 @@ _ROWS: tuple[Code, ...] = (
     Code("oneroster.manifest.version_excel", E, "manifest.version is '1' instead of '1.0'",
          "spreadsheet programs turn 1.0 into 1: edit manifest.csv in a text editor"),
     Code("oneroster.manifest.unsupported_version", E, "is not a supported oneroster.version",
-         "use 1.1 or 1.2"),
+         "use 1.1 or 1.2 (a numbered version other than these is not checked any further)"),
+    Code("oneroster.manifest.version_guessed", W,
+         "no supported oneroster.version: the upload is checked as OneRoster {value}, because {reason}",
+         "write the version in manifest.csv (oneroster.version,{value}) so that nothing has to be guessed"),
     Code("oneroster.manifest.file_missing", E, "manifest.csv marks {value} as '{mode}' but the file is not in the upload",
          "add {value}, or mark it 'absent'"),
     Code("oneroster.manifest.file_unexpected", E, "{value} is in the upload but manifest.csv marks it '{mode}'",
          "mark it 'bulk' or 'delta' in manifest.csv, or leave the file out"),
     # -- OneRoster: files and headers (oneroster.md §1, §2, §6) -------------------------------
-    Code("oneroster.file.unknown", W, "'{value}' is not a OneRoster {version} file and is ignored",
-         "remove it from the upload"),
+    Code("oneroster.file.unknown", E, "'{value}' is not a OneRoster {version} file",
+         "remove it from the upload, or check its name (the asm profile ignores it with a warning)"),
     Code("oneroster.file.name_case", E, "the file is named '{value}' but must be '{expected}'",
          "file names are case-sensitive: rename it to {expected}"),
     Code("oneroster.file.no_rows", E, "the file has a header but no data rows",
@@ -269,6 +295,10 @@ _ROWS: tuple[Code, ...] = (
     Code("oneroster.value.invalid_date", E, "is not a date", "write dates as YYYY-MM-DD (e.g. 2026-08-15)"),
     Code("oneroster.value.invalid_datetime", E, "is not an ISO 8601 date-time",
          "write e.g. 2026-08-15T12:00:00.000Z"),
+    Code("oneroster.value.impossible_datetime", E, "is not a real date and time (a month, day, hour, minute "
+         "or second out of range, or year 0000)", "write a real UTC date-time, e.g. 2026-08-15T12:00:00.000Z"),
+    Code("oneroster.value.datetime_loose", W, "is a date-time without the 'T' and time of ISO 8601",
+         "accepted in 1.1; write e.g. 2026-08-15T12:00:00.000Z, which every reader takes"),
     Code("oneroster.value.datetime_not_canonical", W, "is not in the canonical form YYYY-MM-DDTHH:MM:SS.sssZ",
          "write UTC with milliseconds, e.g. 2026-08-15T12:00:00.000Z"),
     Code("oneroster.value.invalid_year", E, "is not a four-digit year",
@@ -284,6 +314,10 @@ _ROWS: tuple[Code, ...] = (
          "write lists without spaces after commas, e.g. \"a,b\""),
     Code("oneroster.value.invalid_user_ids", E, "is not a list of {{type:identifier}} items",
          "write e.g. \"{{LDAP:12}},{{LTI:15}}\""),
+    Code("oneroster.value.invalid_score_scale", E, "is not a list of {{label:value}} pairs",
+         "write e.g. \"{{A:94}},{{B:85}}\" (oneroster.md §7.11)"),
+    Code("oneroster.value.invalid_case_id", E, "is not a urn:uuid: identifier, which source 'case' requires",
+         "write the CASE item's UUID as urn:uuid:<uuid>, or set source to unknown"),
     Code("oneroster.value.unknown_grade", W, "is not a CEDS grade code",
          "use IT, PR, PK, TK, KG, 01-13, PS, UG or Other"),
     Code("oneroster.value.grade_leading_zero", W, "has lost its leading zero",
@@ -306,6 +340,12 @@ _ROWS: tuple[Code, ...] = (
          "point {column} at an org of type school"),
     Code("oneroster.reference.not_a_school_year", W, "is an academic session of type '{session_type}', not 'schoolYear'",
          "point schoolYearSourcedId at a session of type schoolYear"),
+    Code("oneroster.lineitem.min_above_max", E, "resultValueMin is above resultValueMax",
+         "correct the line item's range: the minimum must not exceed the maximum"),
+    Code("oneroster.result.score_above_max", E, "the score is above its line item's resultValueMax ({limit})",
+         "correct the score or the line item's range"),
+    Code("oneroster.result.score_below_min", E, "the score is below its line item's resultValueMin ({limit})",
+         "correct the score or the line item's range"),
     Code("oneroster.enrollment.multiple_primary", E, "this class already has a primary teacher",
          "set primary=true for one teacher per class only"),
     Code("oneroster.enrollment.primary_not_teacher", W, "primary=true on a '{role}' enrollment",
@@ -325,6 +365,13 @@ _ROWS: tuple[Code, ...] = (
          "Apple imports orgs of type school and district"),
     Code("oneroster.asm.delta_file", W, "{value} is marked 'delta'",
          "Apple expects a full set (bulk) on every upload"),
+    Code("oneroster.asm.invalid_id", E, "would become an Apple School Manager identifier, which it cannot be",
+         "Apple's identifiers hold only letters, digits and '-' (no spaces, '@' or '/'): change the sourcedId "
+         "in the SIS (it becomes the record's id in Apple School Manager)"),
+    Code("oneroster.asm.id_characters", W, "uses '_' or '.', which Apple does not document for identifiers",
+         "Apple documents letters, digits and '-'; such ids usually work but are not guaranteed"),
+    Code("oneroster.asm.too_long", E, "is longer than the {limit} characters Apple allows in {asm_column}",
+         "shorten it in the SIS"),
     # -- conversion to ASM (formats/convert/, docs/mapping.md) ---------------------------------
     Code("convert.missing_file", E, "{file} is not in the upload",
          "add it to the ZIP: a conversion needs orgs.csv and users.csv (OneRoster 1.2 also roles.csv, "
@@ -388,7 +435,8 @@ def issue(
     row = lookup(code)
     value = _clip(value)
     column = _clip(column)
-    fields = _Lenient({k: _clip(v) if isinstance(v, str) else v for k, v in params.items()})
+    fields = _Lenient(row.defaults)
+    fields.update({k: _clip(v) if isinstance(v, str) else v for k, v in params.items() if v is not None})
     fields.update(file=file or "upload", column=column or "?", value="" if value is None else value)
     hint = row.hint.format_map(fields)
     return Issue(

@@ -2,7 +2,8 @@
 
 :func:`rostergate.formats.snapshot.diff` compares an upload with the account's last
 delivery and returns :class:`Changes`; :func:`reasons_to_hold` says why they exceed a
-flow's :class:`Thresholds` (empty: the run may go), and :func:`parse_thresholds`
+flow's :class:`Thresholds`, or why a delivery may not go unattended at all (no students,
+staff or rosters, an account's first delivery included; empty: the run may go), and :func:`parse_thresholds`
 reads a flow's ``[flows.safeguards]``. Plain Python, no pandas or Arrow: the
 configuration and the CLI import this without paying for the diff's libraries.
 """
@@ -25,9 +26,13 @@ class FileChanges(TypedDict):
 
 
 class Changes(TypedDict):
-    """:func:`~rostergate.formats.snapshot.diff`'s result: ``baseline`` is false on a first delivery."""
+    """:func:`~rostergate.formats.snapshot.diff`'s result: ``baseline`` is false on a first delivery
+    (nothing to compare with); ``asm`` is false when the delivery holds none of Apple's six files (a
+    flow with ``output = "same"`` forwarding OneRoster as it came), which the never-empty rule then
+    leaves alone."""
 
     baseline: bool
+    asm: bool
     files: dict[str, FileChanges]
 
 
@@ -74,16 +79,35 @@ def parse_thresholds(table: object, prefix: str) -> tuple[Thresholds, list[str]]
     return Thresholds(max_removed_percent, min_previous_rows, enabled), problems
 
 
+#: Files that may never be delivered empty, first delivery or not: an upload without students, staff or
+#: rosters tells Apple that every one of them left (asm.md §2.3: rosters need at least one student, §2.5).
+NEVER_EMPTY = ("students.csv", "staff.csv", "rosters.csv")
+
+_WHO = {"students.csv": "student", "staff.csv": "staff member", "rosters.csv": "student's class membership"}
+
+
 def reasons_to_hold(summary: Changes, thresholds: Thresholds) -> list[str]:
-    """Why the change is too big to deliver unattended (empty when it may go)."""
-    if not thresholds.enabled or not summary["baseline"]:
+    """Why the change is too big to deliver unattended (empty when it may go).
+
+    With a baseline: a file that empties, or loses more than the flow allows. Always, the
+    first delivery of an account included: a file of :data:`NEVER_EMPTY` with no rows
+    (there is nothing to compare a first delivery with, but nothing is needed to see
+    that an empty students.csv would deactivate every student). ``enabled = false`` is
+    the operator's switch for all of it.
+    """
+    if not thresholds.enabled:
         return []
     reasons = []
     for name, counts in summary["files"].items():
         before, removed = counts["before"], counts["removed"]
         if before and counts["now"] == 0:
             reasons.append(f"{name} would go from {before} rows to none")
-        elif before >= thresholds.min_previous_rows and removed * 100 > thresholds.max_removed_percent * before:
+        elif name in NEVER_EMPTY and counts["now"] == 0 and summary.get("asm", True):
+            first = "" if summary["baseline"] else " in the account's first delivery"
+            reasons.append(f"{name} would be delivered with no rows{first}, which tells Apple that every "
+                           f"{_WHO[name]} left")
+        elif summary["baseline"] and before >= thresholds.min_previous_rows \
+                and removed * 100 > thresholds.max_removed_percent * before:
             share = removed * 100 / before
             reasons.append(
                 f"{name} would lose {removed} of {before} rows ({share:.1f}%, more than the "

@@ -131,8 +131,8 @@ def _compare(now: pd.DataFrame, before: pd.DataFrame, key: str) -> _Compared:
     return _Compared(now, before, now_ids, before_ids, at, kept, differs)
 
 
-def _compared_files(previous_zip: Path | None, current_zip: Path) -> tuple[bool, dict[str, _Compared]]:
-    """Whether there was a previous delivery, and each ASM file compared with it."""
+def _compared_files(previous_zip: Path | None, current_zip: Path) -> tuple[bool, bool, dict[str, _Compared]]:
+    """Whether there was a previous delivery, whether this one holds any ASM file, and each compared."""
     current = _tables(current_zip)
     previous = _tables(previous_zip) if previous_zip and previous_zip.exists() else {}
     compared = {}
@@ -141,7 +141,7 @@ def _compared_files(previous_zip: Path | None, current_zip: Path) -> tuple[bool,
         empty = pd.DataFrame({key: pd.Series(dtype="str")})
         now, before = (t if t is not None and key in t else empty for t in (current.get(name), previous.get(name)))
         compared[name] = _compare(now, before, key)
-    return bool(previous), compared
+    return bool(previous), bool(current), compared
 
 
 def diff(previous_zip: Path | None, current_zip: Path) -> Changes:
@@ -151,8 +151,8 @@ def diff(previous_zip: Path | None, current_zip: Path) -> Changes:
     that was delivered (the output check enforces it), and compared column by column,
     all in Arrow: a 200,000-student district takes well under a second.
     """
-    baseline, compared = _compared_files(previous_zip, current_zip)
-    return {"baseline": baseline, "files": {name: c.counts() for name, c in compared.items()}}
+    baseline, asm, compared = _compared_files(previous_zip, current_zip)
+    return {"baseline": baseline, "asm": asm, "files": {name: c.counts() for name, c in compared.items()}}
 
 
 def diff_records(previous_zip: Path | None, current_zip: Path, show_values: bool = False) -> RecordChanges:
@@ -164,14 +164,14 @@ def diff_records(previous_zip: Path | None, current_zip: Path, show_values: bool
     comparison is :func:`diff`'s, column-wise in Arrow; only the records listed cost
     Python work.
     """
-    baseline, compared = _compared_files(previous_zip, current_zip)
+    baseline, asm, compared = _compared_files(previous_zip, current_zip)
     records = {name: _records(c, show_values) for name, c in compared.items()}
     totals: dict[str, Tally] = {}
     for name, found in records.items():
         tally = totals.setdefault(KINDS[name.removesuffix(".csv")], {"added": 0, "removed": 0, "changed": 0})
         for what in ("added", "removed", "changed"):
             tally[what] += len(found[what])
-    return {"baseline": baseline, "files": {name: c.counts() for name, c in compared.items()},
+    return {"baseline": baseline, "asm": asm, "files": {name: c.counts() for name, c in compared.items()},
             "records": records, "totals": totals}
 
 

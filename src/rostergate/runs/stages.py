@@ -24,7 +24,7 @@ import pandas as pd
 from rostergate import timeutil
 from rostergate.config import InputFormat, OutputFormat
 from rostergate.formats.convert.asmwrite import csv_bytes, is_verbatim, zip_bytes
-from rostergate.formats.convert.entry import Conversion, conversion_summary, convert_dir
+from rostergate.formats.convert.entry import Conversion, conversion_summary, convert_dir, trace_to_input
 from rostergate.formats.convert.mapping import Mapping
 from rostergate.formats.issues import Issue
 from rostergate.formats.read.archive import unpack
@@ -209,6 +209,7 @@ def _prepare(run_dir: str, upload: str, input_format: InputFormat, output_format
     # name -> what the output check reads: the frame where parsing the bytes certainly
     # gives it back (asmwrite.is_verbatim: ids, plain names), else the bytes
     output_check: dict[str, pd.DataFrame | bytes] = {}
+    conversions: list[Conversion] = []  # the one whose output is checked: its lineage places what the check finds
 
     def converts() -> bool:
         """ASM output is converted; ASM input is normalised even when the output is "same"."""
@@ -234,6 +235,7 @@ def _prepare(run_dir: str, upload: str, input_format: InputFormat, output_format
         output_files.update(files)
         prepared.counts = {name: {"rows": c.input, "delivered": c.output, "dropped": dict(sorted(c.dropped.items()))}
                            for name, c in sorted(conversion.counts.items())}
+        conversions.append(conversion)
         output_check.update({name: frame if is_verbatim(frame) else files[name]
                              for name, frame in conversion.tables.items()})
         prepared.summary = conversion_summary(conversion)
@@ -260,11 +262,7 @@ def _prepare(run_dir: str, upload: str, input_format: InputFormat, output_format
             result = validate_asm_files(output_check, profile="asm")
             zipped.result()
         if not result.valid:
-            prepared.issues.extend(
-                Issue("error", "output." + i.code, f"the converted ASM files break a rule: {i.message}",
-                      i.file, i.line, i.column, i.value, i.hint)
-                for i in result.errors
-            )
+            prepared.issues.extend(trace_to_input(result, conversions[0], mapping))
             return "failed", f"{len(result.errors)} error(s) in the converted files", False
         return "ok", "the ASM files pass the ASM rules", True
 

@@ -113,6 +113,12 @@ def _(folder):
     (folder / "users.csv").write_bytes(b"")
 
 
+@files_case("convert.dropped.malformed")
+def _(folder):
+    with open(folder / "users.csv", "a") as fh:
+        fh.write("s9,,,true,o1,student,zed\n")  # too few values: the reader cannot read it as a row
+
+
 # -- mapping and ASM input --------------------------------------------------------------------------
 @case("convert.mapping.missing_column", mapping='[students.first_name]\nfrom = "preferredGivenName"')
 def _(tables):

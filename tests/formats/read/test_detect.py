@@ -1,10 +1,13 @@
 """One version guesser: detection, validation and conversion agree on a OneRoster upload's version.
 
-Without a manifest (or with one that names no supported ``oneroster.version``) the files
-decide (read/detect.py ``guess_version``): roles.csv or userProfiles.csv, or a users.csv
-header of 1.2 (``primaryOrgSourcedId`` and no ``orgSourcedIds``), mean 1.2. Whatever the
-files say, :func:`detect_format`, :func:`validate_dir` and :func:`convert_dir` must all
-say the same, or an upload is checked against one standard and converted by another.
+Without a manifest (or with one that names no ``oneroster.version``) the upload decides
+(read/detect.py ``guess_version``): a file only 1.2 has (roles.csv, userProfiles.csv …), a
+1.2 ``file.*`` key in the manifest, or a users.csv header of 1.2 (``primaryOrgSourcedId`` and
+no ``orgSourcedIds``) mean 1.2, and the report says it guessed, and why
+(``oneroster.manifest.version_guessed``). Whatever the files say, :func:`detect_format`,
+:func:`validate_dir` and :func:`convert_dir` must all say the same, or an upload is checked
+against one standard and converted by another. A numbered version that is neither 1.1 nor
+1.2 (1.0, 2.0) is reported and nothing else is judged.
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ from rostergate.formats.validate.entry import validate_dir
 from tests.formats import conftest as kit
 
 UNREFERENCED_DISTRICT = ["convert.dropped.unreferenced"]  # no row refers to the fixture's district org
+GUESSED = "oneroster.manifest.version_guessed"
 
 
 def _without(base: Path, folder: Path, *names: str) -> Path:
@@ -38,13 +42,16 @@ def _users_12_only(folder: Path) -> Path:
 
 def test_manifest_less_upload_with_a_1_2_users_header_is_1_2_everywhere(tmp_path):
     folder = _users_12_only(tmp_path / "u")
-    assert guess_version(lambda name: find_file(folder, name)) == "1.2"
+    guess = guess_version(lambda name: find_file(folder, name))
+    assert guess.version == "1.2" and "users.csv" in guess.why
     assert detect_format(folder) == "oneroster-1.2"
     assert oneroster_version(folder) == "1.2"
     result = validate_dir(folder)
     assert result.format == "oneroster-1.2"
-    # checked against the 1.2 users.csv header: the missing manifest is the only finding
-    assert [(i.code, i.file) for i in result.issues] == [("oneroster.manifest.missing", "manifest.csv")]
+    # checked against the 1.2 users.csv header: the missing manifest is the only finding, and the guess is said
+    assert [(i.code, i.file) for i in result.issues] == [("oneroster.manifest.missing", "manifest.csv"),
+                                                         (GUESSED, "manifest.csv")]
+    assert "primaryOrgSourcedId" in result.issues[1].message
     assert validate_dir(folder, format="oneroster").issues == result.issues
     conversion = convert_dir(folder, "oneroster")
     assert conversion.source_format == "oneroster-1.2"
@@ -57,7 +64,9 @@ def test_manifest_less_1_2_upload_converts_like_the_same_upload_with_its_manifes
     folder = _without(kit.OR12, tmp_path / "u", "manifest.csv")
     assert detect_format(folder) == "oneroster-1.2"
     result = validate_dir(folder)
-    assert (result.format, [i.code for i in result.issues]) == ("oneroster-1.2", ["oneroster.manifest.missing"])
+    assert (result.format, [i.code for i in result.issues]) == ("oneroster-1.2", ["oneroster.manifest.missing",
+                                                                                   GUESSED])
+    assert "roles.csv" in result.issues[1].message
     guessed, declared = convert_dir(folder, "oneroster"), convert_dir(kit.OR12, "oneroster-1.2")
     assert guessed.source_format == "oneroster-1.2" and guessed.ok
     assert [i.code for i in guessed.issues] == UNREFERENCED_DISTRICT
@@ -83,7 +92,8 @@ def test_manifest_less_1_1_upload_stays_1_1(tmp_path):
     folder = _without(kit.OR11, tmp_path / "u", "manifest.csv")
     assert detect_format(folder) == "oneroster-1.1"
     result = validate_dir(folder)
-    assert (result.format, [i.code for i in result.issues]) == ("oneroster-1.1", ["oneroster.manifest.missing"])
+    assert (result.format, [i.code for i in result.issues]) == ("oneroster-1.1", ["oneroster.manifest.missing",
+                                                                                   GUESSED])
     conversion = convert_dir(folder, "oneroster")
     assert conversion.source_format == "oneroster-1.1" and conversion.ok
 
@@ -97,9 +107,10 @@ def test_a_users_header_with_both_org_columns_is_not_1_2(tmp_path):
     assert convert_dir(folder, "oneroster").source_format == "oneroster-1.1"
 
 
-@pytest.mark.parametrize("version", [None, "1.0"])
+@pytest.mark.parametrize("version", [None, "1.0", "v1.2"])
 def test_a_manifest_without_a_supported_version_lets_the_files_decide_for_the_validator_too(tmp_path, version):
-    """oneroster.version missing or unsupported: reported, and the files still decide the rules."""
+    """oneroster.version missing or unreadable: reported, and the files decide the rules; a numbered
+    version that is not 1.1 or 1.2 (1.0) is reported alone: no version's rules are applied."""
     folder = _users_12_only(tmp_path / "u")
     shutil.copy(kit.OR12 / "manifest.csv", folder / "manifest.csv")
     kit.manifest_set(folder, "file.roles", "absent")
@@ -107,7 +118,34 @@ def test_a_manifest_without_a_supported_version_lets_the_files_decide_for_the_va
     assert detect_format(folder) == "oneroster-1.2"
     result = validate_dir(folder)
     assert result.format == "oneroster-1.2"
-    expected = "oneroster.manifest.missing_property" if version is None else "oneroster.manifest.unsupported_version"
+    expected = {None: ["oneroster.manifest.missing_property", GUESSED],
+                "1.0": ["oneroster.manifest.unsupported_version"],
+                "v1.2": ["oneroster.manifest.unsupported_version", GUESSED]}[version]
     # only the version itself is wrong: no 1.1 rule (manifest keys, users.csv header) is applied
-    assert [i.code for i in result.issues] == [expected], [i.to_text() for i in result.issues]
+    assert sorted(i.code for i in result.issues) == sorted(expected), [i.to_text() for i in result.issues]
+    if GUESSED in expected:  # the manifest's own 1.2 key gave it away
+        assert "file.roles" in next(i.message for i in result.issues if i.code == GUESSED)
     assert convert_dir(folder, "oneroster").source_format == "oneroster-1.2"
+
+
+@pytest.mark.parametrize("version", ["1.0", "2.0"])
+def test_an_unknown_numbered_version_stops_the_check_after_the_manifest(tmp_path, version):
+    """A 1.2 package marked 2.0 is not judged by 1.1 rules: the one finding is the version."""
+    folder = kit.copy(kit.OR12, tmp_path / "u")
+    kit.manifest_set(folder, "oneroster.version", version)
+    result = validate_dir(folder)
+    assert [(i.code, i.value) for i in result.issues] == [("oneroster.manifest.unsupported_version", version)]
+    assert not result.valid
+
+
+def test_a_1_2_package_without_its_version_is_guessed_from_its_manifest_keys(tmp_path):
+    """No roles.csv and a users.csv header of 1.1 shape aside, the manifest's 1.2 keys say 1.2."""
+    folder = kit.copy(kit.OR12, tmp_path / "u")
+    kit.manifest_set(folder, "oneroster.version", None)
+    (folder / "roles.csv").unlink()
+    kit.manifest_set(folder, "file.roles", "absent")
+    guess = guess_version(lambda name: find_file(folder, name), ["file.roles", "file.users"])
+    assert guess.version == "1.2" and "file.roles" in guess.why
+    result = validate_dir(folder)
+    assert result.format == "oneroster-1.2"
+    assert "oneroster.header.missing_column" not in result.codes()  # not judged by 1.1's users.csv

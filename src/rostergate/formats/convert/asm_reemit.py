@@ -5,7 +5,8 @@ asm.md §1.1), puts each file's template columns first and in template order,
 keeps the extra columns Apple allows after them (``location_id_N``,
 ``instructor_id_N``, ``class_display_name``; asm.md §1.2, §1.5), and leaves out
 unknown columns with a warning; a missing template column is written empty,
-with a warning. Every row is used. A missing file is fatal. The mapping does
+with a warning. Every row read is used (a row the reader could not read is counted as
+dropped, ``malformed``). A missing file is fatal. The mapping does
 not apply to ASM input.
 """
 
@@ -17,7 +18,7 @@ from pathlib import Path
 import pandas as pd
 
 from rostergate.formats.catalogue import issue
-from rostergate.formats.convert.ledger import EntityCount, Ledger, lineage_frame
+from rostergate.formats.convert.ledger import Ledger, lineage_frame
 from rostergate.formats.convert.load import Fatal, read_lines
 from rostergate.formats.read.sources import find_file
 from rostergate.formats.schema.asm import ESCAPE, HEADERS, NUMBERED, OPTIONAL
@@ -31,8 +32,10 @@ def reemit_asm(src_dir: Path, ledger: Ledger) -> tuple[dict[str, pd.DataFrame], 
         path = find_file(src_dir, name)
         if path is None:
             raise Fatal(issue("convert.missing_file", file=name))  # asm.md §1.1: all six files, every time
-        frame, lines = read_lines(path, name, escape_char=ESCAPE)
-        ledger.counts[name] = EntityCount(input=len(frame), output=len(frame))
+        rows = read_lines(path, name, escape_char=ESCAPE)
+        frame, lines = rows.frame, rows.lines
+        ledger.take(name, frame, rows.malformed)
+        ledger.used(name, len(frame))
         numbered, optional = NUMBERED.get(stem), OPTIONAL.get(stem, ())
         extras = [c for c in frame.columns if c not in header
                   and (c in optional or (numbered is not None and numbered.pattern.fullmatch(c)))]

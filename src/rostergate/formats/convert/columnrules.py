@@ -156,6 +156,44 @@ def describe_rules(name: str, source_format: str, mapping: Mapping, columns: lis
     return out
 
 
+#: For each ASM file, the OneRoster column its structural (id and reference) columns are copied from
+#: (asm.md §3.3); ``None`` where the value is assembled from another file (a 1.2 person's locations come
+#: from roles.csv, a class's instructors from enrollments.csv).
+_STRUCTURAL_SOURCES: dict[str, dict[str, str | None]] = {
+    "students": {"person_id": "sourcedId", "location_id": "orgSourcedIds"},
+    "staff": {"person_id": "sourcedId", "location_id": "orgSourcedIds"},
+    "courses": {"course_id": "sourcedId", "location_id": "orgSourcedId"},
+    "classes": {"class_id": "sourcedId", "course_id": "courseSourcedId", "location_id": "schoolSourcedId",
+                "instructor_id": None},
+    "rosters": {"roster_id": "sourcedId", "class_id": "classSourcedId", "student_id": "userSourcedId"},
+    "locations": {"location_id": "sourcedId"},
+}
+_DERIVED_SOURCES = {"_grade": "grades", "_password_policy": None}
+
+
+def source_column(asm_file: str, column: str, source_format: str, mapping: Mapping) -> str | None:
+    """The source column an ASM column's value was taken from (``None`` when it was assembled
+    from several, or from another file): for pointing a problem in the output at the upload."""
+    if source_format == "asm":
+        return column
+    kind = asm_file.removesuffix(".csv")
+    base = re.sub(r"_\d+$", "", column)
+    structural = _STRUCTURAL_SOURCES.get(kind, {})
+    if base in structural:
+        if kind in ("students", "staff") and base == "location_id" and source_format == "oneroster-1.2":
+            return None
+        return structural[base]
+    defaults = {"students": PERSON_DEFAULTS, "staff": PERSON_DEFAULTS, "courses": COURSE_DEFAULTS,
+                "classes": {**CLASS_DEFAULTS, **CLASS_OPTIONAL}, "locations": LOCATION_DEFAULTS}.get(kind, {})
+    rule = mapping.rules_for(kind).get(column)
+    if rule is None or not (rule.sources or rule.template):
+        rule = defaults.get(column)
+    if rule is None or rule.template is not None or not rule.sources:
+        return None
+    first = rule.sources[0]
+    return _DERIVED_SOURCES.get(first, first) if first.startswith("_") else first
+
+
 def apply_prefix(tables: dict[str, pd.DataFrame], prefix: str) -> dict[str, pd.DataFrame]:
     """Prefix every non-empty id and reference, in every file, the same way."""
     if not prefix:

@@ -6,7 +6,8 @@ per-row lineage (the source file and line behind each output row). It never
 raises on bad data: impossible input (no users.csv, a missing structural column)
 becomes an ``error`` issue and empty tables, so callers check ``conversion.ok``.
 :func:`write_asm_zip` writes a conversion; :func:`conversion_summary` and
-:func:`render_preview` describe it for people.
+:func:`render_preview` describe it for people; :func:`trace_to_input` places what an
+output check finds at the uploaded file and line it came from.
 
 The work is done elsewhere in this package: :mod:`.oneroster_to_asm` (OneRoster
 input, asm.md §3.3 and docs/mapping.md), :mod:`.asm_reemit` (ASM input),
@@ -27,8 +28,8 @@ from pathlib import Path
 import pandas as pd
 
 from rostergate.formats.convert.asm_reemit import reemit_asm
-from rostergate.formats.convert.asmwrite import write_tables_zip
-from rostergate.formats.convert.columnrules import apply_prefix, describe_rules
+from rostergate.formats.convert.asmwrite import csv_bytes, is_verbatim, write_tables_zip
+from rostergate.formats.convert.columnrules import apply_prefix, describe_rules, source_column
 from rostergate.formats.convert.ledger import (
     Drop,
     EntityCount,
@@ -41,9 +42,10 @@ from rostergate.formats.convert.ledger import (
 from rostergate.formats.convert.load import Fatal, read_source
 from rostergate.formats.convert.mapping import Mapping
 from rostergate.formats.convert.oneroster_to_asm import OneRosterToAsm
-from rostergate.formats.issues import Issue
+from rostergate.formats.issues import Issue, ValidationResult
 from rostergate.formats.read.detect import oneroster_version
 from rostergate.formats.schema.asm import FILES, HEADERS
+from rostergate.formats.validate.entry import validate_asm_files
 
 SOURCE_FORMATS = ("oneroster-1.1", "oneroster-1.2", "asm")
 
@@ -116,6 +118,44 @@ def convert_dir(src_dir: Path, source_format: str, mapping: Mapping | None = Non
     )
     conversion.issues = ledger.issues + drop_issues(conversion.drops, conversion.dropped_rows)
     return conversion
+
+
+def check_output(conversion: Conversion) -> ValidationResult:
+    """Apple's rules (the asm profile) on the six tables as they would be written.
+
+    A table is checked as its frame where writing and re-reading it certainly gives the
+    frame back (:func:`~.asmwrite.is_verbatim`), else as its CSV bytes; see :func:`trace_to_input`
+    for placing what is found at the upload.
+    """
+    files = {name: frame if is_verbatim(frame) else csv_bytes(frame) for name, frame in conversion.tables.items()}
+    return validate_asm_files(files, profile="asm")
+
+
+def trace_to_input(result: ValidationResult, conversion: Conversion, mapping: Mapping | None = None) -> list[Issue]:
+    """The errors an output check (``result``, on ``conversion``'s tables) found, each placed at
+    the uploaded file, line and column the value came from.
+
+    The district never saw the converted files: a report naming ``students.csv:501`` of the
+    output sends them looking in a file they do not have. Through the lineage (the source
+    file and line of every output row) each error is moved to its source row; the message
+    keeps the ASM file and column it would have broken. An error without a row (a file-level
+    one) stays on the output file. Codes become ``output.<code>``.
+    """
+    mapping = mapping or Mapping()
+    traced = []
+    for i in result.errors:
+        file, line, column = i.file, i.line, i.column
+        where = f"{i.file} {i.column}" if i.column else f"{i.file}"
+        lineage = conversion.lineage.get(i.file or "")
+        if lineage is not None and i.line is not None and 0 <= i.line - 2 < len(lineage):
+            row = i.line - 2
+            file = str(lineage["source_file"].iat[row])
+            line = int(lineage["source_line"].to_numpy()[row])
+            column = source_column(i.file or "", i.column, conversion.source_format, mapping) if i.column else None
+        traced.append(Issue("error", "output." + i.code,
+                            f"the converted ASM files break a rule ({where}, from this value): {i.message}",
+                            file, line, column, i.value))
+    return traced
 
 
 def write_asm_zip(conversion: Conversion, out_path: Path) -> None:

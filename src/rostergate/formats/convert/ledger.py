@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from rostergate.formats.arrowops import Mask
+from rostergate.formats.arrowops import Mask, Positions
 from rostergate.formats.catalogue import DROP_REASONS, ROLE_DROPPED, issue
 from rostergate.formats.convert.frames import select
 from rostergate.formats.issues import Issue
@@ -77,8 +77,14 @@ class Ledger:
         self.parts: list[pd.DataFrame] = []
         self.issues: list[Issue] = []
 
-    def take(self, file: str, frame: pd.DataFrame) -> None:
-        self.counts[file] = EntityCount(input=len(frame))
+    def take(self, file: str, frame: pd.DataFrame, malformed: Positions | None = None) -> None:
+        """Count ``frame``'s rows as read from ``file``, and the rows the reader could not read at
+        all (``malformed``: their lines) as read and dropped, so that every row is accounted for."""
+        bad = np.zeros(0, dtype=np.int64) if malformed is None else np.asarray(malformed, dtype=np.int64)
+        self.counts[file] = EntityCount(input=len(frame) + len(bad))
+        if len(bad):
+            self.parts.append(pd.DataFrame({"file": file, "line": bad, "sourcedId": "", "reason": "malformed"}))
+            self.counts[file].dropped["malformed"] = len(bad)
 
     def drop(self, frame: pd.DataFrame, mask: pd.Series | Mask, file: str, reason: str) -> pd.DataFrame:
         """Record ``frame[mask]`` as dropped for ``reason``; return the rest."""

@@ -13,12 +13,14 @@ the validator's to report, not this module's.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal, overload
 
 import numpy as np
 import pandas as pd
 
+from rostergate.formats.arrowops import Positions
 from rostergate.formats.catalogue import issue
 from rostergate.formats.convert.ledger import Ledger
 from rostergate.formats.issues import Issue
@@ -34,11 +36,22 @@ class Fatal(Exception):
         self.issue = issue
 
 
-def read_lines(path: Path, name: str, escape_char: str | None = None) -> tuple[pd.DataFrame, np.ndarray]:
-    """A file's frame (all strings) and the file line of each row (header = line 1).
+@dataclass
+class SourceRows:
+    """A source file as the converter reads it: the frame (all strings), the file line of each
+    row (header = line 1) and the lines of the rows that could not be read (``malformed``)."""
+
+    frame: pd.DataFrame
+    lines: Positions
+    malformed: Positions
+
+
+def read_lines(path: Path, name: str, escape_char: str | None = None) -> SourceRows:
+    """Read a source file (see :class:`SourceRows`); unreadable as a whole: :class:`Fatal`.
 
     Lines come from csvio's loader, which knows when quoted values span lines; the
-    issues it finds (encoding, bad rows) are the validator's to report, not ours.
+    issues it finds (encoding, bad rows) are the validator's to report, not ours, but every
+    row it could not read is kept by line, so that the ledger accounts for it.
     """
     loaded = load_table(path, name, escape_char=escape_char)
     if loaded.frame is None:
@@ -47,7 +60,7 @@ def read_lines(path: Path, name: str, escape_char: str | None = None) -> tuple[p
     frame = loaded.frame.astype("str")
     frame.columns = [str(c).strip() for c in frame.columns]
     lines = loaded.lines if loaded.lines is not None else np.arange(2, len(frame) + 2)
-    return frame, np.asarray(lines, dtype="int64")
+    return SourceRows(frame, np.asarray(lines, dtype="int64"), np.asarray(loaded.malformed, dtype="int64"))
 
 
 def read_source(src_dir: Path, name: str) -> tuple[pd.DataFrame, pd.Series]:
@@ -55,8 +68,8 @@ def read_source(src_dir: Path, name: str) -> tuple[pd.DataFrame, pd.Series]:
     path = find_file(src_dir, name)
     if path is None:
         return pd.DataFrame(), pd.Series(dtype="int64")
-    frame, lines = read_lines(path, name)
-    return frame, pd.Series(np.arange(len(frame)), index=lines)
+    rows = read_lines(path, name)
+    return rows.frame, pd.Series(np.arange(len(rows.frame)), index=rows.lines)
 
 
 @overload
@@ -74,10 +87,11 @@ def load_file(src_dir: Path, name: str, required: tuple[str, ...], ledger: Ledge
             ledger.issues.append(issue("convert.missing_file", file=name, severity="warning"))
             return None
         raise Fatal(issue("convert.missing_file", file=name))
-    frame, lines = read_lines(path, name)
+    rows = read_lines(path, name)
+    frame = rows.frame
     missing = [c for c in required if c not in frame.columns]
     if missing:
         raise Fatal(issue("convert.missing_column", file=name, line=1, column=missing[0]))
-    frame["_line"] = lines
-    ledger.take(name, frame)
+    frame["_line"] = rows.lines
+    ledger.take(name, frame, rows.malformed)
     return frame

@@ -18,34 +18,77 @@ import csv
 import io
 import re
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from concurrent.futures import Future
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Literal
 
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 
+from rostergate.formats.arrowops import Positions
 from rostergate.formats.catalogue import issue
 from rostergate.formats.issues import Issue
+from rostergate.formats.read.structure import Structure, field_at, line_of, scan
 from rostergate.formats.read.text import DELIMITER_NAMES, EncodingPolicy, decode, sniff_delimiter
 
 _MAX_LOCATED_BAD_ROWS = 20
-_HEADER_BYTES = 65536  # the longest header row looked for
+_HEADER_BLOCK = 65536  # read_header reads this much at a time ...
+_HEADER_MAX = 16 << 20  # ... until the header row ends, or this much has been read
 _BLANK = re.compile(rb"\s*\Z")
+
+
+@dataclass(frozen=True)
+class Dialect:
+    """Which CSV dialect a file is read in, and so which advice its problems get.
+
+    OneRoster files are RFC 4180 (oneroster.md §2 G1, G2); Apple's files escape quotes and
+    line breaks with a backslash and end lines with LF (asm.md §1.1).
+    """
+
+    empty: str
+    quote: str
+    line_ends: str
+
+    @staticmethod
+    def of(escape_char: str | None) -> Dialect:
+        return _APPLE if escape_char else _RFC4180
+
+
+_RFC4180 = Dialect(
+    empty="write the header row; a OneRoster file without data is left out and marked 'absent' in manifest.csv",
+    quote='enclose the value in double quotes and double each quote inside it: "O""Brien" (RFC 4180, '
+          'oneroster.md §2 G2)',
+    line_ends="save the file with LF or CRLF line ends",
+)
+_APPLE = Dialect(
+    empty="write the header row of Apple's template: every upload holds all six files, each with its header "
+          "(asm.md §1.1)",
+    quote='enclose the value in double quotes and escape each quote inside it with a backslash: "O\\"Brien" '
+          "(asm.md §1.1)",
+    line_ends="save the file with UNIX (LF) line ends (asm.md §1.1)",
+)
+
+
+def _no_lines() -> Positions:
+    return np.zeros(0, dtype=np.int64)
 
 
 @dataclass
 class LoadedTable:
     """One CSV file as read: the frame (``None`` if unreadable) and what was found.
 
-    ``header`` is the header row as written (before duplicate names were made
-    unique); ``lines`` maps row positions to file lines when values span lines,
-    else ``None`` (then line = position + 2).
+    ``header`` is the header row as written; a name it repeats is read from its first
+    column only and listed in ``repeated`` (rules leave such a column alone: which copy
+    is meant is the district's to say). ``lines`` maps row positions to file lines when
+    they differ from position + 2 (values spanning lines, blank lines, malformed rows left
+    out), else ``None``. ``malformed`` holds the line of every data row that is not in the
+    frame because it could not be read as a row (wrong number of values, a quote left open).
     """
 
     name: str
@@ -57,6 +100,8 @@ class LoadedTable:
     encoding: str = "utf-8"
     #: issues found but not materialised (code -> count), e.g. the 20,001st bad row
     hidden: dict[str, int] = field(default_factory=dict)
+    malformed: Positions = field(default_factory=_no_lines)
+    repeated: frozenset[str] = frozenset()
 
 
 @dataclass
@@ -70,8 +115,7 @@ class ReadTable(LoadedTable):
         """``loaded`` as a :class:`ReadTable` (sharing its frame), or ``None`` when it was unreadable."""
         if loaded.frame is None:
             return None
-        return cls(loaded.name, loaded.frame, loaded.header, loaded.issues, loaded.lines, loaded.delimiter,
-                   loaded.encoding, loaded.hidden)
+        return cls(**{f.name: getattr(loaded, f.name) for f in fields(LoadedTable)})
 
 
 def read_table(path: Path) -> pd.DataFrame:
@@ -173,172 +217,326 @@ def load_bytes(
     escape_char: str | None = None,
 ) -> LoadedTable:
     """Decode, sniff and parse CSV bytes into a :class:`LoadedTable`."""
+    dialect = Dialect.of(escape_char)
     if _BLANK.match(raw):
-        return LoadedTable(name, None, issues=[issue("csv.empty_file", file=name)])
+        return LoadedTable(name, None, issues=[issue("csv.empty_file", file=name, advice=dialect.empty)])
     decoded = decode(raw, name, encoding_policy)
     issues = list(decoded.issues)
     data = decoded.data
     if data is None:
         return LoadedTable(name, None, issues=issues, encoding=decoded.encoding)
     if _BLANK.match(data):
-        issues.append(issue("csv.empty_file", file=name))
+        issues.append(issue("csv.empty_file", file=name, advice=dialect.empty))
         return LoadedTable(name, None, issues=issues, encoding=decoded.encoding)
     delimiter = sniff_delimiter(data)
     if delimiter not in allowed_delimiters:
         issues.append(issue("text.delimiter", file=name, line=1, value=DELIMITER_NAMES[delimiter]))
-    header, names, header_end = _parse_header(data, delimiter, name, issues)
+    header, header_end = _parse_header(data, delimiter)
+    names, repeated = _column_names(header)
     if len(data) - header_end < 65536 and not data[header_end:].strip():
-        frame = pd.DataFrame({n: pd.Series([], dtype=pd.StringDtype("pyarrow", na_value=np.nan)) for n in names})
-        frame.columns = names
-        return LoadedTable(name, frame, header, issues, None, delimiter, decoded.encoding)
-    bad_rows: list[tuple[int, int, str]] = []  # the first few, to locate and show
-    bad_count = [0]
-
-    def on_bad_row(row: pacsv.InvalidRow) -> str:
-        bad_count[0] += 1
-        if len(bad_rows) < _MAX_LOCATED_BAD_ROWS:
-            bad_rows.append((row.expected_columns, row.actual_columns, row.text or ""))
-        return "skip"
-
-    # Allowing line breaks in values makes pyarrow chunk serially (slower). Parse the fast
-    # way first and re-parse only when the rows do not account for every line end.
-    physical = data.count(b"\n") + (0 if data.endswith(b"\n") else 1)
+        _header_issues(header, name, len(header), issues)
+        keep = _first_copies(header, names)
+        frame = pd.DataFrame({n: pd.Series([], dtype=pd.StringDtype("pyarrow", na_value=np.nan)) for n in keep})
+        frame.columns = keep
+        return LoadedTable(name, frame, header, issues, None, delimiter, decoded.encoding,
+                           repeated=frozenset(repeated))
     try:
-        table = _parse(data, names, delimiter, False, on_bad_row, escape_char)
-        if table.num_rows + bad_count[0] + 1 != physical:
-            bad_rows.clear()
-            bad_count[0] = 0
-            table = _parse(data, names, delimiter, True, on_bad_row, escape_char)
+        rows = _Rows(data, header, names, delimiter, escape_char, header_end).read()
     except MemoryError:
         raise  # the worker's memory limit, not the file's fault (pyarrow.ArrowMemoryError is one)
     except (pa.ArrowException, ValueError, OverflowError) as exc:
         issues.append(issue("csv.parse_error", file=name, reason=_short(str(exc))))
         return LoadedTable(name, None, header, issues, None, delimiter, decoded.encoding)
-    frame = table.to_pandas(types_mapper=_string_mapper)
-    frame.columns = names
-    del table
-    bad_lines = _report_bad_rows(data, bad_rows, name, issues) if bad_rows else []
-    hidden = {}
-    if bad_count[0] > len(bad_rows):
-        hidden["csv.row_width_mismatch"] = bad_count[0] - len(bad_rows)
-    lines, broken, broken_total = _line_breaks(data, physical, frame)
+    _header_issues(header, name, rows.width, issues)
+    hidden: dict[str, int] = {}
+    rows.report(name, dialect, issues, hidden)
+    frame = rows.frame()
+    broken, broken_total = _line_breaks(frame) if rows.values_hold_line_ends else ([], 0)
     if broken_total > len(broken):
         hidden["csv.line_break_in_field"] = broken_total - len(broken)
-    if bad_lines and len(bad_lines) == bad_count[0]:
-        # dropped rows shift the lines of every later row; all of them were located, so undo that
-        lines = 2 + np.arange(len(frame), dtype=np.int64) if lines is None else lines
-        for bad in sorted(bad_lines):
-            lines[lines >= bad] += 1
+    lines = rows.lines
     for col, pos, value in broken:
         line = int(lines[pos]) if lines is not None else pos + 2
         issues.append(issue("csv.line_break_in_field", file=name, line=line, column=col, value=value))
-    return LoadedTable(name, frame, header, issues, lines, delimiter, decoded.encoding, hidden)
+    return LoadedTable(name, frame, header, issues, lines, delimiter, decoded.encoding, hidden,
+                       rows.malformed, frozenset(repeated))
 
 
 def read_header(path: Path) -> list[str]:
-    """The header row of a CSV file, each name trimmed, from its first 64 KiB.
+    """The header row of a CSV file, each name trimmed (read up to its line end, at most 16 MiB).
 
     For recognising a file, not for checking it: decoding problems are not reported
     (undecodable bytes become U+FFFD) and nothing raises; an unreadable file has no header.
     """
+    head = b""
     try:
         with open(path, "rb") as fh:
-            head = fh.read(_HEADER_BYTES)
+            while len(head) < _HEADER_MAX:
+                block = fh.read(_HEADER_BLOCK)
+                head += block
+                if not block or b"\n" in block or b"\r" in block:
+                    break
     except OSError:
         return []
     data = decode(head, path.name).data or head
-    header, _, _ = _parse_header(data, sniff_delimiter(data), path.name, [])
+    header, _ = _parse_header(data, sniff_delimiter(data))
     return [name.strip() for name in header]
 
 
-def _parse(data: bytes, names: list[str], delimiter: str, newlines_in_values: bool,
-           on_bad_row: Callable[[pacsv.InvalidRow], str], escape_char: str | None = None) -> pa.Table:
-    return pacsv.read_csv(
-        io.BytesIO(data),
-        read_options=pacsv.ReadOptions(column_names=names, skip_rows=1),
-        parse_options=pacsv.ParseOptions(
-            delimiter=delimiter, newlines_in_values=newlines_in_values, invalid_row_handler=on_bad_row,
-            escape_char=escape_char or False,
-        ),
-        convert_options=pacsv.ConvertOptions(
-            # large_string is what pandas' Arrow strings hold: parsing straight into it saves a
-            # cast (a copy of every value) when the table becomes a frame
-            column_types={n: pa.large_string() for n in names},
-            strings_can_be_null=False,
-            quoted_strings_can_be_null=False,
-        ),
-    )
+@dataclass
+class _Refused:
+    """The rows pyarrow refused in one parse (wrong number of values)."""
+
+    count: int = 0
+    widths: set[int] = field(default_factory=set)
+    #: record numbers (the header is record 1; blank lines do not count), known when parsed single-threaded
+    numbers: list[int] = field(default_factory=list)
+    #: (record number, values expected, values found) of the first few
+    shown: list[tuple[int | None, int, int]] = field(default_factory=list)
+
+    def __call__(self, row: pacsv.InvalidRow) -> str:
+        self.count += 1
+        self.widths.add(row.actual_columns)
+        if row.number is not None:
+            self.numbers.append(row.number)
+        if len(self.shown) < _MAX_LOCATED_BAD_ROWS:
+            self.shown.append((row.number, row.expected_columns, row.actual_columns))
+        return "skip"
+
+
+class _Rows:
+    """The data rows of one file: pyarrow's parse, checked against the bytes' structure.
+
+    The fast path is one multi-threaded parse. Only when the bytes hold a quote after the
+    header, a carriage return alone, or rows that do not map one to one onto lines (blank
+    lines, values spanning lines, refused rows) does :func:`~.structure.scan` judge the
+    quotes and find where each record starts; refused rows are then numbered by a second,
+    single-threaded parse (only pyarrow's serial reader numbers them).
+    """
+
+    def __init__(self, data: bytes, header: list[str], names: list[str], delimiter: str,
+                 escape_char: str | None, header_end: int) -> None:
+        self.data, self.header, self.names = data, header, names
+        self.delimiter, self.escape_char, self.header_end = delimiter, escape_char, header_end
+        self.width = len(names)  # the header's columns, less trailing separators when every row lacks them
+        self.skipped = set(names) - set(_first_copies(header, names))  # second copies of repeated names
+        self.table: pa.Table | None = None
+        self.refused = _Refused()
+        self.structure: Structure | None = None
+        self.lines: Positions | None = None
+        self.malformed: Positions = _no_lines()
+        self.values_hold_line_ends = False
+        self.swallowed: int | None = None  # the record (0-based, header 0) a quote left open swallowed
+        self.swallowed_refused = False  # ... and pyarrow refused it
+        self.width_fix: tuple[str, int] | None = None  # (code, separators) when a width problem was read around
+        self.all_refused: tuple[int, int] | None = None  # (expected, actual) when nothing explained it
+
+    def parse(self, names: list[str], newlines_in_values: bool, threads: bool) -> tuple[pa.Table, _Refused]:
+        refused = _Refused()
+        keep = [n for n in names if n not in self.skipped]
+        table = pacsv.read_csv(
+            io.BytesIO(self.data),
+            read_options=pacsv.ReadOptions(column_names=names, skip_rows=1, use_threads=threads),
+            parse_options=pacsv.ParseOptions(
+                delimiter=self.delimiter, newlines_in_values=newlines_in_values, invalid_row_handler=refused,
+                escape_char=self.escape_char or False,
+            ),
+            convert_options=pacsv.ConvertOptions(
+                # large_string is what pandas' Arrow strings hold: parsing straight into it saves a
+                # cast (a copy of every value) when the table becomes a frame
+                column_types={n: pa.large_string() for n in keep},
+                include_columns=keep if len(keep) < len(names) else None,  # (choosing columns costs a little)
+                strings_can_be_null=False,
+                quoted_strings_can_be_null=False,
+            ),
+        )
+        return table, refused
+
+    def read(self) -> _Rows:
+        data = self.data
+        physical = data.count(b"\n") + (0 if data.endswith(b"\n") else 1)
+        table, refused = self.parse(self.names, False, True)
+        quoted = data.find(b'"', self.header_end) >= 0
+        cr_alone = b"\r" in data and data.count(b"\r") != data.count(b"\r\n")
+        if not (quoted or cr_alone or refused.count or table.num_rows + 1 != physical):
+            self.table = table  # the usual file: one record per line, nothing to judge
+            return self
+        st = self.structure = scan(data, self.delimiter, self.escape_char, records=True)
+        assert st.record_lines is not None
+        records = len(st.record_lines)
+        self.values_hold_line_ends = st.inner_line_ends > 0
+        multiline = self.values_hold_line_ends or table.num_rows + refused.count + 1 != records
+        if multiline:  # values span lines: pyarrow must not cut records at line ends
+            table, refused = self.parse(self.names, True, True)
+        if refused.count:
+            table, refused = self.parse(self.names, multiline, False)
+            if table.num_rows == 0 and len(refused.widths) == 1 and st.unclosed_quote is None:
+                table, refused = self._fix_width(table, refused, multiline)
+        self.table, self.refused = table, refused
+        self._locate(records)
+        return self
+
+    def _fix_width(self, table: pa.Table, refused: _Refused, multiline: bool) -> tuple[pa.Table, _Refused]:
+        """Every row was refused, all with one width: the header or every row has separators too many.
+
+        A header ending in separators names empty columns the rows do not have
+        (``a,b,`` over ``1,2``); rows ending in separators have empty values the header
+        has no column for (``manifest.version,1.0,``). Either is read without them and
+        reported once; any other disagreement is one ``csv.header.width_mismatch``.
+        """
+        (actual,) = refused.widths
+        expected = len(self.names)
+        if actual < expected and not any(self.header[actual:]):
+            fixed, again = self.parse(self.names[:actual], multiline, False)
+            if not again.count:
+                self.width, self.names = actual, self.names[:actual]
+                self.width_fix = ("csv.header.trailing_separator", expected - actual)
+                return fixed, again
+        elif actual > expected:
+            extra = [f"\x00extra{k}" for k in range(actual - expected)]
+            fixed, again = self.parse([*self.names, *extra], multiline, False)
+            if not again.count and all(not pc.any(pc.not_equal(fixed[e], "")).as_py() for e in extra):
+                self.width_fix = ("csv.trailing_separator", actual - expected)
+                return fixed.drop_columns(extra), again
+        self.all_refused = (expected, actual)
+        return table, refused
+
+    def _locate(self, records: int) -> None:
+        """The line of every row kept and of every row refused, from the records the scan found."""
+        st, table = self.structure, self.table
+        assert st is not None and st.record_lines is not None and table is not None
+        numbers = np.asarray(self.refused.numbers, dtype=np.int64) - 1  # 0-based records, the header is 0
+        kept = np.setdiff1d(np.arange(1, records, dtype=np.int64), numbers, assume_unique=True)
+        if len(kept) != table.num_rows or (len(numbers) and int(numbers.max()) >= records):
+            # pyarrow and the scan disagree on where records are (not seen in practice): rows keep
+            # position + 2, refused rows their record number
+            self.malformed = numbers + 1
+            return
+        lines = st.record_lines[kept]
+        if st.unclosed_quote is not None and records > 1:
+            self.swallowed = records - 1
+            self.swallowed_refused = bool(len(numbers)) and int(numbers.max()) == records - 1
+            if len(kept) and kept[-1] == records - 1:  # pyarrow kept it, holding the rest of the file
+                self.table = table.slice(0, table.num_rows - 1)
+                lines = lines[:-1]
+                numbers = np.append(numbers, records - 1)
+        self.malformed = np.sort(st.record_lines[numbers]) if len(numbers) else _no_lines()
+        if not np.array_equal(lines, np.arange(2, len(lines) + 2)):
+            self.lines = lines
+
+    def _line(self, number: int | None) -> int | None:
+        """The line on which record ``number`` (pyarrow's: the header is 1) starts."""
+        st = self.structure
+        if number is None or st is None or st.record_lines is None or not 0 < number <= len(st.record_lines):
+            return None
+        return int(st.record_lines[number - 1])
+
+    def report(self, name: str, dialect: Dialect, issues: list[Issue], hidden: dict[str, int]) -> None:
+        """Add what the rows and the scan found: refused rows, quotes, line ends."""
+        st, data, refused = self.structure, self.data, self.refused
+        if self.width_fix is not None:
+            code, count = self.width_fix
+            line = 1 if code == "csv.header.trailing_separator" else self._line(2)
+            issues.append(issue(code, file=name, line=line, count=count))
+        elif self.all_refused is not None:
+            expected, actual = self.all_refused
+            issues.append(issue("csv.header.width_mismatch", file=name, line=1, expected=expected, actual=actual))
+        elif refused.count:
+            located = sorted(((self._line(number), expected, actual) for number, expected, actual in refused.shown
+                              if number is None or number - 1 != self.swallowed),
+                             key=lambda r: (r[0] is None, r[0] or 0))
+            for line, expected, actual in located:
+                issues.append(issue("csv.row_width_mismatch", file=name, line=line, expected=expected,
+                                    actual=actual))
+            unshown_swallowed = self.swallowed_refused and len(located) == len(refused.shown)
+            rest = refused.count - len(refused.shown) - int(unshown_swallowed)
+            if rest > 0:
+                hidden["csv.row_width_mismatch"] = rest
+        if st is None:
+            return
+        for offset in st.bare_quotes[:_MAX_LOCATED_BAD_ROWS]:
+            column, value = self._field(offset)
+            issues.append(issue("csv.bare_quote", file=name, line=line_of(data, offset), column=column, value=value,
+                                advice=dialect.quote))
+        if st.bare_quote_count > _MAX_LOCATED_BAD_ROWS:
+            hidden["csv.bare_quote"] = st.bare_quote_count - _MAX_LOCATED_BAD_ROWS
+        if st.unclosed_quote is not None:
+            at = line_of(data, st.unclosed_quote)
+            last = line_of(data, len(data)) - (1 if data.endswith((b"\n", b"\r")) else 0)
+            column, value = self._field(st.unclosed_quote)
+            issues.append(issue("csv.unterminated_quote", file=name, line=at, column=column, value=value,
+                                lines=last - at + 1, advice=dialect.quote))
+        if st.cr_line_ends:
+            issues.append(issue("csv.cr_line_ends", file=name, count=st.cr_line_ends, advice=dialect.line_ends))
+
+    def _field(self, offset: int) -> tuple[str | None, str]:
+        """The column and raw text of the field holding byte ``offset``."""
+        position, raw = field_at(self.data, offset, self.delimiter)
+        return (self.header[position] if position < len(self.header) else None), raw
+
+    def frame(self) -> pd.DataFrame:
+        assert self.table is not None
+        frame: pd.DataFrame = self.table.to_pandas(types_mapper=_string_mapper)
+        frame.columns = self.table.column_names
+        self.table = None
+        return frame
 
 
 def _string_mapper(dtype: pa.DataType) -> pd.StringDtype[Literal["pyarrow"]] | None:
     return pd.StringDtype("pyarrow", na_value=np.nan) if dtype in (pa.string(), pa.large_string()) else None
 
 
-def _parse_header(data: bytes, delimiter: str, name: str, issues: list[Issue]) -> tuple[list[str], list[str], int]:
-    ends = [e for e in (data.find(b"\n", 0, _HEADER_BYTES), data.find(b"\r", 0, _HEADER_BYTES)) if e >= 0]
+def _parse_header(data: bytes, delimiter: str) -> tuple[list[str], int]:
+    """The header row's names as written, and the offset of its line end (however long the row)."""
+    ends = [e for e in (data.find(b"\n"), data.find(b"\r")) if e >= 0]
     end = min(ends) if ends else len(data)
     line = data[:end].decode("utf-8", "replace")
     try:
         header = next(csv.reader([line], delimiter=delimiter), [])
     except csv.Error:
         header = line.split(delimiter)
-    if not header:
-        header = [""]
+    return header or [""], end
+
+
+def _column_names(header: list[str]) -> tuple[list[str], dict[str, list[int]]]:
+    """Unique names to parse with (``Unnamed: N`` for an empty name, ``name.N`` for a repeat)
+    and the repeated names with their positions (1-based)."""
     names: list[str] = []
-    seen: dict[str, int] = {}
+    seen: dict[str, list[int]] = {}
     for position, col in enumerate(header, start=1):
         if col == "":
+            names.append(f"Unnamed: {position - 1}")
+            continue
+        at = seen.setdefault(col, [])
+        at.append(position)
+        names.append(col if len(at) == 1 else f"{col}.{len(at) - 1}")
+    return names, {col: at for col, at in seen.items() if len(at) > 1}
+
+
+def _first_copies(header: list[str], names: list[str]) -> list[str]:
+    """The names to read: every column except the second and later copies of a repeated name."""
+    seen: set[str] = set()
+    keep = []
+    for col, unique in zip(header, names):
+        if col != "" and col in seen:
+            continue
+        seen.add(col)
+        keep.append(unique)
+    return keep
+
+
+def _header_issues(header: list[str], name: str, width: int, issues: list[Issue]) -> None:
+    """Empty and repeated names among the first ``width`` (the rest were trailing separators)."""
+    for position, col in enumerate(header[:width], start=1):
+        if col == "":
             issues.append(issue("csv.header.empty_column", file=name, line=1, position=position))
-            col = f"Unnamed: {position - 1}"
-        if col in seen:
-            if seen[col] == 1:
-                issues.append(issue("csv.header.duplicate_column", file=name, line=1, column=col, value=col))
-            seen[col] += 1
-            col = f"{col}.{seen[col] - 1}"
-        else:
-            seen[col] = 1
-        names.append(col)
-    return header, names, end
+    for col, at in _column_names(header[:width])[1].items():
+        issues.append(issue("csv.header.duplicate_column", file=name, line=1, column=col, value=col, count=len(at),
+                            positions=", ".join(map(str, at))))
 
 
-def _report_bad_rows(data: bytes, bad_rows: list[tuple[int, int, str]], name: str, issues: list[Issue]) -> list[int]:
-    """Report rows with the wrong number of values (the first few); returns the lines located.
-
-    pyarrow may hand rows over out of file order, so each is searched from the start
-    (at most a few whole-file scans, and only for broken files).
-    """
-    used: set[int] = set()
-    found: list[tuple[int | None, int, int]] = []
-    for expected, actual, text in bad_rows:
-        needle = text.encode("utf-8", "replace")
-        offset = data.find(needle) if needle else -1
-        while offset in used:
-            offset = data.find(needle, offset + 1)
-        line = None
-        if offset >= 0:
-            used.add(offset)
-            line = data.count(b"\n", 0, offset) + 1
-        found.append((line, expected, actual))
-    found.sort(key=lambda f: (f[0] is None, f[0] or 0))
-    for line, expected, actual in found:
-        issues.append(issue("csv.row_width_mismatch", file=name, line=line, expected=expected, actual=actual))
-    return [line for line, _, _ in found if line is not None]
-
-
-def _line_breaks(
-    data: bytes, physical: int, frame: pd.DataFrame
-) -> tuple[np.ndarray | None, list[tuple[str, int, str]], int]:
-    """Find values holding line breaks: a row→line map (when rows span lines), the first
-    few such cells and how many there are in all.
-
-    ``physical`` is the number of lines of ``data``; when it equals header + rows and
-    there is no bare carriage return, no value can hold a line break.
-    """
-    bare_cr = b"\r" in data and data.count(b"\r") != data.count(b"\r\n")  # `in` is a memchr: no CR, no count
-    last_row_broken = len(frame) > 0 and any("\n" in str(v) for v in frame.iloc[-1].tolist())
-    if physical <= len(frame) + 1 and not bare_cr and not last_row_broken:
-        return None, [], 0
-    extra = np.zeros(len(frame), dtype=np.int64)
+def _line_breaks(frame: pd.DataFrame) -> tuple[list[tuple[str, int, str]], int]:
+    """The first few cells holding a line break (column, row position, value) and how many in all."""
     found: list[tuple[str, int, str]] = []
     total = 0
     for col in frame.columns:
@@ -346,16 +544,11 @@ def _line_breaks(
         has = s.str.contains("\n", regex=False) | s.str.contains("\r", regex=False)
         if not has.any():
             continue
-        extra += s.str.count("\n").to_numpy(dtype=np.int64, na_value=0)
         total += int(has.sum())
         for pos in np.flatnonzero(has.to_numpy(dtype=bool, na_value=False))[:_MAX_LOCATED_BAD_ROWS].tolist():
             found.append((col, pos, str(s.iat[pos])))
     found.sort(key=lambda f: f[1])
-    found = found[:_MAX_LOCATED_BAD_ROWS]
-    lines = None
-    if extra.any():
-        lines = 2 + np.arange(len(frame), dtype=np.int64) + np.concatenate(([0], np.cumsum(extra)[:-1]))
-    return lines, found, total
+    return found[:_MAX_LOCATED_BAD_ROWS], total
 
 
 def _short(text: str, limit: int = 200) -> str:

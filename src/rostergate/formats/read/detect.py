@@ -7,14 +7,17 @@ header starts with ``sourcedId`` (so that the report can say "manifest.csv is mi
 rather than "unknown format"). ``None`` otherwise.
 
 A OneRoster version is the manifest's ``oneroster.version`` when it names a supported
-version (oneroster.md §4), else :func:`guess_version` from the files: roles.csv or
-userProfiles.csv, or a users.csv header of 1.2 (``primaryOrgSourcedId`` without
-``orgSourcedIds``), mean 1.2. The validator, the converter and detection all ask here.
+version (oneroster.md §4), else :func:`guess_version` from what the upload holds: a file
+only 1.2 has (roles.csv, userProfiles.csv, the 1.2 gradebook files), a manifest property
+only 1.2 has (``file.roles`` …), or a users.csv header of 1.2 (1.2-only columns such as
+``primaryOrgSourcedId`` without ``orgSourcedIds``) mean 1.2. The guess says why, so that a
+report can too. The validator, the converter and detection all ask here.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 
 from rostergate.formats.read.csvio import load_table, read_header
@@ -26,8 +29,22 @@ from rostergate.formats.schema import oneroster as S
 ASM_ONLY_FILES = frozenset(asm.FILES) - {f"{stem}.csv".casefold() for v in S.VERSIONS for stem in S.HEADERS[v]}
 #: Header columns that only ASM files have: the key columns.
 ASM_HEADER_HINTS = frozenset(asm.KEYS.values())
-#: Files whose presence means OneRoster 1.2 (with no manifest to say so).
-_FILES_OF_1_2 = ("roles.csv", "userProfiles.csv")
+#: Files (stems) only OneRoster 1.2 has: their presence, or their file.* key in a manifest, means 1.2.
+#: (The rostering files first: the reason a report gives is the most telling one.)
+STEMS_OF_1_2 = ("roles", "userProfiles", *sorted(set(S.HEADERS["1.2"]) - set(S.HEADERS["1.1"])
+                                                 - {"roles", "userProfiles"}))
+#: users.csv columns only 1.2 has (1.1 keeps orgSourcedIds and role there, oneroster.md §9), the
+#: one that replaces orgSourcedIds first.
+_USER_COLUMNS_OF_1_2 = ("primaryOrgSourcedId", *(c for c in S.HEADERS["1.2"]["users"]
+                                                 if c not in S.HEADERS["1.1"]["users"] and c != "primaryOrgSourcedId"))
+
+
+@dataclass(frozen=True)
+class Guess:
+    """A OneRoster version read from the files, and why (for the report)."""
+
+    version: str
+    why: str
 
 #: Finds a file of the upload by name, ignoring case (``None``: not there).
 Finder = Callable[[str], Path | None]
@@ -48,7 +65,7 @@ def detect_format(folder: Path) -> str | None:
     if any(ASM_HEADER_HINTS & set(h) for h in headers):
         return "asm"
     if any(h[:1] == ["sourcedId"] for h in headers):
-        return f"oneroster-{guess_version(find)}"
+        return f"oneroster-{guess_version(find).version}"
     return None
 
 
@@ -65,34 +82,48 @@ def finder(files: Mapping[str, Path]) -> Finder:
     return find
 
 
-def guess_version(find: Finder) -> str:
-    """The OneRoster version the files themselves suggest, without a manifest."""
-    if any(find(name) is not None for name in _FILES_OF_1_2):
-        return "1.2"
+def guess_version(find: Finder, manifest_keys: Iterable[str] = ()) -> Guess:
+    """The OneRoster version the upload itself suggests, without a ``oneroster.version`` to say it.
+
+    ``manifest_keys`` are the property names of the manifest, if there is one.
+    """
+    for stem in STEMS_OF_1_2:
+        if find(f"{stem}.csv") is not None:
+            return Guess("1.2", f"{stem}.csv is a OneRoster 1.2 file")
+    keys = set(manifest_keys)
+    for stem in STEMS_OF_1_2:
+        if f"file.{stem}" in keys:
+            return Guess("1.2", f"manifest.csv names file.{stem}, a OneRoster 1.2 file")
     users = find("users.csv")
     if users is not None:
         header = read_header(users)
-        if "orgSourcedIds" not in header and "primaryOrgSourcedId" in header:
-            return "1.2"
-    return "1.1"
+        only_12 = [c for c in _USER_COLUMNS_OF_1_2 if c in header]
+        if "orgSourcedIds" not in header and only_12:
+            return Guess("1.2", f"users.csv has the OneRoster 1.2 column {only_12[0]}")
+    return Guess("1.1", "no file, manifest property or users.csv column of OneRoster 1.2")
 
 
 def _version(find: Finder) -> str:
     manifest = find(S.MANIFEST)
-    return (_manifest_version(manifest) if manifest is not None else None) or guess_version(find)
+    if manifest is None:
+        return guess_version(find).version
+    declared, keys = _manifest_version(manifest)
+    return declared or guess_version(find, keys).version
 
 
-def _manifest_version(path: Path) -> str | None:
-    """The version the manifest's ``oneroster.version`` row names, if supported (§4; never raises)."""
+def _manifest_version(path: Path) -> tuple[str | None, list[str]]:
+    """The version the manifest's ``oneroster.version`` row names, if supported (§4), and the
+    manifest's property names (never raises)."""
     try:
         loaded = load_table(path, S.MANIFEST)
     except OSError:
-        return None
+        return None, []
     if loaded.frame is None or loaded.frame.shape[1] < 2:
-        return None
+        return None, []
     rows = [loaded.header[:2], *loaded.frame.iloc[:, :2].to_numpy(dtype=object).tolist()]
+    keys = [str(name).strip() for name, _ in rows]
     for name, value in rows:
         version = S.VERSION_NAMES.get(str(value).strip()) if str(name).strip() == "oneroster.version" else None
         if version is not None:
-            return version
-    return None
+            return version, keys
+    return None, keys

@@ -20,7 +20,7 @@ class Col:
     """One column's rule.
 
     ``kind``: string, guid, date, datetime, year, bool, enum, enum_list, grades,
-    string_list, guid_list, user_ids, float, int.
+    string_list, guid_list, user_ids, score_scale, float, int.
     ``ref``: target file stem whose ``sourcedId`` the value(s) must match.
     ``ext``: 1.2 extensible vocabulary (``ext:<token>`` accepted, §3).
     """
@@ -196,7 +196,7 @@ _BASE: dict[str, dict[str, Col]] = {
     },
     "scoreScales": {
         "title": _SR, "type": _SR, "orgSourcedId": _ref("orgs", R), "courseSourcedId": _ref("courses", R),
-        "classSourcedId": _ref("classes", R), "scoreScaleValue": _SR,
+        "classSourcedId": _ref("classes", R), "scoreScaleValue": Col("score_scale", R),
     },
     "lineItemLearningObjectiveIds": {
         "lineItemSourcedId": _ref("lineItems", R), "source": Col("enum", R, LO_SOURCE), "learningObjectiveId": _SR,
@@ -249,6 +249,16 @@ VERSION_NAMES = {"1.1": "1.1", "1.2": "1.2", "1.2.1": "1.2"}
 
 #: stems whose rows Apple School Manager imports (oneroster.md §10)
 ASM_FILES = ("orgs", "users", "courses", "classes", "enrollments")
+#: The OneRoster columns that become ASM identifiers (asm.md §3.3): each file's sourcedId is the key
+#: of the ASM file it feeds (orgs -> location_id, users -> person_id, courses -> course_id, classes ->
+#: class_id, enrollments -> roster_id); references resolve to these, so they need no check of their own.
+ASM_ID_SOURCES: dict[str, str] = {stem: "sourcedId" for stem in ASM_FILES}
+#: The OneRoster columns the default mapping copies into ASM's length-limited name columns
+#: (asm.md §1.2-§1.7, NAME_MAX): (file, column) -> the ASM column it fills.
+ASM_NAME_SOURCES: dict[tuple[str, str], str] = {
+    ("users", "givenName"): "first_name", ("users", "middleName"): "middle_name",
+    ("users", "familyName"): "last_name", ("courses", "title"): "course_name", ("orgs", "name"): "location_name",
+}
 ASM_ROLES = ("student", "teacher")
 ASM_ORG_TYPES = ("school", "district")
 
@@ -256,12 +266,30 @@ ASM_ORG_TYPES = ("school", "district")
 GUID_RE = r"[0-9A-Za-z./@_-]+"  # with GUID_MAX; RE2 is much slower on a bounded {1,255}
 GUID_CHARS = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz./@_-"
 GUID_MAX = 255
-DATE_RE = r"\d{4}-(?:0[1-9]|1[0-2])-(?:0[1-9]|[12]\d|3[01])"
+#: a year from 0001 (ISO 8601 has a year 0000 only by mutual agreement; no SIS means it). RE2 has no
+#: look-ahead, hence the spelled-out alternatives.
+_YEAR = r"(?:[1-9]\d{3}|0[1-9]\d{2}|00[1-9]\d|000[1-9])"
+_MONTH_DAY = r"(?:0[1-9]|1[0-2])-(?:0[1-9]|[12]\d|3[01])"
+DATE_RE = rf"{_YEAR}-{_MONTH_DAY}"  # days 29-31 are checked against the month by the validator
+#: the shape of an ISO 8601 date-time (what is "a date-time" at all) ...
 DATETIME_ISO_RE = (r"\d{4}-\d{2}-\d{2}(?:[T ]\d{2}:\d{2}(?::\d{2}(?:[.,]\d+)?)?(?:Z|[+-]\d{2}:?\d{2})?)?")
+#: ... and one whose fields are in range (month 01-12, hour 00-23, minute and second 00-59, offset up to
+#: ±23:59); a value of the shape that fails this one is an impossible date-time
+DATETIME_REAL_RE = (rf"{_YEAR}-{_MONTH_DAY}(?:[T ](?:[01]\d|2[0-3]):[0-5]\d(?::[0-5]\d(?:[.,]\d+)?)?"
+                    r"(?:Z|[+-](?:[01]\d|2[0-3]):?[0-5]\d)?)?")
 DATETIME_CANONICAL_RE = r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z"
+#: §3, §13 Q1: a date-time with a "T" and a time, which every reader takes (1.1 writers also send
+#: "2017-05-06 08:01:05" and date-only values, which some readers refuse)
+DATETIME_T_RE = r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}.*"
 YEAR_RE = r"\d{4}"
 EXT_RE = r"ext:[a-zA-Z0-9.\-_]+"
 USER_IDS_RE = r"\{[^:}]+:[^}]+\}(?:,\{[^:}]+:[^}]+\})*"
+#: §7.11: scoreScales.scoreScaleValue is a list of {lhs:rhs} pairs, e.g. "{A:94},{B:85}"
+SCORE_SCALE_RE = r"\{[^:{}]+:[^{}]+\}(?:,\{[^:{}]+:[^{}]+\})*"
+#: §7.11: a learning objective from CASE is named by a urn:uuid: UUID (LSG)
+CASE_ID_RE = r"urn:uuid:[0-9A-Fa-f]{8}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{12}"
+#: §7.11: files naming learning objectives (``source`` = case | unknown, ``learningObjectiveId``)
+LEARNING_OBJECTIVE_FILES = ("lineItemLearningObjectiveIds", "resultLearningObjectiveIds")
 FLOAT_RE = r"[+-]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?"
 INT_RE = r"[+-]?\d+"
 

@@ -57,6 +57,7 @@ from rostergate.formats.validate.collect import Collector, Task, parallel_map, t
 from rostergate.formats.validate.masks import (
     flag,
     later_duplicates,
+    longer_than,
     missing_in,
     nonempty,
     not_in,
@@ -138,8 +139,8 @@ def _check_header(stem: str, t: ReadTable, c: Collector) -> None:
             c.add("asm.header.missing_column", file=t.name, line=1, column=col, expected=expected, severity=sev)
     numbered = NUMBERED.get(stem)
     for col in cols:
-        if col in template or col in OPTIONAL.get(stem, ()):
-            continue
+        if col in template or col in OPTIONAL.get(stem, ()) or col not in t.header:
+            continue  # (a column the header does not name was reported by the reader, as an empty name)
         m = numbered.pattern.fullmatch(col) if numbered else None
         if m and numbered:
             if not 2 <= int(m.group(1)) <= numbered.most:
@@ -149,38 +150,41 @@ def _check_header(stem: str, t: ReadTable, c: Collector) -> None:
     order = [col for col in cols if col in template]
     if order != [col for col in template if col in cols]:
         c.add("asm.header.order", file=t.name, line=1, expected=expected)
-    if len(t.frame) == 0:
+    if len(t.frame) == 0 and not len(t.malformed):  # rows that could not be read are reported as such
         c.add("asm.file.header_only", file=t.name, line=1)
 
 
 def _value_tasks(stem: str, t: ReadTable, loaded: dict[str, ReadTable]) -> list[Task]:
     """Column tasks for one file, run side by side by :meth:`Collector.run`."""
     frame = t.frame
-    tasks: list[Task] = [task(required, "asm.value.required", t, REQUIRED[stem])]
+    # a repeated column is left alone: which copy is meant is the district's to say
+    tasks: list[Task] = [task(required, "asm.value.required", t, [c for c in REQUIRED[stem] if c not in t.repeated])]
     if len(frame) == 0:
         return tasks
     # A reference whose target file is present is checked against the target's keys, which
-    # are themselves checked here; so character rules run on keys and unresolvable references.
+    # are themselves checked here; so character rules run on keys and unresolvable references
+    # (a resolved reference equals a checked key; a value that resolves nowhere is reported as
+    # a malformed id when it is one, else as a missing record, by the reference check).
     resolvable = {col for f, col, target, target_col in REFERENCES
-                  if f == stem and target in loaded and target_col in loaded[target].frame.columns}
+                  if f == stem and _resolvable(loaded, target, target_col)}
     for col in id_columns(stem, list(frame.columns)):
         extra = LOCATION_N.fullmatch(col) or INSTRUCTOR_N.fullmatch(col)
         covered = col in resolvable or (extra and f"{col.rsplit('_', 1)[0]}_N" in resolvable)
-        if col != KEYS[stem] and covered:
+        if (col != KEYS[stem] and covered) or col in t.repeated:
             continue
         tasks.append(task(_check_id, t, col, frame[col]))
     for col in NAME_COLUMNS.get(stem, ()):
-        if col in frame.columns:
+        if col in frame.columns and col not in t.repeated:
             tasks.append(task(_check_length, t, col, frame[col], NAME_MAX))
     key = KEYS[stem]
-    if key in frame.columns and stem not in ("students", "staff"):
+    if key in frame.columns and key not in t.repeated and stem not in ("students", "staff"):
         tasks.append(task(_check_unique, t, key, frame[key]))
     if stem == "students" and "password_policy" in frame.columns:
         tasks.append(task(_check_password_policy, t, frame["password_policy"]))
     if stem == "classes":
         tasks.append(task(_check_instructor_count, t))
     if stem == "rosters" and _roster_pairs_checked(loaded):
-        known = [loaded[f].frame[k] if f in loaded and k in loaded[f].frame.columns else None
+        known = [loaded[f].frame[k] if _resolvable(loaded, f, k) else None
                  for f, k in (("classes", "class_id"), ("students", "person_id"))]
         tasks.append(task(_check_roster_pairs, t, frame["class_id"], frame["student_id"], known,
                           loaded.get("students")))
@@ -188,7 +192,7 @@ def _value_tasks(stem: str, t: ReadTable, loaded: dict[str, ReadTable]) -> list[
 
 
 def _check_length(c: Collector, t: ReadTable, col: str, s: pd.Series, limit: int) -> None:
-    flag(c, "asm.value.too_long", t, col, _longer_than(s, limit), limit=limit)
+    flag(c, "asm.value.too_long", t, col, longer_than(s, limit), limit=limit)
 
 
 def _check_unique(c: Collector, t: ReadTable, key: str, s: pd.Series) -> None:
@@ -209,13 +213,28 @@ def _check_id(c: Collector, t: ReadTable, col: str, s: pd.Series) -> None:
     _check_length(c, t, col, s, ID_MAX)
 
 
-def _longer_than(s: pd.Series, limit: int) -> Mask:
-    arr = strings(s)
-    # bytes ≥ characters, so only values over the limit in bytes need counting in characters
-    if not pc.any(pc.greater(pc.binary_length(arr), limit)).as_py():
-        return np.zeros(len(s), dtype=bool)
-    longer: Mask = pc.greater(pc.utf8_length(arr), limit).to_numpy(zero_copy_only=False)
-    return longer
+def _malformed_ids(s: pd.Series) -> Mask:
+    """Values that are no ASM identifier at all (characters beyond even the tolerated ``_``/``.``)."""
+    odd = not_in_charset(s, ID_OK)
+    bad: Mask = (odd & not_matching(s, ID_TOLERATED)).to_numpy() if odd.any() else np.zeros(len(s), dtype=bool)
+    return bad
+
+
+def _flag_unresolved(c: Collector, t: ReadTable, col: str, s: pd.Series, missing: Mask | pd.Series, target: str,
+                     target_col: str) -> None:
+    """References that resolve nowhere: a malformed id is the cause when the value is one,
+    else the record is missing (asm.md §1.1, §1.8)."""
+    missing = np.asarray(missing, dtype=bool)
+    bad = missing & _malformed_ids(s) if missing.any() else missing
+    flag(c, "asm.value.invalid_id", t, col, bad)
+    flag(c, "asm.reference.missing_record", t, col, missing & ~bad, target=f"{target}.csv", target_column=target_col)
+
+
+def _resolvable(tables: dict[str, ReadTable], target: str, target_col: str) -> bool:
+    """Whether references into ``target``'s ``target_col`` are checked: the file was read whole,
+    the column once (a target with unreadable rows would make "missing" untrue)."""
+    t = tables.get(target)
+    return t is not None and target_col in t.frame.columns and target_col not in t.repeated and not len(t.malformed)
 
 
 def _check_instructor_count(c: Collector, t: ReadTable) -> None:
@@ -253,8 +272,7 @@ def _check_roster_pairs(c: Collector, t: ReadTable, classes: pd.Series, students
             continue
         found = position_in(values, keys)
         if (found < 0).any():
-            missing = (found < 0) & nonempty(values).to_numpy()
-            flag(c, "asm.reference.missing_record", t, col, missing, target=f"{target}.csv", target_column=target_col)
+            _flag_unresolved(c, t, col, values, (found < 0) & nonempty(values).to_numpy(), target, target_col)
             continue
         codes.append((found, len(keys)))
     if len(codes) == 2:
@@ -264,8 +282,8 @@ def _check_roster_pairs(c: Collector, t: ReadTable, classes: pd.Series, students
         mask = pair_duplicate_mask(strings(classes), strings(students))
     mask = mask & nonempty(classes).to_numpy() & nonempty(students).to_numpy()
     flag(c, "asm.value.duplicate_roster", t, "student_id", mask)
-    if student_table is None or known[1] is None or len(t.frame) == 0:
-        return
+    if student_table is None or known[1] is None or len(t.frame) == 0 or len(t.malformed):
+        return  # with unreadable roster rows, "in no class" could be untrue
     ids = known[1]
     lonely: Mask | pd.Series
     if len(codes) == 2:
@@ -306,8 +324,8 @@ def _reference_tasks(tables: dict[str, ReadTable]) -> list[Task]:
     """One task per reference column whose target file was read (asm.md §1.8)."""
     tasks: list[Task] = []
     for stem, col, target, target_col in REFERENCES:
-        if stem not in tables or target not in tables or target_col not in tables[target].frame:
-            continue  # a missing file is reported once, not once per reference
+        if stem not in tables or not _resolvable(tables, target, target_col):
+            continue  # a missing or partly unreadable file is reported once, not once per reference
         if stem == "rosters" and _roster_pairs_checked(tables):
             continue  # resolved together with the pair check
         t = tables[stem]
@@ -315,7 +333,7 @@ def _reference_tasks(tables: dict[str, ReadTable]) -> list[Task]:
             rx = LOCATION_N if col.startswith("location") else INSTRUCTOR_N
             cols = [x for x in t.frame.columns if rx.fullmatch(x)]
         else:
-            cols = [col] if col in t.frame.columns else []
+            cols = [col] if col in t.frame.columns and col not in t.repeated else []
         targets = tables[target].frame[target_col]
         for x in cols:
             tasks.append(task(_check_reference, t, x, t.frame[x], targets, target, target_col))
@@ -324,8 +342,7 @@ def _reference_tasks(tables: dict[str, ReadTable]) -> list[Task]:
 
 def _check_reference(c: Collector, t: ReadTable, col: str, s: pd.Series, targets: pd.Series, target: str,
                      target_col: str) -> None:
-    flag(c, "asm.reference.missing_record", t, col, missing_in(s, targets), target=f"{target}.csv",
-         target_column=target_col)
+    _flag_unresolved(c, t, col, s, missing_in(s, targets), target, target_col)
 
 
 def _line(t: ReadTable, pos: int) -> int:

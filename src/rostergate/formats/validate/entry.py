@@ -29,7 +29,14 @@ DEFAULT_LIMITS = ArchiveLimits()  # frozen: safe to share as a default
 
 Progress = Callable[[str], None]
 FORMATS = ("auto", "asm", "oneroster", "oneroster-1.1", "oneroster-1.2")
-UNREADABLE_CODES = frozenset({"input.unreadable", "archive.not_a_zip", "archive.empty"})
+#: What truly cannot be read (CLI exit 2): no such input, not a ZIP, or a ZIP whose bytes cannot
+#: be trusted or decoded (encrypted, damaged, lengths that disagree, an unknown compression).
+#: Anything that was read and found wanting (an empty archive, a folder with the wrong files,
+#: an invalid CSV) is an invalid upload: exit 1.
+UNREADABLE_CODES = frozenset({
+    "input.unreadable", "archive.not_a_zip", "archive.encrypted", "archive.crc_mismatch", "archive.size_mismatch",
+    "archive.overlapping_entries", "archive.unsupported_compression",
+})
 
 
 def validate_dir(

@@ -105,6 +105,16 @@ def not_in(s: pd.Series, allowed: Iterable[str], ext_regex: str | None = None) -
     return _mask(s, bad)
 
 
+def longer_than(s: pd.Series, limit: int) -> Mask:
+    """Values longer than ``limit`` characters."""
+    arr = strings(s)
+    # bytes >= characters, so only values over the limit in bytes need counting in characters
+    if not pc.any(pc.greater(pc.binary_length(arr), limit)).as_py():
+        return np.zeros(len(s), dtype=bool)
+    longer: Mask = pc.greater(pc.utf8_length(arr), limit).to_numpy(zero_copy_only=False)
+    return longer
+
+
 def later_duplicates(s: pd.Series) -> pd.Series:
     """Non-empty values already seen on an earlier row."""
     return nonempty(s) & pd.Series(duplicate_mask(strings(s), keep_first=True), index=s.index)

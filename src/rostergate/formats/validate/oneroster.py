@@ -5,11 +5,14 @@ and its agreement with the files present; each file's header (§2 G4–G8, §6);
 "no data file without rows" (§2 G9); every value against its column's type,
 vocabulary and requiredness (§3, §7); the bulk/delta ``status`` and
 ``dateLastModified`` rules (§5); unique ``sourcedId``s (§2 G14); then every
-reference and the semantic rules (§8). All value checks are column masks.
+reference and the semantic rules (§8), the gradebook's included (§7.11); and, in
+the asm profile, Apple's id and name rules on the values that become ASM ids and
+names (§10, asm.md §1.1). All value checks are column masks.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,17 +22,19 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from rostergate.formats.arrowops import Mask, Positions, duplicate_mask, pair_duplicate_mask, strings
+from rostergate.formats.arrowops import Mask, Positions, duplicate_mask, pair_duplicate_mask, position_in, strings
 from rostergate.formats.issues import Severity
 from rostergate.formats.read.csvio import ReadTable, load_table
-from rostergate.formats.read.detect import finder, guess_version
+from rostergate.formats.read.detect import Finder, Guess, finder, guess_version
 from rostergate.formats.read.sources import match_name
 from rostergate.formats.read.text import EncodingPolicy
+from rostergate.formats.schema import asm
 from rostergate.formats.schema import oneroster as S
 from rostergate.formats.validate.collect import Collector, Task, parallel_map, task
 from rostergate.formats.validate.masks import (
     flag,
     later_duplicates,
+    longer_than,
     missing_in,
     nonempty,
     not_in,
@@ -47,6 +52,8 @@ class Package:
     """What the validator learned about one OneRoster upload."""
 
     version: str | None = None
+    #: the manifest names a version this validator does not know (1.0, 2.0): nothing else is judged
+    unsupported: bool = False
     modes: dict[str, str] = field(default_factory=dict)  # stem -> absent|bulk|delta (from the manifest)
     files: dict[str, Path] = field(default_factory=dict)  # stem -> path of the data files present
     tables: dict[str, ReadTable] = field(default_factory=dict)
@@ -64,15 +71,20 @@ def validate_oneroster(
     present = {p.name: p for p in Path(folder).iterdir() if p.is_file() and not p.name.startswith(".")}
     pkg = Package()
     # the files' version (read/detect.py, the one guesser) applies when the manifest names no supported one
-    guessed = guess_version(finder(present))
+    find = finder(present)
     manifest_name = match_name(present, MANIFEST)
     if manifest_name is None:
         c.add("oneroster.manifest.missing", file=MANIFEST, value=MANIFEST)
+        guess = guess_version(find)
     else:
         if manifest_name != MANIFEST:
             c.add("oneroster.file.name_case", file=manifest_name, value=manifest_name, expected=MANIFEST)
-        _read_manifest(present[manifest_name], pkg, c, encoding_policy, guessed)
-    pkg.version = version = pkg.version or guessed
+        guess = _read_manifest(present[manifest_name], pkg, c, encoding_policy, find)
+        if pkg.unsupported:
+            return pkg  # judged by no version's rules: the report holds the version and nothing that follows from it
+    if pkg.version is None:
+        c.add("oneroster.manifest.version_guessed", file=MANIFEST, value=guess.version, reason=guess.why)
+    pkg.version = version = pkg.version or guess.version
     _match_files(present, pkg, version, c)
     files = list(pkg.files.items())
     if progress:
@@ -89,7 +101,8 @@ def validate_oneroster(
     for stem, t in pkg.tables.items():
         _check_header(stem, t, version, c)
         if len(t.frame) == 0:
-            c.add("oneroster.file.no_rows", file=t.name, line=1)
+            if not len(t.malformed):  # rows that could not be read are reported as such, not as no rows
+                c.add("oneroster.file.no_rows", file=t.name, line=1)
             continue
         tasks += _value_tasks(stem, t, version, pkg.modes.get(stem, "bulk"), pkg)
     tasks += _reference_tasks(pkg, version, c)
@@ -103,21 +116,25 @@ def validate_oneroster(
 # -- files and manifest --------------------------------------------------------------------------
 
 
-def _read_manifest(path: Path, pkg: Package, c: Collector, policy: EncodingPolicy, guessed: str) -> None:
-    """oneroster.md §4: header, properties, versions and file modes.
+def _read_manifest(path: Path, pkg: Package, c: Collector, policy: EncodingPolicy, find: Finder) -> Guess:
+    """oneroster.md §4: header, properties, versions and file modes; returns the files' guess.
 
     ``pkg.version`` is the version ``oneroster.version`` names if supported, else ``None``;
-    the other properties are then judged by ``guessed`` (the files' version).
+    the other properties are then judged by the version the upload suggests (its files and
+    the manifest's own property names, :func:`~rostergate.formats.read.detect.guess_version`).
+    A version that is a number but not one this validator knows (``1.0``, ``2.0``) sets
+    ``pkg.unsupported``: judging that upload by 1.1 or 1.2 rules would only bury the one
+    real finding under follow-on errors.
     """
     t = load_table(path, MANIFEST, encoding_policy=policy)
     c.extend_loaded(t)
     if t.frame is None:
-        return
+        return guess_version(find)
     frame = t.frame
     if list(t.header) != ["propertyName", "value"]:
         c.add("oneroster.manifest.invalid_header", file=MANIFEST, line=1, value=",".join(t.header))
     if frame.shape[1] < 2:
-        return
+        return guess_version(find)
     names = frame.iloc[:, 0].str.strip()
     values = frame.iloc[:, 1].str.strip()
     props: dict[str, tuple[str, int]] = {}
@@ -127,6 +144,7 @@ def _read_manifest(path: Path, pkg: Package, c: Collector, policy: EncodingPolic
             c.add("oneroster.manifest.duplicate_property", file=MANIFEST, line=line, column="propertyName", value=name)
             continue
         props[name] = (value, line)
+    guess = guess_version(find, props)
 
     version = None
     if "oneroster.version" in props:
@@ -135,8 +153,9 @@ def _read_manifest(path: Path, pkg: Package, c: Collector, policy: EncodingPolic
             version = S.VERSION_NAMES[value]
         else:
             c.add("oneroster.manifest.unsupported_version", file=MANIFEST, line=line, column="value", value=value)
+            pkg.unsupported = bool(re.fullmatch(r"\d+(?:\.\d+)*", value))
     pkg.version = version
-    v = version or guessed
+    v = version or guess.version
     if "manifest.version" in props:
         value, line = props["manifest.version"]
         if value == "1":
@@ -144,6 +163,8 @@ def _read_manifest(path: Path, pkg: Package, c: Collector, policy: EncodingPolic
         elif value != "1.0":
             c.add("oneroster.manifest.invalid_value", file=MANIFEST, line=line, column="value", value=value,
                   property="manifest.version", expected="1.0")
+    if pkg.unsupported:
+        return guess
     for key in S.MANIFEST_REQUIRED:
         if key not in props:
             c.add("oneroster.manifest.missing_property", file=MANIFEST, value=key,
@@ -164,6 +185,7 @@ def _read_manifest(path: Path, pkg: Package, c: Collector, policy: EncodingPolic
                   property=key, expected="absent, bulk, delta")
             continue
         pkg.modes[stem] = value
+    return guess
 
 
 def _match_files(present: dict[str, Path], pkg: Package, version: str, c: Collector) -> None:
@@ -245,11 +267,11 @@ def _value_tasks(stem: str, t: ReadTable, version: str, mode: str, pkg: Package)
     frame = t.frame
     tasks: list[Task] = []
     for name, col in S.COLUMNS[version][stem].items():
-        if name in frame.columns:
+        if name in frame.columns and name not in t.repeated:  # a repeated column: which copy is meant?
             s = frame[name]  # taken here: tasks must not race on the frame
             ref_checked = _reference_checked(col, mode, pkg)
             tasks.append(task(_check_column, t, name, s, col, version, mode, ref_checked))
-    if "sourcedId" in frame.columns:
+    if "sourcedId" in frame.columns and "sourcedId" not in t.repeated:
         tasks.append(task(_check_unique, t, frame["sourcedId"]))
     tasks.append(task(_check_cross_columns, t))
     return tasks
@@ -265,7 +287,7 @@ def _reference_checked(col: S.Col, mode: str, pkg: Package) -> bool:
         return False
     target = pkg.tables.get(col.ref)
     return (target is not None and "sourcedId" in target.frame.columns and mode != "delta"
-            and pkg.modes.get(col.ref, "bulk") != "delta")
+            and pkg.modes.get(col.ref, "bulk") != "delta" and not len(target.malformed))
 
 
 def _check_column(c: Collector, t: ReadTable, name: str, s: pd.Series, col: S.Col, version: str, mode: str,
@@ -317,11 +339,7 @@ def _check_type(t: ReadTable, name: str, s: pd.Series, col: S.Col, version: str,
     elif kind == "date":
         _check_dates(t, name, s, c)
     elif kind == "datetime":
-        bad = not_matching(s, S.DATETIME_ISO_RE)
-        flag(c, "oneroster.value.invalid_datetime", t, name, bad)
-        if version == "1.2":
-            flag(c, "oneroster.value.datetime_not_canonical", t, name,
-                 not_matching(s, S.DATETIME_CANONICAL_RE) & ~bad)
+        _check_datetimes(t, name, s, version, c)
     elif kind == "year":
         flag(c, "oneroster.value.invalid_year", t, name, not_matching(s, S.YEAR_RE))
     elif kind == "bool":
@@ -337,6 +355,8 @@ def _check_type(t: ReadTable, name: str, s: pd.Series, col: S.Col, version: str,
         _check_list(t, name, s, col, version, ext, ref_checked, c)
     elif kind == "user_ids":
         flag(c, "oneroster.value.invalid_user_ids", t, name, not_matching(s, S.USER_IDS_RE))
+    elif kind == "score_scale":
+        flag(c, "oneroster.value.invalid_score_scale", t, name, not_matching(s, S.SCORE_SCALE_RE))
     elif kind == "float":
         flag(c, "oneroster.value.invalid_number", t, name, not_matching(s, S.FLOAT_RE))
     elif kind == "int":
@@ -348,12 +368,40 @@ def _check_dates(t: ReadTable, name: str, s: pd.Series, c: Collector) -> None:
     if not filled.any():
         return
     shape_ok = s.str.fullmatch(S.DATE_RE).fillna(False).astype(bool)
-    bad = filled & ~shape_ok
-    late = shape_ok & s.str.slice(8, 10).isin(["29", "30", "31"])  # only these days can be impossible
-    if late.any():
-        parsed = pd.to_datetime(s[late].astype(object), format="%Y-%m-%d", errors="coerce")
-        bad = bad | pd.Series(False, index=s.index).mask(late, parsed.isna().reindex(s.index, fill_value=False))
-    flag(c, "oneroster.value.invalid_date", t, name, bad)
+    flag(c, "oneroster.value.invalid_date", t, name, (filled & ~shape_ok) | _no_such_day(s, shape_ok))
+
+
+def _no_such_day(s: pd.Series, ok: pd.Series) -> pd.Series:
+    """Among the rows ``ok`` (a date, or a date-time, whose fields are in range), those whose
+    day does not exist in its month (2027-02-30, 2026-04-31); only days 29-31 can be wrong."""
+    late = ok & s.str.slice(8, 10).isin(["29", "30", "31"])
+    if not late.any():
+        return pd.Series(False, index=s.index)
+    parsed = pd.to_datetime(s[late].str.slice(0, 10).astype(object), format="%Y-%m-%d", errors="coerce")
+    return pd.Series(False, index=s.index).mask(late, parsed.isna().reindex(s.index, fill_value=False))
+
+
+def _check_datetimes(t: ReadTable, name: str, s: pd.Series, version: str, c: Collector) -> None:
+    """oneroster.md §3, §13 Q1: the shape of ISO 8601, then real fields, then the usual form.
+
+    A value without the shape is not a date-time; one with it whose month, day, hour,
+    minute or second cannot be (2026-13-45T25:61, 0000-00-00) is impossible. 1.2 expects
+    the canonical UTC form (a warning otherwise); 1.1 is looser, but a space instead of the
+    "T" or a date alone is worth a note, as not every reader takes it.
+    """
+    bad = not_matching(s, S.DATETIME_ISO_RE)
+    flag(c, "oneroster.value.invalid_datetime", t, name, bad)
+    shaped = nonempty(s) & ~bad
+    if not shaped.any():
+        return
+    unreal = shaped & not_matching(s, S.DATETIME_REAL_RE)
+    unreal |= _no_such_day(s, shaped & ~unreal)
+    flag(c, "oneroster.value.impossible_datetime", t, name, unreal)
+    fine = shaped & ~unreal
+    if version == "1.2":
+        flag(c, "oneroster.value.datetime_not_canonical", t, name, fine & not_matching(s, S.DATETIME_CANONICAL_RE))
+    else:
+        flag(c, "oneroster.value.datetime_loose", t, name, fine & not_matching(s, S.DATETIME_T_RE))
 
 
 def _check_list(t: ReadTable, name: str, s: pd.Series, col: S.Col, version: str, ext: str | None,
@@ -460,6 +508,8 @@ def _reference_tasks(pkg: Package, version: str, c: Collector) -> list[Task]:
                 continue
             if pkg.modes.get(col.ref, "bulk") == "delta":
                 continue  # a delta target lists only changes
+            if len(target.malformed) or name in t.repeated or "sourcedId" in target.repeated:
+                continue  # rows of the target could not be read: "missing" would often be untrue
             ids = target.frame["sourcedId"]  # columns are taken here: tasks must not race on frames
             types = target.frame["type"] if "type" in target.frame.columns else None
             tasks.append(task(_check_reference, t, name, s, col, ids, types))
@@ -468,7 +518,12 @@ def _reference_tasks(pkg: Package, version: str, c: Collector) -> list[Task]:
 
 def _check_reference(c: Collector, t: ReadTable, name: str, s: pd.Series, col: S.Col, ids: pd.Series,
                      types: pd.Series | None) -> None:
-    """One reference column against its target's sourcedIds (§8), plus the target-type rules."""
+    """One reference column against its target's sourcedIds (§8), plus the target-type rules.
+
+    A value that names no record is a missing record, unless it is no sourcedId at all
+    (bad characters, too long): then that is the cause, and it is reported as such, as an
+    error whatever the version (an unresolvable reference is one).
+    """
     if not nonempty(s).any():
         return
     if col.kind == "guid_list":
@@ -477,10 +532,17 @@ def _check_reference(c: Collector, t: ReadTable, name: str, s: pd.Series, col: S
         value_set = _id_set(ids, items.type)
         known = pc.is_in(items, value_set=value_set).to_numpy(zero_copy_only=False)
         empty = pc.equal(items, "").to_numpy(zero_copy_only=False)
-        _flag_items(c, "oneroster.reference.missing_record", t, name, s, parents, ~known & ~empty,
+        missing = ~known & ~empty
+        malformed = missing & _items_not_matching(items, S.GUID_RE) if missing.any() else missing
+        _flag_items(c, "oneroster.value.invalid_guid", t, name, s, parents, malformed, item_values=items,
+                    severity="error")
+        _flag_items(c, "oneroster.reference.missing_record", t, name, s, parents, missing & ~malformed,
                     item_values=items, target=f"{col.ref}.csv")
     else:
-        flag(c, "oneroster.reference.missing_record", t, name, missing_in(s, ids), target=f"{col.ref}.csv")
+        missing = missing_in(s, ids)
+        malformed = missing & not_in_charset(s, S.GUID_CHARS, S.GUID_MAX) if missing.any() else missing
+        flag(c, "oneroster.value.invalid_guid", t, name, malformed, severity="error")
+        flag(c, "oneroster.reference.missing_record", t, name, missing & ~malformed, target=f"{col.ref}.csv")
     if types is not None and col.school and col.ref == "orgs":
         _check_target_type(t, name, s, ids, types, "school", "oneroster.reference.not_a_school", "org_type", c)
     if types is not None and col.school_year and col.ref == "academicSessions":
@@ -536,8 +598,9 @@ def _check_semantics(c: Collector, pkg: Package, version: str) -> None:
     if roles is not None and profiles is not None and "userProfileSourcedId" in roles.frame.columns \
             and {"sourcedId", "userSourcedId"} <= set(profiles.frame.columns) and len(profiles.frame):
         _check_profile_owner(roles, profiles, c)
+    _check_gradebook(pkg, c)
     if c.profile.asm_checks:
-        _check_asm(pkg, c)
+        _check_asm(pkg, version, c)
 
 
 def _parent_cycles(ids: pd.Series, parents: pd.Series) -> Mask:
@@ -582,8 +645,56 @@ def _check_primary_org(users: ReadTable, roles: ReadTable, c: Collector) -> None
          nonempty(u["primaryOrgSourcedId"]).to_numpy() & ~known)
 
 
-def _check_asm(pkg: Package, c: Collector) -> None:
-    """oneroster.md §10: what Apple School Manager imports (warnings in the asm profile)."""
+def _check_gradebook(pkg: Package, c: Collector) -> None:
+    """oneroster.md §7.11, §8 (LSG): a line item's minimum is not above its maximum, a result's
+    score lies between its line item's, and a CASE learning objective is named by a urn:uuid."""
+    items = pkg.tables.get("lineItems")
+    bounds = None
+    if items is not None and {"sourcedId", "resultValueMin", "resultValueMax"} <= set(items.frame.columns) \
+            and len(items.frame):
+        low, high = _numbers(items.frame["resultValueMin"]), _numbers(items.frame["resultValueMax"])
+        flag(c, "oneroster.lineitem.min_above_max", items, "resultValueMin", low > high)
+        bounds = (items.frame["sourcedId"], low, high)
+    results = pkg.tables.get("results")
+    if bounds is not None and results is not None and {"lineItemSourcedId", "score"} <= set(results.frame.columns) \
+            and len(results.frame):
+        ids, low, high = bounds
+        at = position_in(results.frame["lineItemSourcedId"], ids)
+        score = _numbers(results.frame["score"])
+        found = at >= 0
+        limit_low = np.where(found, low[np.maximum(at, 0)], np.nan)
+        limit_high = np.where(found, high[np.maximum(at, 0)], np.nan)
+        _flag_bound(c, "oneroster.result.score_above_max", results, score > limit_high, limit_high)
+        _flag_bound(c, "oneroster.result.score_below_min", results, score < limit_low, limit_low)
+    for stem in S.LEARNING_OBJECTIVE_FILES:
+        t = pkg.tables.get(stem)
+        if t is not None and {"source", "learningObjectiveId"} <= set(t.frame.columns) and len(t.frame):
+            case = (t.frame["source"] == "case").to_numpy()
+            if case.any():
+                flag(c, "oneroster.value.invalid_case_id", t, "learningObjectiveId",
+                     case & not_matching(t.frame["learningObjectiveId"], S.CASE_ID_RE).to_numpy())
+
+
+def _numbers(s: pd.Series) -> np.ndarray:
+    """A column of decimal numbers as floats (NaN where empty or not a number: reported elsewhere)."""
+    return pd.to_numeric(s.where(s.str.fullmatch(S.FLOAT_RE).fillna(False).astype(bool)),
+                         errors="coerce").to_numpy(dtype=float, na_value=np.nan)
+
+
+def _flag_bound(c: Collector, code: str, t: ReadTable, mask: np.ndarray, limits: np.ndarray) -> None:
+    """A score outside its line item's range, grouped by limit so that each message can name it
+    (the first ten limits; scores past any other limit are reported together)."""
+    distinct = np.unique(limits[mask])
+    for limit in distinct[:10].tolist():
+        flag(c, code, t, "score", mask & (limits == limit), limit=f"{limit:g}")
+    if len(distinct) > 10:
+        flag(c, code, t, "score", mask & ~np.isin(limits, distinct[:10]), limit="see lineItems.csv")
+
+
+def _check_asm(pkg: Package, version: str, c: Collector) -> None:
+    """oneroster.md §10: what Apple School Manager imports (warnings in the asm profile), and
+    Apple's own rules on the values that become ASM identifiers and names (asm.md §1.1), so that
+    what the conversion would make of them is refused here, at the district's own file and line."""
     for stem in ("users", "enrollments", "roles"):
         t = pkg.tables.get(stem)
         if t is not None and "role" in t.frame.columns:
@@ -592,6 +703,49 @@ def _check_asm(pkg: Package, c: Collector) -> None:
     orgs = pkg.tables.get("orgs")
     if orgs is not None and "type" in orgs.frame.columns:
         flag(c, "oneroster.asm.org_type_unsupported", orgs, "type", not_in(orgs.frame["type"], S.ASM_ORG_TYPES))
+    for stem, column in S.ASM_ID_SOURCES.items():
+        t = pkg.tables.get(stem)
+        if t is None or column not in t.frame.columns or column in t.repeated or not len(t.frame):
+            continue
+        s = t.frame[column]
+        sent = _sent_to_asm(stem, t, pkg, version)
+        odd = sent & not_in_charset(s, asm.ID_OK).to_numpy()
+        if odd.any():
+            bad = odd & not_matching(s, asm.ID_TOLERATED).to_numpy()
+            flag(c, "oneroster.asm.invalid_id", t, column, bad)
+            flag(c, "oneroster.asm.id_characters", t, column, odd & ~bad)
+        flag(c, "oneroster.asm.too_long", t, column, sent & longer_than(s, asm.ID_MAX), limit=asm.ID_MAX,
+             asm_column=asm.KEYS[_ASM_FILE_OF[stem]])
+    for (stem, column), asm_column in S.ASM_NAME_SOURCES.items():
+        t = pkg.tables.get(stem)
+        if t is None or column not in t.frame.columns or column in t.repeated or not len(t.frame):
+            continue
+        flag(c, "oneroster.asm.too_long", t, column, _sent_to_asm(stem, t, pkg, version)
+             & longer_than(t.frame[column], asm.NAME_MAX), limit=asm.NAME_MAX, asm_column=asm_column)
+
+
+#: The ASM file each OneRoster file's rows become (users: students or staff, both keyed by person_id).
+_ASM_FILE_OF = {"orgs": "locations", "users": "students", "courses": "courses", "classes": "classes",
+                "enrollments": "rosters"}
+
+
+def _sent_to_asm(stem: str, t: ReadTable, pkg: Package, version: str) -> Mask:
+    """The rows of ``t`` the default mapping sends to ASM: people in a family role (guardian, parent,
+    relative) and enrolments other than student and teacher ones are left out (docs/mapping.md)."""
+    frame = t.frame
+    rows: Mask = np.ones(len(frame), dtype=bool)
+    if stem == "enrollments" and "role" in frame.columns:
+        rows = frame["role"].isin(S.ASM_ROLES).to_numpy()
+    elif stem == "users" and version == "1.1" and "role" in frame.columns:
+        rows = ~frame["role"].isin(S.FAMILY_ROLES).to_numpy()
+    elif stem == "users" and "sourcedId" in frame.columns:
+        roles = pkg.tables.get("roles")
+        if roles is not None and {"userSourcedId", "role"} <= set(roles.frame.columns):
+            school = roles.frame.loc[~roles.frame["role"].isin(S.FAMILY_ROLES), "userSourcedId"]
+            family = roles.frame.loc[roles.frame["role"].isin(S.FAMILY_ROLES), "userSourcedId"]
+            in_family = position_in(frame["sourcedId"], family) >= 0
+            rows = ~in_family | (position_in(frame["sourcedId"], school) >= 0)
+    return rows
 
 
 def _line(t: ReadTable, pos: int) -> int:

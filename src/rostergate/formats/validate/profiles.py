@@ -3,9 +3,12 @@
 ``strict`` applies the standards as written. ``asm`` is "what Apple School
 Manager accepts" (oneroster.md §10): the five files Apple imports become
 required, a missing academicSessions.csv, roles other than student/teacher,
-org types other than school/district and delta files become warnings, and the
-bulk-mode "status must be empty" rule is relaxed to a warning because Apple
-documents ``active``/``tobedeleted`` values in full uploads.
+org types other than school/district, delta files and files the format does not
+know become warnings, and the bulk-mode "status must be empty" rule is relaxed to a
+warning because Apple documents ``active``/``tobedeleted`` values in full uploads.
+It also adds Apple's rules for the OneRoster values that become ASM identifiers
+and names (``oneroster.asm.*``), so that a value ASM would refuse is found at the
+district's own file and line, before any conversion.
 """
 
 from __future__ import annotations
@@ -40,7 +43,9 @@ STRICT = Profile("strict")
 
 ASM = Profile(
     "asm",
-    overrides={"oneroster.status.forbidden_in_bulk": "warning"},
+    overrides={"oneroster.status.forbidden_in_bulk": "warning",
+               # Apple's importer ignores files it does not know; the standard's peers refuse them
+               "oneroster.file.unknown": "warning", "asm.file.unexpected": "warning"},
     required_oneroster_files=frozenset(ASM_FILES),
     asm_checks=True,
     lenient_sessions=True,
