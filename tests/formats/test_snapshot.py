@@ -169,11 +169,12 @@ def test_a_column_on_one_side_only_is_named_in_every_kept_record(tmp_path):
 
 
 def test_a_first_delivery_adds_every_record_and_staff_count_as_people(tmp_path):
-    now = asm_zip(tmp_path / "n.zip", 3, rosters=2)
+    now = asm_zip(tmp_path / "n.zip", 3, rosters=2, staff=2)
     changes = diff_records(None, now)
     assert changes["baseline"] is False
     assert changes["records"]["students.csv"]["added"] == ["s0", "s1", "s2"]
-    assert changes["totals"]["people"]["added"] == 3 and changes["totals"]["enrollments"]["added"] == 2
+    assert changes["records"]["staff.csv"]["added"] == ["t0", "t1"]
+    assert changes["totals"]["people"]["added"] == 5 and changes["totals"]["enrollments"]["added"] == 2
     assert changes["totals"]["locations"]["added"] == 1
 
 
@@ -196,7 +197,7 @@ def test_records_agree_with_the_counts_whatever_the_change(tmp_path, seed):
 
 
 def test_the_text_lists_at_most_the_limit_of_each(tmp_path):
-    changes = diff_records(None, asm_zip(tmp_path / "n.zip", 30))
+    changes = diff_records(None, asm_zip(tmp_path / "n.zip", 30, staff=0))
     text = render_records(changes, limit=5)
     assert "students.csv: 30 added, 0 removed, 0 changed" in text
     assert "s0, s1, s2, s3, s4 ... and 25 more (--json lists all)" in text
