@@ -1,4 +1,4 @@
-"""Three narrow changes inside asyncssh that make a large upload cheaper on the event loop.
+"""Four narrow changes inside asyncssh that make a large upload cheaper on the event loop.
 
 A district's upload reaches us as 32 KiB SSH packets whatever we advertise
 (OpenSSH's client reads its ``sftp`` pipe 32 KiB at a time), so for a 512 MiB
@@ -23,6 +23,9 @@ the bytes on the wire identical.
   every packet and writes each to the socket separately, so every status answer
   cost two ``send`` calls on a loopback socket, which does the receiver's work
   too. The two now leave in one ``send``.
+* :func:`install`, packet logging: asyncssh formats a description of every packet
+  sent and received (names, byte counts) before its logger drops it unless
+  ``asyncssh.set_debug_level(3)`` was called; now it formats only then.
 
 :func:`install` is called once by the listener; :func:`tune_connection` for each
 connection. Each checks that the asyncssh internals it relies on are there
@@ -39,6 +42,8 @@ from typing import Any
 import asyncssh
 import structlog
 from asyncssh import encryption
+from asyncssh import packet as ssh_packet
+from asyncssh.logging import SSHLogger
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.ciphers import Cipher
 from cryptography.hazmat.primitives.ciphers.algorithms import ChaCha20
@@ -100,14 +105,28 @@ class ChachaPoly(encryption.ChachaEncryption):
 
 
 def install() -> bool:
-    """Use :class:`ChachaPoly` for new connections of this process; True when it is in place."""
+    """Use :class:`ChachaPoly` for new connections of this process and describe packets only when
+    asyncssh logs them; True when both are in place (calling it again changes nothing)."""
+    done = True
     params = getattr(encryption, "_enc_params", None)
     current = params.get(CHACHA) if isinstance(params, dict) else None
     if current is None or not issubclass(current[0], encryption.ChachaEncryption):
         log.warning("asyncssh_tuning_skipped", part="chacha20-poly1305", asyncssh=asyncssh.__version__)
+        done = False
+    else:
+        params[CHACHA] = (ChachaPoly, current[1])  # type: ignore[index]
+    describe = getattr(ssh_packet.SSHPacketLogger, "_log_packet", None)
+    if describe is None or not isinstance(getattr(SSHLogger, "_debug_level", None), int):
+        log.warning("asyncssh_tuning_skipped", part="packet-logging", asyncssh=asyncssh.__version__)
         return False
-    params[CHACHA] = (ChachaPoly, current[1])  # type: ignore[index]
-    return True
+    if not getattr(describe, "rostergate_tuned", False):
+        def log_packet(self: Any, *args: Any) -> None:
+            if SSHLogger._debug_level >= 3:  # asyncssh's SSHLogger.packet logs from this level only
+                describe(self, *args)
+
+        log_packet.rostergate_tuned = True  # type: ignore[attr-defined]
+        ssh_packet.SSHPacketLogger._log_packet = log_packet  # type: ignore[method-assign,assignment]
+    return done
 
 
 def tune_connection(conn: asyncssh.SSHServerConnection) -> bool:
