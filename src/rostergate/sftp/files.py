@@ -89,7 +89,7 @@ from asyncssh import FXF_APPEND, FXF_CREAT, FXF_EXCL, FXF_READ, FXF_TRUNC, FXF_W
 from rostergate import fstree
 from rostergate.accounts import REPORTS_DIR
 from rostergate.sftp.settings import SftpSettings
-from rostergate.sftp.writes import APPEND, WRITE_THREADS, Write, reason
+from rostergate.sftp.writes import APPEND, MAX_PENDING_BYTES, WRITE_THREADS, Write, reason
 from rostergate.uploadnames import is_upload_name
 
 log = structlog.get_logger("rostergate.sftp")
@@ -217,6 +217,7 @@ class ServerState:
         self.usage: dict[str, Usage] = {}  # account -> what its home stores
         self.extents: dict[Inode, Extent] = {}  # inodes with writes pending (rostergate.sftp.writes)
         self.write_pool = ThreadPoolExecutor(WRITE_THREADS, thread_name_prefix="sftp-write")
+        self.write_buffer_bytes = MAX_PENDING_BYTES  # per session, waiting for the disk
         self._measuring: dict[str, asyncio.Task] = {}
         self.tasks: set[asyncio.Task] = set()
 
@@ -383,11 +384,15 @@ class TenantSFTPServer(asyncssh.SFTPServer):
         """A limit's refusal: the SFTP status carries ``message``; it is also written to the
         channel's stderr, which OpenSSH ``sftp`` prints (it shows only "Failure" for a status)."""
         log.warning("limit_refused", account=self._account, remote=self._remote, reason=message)
+        self._tell(message)
+        return LimitExceeded(message)
+
+    def _tell(self, message: str) -> None:
+        """Write ``message`` to the channel's stderr (shown by OpenSSH ``sftp``)."""
         try:
             self.channel.write_stderr((message + "\n").encode())
         except Exception:  # the channel may be closing; the status still says it
             pass
-        return LimitExceeded(message)
 
     # -- path policy ---------------------------------------------------------------
     def _inside(self, local: bytes) -> bool:
@@ -561,6 +566,7 @@ class TenantSFTPServer(asyncssh.SFTPServer):
                         error=reason(write.error))
             if file_obj.write_error is None:
                 file_obj.write_error = write.error
+                self._tell(f"upload of {file_obj.relative} failed on the server: {reason(write.error)}")
         pending = self._state.extents.get(file_obj.inode)
         if pending is None:
             return

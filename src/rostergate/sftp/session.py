@@ -117,7 +117,7 @@ class TenantSFTPHandler(SFTPServerHandler):
         self._refusal_told = False
         self._max_packet = state.settings.max_packet_bytes
         self._max_handles = state.settings.max_open_handles
-        self._writes = SessionWrites(state.write_pool, self._writes_finished)
+        self._writes = SessionWrites(state.write_pool, self._writes_finished, state.write_buffer_bytes)
 
     async def recv_packet(self) -> SSHPacket:
         assert self._reader is not None
