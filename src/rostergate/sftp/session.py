@@ -69,6 +69,8 @@ _DROPPED_EXTENSIONS = {b"hardlink@openssh.com", b"copy-data", b"ranges@asyncssh.
 _OS_STATUS = {errno.ENOSPC: FX_NO_SPACE_ON_FILESYSTEM, errno.EDQUOT: FX_QUOTA_EXCEEDED,
               errno.EACCES: FX_PERMISSION_DENIED, errno.EROFS: FX_WRITE_PROTECT}  # as asyncssh maps them
 _OK_STATUS = UInt32(FX_OK) + String(b"") + String(b"")
+ANSWERS_HELD = 8  # write answers sent together at most (8 x 255 KiB: the client's window covers more)
+ANSWER_DELAY = 0.002  # seconds an answer may wait for others while the session's writes go on
 
 
 def _status_body(exc: Exception, version: int) -> bytes:
@@ -118,6 +120,8 @@ class TenantSFTPHandler(SFTPServerHandler):
         self._max_packet = state.settings.max_packet_bytes
         self._max_handles = state.settings.max_open_handles
         self._writes = SessionWrites(state.write_pool, self._writes_finished, state.write_buffer_bytes)
+        self._answers: list[bytes] = []  # write answers held to leave together (see _writes_finished)
+        self._answer_timer: asyncio.TimerHandle | None = None
 
     async def recv_packet(self) -> SSHPacket:
         assert self._reader is not None
@@ -150,6 +154,7 @@ class TenantSFTPHandler(SFTPServerHandler):
             return
         if self._writes.pending:
             await self._writes.drained()  # every other request sees the session's writes done
+        self._send_answers()  # held write answers go before this request's
         await super()._process_packet(pkttype, pktid, packet)
 
     def _queue_write(self, pktid: int, packet: SSHPacket) -> None:
@@ -168,24 +173,44 @@ class TenantSFTPHandler(SFTPServerHandler):
             if self._writes.pending:  # answered after the earlier writes (see rostergate.sftp.writes)
                 self._writes.submit(Write(file_obj, pktid, 0, b"", error=exc, refused=True))
             else:
+                self._send_answers()
                 self.send_packet(FXP_STATUS, pktid, UInt32(pktid), _status_body(exc, self._version))
             return
         self._writes.submit(Write(file_obj, pktid, at, data))
 
     def _writes_finished(self, batch: list[Write]) -> None:
-        """On the loop: account each finished write and answer them all in one channel write."""
-        answers = []
+        """On the loop: account each finished write and queue its answer.
+
+        While more writes of the session are pending (a pipelining client), answers are held
+        until :data:`ANSWERS_HELD` of them are ready or :data:`ANSWER_DELAY` has passed, and leave
+        in one channel write (one SSH packet, one ``send``); with nothing else pending (a client
+        waiting for this answer, the end of an upload) they leave at once.
+        """
         for write in batch:
             if not write.refused:
                 self._server.write_done(write)  # type: ignore[attr-defined]
             body = _OK_STATUS if write.error is None else _status_body(write.error, self._version)
-            answers.append(UInt32(len(body) + 5) + bytes((FXP_STATUS,)) + UInt32(write.pktid) + body)
+            self._answers.append(UInt32(len(body) + 5) + bytes((FXP_STATUS,)) + UInt32(write.pktid) + body)
+        if self._writes.pending and len(self._answers) < ANSWERS_HELD:
+            if self._answer_timer is None:
+                self._answer_timer = asyncio.get_running_loop().call_later(ANSWER_DELAY, self._send_answers)
+            return
+        self._send_answers()
+
+    def _send_answers(self) -> None:
+        if self._answer_timer is not None:
+            self._answer_timer.cancel()
+            self._answer_timer = None
+        if not self._answers:
+            return
+        answers, self._answers = self._answers, []
         writer = self._writer
         if writer is not None and not writer.channel.is_closing():
             writer.write(b"".join(answers))
 
     async def _cleanup(self, exc: Exception | None) -> None:
         await self._writes.drained()  # no descriptor is closed under a pending write
+        self._send_answers()
         await super()._cleanup(exc)
 
     def _check_handles(self) -> None:
