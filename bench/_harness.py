@@ -8,7 +8,8 @@ purpose, in their smallest form.
 * :class:`Sshd`: OpenSSH's ``sshd`` with ``internal-sftp`` (started in ``upload_dir``),
   key login for the user running the bench.
 * :class:`Rostergate`: the real ``rostergate serve`` daemon of this checkout
-  (``src/`` first on ``PYTHONPATH``), with one key-login account.
+  (``src/`` first on ``PYTHONPATH``; ``BENCH_SRC=/other/checkout/src`` measures another
+  one, e.g. main before a change), with one key-login account.
 * :func:`sftp_put`: the OpenSSH ``sftp`` client uploading one file, timed.
 * :func:`process_cpu` / :func:`thread_cpu`: CPU seconds from ``/proc/<pid>/stat``.
 * :func:`record`: merges one benchmark's section into ``bench/results/latest.json``
@@ -37,7 +38,7 @@ from typing import Any
 
 BENCH = Path(__file__).resolve().parent
 ROOT = BENCH.parent
-SRC = ROOT / "src"
+SRC = Path(os.environ.get("BENCH_SRC") or ROOT / "src")  # another checkout's src/ to measure it instead
 RESULTS = BENCH / "results"
 SSH_OPTS = ("-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null", "-o", "LogLevel=ERROR",
             "-o", "ConnectTimeout=10", "-o", "BatchMode=yes", "-o", "IdentitiesOnly=yes")
