@@ -30,6 +30,7 @@ from rostergate.accounts import AccountStore
 from rostergate.sftp import writes
 from rostergate.sftp.files import ServerState, measure_home
 from rostergate.sftp.server import start_server
+from rostergate.sftp.session import _decode_write
 from rostergate.sftp.settings import SftpSettings
 from tests.conftest import require_tool, tiny_tmpfs
 from tests.sftp.helpers import SSH_OPTS
@@ -150,6 +151,23 @@ def zip_bytes(size: int) -> bytes:
     with zipfile.ZipFile(out, "w") as archive:
         archive.writestr(zipfile.ZipInfo("padding.bin"), os.urandom(size))
     return out.getvalue()
+
+
+def write_payload(handle: bytes, offset: int, data: bytes, declared: int | None = None) -> bytes:
+    size = len(data) if declared is None else declared
+    return (bytes([6]) + (7).to_bytes(4, "big") + len(handle).to_bytes(4, "big") + handle
+            + offset.to_bytes(8, "big") + size.to_bytes(4, "big") + data)
+
+
+def test_write_requests_are_decoded_without_copying_and_bad_lengths_refused():
+    payload = write_payload(b"\x00\x00\x00\x01", 2**40, b"abc")
+    handle, offset, data = _decode_write(payload + b"trailing bytes are ignored")
+    assert (handle, offset, bytes(data)) == (b"\x00\x00\x00\x01", 2**40, b"abc")
+    assert data.obj is not None  # a view into the packet
+    for bad in (payload[:8], write_payload(b"h" * 4, 0, b"abc", declared=4), payload[:20],
+                bytes([6]) + bytes(4) + (1000).to_bytes(4, "big") + b"short"):
+        with pytest.raises(ValueError, match="Incomplete packet"):
+            _decode_write(bad)
 
 
 def test_a_stuck_disk_stops_the_session_reading_instead_of_growing_a_queue(tmp_path, disk):

@@ -27,9 +27,10 @@ changes only what it must:
 * **Writes are done off the event loop** (:mod:`rostergate.sftp.writes`):
   ``SSH_FXP_WRITE`` is decoded here without copying its data, checked against the
   limits on the loop (:meth:`TenantSFTPServer.accept_write`), written by a pool
-  thread and answered once written; answers finished together share one channel
-  write. Every other request waits for the session's pending writes first, and so
-  does the cleanup of a dropped session before it closes the handles.
+  thread and answered once written, in request order; a pipelining client's
+  answers leave several to a channel write. Every other request waits for the
+  session's pending writes first, and so does the cleanup of a dropped session
+  before it closes the handles.
 """
 
 from __future__ import annotations
@@ -169,7 +170,9 @@ class TenantSFTPHandler(SFTPServerHandler):
             if file_obj is None:
                 raise asyncssh.SFTPInvalidHandle("Invalid file handle")
             at = self._server.accept_write(file_obj, offset, len(data))  # type: ignore[attr-defined]
-        except (asyncssh.SFTPError, OSError) as exc:
+        except Exception as exc:  # answered like asyncssh answers any request that raised
+            if not isinstance(exc, (asyncssh.SFTPError, OSError)):
+                log.exception("write_request_failed")
             if self._writes.pending:  # answered after the earlier writes (see rostergate.sftp.writes)
                 self._writes.submit(Write(file_obj, pktid, 0, b"", error=exc, refused=True))
             else:
