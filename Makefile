@@ -39,7 +39,11 @@ types: install
 
 test: check
 
+# Real-path figures (the daemon and sshd on 127.0.0.1, OpenSSH clients) then prepare() alone;
+# results in bench/results/latest.{json,md}. Never part of the test run.
 bench: install
+	$(BIN)/python bench/bench_intake.py
+	$(BIN)/python bench/bench_forward.py
 	$(BIN)/python bench/bench_validate.py
 	$(BIN)/python bench/bench_convert.py
 

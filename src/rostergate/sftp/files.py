@@ -78,6 +78,7 @@ import stat as statmod
 import time
 import uuid
 from collections.abc import Awaitable, Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -88,6 +89,7 @@ from asyncssh import FXF_APPEND, FXF_CREAT, FXF_EXCL, FXF_READ, FXF_TRUNC, FXF_W
 from rostergate import fstree, metrics
 from rostergate.accounts import REPORTS_DIR
 from rostergate.sftp.settings import SftpSettings
+from rostergate.sftp.writes import APPEND, MAX_PENDING_BYTES, WRITE_THREADS, Write, reason
 from rostergate.uploadnames import is_upload_name
 
 log = structlog.get_logger("rostergate.sftp")
@@ -162,6 +164,20 @@ def looks_finished(path: bytes) -> bool:
         return False
 
 
+@dataclass
+class Extent:
+    """An inode with writes on their way to the disk (any session): how far they reach.
+
+    ``extent`` starts at the file's size when its first pending write is accepted and grows with
+    each accepted write's end; the quota is charged by that growth at once, and corrected by what
+    the file really holds once the last pending write is done (a failed write stored less).
+    """
+
+    extent: int
+    pending: int = 0
+    waiters: list[asyncio.Future[None]] = field(default_factory=list)
+
+
 class LimitExceeded(asyncssh.SFTPFailure):
     """A limit refused the request; the message says which and how to proceed."""
 
@@ -179,6 +195,7 @@ class OpenFile:
     opened_at: float = field(default_factory=time.monotonic)
     bytes_written: int = 0
     bytes_read: int = 0
+    write_error: Exception | None = None  # the first write that failed: the close reports it, no completion
 
     def fileno(self) -> int:
         return self.file.fileno()  # type: ignore[attr-defined]
@@ -198,6 +215,9 @@ class ServerState:
         self.ghosts: dict[bytes, tuple[asyncssh.SFTPAttrs, float]] = {}  # local path -> (attrs, expiry)
         self.sessions: dict[str, int] = {}  # account -> open SFTP sessions
         self.usage: dict[str, Usage] = {}  # account -> what its home stores
+        self.extents: dict[Inode, Extent] = {}  # inodes with writes pending (rostergate.sftp.writes)
+        self.write_pool = ThreadPoolExecutor(WRITE_THREADS, thread_name_prefix="sftp-write")
+        self.write_buffer_bytes = MAX_PENDING_BYTES  # per session, waiting for the disk
         self._measuring: dict[str, asyncio.Task] = {}
         self.tasks: set[asyncio.Task] = set()
 
@@ -240,6 +260,14 @@ class ServerState:
         usage = self.usage.get(account)
         if usage is not None:
             usage.charge(size, entries)
+
+    async def settle(self, node: Inode) -> None:
+        """Return once no write of any session is pending on ``node`` (so a size change by
+        another session, or a truncating open, comes after them, as it would without the queue)."""
+        while (pending := self.extents.get(node)) is not None:
+            waiter = asyncio.get_running_loop().create_future()
+            pending.waiters.append(waiter)
+            await waiter
 
     # -- ghosts: attributes of uploads that just left the home ---------------------
     def ghost(self, local: bytes) -> asyncssh.SFTPAttrs | None:
@@ -356,11 +384,15 @@ class TenantSFTPServer(asyncssh.SFTPServer):
         """A limit's refusal: the SFTP status carries ``message``; it is also written to the
         channel's stderr, which OpenSSH ``sftp`` prints (it shows only "Failure" for a status)."""
         log.warning("limit_refused", account=self._account, remote=self._remote, reason=message)
+        self._tell(message)
+        return LimitExceeded(message)
+
+    def _tell(self, message: str) -> None:
+        """Write ``message`` to the channel's stderr (shown by OpenSSH ``sftp``)."""
         try:
             self.channel.write_stderr((message + "\n").encode())
         except Exception:  # the channel may be closing; the status still says it
             pass
-        return LimitExceeded(message)
 
     # -- path policy ---------------------------------------------------------------
     def _inside(self, local: bytes) -> bool:
@@ -436,7 +468,12 @@ class TenantSFTPServer(asyncssh.SFTPServer):
         return usage
 
     # -- files ---------------------------------------------------------------------
-    def open(self, path: bytes, pflags: int, attrs: asyncssh.SFTPAttrs) -> OpenFile:
+    async def open(self, path: bytes, pflags: int, attrs: asyncssh.SFTPAttrs) -> OpenFile:
+        if pflags & FXF_TRUNC:  # truncating after another session's pending writes, as without the queue
+            await self._settle(self.resolve(path, follow=True))
+        return self._open(path, pflags)
+
+    def _open(self, path: bytes, pflags: int) -> OpenFile:
         local = self.resolve(path, follow=True)
         writing = bool(pflags & _WRITE_FLAGS)
         if writing:
@@ -496,32 +533,65 @@ class TenantSFTPServer(asyncssh.SFTPServer):
         file_obj.bytes_read += len(data)
         return data
 
-    def write(self, file_obj: OpenFile, offset: int, data: bytes) -> int:
+    def accept_write(self, file_obj: OpenFile, offset: int, length: int) -> int:
+        """Check a WRITE of ``length`` bytes at ``offset`` against the limits and charge its growth
+        now; returns where it goes (:data:`~rostergate.sftp.writes.APPEND` on an append handle).
+        The bytes are written later, off the loop (:mod:`rostergate.sftp.writes`), and
+        :meth:`write_done` is called then."""
         if not file_obj.writing:
             raise asyncssh.SFTPPermissionDenied("this handle was not opened for writing")
-        file = file_obj.file
-        size = os.fstat(file_obj.fileno()).st_size
-        end = (size if file_obj.append else offset) + len(data)
+        pending = self._state.extents.get(file_obj.inode)
+        size = pending.extent if pending is not None else os.fstat(file_obj.fileno()).st_size
+        end = (size if file_obj.append else offset) + length
         if end > self._limit:
             raise self.refusal(
                 f"upload refused: the file would exceed this account's limit of {self._limit} bytes "
                 "(ask the operator to raise server.limits.max_upload_bytes)"
             )
         growth = max(0, end - size)  # a write past the end stores everything up to it (sparse or not)
-        usage = self._reserve(size=growth)
-        file.seek(offset)  # type: ignore[attr-defined]
-        written = file.write(data)  # type: ignore[attr-defined]
-        usage.charge(growth)
-        file_obj.bytes_written += len(data)
-        return written
+        self._reserve(size=growth).charge(growth)
+        if pending is None:
+            pending = self._state.extents[file_obj.inode] = Extent(size)
+        pending.pending += 1
+        pending.extent = max(pending.extent, end)
+        return APPEND if file_obj.append else offset
+
+    def write_done(self, write: Write) -> None:
+        """A write accepted by :meth:`accept_write` is finished (``write.error`` when it failed)."""
+        file_obj: OpenFile = write.file
+        if write.error is None:
+            file_obj.bytes_written += len(write.data)
+        else:
+            log.warning("write_failed", account=self._account, remote=self._remote, path=file_obj.relative,
+                        error=reason(write.error))
+            if file_obj.write_error is None:
+                file_obj.write_error = write.error
+                self._tell(f"upload of {file_obj.relative} failed on the server: {reason(write.error)}")
+        pending = self._state.extents.get(file_obj.inode)
+        if pending is None:
+            return
+        pending.pending -= 1
+        if pending.pending > 0:
+            return
+        del self._state.extents[file_obj.inode]
+        try:
+            stored = os.fstat(file_obj.fileno()).st_size
+        except OSError:
+            stored = pending.extent
+        if stored != pending.extent:  # a failed write stored less than was charged
+            self._state.charge(self._account, stored - pending.extent)
+        for waiter in pending.waiters:
+            if not waiter.done():
+                waiter.set_result(None)
 
     def fstat(self, file_obj: OpenFile) -> os.stat_result:
         return os.fstat(file_obj.fileno())
 
-    def fsetstat(self, file_obj: OpenFile, attrs: asyncssh.SFTPAttrs) -> None:
+    async def fsetstat(self, file_obj: OpenFile, attrs: asyncssh.SFTPAttrs) -> None:
         if not file_obj.writing:
             raise asyncssh.SFTPPermissionDenied(
                 "this file was opened for reading: its size and times cannot be changed through it")
+        await self._state.settle(file_obj.inode)  # other sessions' writes to the file come first
         fd = file_obj.fileno()
         info = os.fstat(fd)
         if not statmod.S_ISREG(info.st_mode) or info.st_nlink > 1:
@@ -539,8 +609,15 @@ class TenantSFTPServer(asyncssh.SFTPServer):
         self._release(file_obj, "aborted")
 
     def client_close(self, file_obj: OpenFile) -> None:
-        """The client's own ``SSH_FXP_CLOSE`` (called by the session handler): the file is
-        finished, where it is now, once no handle writes it any more."""
+        """The client's own ``SSH_FXP_CLOSE`` (called by the session handler once the handle's
+        writes are done): the file is finished, where it is now, once no handle writes it any
+        more. After a failed write the handle is closed, the file stays where it is (a ``reput``
+        can resume it) and the close answers with that write's error."""
+        failed = file_obj.write_error
+        if failed is not None:
+            self._release(file_obj, "write_failed")
+            raise asyncssh.SFTPFailure(f"upload incomplete: a write to this file failed ({reason(failed)}); "
+                                       "the file was kept as it is: resume or upload it again")
         where = self._where(file_obj) if file_obj.writing else None
         self._release(file_obj, "closed")
         if where is not None and not self._state.writers.get(file_obj.inode):
@@ -606,7 +683,19 @@ class TenantSFTPServer(asyncssh.SFTPServer):
                 raise
             return ghost
 
-    def setstat(self, path: bytes, attrs: asyncssh.SFTPAttrs) -> None:
+    async def _settle(self, local: bytes) -> None:
+        """Wait for pending writes (any session) on the file at ``local``, if it exists."""
+        try:
+            info = os.stat(local)
+        except OSError:
+            return
+        await self._state.settle(inode(info))
+
+    async def setstat(self, path: bytes, attrs: asyncssh.SFTPAttrs) -> None:
+        await self._settle(self.resolve(path, follow=True))
+        self._setstat(path, attrs)
+
+    def _setstat(self, path: bytes, attrs: asyncssh.SFTPAttrs) -> None:
         local = self.resolve(path, follow=True)
         self._refuse_reports_write(local)
         if not os.path.lexists(local) and self._state.ghost(local) is not None:
@@ -632,11 +721,11 @@ class TenantSFTPServer(asyncssh.SFTPServer):
         finally:
             os.close(fd)
 
-    def lsetstat(self, path: bytes, attrs: asyncssh.SFTPAttrs) -> None:
+    async def lsetstat(self, path: bytes, attrs: asyncssh.SFTPAttrs) -> None:
         local = self.resolve(path, follow=False)
         if os.path.islink(local):
             raise asyncssh.SFTPPermissionDenied("links cannot be changed on this server")
-        self.setstat(path, attrs)
+        await self.setstat(path, attrs)
 
     def _setattrs(self, fd: int, info: os.stat_result, attrs: asyncssh.SFTPAttrs) -> None:
         """Size and times of the checked descriptor ``fd``; ownership and permissions stay owner-only."""

@@ -26,6 +26,8 @@ from rostergate.sftp.files import ServerState, UploadCallback
 from rostergate.sftp.hashing import PasswordChecks
 from rostergate.sftp.session import TenantSession
 from rostergate.sftp.settings import SftpSettings
+from rostergate.sftp.tuning import install as install_tuning
+from rostergate.sftp.tuning import tune_connection
 
 log = structlog.get_logger("rostergate.sftp")
 
@@ -90,6 +92,7 @@ class TenantSSHServer(asyncssh.SSHServer):
 
     # -- connection ----------------------------------------------------------------
     def connection_made(self, conn: asyncssh.SSHServerConnection) -> None:
+        tune_connection(conn)
         self._conn = conn
         peer = conn.get_extra_info("peername") or ("", 0)
         self._host, self._remote = str(peer[0]), f"{peer[0]}:{peer[1]}"
@@ -205,6 +208,7 @@ async def start_server(
     state.recover()
     defender = Defender(settings.defender)
     checks = PasswordChecks(lanes=HASH_LANES)
+    install_tuning()
     algorithms = policy(settings.algorithms)
     log.info("sftp_policy", kex=algorithms.kex, ciphers=algorithms.ciphers, macs=algorithms.macs,
              host_keys=[k.get_algorithm() for k in host_keys])
