@@ -31,8 +31,8 @@ from rostergate.formats.convert.mapping_config import parse_mapping
 from rostergate.formats.holdrules import Thresholds, parse_thresholds
 from rostergate.formats.read.text import EncodingPolicy
 from rostergate.formats.validate.profiles import ProfileName
+from rostergate.keylines import check_key_line
 from rostergate.sftp.settings import SftpSettings, parse_sftp_settings
-from rostergate.sshkeys import parse_host_key
 
 DEFAULT_CONFIG_NAME = "rostergate.toml"
 SYSTEM_CONFIG = Path("/etc/rostergate") / DEFAULT_CONFIG_NAME
@@ -552,11 +552,15 @@ def _parse_downstream(table: object, prefix: str, base: Path, problems: _Problem
 
 
 def _host_key(value: object, key: str, problems: _Problems) -> str | None:
-    """The pinned ``host_key`` line when given and usable (paramiko parses it here, at load), else None."""
+    """The pinned ``host_key`` line when given and well formed, else None.
+
+    Its shape is checked here without paramiko (every CLI command loads the configuration);
+    ``check-config`` and ``serve`` parse it into a key too (:func:`rostergate.checks.flow_problems`).
+    """
     if value is None:
         return None
     try:
-        parse_host_key(value if isinstance(value, str) else "")
+        check_key_line(value if isinstance(value, str) else "")
     except ValueError as exc:
         problems.add(key, f"expected an OpenSSH public key line 'ssh-ed25519 AAAA...': {exc}")
         return None

@@ -37,7 +37,7 @@ from typing import Any
 import structlog
 
 from rostergate import checks, store
-from rostergate.accounts import AccountStore
+from rostergate.accounts import AccountStore, dummy_hash
 from rostergate.config import Settings
 from rostergate.errors import ConfigError
 from rostergate.history import History
@@ -150,6 +150,10 @@ class Daemon:
         data_dir = settings.data_dir
         self.accounts = accounts = AccountStore(conn, data_dir)
         history = History(conn)
+        algorithms = checks.sftp_algorithms(server_settings.sftp)
+        if algorithms:
+            raise ConfigError(algorithms)
+        dummy_hash()  # unknown users cost a login as much as known ones, from the first one on
         demo_password = ensure_demo_account(accounts, settings)
         workers = WorkerPool(server_settings.workers, preload=WORKER_PRELOAD)
         # Runs of different accounts go side by side: at least as many as there are workers to keep busy.

@@ -176,7 +176,7 @@ class Pipeline:
                 return None
             attempts += 1
             self.history.update(run.id, prepare_attempts=attempts)  # before the work: durable
-            started = timeutil.iso()
+            started = timeutil.iso_ms()
             try:
                 prepared = await self._prepare(run, flow, bound)
                 if prepared.outcome == "failed":  # the upload is not the one received
@@ -198,7 +198,7 @@ class Pipeline:
                 metrics.WORKER_FAILURES.labels(failure.kind).inc()
                 bound.warning("worker_lost", kind=failure.kind, signal=failure.signal, attempt=attempts)
                 last = attempts >= MAX_PREPARE_ATTEMPTS
-                self.history.add_step(run.id, "processing", "failed", started, timeutil.iso(),
+                self.history.add_step(run.id, "processing", "failed", started, timeutil.iso_ms(),
                                       f"attempt {attempts}: {failure.detail}"
                                       + ("" if last else "; trying once more in a new worker"))
                 if last:

@@ -76,7 +76,7 @@ class _Steps:
         self.prepared = prepared
 
     def run(self, name: str, work: Callable[[], Outcome[T]]) -> T:
-        started, clock = timeutil.iso(), time.perf_counter()
+        started, clock = timeutil.iso_ms(), time.perf_counter()
         try:
             status, message, value = work()
         except Exception as exc:  # recorded as the step's failure, then re-raised for the pipeline
@@ -87,7 +87,7 @@ class _Steps:
 
     def _record(self, name: str, status: str, message: str, started: str, clock: float) -> None:
         self.prepared.steps.append(
-            StepRecord(name, status, started, timeutil.iso(), message, round(time.perf_counter() - clock, 3))
+            StepRecord(name, status, started, timeutil.iso_ms(), message, round(time.perf_counter() - clock, 3))
         )
 
 
