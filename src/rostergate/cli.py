@@ -519,7 +519,8 @@ def runs_diff(ctx: Context, run_id: str, as_json: bool) -> None:
 
     run = _existing_run(ctx.history(), run_id)
     if not run.diff_json:
-        fail(f"run {run_id} has no diff: it did not reach the safeguard step ({run.status})")
+        fail(f"run {run_id} has no diff: it did not reach the safeguard step, or its flow's safeguards are off "
+             f"({run.status})")
     data = json.loads(run.diff_json)
     emit_json(data) if as_json else say(render_diff(data))
 
