@@ -103,11 +103,21 @@ class Flow:
     watch_settle_seconds: float = 2.0
 
 
+def cores() -> int:
+    """The CPUs this process may run on (its affinity, as a container or ``taskset`` sets it), at least one."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # not Linux
+        return max(1, os.cpu_count() or 1)
+
+
 @dataclass(frozen=True)
 class WorkerSettings:
     """``[server.workers]``: the processes that do a run's CPU work (see :mod:`rostergate.runs.workers`)."""
 
-    processes: int = 1
+    # Runs of different accounts at the same time: one per core by default (one account's runs are
+    # always processed one after the other).
+    processes: int = field(default_factory=lambda: min(cores(), MAX_WORKER_PROCESSES))
     # RLIMIT_AS of each worker. A 200,000-student OneRoster run peaks at about 2.2 GB of
     # address space (1.0 GB resident); most of it is reserved, not used, by mimalloc and glibc.
     max_memory_mb: int = 8192

@@ -156,9 +156,10 @@ class Daemon:
         dummy_hash()  # unknown users cost a login as much as known ones, from the first one on
         demo_password = ensure_demo_account(accounts, settings)
         workers = WorkerPool(server_settings.workers, preload=WORKER_PRELOAD)
-        # Runs of different accounts go side by side: at least as many as there are workers to keep busy.
+        # Runs of different accounts go side by side: twice as many as there are workers, so that
+        # while some runs deliver (network, in a thread) others keep every worker busy.
         self.pipeline = pipeline = Pipeline(settings, history, accounts, workers,
-                                            concurrency=max(2, server_settings.workers.processes))
+                                            concurrency=2 * server_settings.workers.processes)
         try:
             intake = Intake(history, data_dir, wake=pipeline.wake)
             self.intake = intake
@@ -184,7 +185,8 @@ class Daemon:
             self.state: ServerState = server.rostergate_state  # the sessions' shared registries
             loop = asyncio.get_running_loop()
             self._install_signals(loop)
-            background = [asyncio.create_task(pipeline.run_forever()), asyncio.create_task(self._reloader())]
+            background = [asyncio.create_task(workers.warm()), asyncio.create_task(pipeline.run_forever()),
+                          asyncio.create_task(self._reloader())]
             if self.notifier.watchdog_seconds:
                 background.append(asyncio.create_task(self._watchdog(self.notifier.watchdog_seconds)))
             self._start_watchers(settings)
