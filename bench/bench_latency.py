@@ -114,6 +114,7 @@ def main() -> None:
         times: dict[int, list[float]] = {n: [] for n in sizes}
         steps: dict[int, dict[str, list[float]]] = {n: {} for n in sizes}
         first: tuple[int, float] | None = None
+        first_steps = ""
         try:
             daemon.start()
             for n in sizes:
@@ -125,6 +126,9 @@ def main() -> None:
                     seconds, run_id = upload_and_wait(daemon, f"district-{n}", key, zips[n], name)
                     if first is None:
                         first = (n, seconds)
+                        taken = [(step, _seconds(started, ended)) for step, started, ended in
+                                 _steps(daemon.data_dir, run_id)]
+                        first_steps = ", ".join(f"{step} {took:.2f}" for step, took in taken if took is not None)
                     elif round_number:  # round 0 (after the first run) warms each size up
                         times[n].append(seconds)
                         for step, started, ended in _steps(daemon.data_dir, run_id):
@@ -141,6 +145,8 @@ def main() -> None:
           f"load {os.getloadavg()[0]:.1f}")
     if first:
         print(f"  first run after start ({first[0]:,} students): {first[1]:.2f} s")
+        if first_steps:
+            print(f"      steps: {first_steps}")
     for n in sizes:
         print(f"  {n:>9,} students ({mib[n]:.1f} MiB ZIP): median {statistics.median(times[n]):.2f} s "
               f"over {len(times[n])} rounds (min {min(times[n]):.2f}, max {max(times[n]):.2f})")
