@@ -12,6 +12,8 @@ import sqlite3
 from dataclasses import dataclass, field
 from pathlib import Path
 
+REPORTS_DIR = "reports"  # in each home: the runs' reports, read-only to the tenant
+
 
 @dataclass(frozen=True)
 class Account:

@@ -19,12 +19,11 @@ from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 
 from rostergate import timeutil
-from rostergate.accountrecords import Account, AccountRecords
+from rostergate.accountrecords import REPORTS_DIR, Account, AccountRecords
 from rostergate.errors import AccountError
 from rostergate.fstree import remove_tree
 
 NAME_PATTERN = re.compile(r"^[a-z0-9][a-z0-9._-]{0,62}$")
-REPORTS_DIR = "reports"
 _HASHER = PasswordHasher()  # argon2id with the library's RFC 9106 low-memory profile
 HASH_LANES = _HASHER.parallelism  # threads one check keeps busy (libargon2 runs its lanes in parallel)
 

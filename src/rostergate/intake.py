@@ -18,7 +18,7 @@ from pathlib import Path
 import structlog
 
 from rostergate import metrics, timeutil
-from rostergate.accounts import REPORTS_DIR
+from rostergate.accountrecords import REPORTS_DIR
 from rostergate.formats.read.archive import ZipState, zip_state
 from rostergate.fstree import TooManyEntries, walk_files
 from rostergate.history import History, new_run_id
