@@ -56,6 +56,7 @@ from __future__ import annotations
 
 import dataclasses
 import posixpath
+import struct
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -307,7 +308,26 @@ class _Session(paramiko.SFTPClient):
         write_length: int = reply.get_int64()
         return min(write_length, MAX_WRITE_BYTES) if write_length > 0 else default
 
-    def _write_all(self, out: bytes) -> None:
+    def send_write(self, receiver: paramiko.SFTPFile, handle: bytes, offset: int, data: bytes | memoryview) -> int:
+        """Send one WRITE whose answer goes to ``receiver``; returns its request number.
+
+        The packet is built with one copy of ``data`` (paramiko's request path makes three:
+        into a Message, out of it, and onto its length prefix).
+        """
+        with self._lock:  # paramiko's lock over its request numbers and their receivers
+            number: int = self.request_number
+            self._expecting[number] = receiver
+            self.request_number += 1
+        size = len(data)
+        packet = bytearray(struct.pack(">IBII", 1 + 4 + 4 + len(handle) + 8 + 4 + size, CMD_WRITE, number,
+                                       len(handle)))
+        packet += handle
+        packet += struct.pack(">QI", offset, size)
+        packet += data
+        self._write_all(packet)
+        return number
+
+    def _write_all(self, out: bytes | bytearray) -> None:
         """Send ``out`` whole over the channel, which takes it a packet at a time.
 
         paramiko's own slices what is left after each packet (``out = out[n:]``): a
@@ -373,7 +393,10 @@ class _CheckedFile(paramiko.SFTPFile):
     def _write(self, data: bytes | memoryview) -> int:
         chunk = data[: self.MAX_REQUEST_SIZE]
         offset = self._realpos
-        number = _wire(self.sftp)._async_request(self, CMD_WRITE, self.handle, int64(offset), chunk)
+        if isinstance(self.sftp, _Session):
+            number = self.sftp.send_write(self, self.handle, offset, chunk)
+        else:
+            number = _wire(self.sftp)._async_request(self, CMD_WRITE, self.handle, int64(offset), chunk)
         self._unanswered[number] = offset
         while len(self._unanswered) > self.window:
             _wire(self.sftp)._read_response()
