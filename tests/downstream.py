@@ -122,13 +122,14 @@ class AsyncsshDownstream:
     The client sees ``/`` as ``root`` (so the drop box is ``/dropbox``). :attr:`faults` switches
     failures on and off while it runs; :attr:`requests` lists ``(operation, path)`` of the
     file requests it served (``open``, ``stat``, ``fstat``, ``close``, ``remove``, ``rename``,
-    ``posix_rename``), paths as the client named them. ``posix_rename=False`` leaves
-    ``posix-rename@openssh.com`` out of the extensions the server offers (this patches asyncssh's
-    handler class while the server runs: one such server at a time in a process).
+    ``posix_rename``), paths as the client named them; :attr:`write_sizes` the size of every
+    WRITE. ``posix_rename=False`` leaves ``posix-rename@openssh.com`` out of the extensions the
+    server offers, ``limits=False`` ``limits@openssh.com`` (this patches asyncssh's handler class
+    while the server runs: one such server at a time in a process).
     """
 
     def __init__(self, root: Path, username: str = "apple", password: str = "drop-box-pass",
-                 faults: Faults | None = None, posix_rename: bool = True):
+                 faults: Faults | None = None, posix_rename: bool = True, limits: bool = True):
         import asyncssh
 
         self.root = root
@@ -142,7 +143,9 @@ class AsyncsshDownstream:
         self.password_file.write_text(password + "\n")
         self.faults = faults or Faults()
         self.posix_rename = posix_rename
+        self.limits = limits
         self.requests: list[tuple[str, str]] = []
+        self.write_sizes: list[int] = []
         self.held = 0  # WRITEs waiting out faults.write_delay right now
         self._saved_extensions = None
         self._loop = None
@@ -208,6 +211,7 @@ class AsyncsshDownstream:
                 return handle
 
             async def write(self, file_obj, offset, data):
+                outer.write_sizes.append(len(data))
                 started = asyncio.get_running_loop().time()
                 outer.held += 1
                 try:
@@ -262,12 +266,14 @@ class AsyncsshDownstream:
                     raise asyncssh.SFTPOpUnsupported("posix-rename@openssh.com is not offered")
                 return super().posix_rename(oldpath, newpath)
 
-        if not self.posix_rename:
+        left_out = {b"posix-rename@openssh.com"} if not self.posix_rename else set()
+        left_out |= {b"limits@openssh.com"} if not self.limits else set()
+        if left_out:
             from asyncssh.sftp import SFTPServerHandler
 
             self._saved_extensions = SFTPServerHandler._extensions
             SFTPServerHandler._extensions = [
-                (name, data) for name, data in self._saved_extensions if name != b"posix-rename@openssh.com"
+                (name, data) for name, data in self._saved_extensions if name not in left_out
             ]
 
         ready = threading.Event()

@@ -11,10 +11,10 @@ made it and why: key fingerprints and counts, never a password or its hash.
 
 from __future__ import annotations
 
+import functools
 import re
 import secrets
 import sqlite3
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import asyncssh
@@ -22,27 +22,24 @@ from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 
 from rostergate import timeutil
+from rostergate.accountrecords import HOMES_DIR, REPORTS_DIR, Account, AccountRecords
 from rostergate.errors import AccountError
 from rostergate.fstree import remove_tree
 from rostergate.history import Actor, AuditTrail
 
 NAME_PATTERN = re.compile(r"^[a-z0-9][a-z0-9._-]{0,62}$")
-REPORTS_DIR = "reports"
-HOMES_DIR = "homes"  # under data_dir: one home per account
 _HASHER = PasswordHasher()  # argon2id with the library's RFC 9106 low-memory profile
 HASH_LANES = _HASHER.parallelism  # threads one check keeps busy (libargon2 runs its lanes in parallel)
-# Verified against when the user is unknown, so unknown and known users cost the same time.
-_DUMMY_HASH = _HASHER.hash(secrets.token_urlsafe(24))
 
 
-@dataclass(frozen=True)
-class Account:
-    name: str
-    has_password: bool
-    public_keys: tuple[str, ...] = field(default=())
-    disabled: bool = False
-    created_at: str = ""
-    updated_at: str = ""
+@functools.cache
+def dummy_hash() -> str:
+    """Verified against when the user is unknown, so unknown and known users cost the same time.
+
+    Made on first use (an argon2 hash costs tens of milliseconds: not for every command that
+    imports this module); the SFTP server makes it before it listens.
+    """
+    return _HASHER.hash(secrets.token_urlsafe(24))
 
 
 def generate_password() -> str:
@@ -79,24 +76,15 @@ def parse_public_keys(text: str) -> tuple[str, ...]:
     return tuple(lines)
 
 
-class AccountStore:
-    """Account operations on the shared store; homes are created under ``data_dir/homes``."""
+class AccountStore(AccountRecords):
+    """Account operations on the shared store; homes are created under ``data_dir/homes``.
+
+    The queries (``get``, ``list``, ``home``) are :class:`~rostergate.accountrecords.AccountRecords`'.
+    """
 
     def __init__(self, conn: sqlite3.Connection, data_dir: Path):
-        self.conn = conn
-        self.homes = Path(data_dir) / HOMES_DIR
+        super().__init__(conn, data_dir)
         self.audit = AuditTrail(conn)
-
-    # -- queries -----------------------------------------------------------------
-    def get(self, name: str) -> Account | None:
-        row = self.conn.execute("SELECT * FROM accounts WHERE name = ?", (name,)).fetchone()
-        return _account(row) if row else None
-
-    def list(self) -> list[Account]:
-        return [_account(r) for r in self.conn.execute("SELECT * FROM accounts ORDER BY name")]
-
-    def home(self, name: str) -> Path:
-        return self.homes / name
 
     # -- changes -----------------------------------------------------------------
     def create(self, name: str, public_keys: str = "", with_password: bool = True,
@@ -175,7 +163,7 @@ class AccountStore:
     def verify_password(self, name: str, password: str) -> bool:
         """True when ``password`` is right for an enabled account; constant work for unknown names."""
         row = self.conn.execute("SELECT password_hash, disabled FROM accounts WHERE name = ?", (name,)).fetchone()
-        stored = row["password_hash"] if row and row["password_hash"] else _DUMMY_HASH
+        stored = row["password_hash"] if row and row["password_hash"] else dummy_hash()
         try:
             ok = _HASHER.verify(stored, password)
         except (VerificationError, InvalidHashError):
@@ -227,11 +215,3 @@ def _key_part(line: str) -> str:
     tokens = line.split()
     start = next(i for i, t in enumerate(tokens) if t.startswith(("ssh-", "ecdsa-")))
     return " ".join(tokens[start : start + 2])
-
-
-def _account(row: sqlite3.Row) -> Account:
-    keys = tuple(line for line in (row["public_keys"] or "").splitlines() if line)
-    return Account(
-        name=row["name"], has_password=row["password_hash"] is not None, public_keys=keys,
-        disabled=bool(row["disabled"]), created_at=row["created_at"], updated_at=row["updated_at"],
-    )

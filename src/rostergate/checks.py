@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import errno
 import os
-import pwd
 import socket
 import sqlite3
 import stat
@@ -26,15 +25,18 @@ from rostergate import forward
 from rostergate.accounts import AccountStore
 from rostergate.config import Downstream, Flow, Settings, credential_out_of_reach
 from rostergate.errors import DeliveryError, HostKeyError, StoreError
+from rostergate.sftp.algorithms import available_kex
 from rostergate.sftp.server import SERVER_VERSION, read_host_key
-from rostergate.store import DB_NAME
+from rostergate.sftp.settings import SftpSettings
+from rostergate.sshkeys import parse_host_key
+from rostergate.store import DB_NAME, user_name
 
 
 def run(settings: Settings, listen: bool = True, connect: bool = False) -> list[str]:
     """Every problem of ``settings``; ``listen``: also bind the listen addresses; ``connect``: log in downstream."""
     server = settings.server
     state = state_directory(server.data_dir)
-    problems = [*state, *host_key(server.host_key)]
+    problems = [*state, *host_key(server.host_key), *sftp_algorithms(server.sftp)]
     if listen:
         problems += listen_address("server.listen", server.listen_host, server.listen_port)
         if server.metrics_listen:
@@ -68,32 +70,6 @@ def alert_files(settings: Settings) -> list[str]:
                 continue
             problems += secret_file(f"{prefix}.{name}", path)
     return problems
-
-
-def user_name(uid: int | None = None) -> str:
-    uid = os.geteuid() if uid is None else uid
-    try:
-        return pwd.getpwuid(uid).pw_name
-    except KeyError:
-        return str(uid)
-
-
-def refuse_foreign_state(data_dir: Path) -> None:
-    """As root, refuse a state directory that belongs to another user (the service's).
-
-    Whatever root writes there (the store's journal, a home, a host key) the
-    service could no longer read or change.
-    """
-    if os.geteuid() != 0:
-        return
-    try:
-        owner = Path(data_dir).stat().st_uid
-    except OSError:
-        return  # not there yet: it is created by whoever runs first
-    if owner != 0:
-        name = user_name(owner)
-        raise StoreError(f"server.data_dir: {data_dir} belongs to {name}; run this as that user "
-                         f"(sudo -u {name} rostergate ...), not as root, so the service can still use its files")
 
 
 # -- the state directory and the host key ---------------------------------------------
@@ -142,6 +118,15 @@ def host_key(path: Path) -> list[str]:
 
 
 # -- the listen address ---------------------------------------------------------------
+def sftp_algorithms(settings: SftpSettings) -> list[str]:
+    """``[server.algorithms]`` lists that this asyncssh installation cannot serve (the configuration
+    checked the names; the post-quantum key exchanges depend on the installation)."""
+    kex = settings.algorithms.kex
+    if kex is not None and not set(kex) & available_kex():
+        return ["server.algorithms.kex: none of these key exchanges is available in this installation"]
+    return []
+
+
 def listen_address(key: str, host: str, port: int) -> list[str]:
     """``host:port`` can be listened on now (bound for a moment, with the options asyncio uses).
 
@@ -243,6 +228,11 @@ def flow_problems(flow: Flow, prefix: str, connect: bool = False) -> list[str]:
     for name, path in (("password_file", downstream.password_file), ("key_file", downstream.key_file)):
         if path is not None:
             problems += secret_file(f"{key}.{name}", path)
+    if downstream.host_key is not None:
+        try:
+            parse_host_key(downstream.host_key)
+        except ValueError as exc:
+            problems.append(f"{key}.host_key: {exc}")
     if downstream.known_hosts is not None:
         problems += known_hosts(f"{key}.known_hosts", downstream)
     if connect and not problems:

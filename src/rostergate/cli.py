@@ -8,7 +8,6 @@ operating system's into one line each (``error: ...`` / ``config error: key: ...
 
 from __future__ import annotations
 
-import asyncio
 import json
 import os
 import sqlite3
@@ -59,9 +58,7 @@ class Context:
 
     def state_dir(self) -> Path:
         """The state directory, refused to root when it belongs to the service user."""
-        from rostergate.checks import refuse_foreign_state
-
-        refuse_foreign_state(self.settings.data_dir)
+        store.refuse_foreign_state(self.settings.data_dir)
         return self.settings.data_dir
 
     @property
@@ -79,6 +76,12 @@ class Context:
         from rostergate.accounts import AccountStore
 
         return AccountStore(self.conn, self.settings.data_dir)
+
+    def account_records(self) -> Any:
+        """The accounts for reading only: no password hashing or key parsing is loaded."""
+        from rostergate.accountrecords import AccountRecords
+
+        return AccountRecords(self.conn, self.settings.data_dir)
 
     def history(self) -> Any:
         from rostergate.history import History
@@ -215,6 +218,8 @@ def main(ctx: click.Context, config_path: Path | None, demo: bool, log_level: st
 @pass_context
 def serve(ctx: Context) -> None:
     """Run the SFTP server and the pipeline: SIGHUP reloads, SIGTERM drains and stops (twice: at once)."""
+    import asyncio
+
     from rostergate import logs
     from rostergate.daemon import serve as run_daemon
 
@@ -366,7 +371,7 @@ def accounts_create(ctx: Context, name: str, public_keys: tuple[Path, ...], no_p
 def accounts_list(ctx: Context, as_json: bool) -> None:
     """List file accounts."""
     flows = {f.account for f in ctx.settings.flows}
-    items = ctx.accounts().list()
+    items = ctx.account_records().list()
     if as_json:
         emit_json([
             {"name": a.name, "password": a.has_password, "public_keys": len(a.public_keys),
@@ -463,6 +468,11 @@ def accounts_delete(ctx: Context, name: str, yes: bool, by: str | None, reason: 
 
 
 # -- runs ------------------------------------------------------------------------
+# What an unfiltered `runs list` shows: a history of a million runs answers at once (the
+# runs_received index is walked from its newest end and the walk stops here).
+RUNS_LIST_DEFAULT_LIMIT = 1000
+
+
 @main.group()
 def runs() -> None:
     """Run history: list, show, and operator decisions."""
@@ -472,13 +482,23 @@ def runs() -> None:
 @click.option("--account", help="Only this account's runs.")
 @click.option("--status", type=click.Choice([status.value for status in RunStatus]), help="Only runs with this status.")
 @click.option("--since", help="Only runs received since: 24h, 7d, 30m or an ISO date/time.")
-@click.option("--limit", type=click.IntRange(min=1), default=None, help="At most this many runs (newest first).")
+@click.option("--limit", type=click.IntRange(min=1), default=None,
+              help=f"At most this many runs (newest first); default {RUNS_LIST_DEFAULT_LIMIT}.")
+@click.option("--all", "every", is_flag=True, help="Every run that matches, however many.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON (the documented shape) instead of text.")
 @pass_context
 def runs_list(ctx: Context, account: str | None, status: str | None, since: str | None, limit: int | None,
-              as_json: bool) -> None:
-    """List runs, newest first."""
-    items = ctx.history().list(account=account, status=status, since=_since(since), limit=limit)
+              every: bool, as_json: bool) -> None:
+    """List runs, newest first (the newest 1000 unless --limit or --all says otherwise)."""
+    if every and limit:
+        fail("--limit and --all: give one of them", 2)
+    default = not every and limit is None
+    wanted = None if every else limit or RUNS_LIST_DEFAULT_LIMIT
+    items = ctx.history().list(account=account, status=status, since=_since(since),
+                               limit=wanted + 1 if default and wanted else wanted)
+    if default and len(items) > RUNS_LIST_DEFAULT_LIMIT:
+        items = items[:RUNS_LIST_DEFAULT_LIMIT]
+        say(f"(the newest {RUNS_LIST_DEFAULT_LIMIT} runs; there are more: --limit N or --all)", err=True)
     if as_json:
         emit_json([r.to_dict() for r in items])
         return

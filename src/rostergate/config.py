@@ -40,8 +40,8 @@ from rostergate.formats.convert.mapping_config import parse_mapping
 from rostergate.formats.holdrules import Thresholds, parse_thresholds
 from rostergate.formats.read.text import EncodingPolicy
 from rostergate.formats.validate.profiles import ProfileName
+from rostergate.keylines import check_key_line
 from rostergate.sftp.settings import SftpSettings, parse_sftp_settings
-from rostergate.sshkeys import parse_host_key
 
 DEFAULT_CONFIG_NAME = "rostergate.toml"
 SYSTEM_CONFIG = Path("/etc/rostergate") / DEFAULT_CONFIG_NAME
@@ -134,11 +134,21 @@ class Flow:
     schedule: Schedule | None = None  # [flows.schedule]
 
 
+def cores() -> int:
+    """The CPUs this process may run on (its affinity, as a container or ``taskset`` sets it), at least one."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # not Linux
+        return max(1, os.cpu_count() or 1)
+
+
 @dataclass(frozen=True)
 class WorkerSettings:
     """``[server.workers]``: the processes that do a run's CPU work (see :mod:`rostergate.runs.workers`)."""
 
-    processes: int = 1
+    # Runs of different accounts at the same time: one per core by default (one account's runs are
+    # always processed one after the other).
+    processes: int = field(default_factory=lambda: min(cores(), MAX_WORKER_PROCESSES))
     # RLIMIT_AS of each worker. A 200,000-student OneRoster run peaks at about 2.2 GB of
     # address space (1.0 GB resident); most of it is reserved, not used, by mimalloc and glibc.
     max_memory_mb: int = 8192
@@ -682,11 +692,15 @@ def _parse_downstream(table: object, prefix: str, base: Path, problems: _Problem
 
 
 def _host_key(value: object, key: str, problems: _Problems) -> str | None:
-    """The pinned ``host_key`` line when given and usable (paramiko parses it here, at load), else None."""
+    """The pinned ``host_key`` line when given and well formed, else None.
+
+    Its shape is checked here without paramiko (every CLI command loads the configuration);
+    ``check-config`` and ``serve`` parse it into a key too (:func:`rostergate.checks.flow_problems`).
+    """
     if value is None:
         return None
     try:
-        parse_host_key(value if isinstance(value, str) else "")
+        check_key_line(value if isinstance(value, str) else "")
     except ValueError as exc:
         problems.add(key, f"expected an OpenSSH public key line 'ssh-ed25519 AAAA...': {exc}")
         return None

@@ -42,7 +42,7 @@ from typing import Any
 import structlog
 
 from rostergate import checks, logs, store
-from rostergate.accounts import AccountStore
+from rostergate.accounts import AccountStore, dummy_hash
 from rostergate.alerts.dispatch import Dispatcher
 from rostergate.alerts.notify import Alerter, Watch
 from rostergate.config import Settings
@@ -166,13 +166,18 @@ class Daemon:
         data_dir = settings.data_dir
         self.accounts = accounts = AccountStore(conn, data_dir)
         history = History(conn)
+        algorithms = checks.sftp_algorithms(server_settings.sftp)
+        if algorithms:
+            raise ConfigError(algorithms)
+        dummy_hash()  # unknown users cost a login as much as known ones, from the first one on
         demo_password = ensure_demo_account(accounts, settings)
         workers = WorkerPool(server_settings.workers, preload=WORKER_PRELOAD)
         dispatcher = Dispatcher(settings.dispatch)
         self.alerter = alerter = Alerter(lambda: self.settings, history, dispatcher)
-        # Runs of different accounts go side by side: at least as many as there are workers to keep busy.
+        # Runs of different accounts go side by side: twice as many as there are workers, so that
+        # while some runs deliver (network, in a thread) others keep every worker busy.
         self.pipeline = pipeline = Pipeline(settings, history, accounts, workers,
-                                            concurrency=max(2, server_settings.workers.processes), alerts=alerter)
+                                            concurrency=2 * server_settings.workers.processes, alerts=alerter)
         metrics_server = None
         try:
             intake = Intake(history, data_dir, wake=pipeline.wake)
@@ -202,7 +207,8 @@ class Daemon:
             self._install_signals(loop)
             self._pipeline_task = asyncio.create_task(pipeline.run_forever())
             watch = Watch(alerter, accounts)
-            background = [self._pipeline_task, asyncio.create_task(self._reloader()),
+            background = [asyncio.create_task(workers.warm()), self._pipeline_task,
+                          asyncio.create_task(self._reloader()),
                           asyncio.create_task(self._watch(watch, settings.dispatch.check_interval_seconds)),
                           asyncio.create_task(self._retention())]
             if self.notifier.watchdog_seconds:

@@ -2,7 +2,8 @@
 
 A run's state lives here, never only in memory: the pipeline reads what to do
 next from this store, so a daemon killed at any moment resumes where it was.
-Times are ISO 8601 UTC strings (``2026-11-22T08:41:51Z``).
+Times are ISO 8601 UTC strings (``2026-11-22T08:41:51Z``); a step's carry milliseconds
+(``2026-11-22T08:41:51.123Z``).
 
 A run's status is a :class:`~rostergate.runstatus.RunStatus`, stored as its
 string value. Every change of it is checked against
@@ -174,21 +175,25 @@ class History:
         """Take the next runnable run (oldest first) of an idle account and mark it ``processing``.
 
         A newer ``received`` upload of the same account supersedes older runs
-        that were not delivered yet (``received``, ``retrying``, ``held``).
+        that were not delivered yet (``received``, ``retrying``, ``held``). Runs
+        received in the same second are in the order they were recorded (``rowid``):
+        the intake records an account's uploads in the order they finished.
         """
         stamp = timeutil.iso()
         replaceable = sorted(sources(RunStatus.SUPERSEDED))
         with self.conn:
             self.conn.execute("BEGIN IMMEDIATE")
             rows = self.conn.execute(
-                "SELECT * FROM runs WHERE status = ? OR (status = ? AND next_attempt_at <= ?) ORDER BY received_at, id",
+                "SELECT * FROM runs WHERE status = ? OR (status = ? AND next_attempt_at <= ?)"
+                " ORDER BY received_at, rowid",
                 (RunStatus.RECEIVED.value, RunStatus.RETRYING.value, stamp),
             ).fetchall()
             for row in rows:
                 if row["account"] in busy_accounts:
                     continue
                 newest = self.conn.execute(
-                    "SELECT id FROM runs WHERE account = ? AND status = ? ORDER BY received_at DESC, id DESC LIMIT 1",
+                    "SELECT id FROM runs WHERE account = ? AND status = ? ORDER BY received_at DESC, rowid DESC"
+                    " LIMIT 1",
                     (row["account"], RunStatus.RECEIVED.value),
                 ).fetchone()
                 chosen = newest["id"] if newest else row["id"]
@@ -196,7 +201,7 @@ class History:
                 self.conn.execute(
                     f"UPDATE runs SET status = ?, finished_at = ?, next_attempt_at = NULL,"
                     f" message = ? WHERE account = ? AND id != ? AND status IN ({placeholders})"
-                    f" AND received_at <= (SELECT received_at FROM runs WHERE id = ?)",
+                    f" AND (received_at, rowid) <= (SELECT received_at, rowid FROM runs WHERE id = ?)",
                     (RunStatus.SUPERSEDED.value, stamp, f"replaced by the newer upload {chosen}", row["account"],
                      chosen, *(s.value for s in replaceable), chosen),
                 )
@@ -227,7 +232,7 @@ class History:
             ).fetchone()[0]
             self.conn.execute(
                 "INSERT INTO steps (run_id, seq, name, status, started_at) VALUES (?, ?, ?, 'running', ?)",
-                (run_id, seq, name, timeutil.iso()),
+                (run_id, seq, name, timeutil.iso_ms()),
             )
         return seq
 
@@ -245,7 +250,7 @@ class History:
         with self.conn:
             self.conn.execute(
                 "UPDATE steps SET status = ?, finished_at = ?, message = ? WHERE run_id = ? AND seq = ?",
-                (status, timeutil.iso(), message, run_id, seq),
+                (status, timeutil.iso_ms(), message, run_id, seq),
             )
 
     def steps(self, run_id: str) -> builtins.list[dict[str, str | None]]:
@@ -429,21 +434,23 @@ class History:
         return _run(row) if row else None
 
     def stats(self, since: datetime | None = None) -> dict[str, object]:
-        """Counts of runs per status (and per account) since ``since``."""
+        """Counts of runs per status (and per account) since ``since``.
+
+        One ``GROUP BY account, status`` gives both counts: read from the
+        ``runs_account_status`` index alone, or with ``since`` from the range of the
+        ``runs_received`` index (the ``+`` keeps SQLite from scanning the first
+        index in full for its order and looking every run up for its time).
+        """
+        sql = "SELECT account, status, COUNT(*) AS n FROM runs GROUP BY account, status"
         params: builtins.list[object] = []
-        where = ""
         if since:
-            where = "WHERE received_at >= ?"
+            sql = "SELECT account, status, COUNT(*) AS n FROM runs WHERE received_at >= ? GROUP BY +account, +status"
             params.append(timeutil.iso(since))
-        by_status = {
-            r["status"]: r["n"]
-            for r in self.conn.execute(f"SELECT status, COUNT(*) AS n FROM runs {where} GROUP BY status", params)
-        }
+        by_status: dict[str, int] = {}
         by_account: dict[str, dict[str, int]] = {}
-        for r in self.conn.execute(
-            f"SELECT account, status, COUNT(*) AS n FROM runs {where} GROUP BY account, status", params
-        ):
+        for r in self.conn.execute(sql, params):
             by_account.setdefault(r["account"], {})[r["status"]] = r["n"]
+            by_status[r["status"]] = by_status.get(r["status"], 0) + r["n"]
         return {"total": sum(by_status.values()), "by_status": by_status, "by_account": by_account}
 
 

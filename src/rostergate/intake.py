@@ -18,7 +18,7 @@ from pathlib import Path
 import structlog
 
 from rostergate import metrics, timeutil
-from rostergate.accounts import REPORTS_DIR
+from rostergate.accountrecords import REPORTS_DIR
 from rostergate.formats.read.archive import ZipState, zip_state
 from rostergate.fstree import TooManyEntries, walk_files
 from rostergate.history import History, new_run_id
@@ -48,6 +48,7 @@ class Intake:
         self.spool = Path(data_dir) / SPOOL_DIR
         self.spool.mkdir(parents=True, exist_ok=True, mode=0o700)
         self._wake = wake
+        self._in_order: dict[str, asyncio.Lock] = {}  # account -> its uploads are recorded one after the other
 
     async def upload_finished(self, account: str, path: Path) -> str | None:
         """Start a run for the finished upload ``path``; returns the run id, or ``None`` when it is not finished.
@@ -58,14 +59,20 @@ class Intake:
         home so that the client can resume it). Everything else becomes a run: a
         complete ZIP, and a finished file that is no readable ZIP, which the pipeline
         rejects (``archive.not_a_zip``) with a report to the district.
+
+        One account's uploads are recorded in the order they finished (the order of the
+        calls), each after the one before: a small upload right behind a large one would
+        otherwise be recorded first, and the pipeline delivers an account's runs in the
+        order they were recorded.
         """
-        state = await asyncio.to_thread(zip_state, path)
-        if state is ZipState.INCOMPLETE:
-            log.info("upload_incomplete", account=account, upload=path.name)
-            return None
-        if state is ZipState.NOT_ZIP:
-            log.info("upload_not_a_zip", account=account, upload=path.name)
-        return await asyncio.to_thread(self.accept, account, path)
+        async with self._in_order.setdefault(account, asyncio.Lock()):  # FIFO: the order of the calls
+            state = await asyncio.to_thread(zip_state, path)
+            if state is ZipState.INCOMPLETE:
+                log.info("upload_incomplete", account=account, upload=path.name)
+                return None
+            if state is ZipState.NOT_ZIP:
+                log.info("upload_not_a_zip", account=account, upload=path.name)
+            return await asyncio.to_thread(self.accept, account, path)
 
     def accept(self, account: str, path: Path, upload_name: str | None = None) -> str | None:
         """Move ``path`` into the spool and record a ``received`` run (blocking; call in a thread)."""

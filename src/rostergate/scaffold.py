@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 
-from rostergate.checks import user_name
+from rostergate.store import user_name
 
 CONFIG_NAME = "rostergate.toml"
 SECRETS_DIR = "secrets"

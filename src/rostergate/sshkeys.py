@@ -1,7 +1,8 @@
 """OpenSSH public-key lines as paramiko keys, and their fingerprints (a leaf: imports only paramiko).
 
-Used where a downstream's host key is pinned: the configuration checks the line at load,
-``check-config --connect`` and the forwarder pin it.
+Used where a downstream's host key is pinned: ``check-config``, ``serve`` and the
+forwarder parse the line (the configuration checks its shape at load without
+paramiko: :mod:`rostergate.keylines`).
 """
 
 from __future__ import annotations

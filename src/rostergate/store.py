@@ -10,6 +10,7 @@ migration to :data:`MIGRATIONS`, never edit a released one.
 from __future__ import annotations
 
 import os
+import pwd
 import sqlite3
 from pathlib import Path
 
@@ -130,6 +131,17 @@ MIGRATIONS: list[str] = [
     );
     CREATE INDEX alerts_raised_run ON alerts_raised(run_id, event)
     """,
+    # 7 (issue 14, history at 1,000,000 runs): `runs list` walks runs_received backwards and
+    # stops at its limit; `--status` and the pipeline's claim read runs_status_received (which
+    # makes the single-column runs_status redundant); `runs stats` counts from
+    # runs_account_status alone, `runs stats --since` from the range of runs_received (both
+    # covering: the table is not read)
+    """
+    CREATE INDEX runs_received ON runs(received_at, id, account, status);
+    CREATE INDEX runs_status_received ON runs(status, received_at, id);
+    DROP INDEX runs_status;
+    CREATE INDEX runs_account_status ON runs(account, status)
+    """,
 ]
 
 DB_NAME = "rostergate.db"
@@ -182,3 +194,29 @@ def migrate(conn: sqlite3.Connection) -> None:
         except BaseException:
             conn.execute("ROLLBACK")
             raise
+
+
+def user_name(uid: int | None = None) -> str:
+    uid = os.geteuid() if uid is None else uid
+    try:
+        return pwd.getpwuid(uid).pw_name
+    except KeyError:
+        return str(uid)
+
+
+def refuse_foreign_state(data_dir: Path) -> None:
+    """As root, refuse a state directory that belongs to another user (the service's).
+
+    Whatever root writes there (the store's journal, a home, a host key) the
+    service could no longer read or change.
+    """
+    if os.geteuid() != 0:
+        return
+    try:
+        owner = Path(data_dir).stat().st_uid
+    except OSError:
+        return  # not there yet: it is created by whoever runs first
+    if owner != 0:
+        name = user_name(owner)
+        raise StoreError(f"server.data_dir: {data_dir} belongs to {name}; run this as that user "
+                         f"(sudo -u {name} rostergate ...), not as root, so the service can still use its files")

@@ -1,4 +1,4 @@
-"""UTC timestamps in one format: ISO 8601 with a ``Z`` suffix, second precision."""
+"""UTC timestamps in one format: ISO 8601 with a ``Z`` suffix, second precision (milliseconds for steps)."""
 
 from __future__ import annotations
 
@@ -12,6 +12,17 @@ def now() -> datetime:
 def iso(moment: datetime | None = None) -> str:
     """``2026-11-22T08:41:51Z`` for ``moment`` (default: now)."""
     return (moment or now()).astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def iso_ms(moment: datetime | None = None) -> str:
+    """``2026-11-22T08:41:51.123Z`` for ``moment`` (default: now, from the real clock): a step's times.
+
+    Steps of a run take tens of milliseconds; seconds would say nothing of them. The
+    default reads the system clock, not :func:`now` (which tests may stop): a step's
+    duration is real time.
+    """
+    moment = moment or datetime.now(UTC)
+    return moment.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 def parse_iso(text: str) -> datetime:

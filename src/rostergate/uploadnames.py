@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from rostergate.accounts import REPORTS_DIR
+from rostergate.accountrecords import REPORTS_DIR
 
 
 def is_upload_name(relative: str) -> bool:

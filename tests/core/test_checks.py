@@ -7,6 +7,7 @@ command must exit 2 (a broken configuration, the CLI's contract) with exactly on
 
 from __future__ import annotations
 
+import base64
 import os
 import shutil
 import socket
@@ -19,6 +20,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
+from rostergate import checks, config
 from rostergate.cli import main
 from tests.conftest import ROOT, free_port
 
@@ -246,3 +248,36 @@ def test_nothing_is_written_by_the_check(site):
     before = files()
     assert check(site)[0] == 0
     assert files() == before
+
+
+# -- beyond the configuration's own parse: what this installation can serve, what paramiko can use --
+def _sftp(raw_server: dict):
+    return config.parse({"server": raw_server}).server.sftp
+
+
+def test_a_key_exchange_list_this_installation_cannot_serve_is_named(monkeypatch):
+    """The names are checked at load; what asyncssh offers of them, here (they depend on the installation)."""
+    settings = _sftp({"algorithms": {"kex": ["curve25519-sha256"]}})
+    assert checks.sftp_algorithms(settings) == []
+    assert checks.sftp_algorithms(_sftp({})) == []
+    monkeypatch.setattr(checks, "available_kex", lambda: {"diffie-hellman-group14-sha256"})
+    assert checks.sftp_algorithms(settings) == [
+        "server.algorithms.kex: none of these key exchanges is available in this installation"]
+
+
+def _string(data: bytes) -> bytes:
+    return len(data).to_bytes(4, "big") + data
+
+
+def test_a_pinned_host_key_paramiko_cannot_use_is_named(tmp_path):
+    """Well formed (the configuration loads) but no point of the curve: the full parse refuses it."""
+    key = tmp_path / "k"
+    key.write_text("x")
+    key.chmod(0o600)
+    blob = _string(b"ecdsa-sha2-nistp256") + _string(b"nistp256") + _string(b"\x04" + bytes(64))
+    flow = config.parse({"flows": [{"account": "a", "downstream": {
+        "url": "sftp://u@h/x", "key_file": str(key),
+        "host_key": f"ecdsa-sha2-nistp256 {base64.b64encode(blob).decode()}",
+    }}]}, base=tmp_path).flows[0]
+    problems = checks.flow_problems(flow, "flows[0]")
+    assert len(problems) == 1 and problems[0].startswith("flows[0].downstream.host_key: not a usable")

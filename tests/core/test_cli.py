@@ -103,3 +103,32 @@ def test_validate_encoding_policy_converts_or_rejects_windows_1252(tmp_path):
     rejected = rostergate("validate", str(folder), "--encoding", "reject", "--json", cwd=tmp_path)
     assert rejected.returncode == 1
     assert "text.encoding_rejected" in {i["code"] for i in json.loads(rejected.stdout)["issues"]}
+
+
+def test_runs_list_shows_the_newest_1000_unless_told_otherwise(tmp_path):
+    """A history of any size answers at once; what is left out is said on stderr, never in the JSON."""
+    from rostergate import store
+    from rostergate.cli import RUNS_LIST_DEFAULT_LIMIT
+
+    conn = store.connect(tmp_path / "var")
+    total = RUNS_LIST_DEFAULT_LIMIT + 3
+    with conn:
+        conn.executemany(
+            "INSERT INTO runs (id, account, status, upload_name, received_at, spool_path) VALUES (?, 'a', 'delivered',"
+            " 'r.zip', ?, '/nowhere')",
+            [(f"20261122-{n:06d}-000000", f"2026-11-22T{n // 3600:02d}:{n // 60 % 60:02d}:{n % 60:02d}Z")
+             for n in range(total)])
+    conn.close()
+    config = tmp_path / "rostergate.toml"
+    config.write_text(f'[server]\ndata_dir = "{tmp_path / "var"}"\n')
+    shown = rostergate("--config", str(config), "runs", "list", "--json", cwd=tmp_path)
+    assert shown.returncode == 0, shown.stderr
+    runs = json.loads(shown.stdout)
+    assert len(runs) == RUNS_LIST_DEFAULT_LIMIT and runs[0]["id"] == f"20261122-{total - 1:06d}-000000"
+    assert "there are more: --limit N or --all" in shown.stderr
+    every = rostergate("--config", str(config), "runs", "list", "--all", "--json", cwd=tmp_path)
+    assert len(json.loads(every.stdout)) == total and "there are more" not in every.stderr
+    assert len(json.loads(rostergate("--config", str(config), "runs", "list", "--limit", "5", "--json",
+                                     cwd=tmp_path).stdout)) == 5
+    both = rostergate("--config", str(config), "runs", "list", "--all", "--limit", "5", cwd=tmp_path)
+    assert both.returncode == 2 and "--limit and --all" in both.stderr

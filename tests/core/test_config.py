@@ -1,5 +1,6 @@
 """Configuration: embedded defaults, a full file, and errors that name their keys."""
 
+import os
 from pathlib import Path
 
 import pytest
@@ -324,3 +325,12 @@ def test_unset_sections_are_their_defaults_not_none(tmp_path):
     assert flow.safeguards == Thresholds() and flow.mapping is None
     assert settings.server.sftp == SftpSettings()
     assert flow.downstream.scheme == "file" and flow.downstream.path == str(tmp_path)
+
+
+def test_worker_processes_default_to_the_cores_this_process_may_use(monkeypatch):
+    assert config.parse({}).server.workers.processes == min(len(os.sched_getaffinity(0)), 64)
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1, 2})  # e.g. taskset or a container's cpuset
+    assert config.parse({}).server.workers.processes == 3
+    assert config.parse({"server": {"workers": {"processes": 1}}}).server.workers.processes == 1
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: set(range(200)))
+    assert config.parse({}).server.workers.processes == config.MAX_WORKER_PROCESSES

@@ -183,3 +183,62 @@ def test_a_store_from_before_deliveries_is_migrated(tmp_path):
     assert h.show("old")["deliveries"] == []
     h.delivery_started("old", DEST, 1, "/dropbox/.x.zip.partial")
     assert h.deliveries("old")[0]["status"] == "sending"
+
+
+def test_uploads_received_in_the_same_second_are_taken_in_the_order_they_were_recorded(tmp_path):
+    """Ids end in random hex: within one second the record order decides, for the claim and for superseding."""
+    h = history(tmp_path)
+    for run_id in ("20261122-080000-ffffff", "20261122-080000-000000"):  # recorded in this order
+        receive(h, run_id, "a", "2026-11-22T08:00:00Z")
+    claimed = h.claim_next(set())
+    assert claimed.id == "20261122-080000-000000"  # the later record, though its id sorts first
+    assert h.get("20261122-080000-ffffff").status == "superseded"
+
+
+def _plans(h: History, call) -> str:
+    """The query plans of the statements ``call()`` makes (as SQLite runs them, values bound)."""
+    statements: list[str] = []
+    h.conn.set_trace_callback(statements.append)
+    try:
+        call()
+    finally:
+        h.conn.set_trace_callback(None)
+    return " | ".join(row[3] for sql in statements if sql.lstrip().upper().startswith("SELECT")
+                      for row in h.conn.execute("EXPLAIN QUERY PLAN " + sql))
+
+
+def test_history_queries_read_indexes_not_the_whole_table(tmp_path):
+    """What keeps `runs list`, `runs stats` and the claim fast on a million runs (migration 5)."""
+    h = history(tmp_path)
+    listing = _plans(h, lambda: h.list(limit=1000))
+    assert "runs_received" in listing and "TEMP B-TREE" not in listing
+    assert "INDEX runs_status_received (status=?)" in _plans(h, lambda: h.list(status="failed", limit=20))
+    stats = _plans(h, h.stats)
+    assert "COVERING INDEX runs_account_status" in stats and "TEMP B-TREE" not in stats
+    since = _plans(h, lambda: h.stats(timeutil.parse_iso("2026-11-22T00:00:00Z")))
+    assert "COVERING INDEX runs_received (received_at>?)" in since
+    assert "runs_status_received" in _plans(h, lambda: h.claim_next(set()))
+    assert "runs_status" not in {r[0] for r in h.conn.execute("SELECT name FROM sqlite_master WHERE type = 'index'")}
+
+
+def test_stats_since_counts_only_the_runs_received_since(tmp_path):
+    h = history(tmp_path)
+    receive(h, "r1", "a", "2026-11-20T08:00:00Z")
+    receive(h, "r2", "a", "2026-11-22T08:00:00Z")
+    receive(h, "r3", "b", "2026-11-22T09:00:00Z")
+    h.set_status("r3", "processing")
+    since = timeutil.parse_iso("2026-11-21T00:00:00Z")
+    assert h.stats(since) == {"total": 2, "by_status": {"received": 1, "processing": 1},
+                              "by_account": {"a": {"received": 1}, "b": {"processing": 1}}}
+    assert h.stats()["total"] == 3 and h.stats()["by_account"]["a"] == {"received": 2}
+
+
+def test_steps_are_stamped_to_the_millisecond(tmp_path):
+    h = history(tmp_path)
+    receive(h, "r1")
+    seq = h.start_step("r1", "safeguard")
+    h.finish_step("r1", seq, "ok")
+    (step,) = h.steps("r1")
+    for stamp in (step["started_at"], step["finished_at"]):
+        assert len(stamp) == len("2026-11-22T08:41:51.123Z") and stamp[19] == "." and stamp.endswith("Z")
+    assert timeutil.parse_iso(step["finished_at"]) >= timeutil.parse_iso(step["started_at"])

@@ -26,6 +26,10 @@ STUDENTS = 50_000
 FINAL = ("delivered", "rejected", "failed", "held", "discarded", "superseded")
 
 
+# One worker: the tests find it, kill it and watch it replaced (the default is one per core).
+ONE_WORKER = "[server.workers]\nprocesses = 1\n"
+
+
 def _flow(outbox: Path) -> str:
     # Rosters of very different sizes follow each other here: the safeguard would hold them.
     return local_flow(ACCOUNT, outbox) + "[flows.safeguards]\nenabled = false\n"
@@ -46,7 +50,7 @@ def district_zip(tmp_path_factory) -> Path:
 def world(tmp_path_factory):
     require_tool("sftp")
     root = tmp_path_factory.mktemp("workers")
-    daemon = Daemon(root, _flow(root / "outbox")).start()
+    daemon = Daemon(root, _flow(root / "outbox"), ONE_WORKER).start()
     key = make_keypair(root, "tenant_key")
     daemon.cli_json("accounts", "create", ACCOUNT, "--public-key", f"{key}.pub")
     yield {"daemon": daemon, "key": key, "root": root}
@@ -161,7 +165,7 @@ def test_a_worker_killed_twice_fails_the_run_truthfully_and_the_next_upload_is_d
 
 def test_no_worker_outlives_a_killed_daemon(daemon_factory, tmp_path):
     require_tool("sftp")
-    daemon = daemon_factory(_flow(tmp_path / "outbox")).start()
+    daemon = daemon_factory(_flow(tmp_path / "outbox"), ONE_WORKER).start()
     key = make_keypair(tmp_path, "tenant_key")
     daemon.cli_json("accounts", "create", ACCOUNT, "--public-key", f"{key}.pub")
     world = {"daemon": daemon, "key": key, "root": tmp_path}

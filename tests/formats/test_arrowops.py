@@ -9,7 +9,7 @@ import pyarrow.compute as pc
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from rostergate.formats.arrowops import position_in, run_starts
+from rostergate.formats.arrowops import position_in, run_starts, string_hashes
 from rostergate.formats.validate.masks import missing_in
 
 
@@ -57,3 +57,25 @@ def test_a_null_breaks_no_run_and_is_never_missing() -> None:
     np.testing.assert_array_equal(position_in(values, pool), _plain_lookup(values, pool))
     s = pd.Series(["a", None, "b"], dtype="str")
     assert missing_in(s, pd.Series(["a"], dtype="str")).tolist() == [False, False, True]
+
+
+# -- string_hashes: kept in row snapshots from one release to the next ---------------------
+def test_string_hashes_do_not_change_between_releases():
+    """Row snapshots of past deliveries hold these: a change here must come with a new SNAPSHOT_VERSION."""
+    values = pa.array(["", "a", "abcdefgh", "abcdefghi", "Zoë Ünal", None])
+    assert string_hashes(values).tolist() == [0, 3440239663889050063, 597276255384736118, 579633979330180169,
+                                              6457471406098010494, 7640891576956012808]
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.text(max_size=40), min_size=1, max_size=60), st.integers(0, 5))
+def test_string_hashes_follow_the_values_not_their_layout(texts, cut):
+    """Equal values hash alike whatever the chunks, offsets or string type; different values differ."""
+    whole = string_hashes(pa.array(texts))
+    cut = min(cut, len(texts))
+    chunked = pa.chunked_array([pa.array(texts[:cut], type=pa.string()), pa.array(texts[cut:], type=pa.string())])
+    assert (string_hashes(chunked) == whole).all()
+    assert (string_hashes(pa.array(texts, type=pa.large_string())) == whole).all()
+    assert (string_hashes(pa.array(["pad", *texts]).slice(1)) == whole).all()
+    by_value = dict(zip(texts, whole.tolist()))
+    assert len(set(by_value.values())) == len(by_value)  # 2**-64 a pair: a collision here is a bug

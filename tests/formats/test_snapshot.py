@@ -1,11 +1,25 @@
-"""Snapshot: diffs between ASM ZIPs (formats/snapshot.py), and the hold rules applied to them (formats/holdrules.py)."""
+"""Snapshot: diffs between ASM ZIPs and row snapshots (formats/snapshot.py), and the hold rules applied to them
+(formats/holdrules.py)."""
 
 import zipfile
 
+import numpy as np
+import pandas as pd
 import pytest
 
+from rostergate.formats import snapshot
 from rostergate.formats.holdrules import Thresholds, reasons_to_hold
-from rostergate.formats.snapshot import diff, diff_records, render_records
+from rostergate.formats.read.csvio import read_table_bytes
+from rostergate.formats.snapshot import (
+    compare,
+    diff,
+    diff_records,
+    load_snapshot,
+    render_records,
+    save_snapshot,
+    snapshot_of_tables,
+    snapshot_of_zip,
+)
 
 HEADERS = {
     "students.csv": "person_id,first_name,last_name,location_id",
@@ -202,3 +216,71 @@ def test_the_text_lists_at_most_the_limit_of_each(tmp_path):
     assert "students.csv: 30 added, 0 removed, 0 changed" in text
     assert "s0, s1, s2, s3, s4 ... and 25 more (--json lists all)" in text
     assert text.splitlines()[0].startswith("totals: people +30 -0 ~0")
+
+
+# -- row snapshots: what a delivery leaves for the next run to compare with ------------------
+def _reference(before: pd.DataFrame, now: pd.DataFrame, key: str) -> dict[str, int]:
+    """The counts by a plain pandas merge: the oracle the snapshot comparison must agree with."""
+    merged = now.merge(before, on=key, how="inner", suffixes=("_now", "_before"))
+    others = [c for c in now.columns if c != key]
+    if list(now.columns) != list(before.columns):
+        changed = len(merged)
+    else:
+        changed = int((merged[[f"{c}_now" for c in others]].to_numpy()
+                       != merged[[f"{c}_before" for c in others]].to_numpy()).any(axis=1).sum()) if others else 0
+    return {"before": len(before), "now": len(now), "added": len(now) - len(merged),
+            "removed": len(before) - len(merged), "changed": changed, "unchanged": len(merged) - changed}
+
+
+def _students(rng: np.random.Generator, ids: np.ndarray, names: int) -> pd.DataFrame:
+    pool = np.array(["Ann", "Bo", "", "Jo \"JJ\" Park", "Zoë", "a,b", "Lee", "O'Neil"])
+    frame = pd.DataFrame({"person_id": [f"s{i}" for i in ids],
+                          "first_name": pool[rng.integers(0, min(names, len(pool)), len(ids))],
+                          "last_name": pool[rng.integers(0, len(pool), len(ids))],
+                          "location_id": [f"l{i}" for i in rng.integers(0, 3, len(ids))]})
+    return frame.astype("str")
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_row_snapshots_count_what_a_merge_of_the_rows_counts(tmp_path, seed):
+    """Random joiners, leavers, renamed rows and orders: saved, loaded and compared, the counts are exact."""
+    rng = np.random.default_rng(seed)
+    before = _students(rng, rng.permutation(300)[:250], names=8)
+    kept = before.sample(frac=0.8, random_state=seed)
+    renamed = kept.copy()
+    flip = rng.random(len(renamed)) < 0.1
+    renamed.loc[flip, "last_name"] = renamed.loc[flip, "last_name"] + "x"
+    now = pd.concat([renamed, _students(rng, np.arange(300, 300 + int(rng.integers(0, 40))), names=3)])
+    now = now.sample(frac=1, random_state=seed) if seed % 2 else now  # in another order, or not
+    previous = snapshot_of_tables({"students.csv": before, "rosters.csv": pd.DataFrame({"roster_id": ["r1"]})})
+    save_snapshot(previous, tmp_path / "before.rows")
+    loaded = load_snapshot(tmp_path / "before.rows")
+    counts = compare(loaded, snapshot_of_tables({"students.csv": now}))
+    assert counts["baseline"] is True
+    assert counts["files"]["students.csv"] == _reference(before, now, "person_id")
+    assert counts["files"]["rosters.csv"] == {"before": 1, "now": 0, "added": 0, "removed": 1, "changed": 0,
+                                              "unchanged": 0}
+
+
+def test_a_snapshot_made_from_frames_compares_as_one_read_from_the_delivered_zip(tmp_path):
+    before, now = asm_zip(tmp_path / "before.zip", 100), asm_zip(tmp_path / "now.zip", 95, renamed=3)
+    in_memory = snapshot_of_tables({name: read_table_bytes(zipfile.ZipFile(now).read(name), name, escape_char="\\")
+                                    for name in HEADERS})
+    assert compare(snapshot_of_zip(before), in_memory) == diff(before, now)
+
+
+def test_a_snapshot_of_another_version_is_not_read(tmp_path, monkeypatch):
+    save_snapshot(snapshot_of_zip(asm_zip(tmp_path / "a.zip", 5)), tmp_path / "a.rows")
+    assert load_snapshot(tmp_path / "a.rows") is not None
+    assert (tmp_path / "a.rows").stat().st_mode & 0o777 == 0o600
+    monkeypatch.setattr(snapshot, "SNAPSHOT_VERSION", snapshot.SNAPSHOT_VERSION + 1)
+    assert load_snapshot(tmp_path / "a.rows") is None
+
+
+def test_a_delivery_without_asm_files_is_no_baseline(tmp_path):
+    """An upload forwarded as it came (OneRoster) holds none of the six files: the next run is a first one."""
+    with zipfile.ZipFile(tmp_path / "oneroster.zip", "w") as archive:
+        archive.writestr("users.csv", "sourcedId\n1\n")
+    empty = snapshot_of_zip(tmp_path / "oneroster.zip")
+    assert empty.files == {}
+    assert compare(empty, snapshot_of_zip(asm_zip(tmp_path / "a.zip", 5)))["baseline"] is False

@@ -50,12 +50,13 @@ def sshd(tmp_path):
 
 @pytest.fixture
 def faulty(tmp_path) -> Iterator[Callable[..., AsyncsshDownstream]]:
-    """Start an asyncssh downstream: ``faulty(posix_rename=True, **faults)`` (:class:`Faults`); stopped at the end."""
+    """Start an asyncssh downstream: ``faulty(posix_rename=True, limits=True, **faults)`` (:class:`Faults`);
+    stopped at the end."""
     started: list[AsyncsshDownstream] = []
 
-    def make(posix_rename: bool = True, **faults) -> AsyncsshDownstream:
+    def make(posix_rename: bool = True, limits: bool = True, **faults) -> AsyncsshDownstream:
         server = AsyncsshDownstream(tmp_path / f"async-{len(started)}", faults=Faults(**faults),
-                                    posix_rename=posix_rename)
+                                    posix_rename=posix_rename, limits=limits)
         started.append(server.start())
         return server
 

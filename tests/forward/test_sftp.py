@@ -8,9 +8,12 @@ faulty downstreams are :class:`tests.downstream.AsyncsshDownstream` with
 """
 
 import dataclasses
+import os
+import socket
 import subprocess
 from pathlib import Path
 
+import paramiko
 import pytest
 from structlog.testing import capture_logs
 
@@ -93,6 +96,34 @@ def test_password_login_to_asyncssh_server_writes_partial_then_renames(faulty, b
         "/dropbox/a.zip", big_payload.stat().st_size, sha256(big_payload), "stat")
     assert server.requests == [("open", "/dropbox/.a.zip.partial"), ("close", "/dropbox/.a.zip.partial"),
                                ("posix_rename", "/dropbox/a.zip"), ("stat", "/dropbox/a.zip")]
+
+
+def test_aes_gcm_is_preferred_and_paramiko_s_other_ciphers_stay_in_their_order(sshd):
+    client = login(key_downstream(sshd))
+    try:
+        transport = client.get_transport()
+        assert transport is not None and transport.local_cipher == "aes128-gcm@openssh.com"
+    finally:
+        client.close()
+    with socket.socket() as one, socket.socket() as other:  # never connected: only the options are read
+        ours = sftp_forwarder._transport(one).get_security_options().ciphers
+        theirs = paramiko.Transport(other).get_security_options().ciphers
+    assert ours[:2] == sftp_forwarder.PREFERRED_CIPHERS and sorted(ours) == sorted(theirs)
+    assert [c for c in ours if c not in sftp_forwarder.PREFERRED_CIPHERS] == [
+        c for c in theirs if c not in sftp_forwarder.PREFERRED_CIPHERS]
+
+
+def test_writes_are_as_large_as_the_server_s_limits_allow(faulty, tmp_path, sha256):
+    """limits@openssh.com offered: WRITEs of MAX_WRITE_BYTES (asyncssh allows 4 MiB); not offered: 32 KiB."""
+    payload = tmp_path / "large.zip"
+    payload.write_bytes(os.urandom(3 * sftp_forwarder.MAX_WRITE_BYTES + 1000))
+    for limits, size in ((True, sftp_forwarder.MAX_WRITE_BYTES), (False, 32768)):
+        server = faulty(limits=limits)
+        receipt = forwarder_for(password_downstream(server)).deliver(payload, "a.zip", sha256(payload))
+        assert (server.dropbox / "a.zip").read_bytes() == payload.read_bytes()
+        assert receipt.sha256 == sha256(payload)
+        assert max(server.write_sizes) == size and sum(server.write_sizes) == payload.stat().st_size
+        server.stop()
 
 
 def test_login_is_the_delivery_s_own_and_classifies_alike(sshd, tmp_path):
@@ -223,11 +254,22 @@ def test_written_path_is_where_an_attempt_writes(sshd):
 
 
 # -- the bytes sent are the checked ones ---------------------------------------------
-def test_a_file_that_is_not_the_checked_one_is_refused_before_connecting(faulty, payload):
+def test_a_file_that_is_not_the_checked_one_is_refused_before_anything_is_written_in_place(faulty, payload):
+    """Written under its final name (Apple's drop box), a changed file is refused before any request."""
     server = faulty()
     with pytest.raises(FinalError, match="not the one that was checked"):
-        forwarder_for(password_downstream(server)).deliver(payload, "a.zip", expected_sha256="0" * 64)
+        forwarder_for(password_downstream(server, **APPLE)).deliver(payload, "a.zip", expected_sha256="0" * 64)
     assert names(server.dropbox) == [] and server.requests == []
+
+
+def test_a_changed_file_never_gets_its_final_name_with_a_temp_name(faulty, big_payload):
+    """With a temp name the hash taken while sending is the check: the partial file is removed, never renamed."""
+    server = faulty()
+    with pytest.raises(FinalError, match="not the one that was checked"):
+        forwarder_for(password_downstream(server)).deliver(big_payload, "a.zip", expected_sha256="0" * 64)
+    assert names(server.dropbox) == []
+    assert "rename" not in server.operations() and "posix_rename" not in server.operations()
+    assert ("remove", "/dropbox/.a.zip.partial") in server.requests
 
 
 def test_bytes_sent_are_hashed_and_refused_when_they_differ(faulty, big_payload, monkeypatch):

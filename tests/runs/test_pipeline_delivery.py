@@ -6,8 +6,12 @@ supersede and the clean-up of crashed attempts: no daemon, no server.
 
 from __future__ import annotations
 
+import json
+
+import pytest
+
 from rostergate.errors import FinalError, RetryableError
-from rostergate.runs import safeguard
+from rostergate.runs import safeguard, stages
 from rostergate.runstatus import RunStatus
 from tests.runs.conftest import ACCOUNT
 
@@ -136,3 +140,31 @@ def test_an_operator_retry_after_a_give_up_prepares_again_and_delivers(bench, fo
     run = bench.step()
     assert run.status is RunStatus.DELIVERED and run.attempts == 1
     assert [s["name"] for s in bench.history.steps(run_id)].count("unpack") == 2
+
+
+def test_with_safeguards_off_no_diff_is_made_and_the_step_says_so(bench, forwarder, monkeypatch):
+    bench.configure(safeguards={"enabled": False})
+    monkeypatch.setattr(stages, "compare", lambda *args: pytest.fail("a diff was made"))
+    run_id = bench.receive()
+    run = bench.step()
+    assert run.status is RunStatus.DELIVERED and run.diff_json is None
+    [step] = [s for s in bench.history.steps(run_id) if s["name"] == "safeguard"]
+    assert step["status"] == "skipped" and "safeguards are off" in step["message"]
+    kept = safeguard.snapshot_path(bench.data_dir, ACCOUNT)
+    assert kept.exists() and not safeguard.rows_path(kept).exists()  # the ZIP is the baseline, no row snapshot
+
+
+def test_a_run_compares_with_the_row_snapshot_of_the_last_delivery_not_its_zip(bench, forwarder, monkeypatch):
+    bench.configure(safeguards={"max_removed_percent": 30, "min_previous_rows": 0})
+    bench.receive()
+    assert bench.step().status is RunStatus.DELIVERED
+    kept = safeguard.snapshot_path(bench.data_dir, ACCOUNT)
+    assert safeguard.rows_path(kept).exists()
+    monkeypatch.setattr(safeguard, "snapshot_of_zip", lambda path: pytest.fail("the last delivery's ZIP was read"))
+    held = bench.receive(keep_students=1)
+    run = bench.step()
+    assert run.status is RunStatus.HELD
+    changes = json.loads(run.diff_json)["files"]["students.csv"]
+    assert changes["now"] == 1 and changes["removed"] == changes["before"] - 1 > 0
+    [step] = [s for s in bench.history.steps(held) if s["name"] == "safeguard"]
+    assert step["status"] == "held" and "students.csv would lose" in step["message"]

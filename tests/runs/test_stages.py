@@ -45,15 +45,17 @@ def test_valid_oneroster_upload_is_converted_and_checked(tmp_path: Path) -> None
     assert not (run_dir / "work").exists()  # the unpacked upload does not outlive the run
 
 
-def test_rejected_upload_waits_for_the_side_conversion_and_delivers_nothing(tmp_path: Path) -> None:
+def test_rejected_upload_is_never_converted_and_delivers_nothing(tmp_path: Path,
+                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
     broken = kit.copy(kit.OR11, tmp_path / "broken")
     kit.drop_column(broken, "users.csv", "role")  # a required column: validation fails
+    monkeypatch.setattr(stages, "convert_dir", lambda *args: pytest.fail("a rejected upload was converted"))
     run_dir = _run_dir(tmp_path)
     prepared = prepare(str(run_dir), _upload(broken, run_dir), "oneroster", "asm", "strict")
     assert prepared.outcome == "rejected"
     assert [s.name for s in prepared.steps][-1] == "validate"
     assert any(i.code == "oneroster.header.missing_column" and i.file == "users.csv" for i in prepared.issues)
-    assert not any(i.code.startswith("convert.") for i in prepared.issues)  # the dropped conversion says nothing
+    assert not any(i.code.startswith("convert.") for i in prepared.issues)
     assert not (run_dir / OUTPUT_NAME).exists()
     assert not (run_dir / "work").exists()  # a rejected upload's CSVs are removed at once too
     assert _conversion_threads() == []

@@ -19,6 +19,7 @@ import time
 from pathlib import Path
 
 import pytest
+from structlog.testing import capture_logs
 
 from rostergate.config import WorkerSettings
 from rostergate.errors import WorkerFailure
@@ -274,3 +275,37 @@ def test_a_closed_pool_refuses_calls_and_leaves_no_worker():
 def test_describe_exit(exitcode, words, name):
     detail, signal_name = describe_exit(exitcode)
     assert words in detail and signal_name == name
+
+
+def test_warm_starts_every_worker_before_any_call_and_calls_use_them():
+    async def scenario():
+        pool = WorkerPool(WorkerSettings(processes=2, max_memory_mb=4096, max_run_seconds=60.0),
+                          preload=("json",))
+        try:
+            assert pool.pids == []
+            await pool.warm()
+            warm = set(pool.pids)
+            assert len(warm) == 2 and all(procs.alive(pid) for pid in warm)
+            used = set(await asyncio.gather(pool.run(pid_after, os.devnull, 0.3), pool.run(pid_after, os.devnull, 0.3)))
+            assert used == warm and set(pool.pids) == warm  # no worker was started for the calls
+        finally:
+            await pool.close()
+
+    _run(scenario())
+
+
+def test_a_worker_that_cannot_start_is_logged_and_started_again_by_the_call_that_needs_it():
+    async def scenario():
+        pool = WorkerPool(WorkerSettings(processes=1, max_memory_mb=4096, max_run_seconds=60.0),
+                          preload=("rostergate_no_such_module",))
+        try:
+            with capture_logs() as logs:
+                await pool.warm()  # never raises: the daemon starts anyway
+            assert pool.pids == []
+            assert any(e["event"] == "worker_not_started" and e["error"] == "ModuleNotFoundError" for e in logs)
+            with pytest.raises(ModuleNotFoundError):
+                await pool.run(own_pid)
+        finally:
+            await pool.close()
+
+    _run(scenario())

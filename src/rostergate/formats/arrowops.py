@@ -10,6 +10,9 @@ compute kernels and never loop over rows in Python. Two jobs:
 * **which rows repeat?** :func:`duplicate_mask` for one column, :func:`pair_duplicate_mask`
   for two, and :func:`code_pair_duplicate_mask` / :func:`int_duplicate_mask` for integer
   codes, with shortcuts for the shapes exports have (sorted columns, long sorted runs).
+
+And one more: :func:`string_hashes`, a 64-bit hash of each value that stays the same from
+one run (and one release) to the next, which the safeguard's row snapshots keep.
 """
 
 from __future__ import annotations
@@ -191,3 +194,69 @@ def _duplicates_of_codes(codes: npt.NDArray[np.integer], distinct: int, keep_fir
     if n > 1:
         first[1:] = codes[1:] > np.maximum.accumulate(codes)[:-1]
     return ~first
+
+
+# -- stable value hashes -------------------------------------------------------------
+_GOLDEN = np.uint64(0x9E3779B97F4A7C15)
+_STEP = np.uint64(0x9FB21C651E98DF25)  # odd: multiplying by it loses nothing
+_NULL_HASH = np.uint64(0x6A09E667F3BCC908)  # what a missing value hashes to
+
+
+def mix64(x: npt.NDArray[np.uint64]) -> npt.NDArray[np.uint64]:
+    """splitmix64's finaliser: every input bit reaches every output bit (uint64 arithmetic wraps)."""
+    x = (x ^ (x >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+    x = (x ^ (x >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+    return x ^ (x >> np.uint64(31))
+
+
+def fold64(acc: npt.NDArray[np.uint64], values: npt.NDArray[np.uint64]) -> npt.NDArray[np.uint64]:
+    """``acc`` with ``values`` folded in, in order (``(acc ^ value) * odd``: one-to-one in each; finish with
+    :func:`mix64`)."""
+    return (acc ^ values) * _STEP
+
+
+def string_hashes(values: Strings) -> npt.NDArray[np.uint64]:
+    """A 64-bit hash of each value, the same in every process and release (a null has its own).
+
+    Each value's bytes are read eight at a time straight from the Arrow buffer (one pass
+    over all values per eight bytes of the longest), folded with :func:`fold64` after its
+    length and finished with :func:`mix64`. Two different values collide with a
+    probability of about 2**-64: the safeguard compares a few million pairs of rows.
+    """
+    if isinstance(values, pa.ChunkedArray):
+        parts = [_chunk_hashes(chunk) for chunk in values.chunks]
+        return np.concatenate(parts) if parts else np.zeros(0, dtype=np.uint64)
+    return _chunk_hashes(values)
+
+
+def _chunk_hashes(array: pa.Array) -> npt.NDArray[np.uint64]:
+    n = len(array)
+    if n == 0:
+        return np.zeros(0, dtype=np.uint64)
+    large = pa.types.is_large_string(array.type) or pa.types.is_large_binary(array.type)
+    width = np.dtype(np.int64 if large else np.int32)
+    offsets = np.frombuffer(array.buffers()[1], dtype=width, count=n + 1,
+                            offset=array.offset * width.itemsize).astype(np.int64)
+    data = array.buffers()[2]
+    raw = np.frombuffer(data, dtype=np.uint8) if data is not None else np.zeros(0, dtype=np.uint8)
+    first, end = int(offsets[0]), int(offsets[-1])
+    padded = np.zeros(end - first + 8, dtype=np.uint8)  # eight zero bytes: the last word read stays inside
+    padded[: end - first] = raw[first:end]
+    words = np.ndarray((len(padded) - 7,), dtype="<u8", buffer=padded, strides=(1,))  # the 8 bytes at each byte
+    starts, lengths = offsets[:-1] - first, np.diff(offsets)
+    acc = lengths.astype(np.uint64) * _GOLDEN
+    rows = np.flatnonzero(lengths > 0)
+    step = 0
+    while rows.size:  # the k-th word of every value longer than 8k bytes
+        left = lengths[rows] - 8 * step
+        word = words[starts[rows] + 8 * step]
+        short = left < 8
+        if short.any():  # only the value's own bytes count
+            word[short] &= (np.uint64(1) << (left[short] * 8).astype(np.uint64)) - np.uint64(1)
+        acc[rows] = fold64(acc[rows], word)
+        step += 1
+        rows = rows[left > 8]
+    hashed = mix64(acc)
+    if array.null_count:
+        hashed[array.is_null().to_numpy(zero_copy_only=False)] = _NULL_HASH
+    return hashed

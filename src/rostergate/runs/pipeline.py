@@ -182,7 +182,7 @@ class Pipeline:
                 return None
             attempts += 1
             self.history.update(run.id, prepare_attempts=attempts)  # before the work: durable
-            started = timeutil.iso()
+            started = timeutil.iso_ms()
             try:
                 prepared = await self._prepare(run, flow, bound)
                 if prepared.outcome == "failed":  # the upload is not the one received
@@ -193,7 +193,7 @@ class Pipeline:
                                  prepared.summary, reason="upload_invalid")
                     return None
                 self.history.update(run.id, output_sha256=prepared.output_sha256)
-                if await self._hold_if_unsafe(run, flow, output, bound, prepared.summary):
+                if self._hold_if_unsafe(run, flow, prepared, bound):
                     return None
                 return prepared
             except asyncio.CancelledError:
@@ -204,7 +204,7 @@ class Pipeline:
                 metrics.WORKER_FAILURES.labels(failure.kind).inc()
                 bound.warning("worker_lost", kind=failure.kind, signal=failure.signal, attempt=attempts)
                 last = attempts >= MAX_PREPARE_ATTEMPTS
-                self.history.add_step(run.id, "processing", "failed", started, timeutil.iso(),
+                self.history.add_step(run.id, "processing", "failed", started, timeutil.iso_ms(),
                                       f"attempt {attempts}: {failure.detail}"
                                       + ("" if last else "; trying once more in a new worker"))
                 if last:
@@ -217,9 +217,12 @@ class Pipeline:
         run_dir = Path(self.settings.data_dir).resolve() / SPOOL_DIR / run.id
         if Path(run.spool_path).resolve() != run_dir / UPLOAD_NAME:
             raise ValueError("the run's upload is not in its spool folder")  # never work on another path
+        # With safeguards on, the worker also compares with the last delivery (one call, no second wait
+        # for a free worker); with them off, it compares nothing.
+        baseline = safeguard.snapshot_path(self.settings.data_dir, run.account) if flow.safeguards.enabled else None
         prepared: Prepared = await self.workers.run(
             prepare, str(run_dir), run.spool_path, flow.input, flow.output, flow.profile, flow.mapping, flow.encoding,
-            run.sha256,
+            run.sha256, str(baseline) if baseline else None,
         )
         for step in prepared.steps:
             self.history.add_step(run.id, step.name, step.status, step.started_at, step.finished_at, step.message)
@@ -232,24 +235,25 @@ class Pipeline:
             self.history.update(run.id, counts_json=json.dumps(prepared.counts))
         return prepared
 
-    async def _hold_if_unsafe(self, run: Run, flow: Flow, output: Path, bound: Logger, summary: str) -> bool:
-        """The safeguard step: diff against the last delivery; hold the run when too much would go."""
-        seq = self.history.start_step(run.id, "safeguard")
-        previous = safeguard.snapshot_path(self.settings.data_dir, run.account)
-        try:
-            changes = await self.workers.run(safeguard.diff, previous, output)
-        except WorkerFailure as failure:
-            self.history.finish_step(run.id, seq, "failed", failure.detail)
-            raise
+    def _hold_if_unsafe(self, run: Run, flow: Flow, prepared: Prepared, bound: Logger) -> bool:
+        """The safeguard step: judge the worker's diff against the last delivery; hold the run when too
+        much would go. With the flow's safeguards off, no diff was made and the step says so."""
+        if prepared.changes is None or prepared.compared is None:
+            now = timeutil.iso_ms()
+            self.history.add_step(run.id, "safeguard", "skipped", now, now,
+                                  "safeguards are off for this flow ([flows.safeguards] enabled = false)")
+            return False
+        changes, (started, finished, seconds) = prepared.changes, prepared.compared
+        metrics.STEP_SECONDS.labels("safeguard").observe(seconds)
         reasons = safeguard.reasons_to_hold(changes, flow.safeguards)
         self.history.update(run.id, diff_json=json.dumps(changes))
         if not reasons:
             message = "first delivery: nothing to compare with" if not changes["baseline"] else "within thresholds"
-            self.history.finish_step(run.id, seq, "ok", message)
+            self.history.add_step(run.id, "safeguard", "ok", started, finished, message)
             return False
-        self.history.finish_step(run.id, seq, "held", "; ".join(reasons))
+        self.history.add_step(run.id, "safeguard", "held", started, finished, "; ".join(reasons))
         bound.warning("run_held", files=[r.split(" ", 1)[0] for r in reasons])
-        self._settle(run, RunStatus.HELD, "held for an operator's approval: " + "; ".join(reasons), summary,
+        self._settle(run, RunStatus.HELD, "held for an operator's approval: " + "; ".join(reasons), prepared.summary,
                      reason="safeguard")
         return True
 
@@ -285,8 +289,10 @@ class Pipeline:
             # delivered whatever happens here; a baseline that cannot be saved stays the previous one
             # (the next run is compared with an older delivery: more likely held, never less).
             note = ""
+            rows = output.parent / safeguard.ROWS_NAME
             try:
-                await asyncio.to_thread(safeguard.remember_delivery, self.settings.data_dir, run.account, output)
+                await asyncio.to_thread(safeguard.remember_delivery, self.settings.data_dir, run.account, output,
+                                        rows if rows.exists() else None)
             except OSError as exc:
                 bound.error("baseline_not_saved", error=exc.strerror or type(exc).__name__)
                 note = ("; the safeguard baseline could not be updated, so the next upload is compared with "

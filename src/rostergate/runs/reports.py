@@ -15,7 +15,7 @@ import posixpath
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-from rostergate.accounts import REPORTS_DIR
+from rostergate.accountrecords import REPORTS_DIR
 from rostergate.formats.issues import Issue
 from rostergate.history import Run
 from rostergate.runstatus import RunStatus

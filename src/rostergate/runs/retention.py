@@ -36,7 +36,8 @@ from datetime import datetime, timedelta
 from pathlib import Path
 
 from rostergate import fstree, timeutil
-from rostergate.accounts import HOMES_DIR, NAME_PATTERN, REPORTS_DIR
+from rostergate.accountrecords import HOMES_DIR, REPORTS_DIR
+from rostergate.accounts import NAME_PATTERN
 from rostergate.config import Retention, Settings
 from rostergate.history import Actor, AuditTrail, History, Run
 from rostergate.intake import SPOOL_DIR

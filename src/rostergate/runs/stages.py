@@ -14,7 +14,7 @@ import re
 import shutil
 import time
 from collections.abc import Callable
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TypeVar
@@ -26,15 +26,19 @@ from rostergate.config import InputFormat, OutputFormat
 from rostergate.formats.convert.asmwrite import csv_bytes, is_verbatim, zip_bytes
 from rostergate.formats.convert.entry import Conversion, conversion_summary, convert_dir, trace_to_input
 from rostergate.formats.convert.mapping import Mapping
+from rostergate.formats.holdrules import Changes
 from rostergate.formats.issues import Issue
 from rostergate.formats.read.archive import unpack
-from rostergate.formats.read.csvio import sharing_loaded_tables
+from rostergate.formats.read.csvio import read_table_bytes, sharing_loaded_tables
 from rostergate.formats.read.detect import detect_format
 from rostergate.formats.read.text import EncodingPolicy
+from rostergate.formats.schema.asm import ESCAPE
+from rostergate.formats.snapshot import compare, save_snapshot, snapshot_of_tables, snapshot_of_zip
 from rostergate.formats.validate.collect import parallel_map
 from rostergate.formats.validate.entry import validate_asm_files, validate_dir
 from rostergate.formats.validate.profiles import ProfileName
 from rostergate.intake import SPOOL_DIR, UPLOAD_NAME
+from rostergate.runs import safeguard
 
 WORK_DIR = "work"
 _RUN_ID = re.compile(r"\d{8}-\d{6}-[0-9a-f]{6}")  # history.new_run_id
@@ -71,6 +75,10 @@ class Prepared:
     message: str = ""
     # per source file, when it was converted: {"rows": read, "delivered": used, "dropped": {reason: n}}
     counts: dict[str, dict[str, object]] = field(default_factory=dict)
+    # The safeguard's diff against the last delivery (when asked for), and when it was made:
+    # (started_at, finished_at, seconds).
+    changes: Changes | None = None
+    compared: tuple[str, str, float] | None = None
 
 
 class _Steps:
@@ -78,7 +86,7 @@ class _Steps:
         self.prepared = prepared
 
     def run(self, name: str, work: Callable[[], Outcome[T]]) -> T:
-        started, clock = timeutil.iso(), time.perf_counter()
+        started, clock = timeutil.iso_ms(), time.perf_counter()
         try:
             status, message, value = work()
         except Exception as exc:  # recorded as the step's failure, then re-raised for the pipeline
@@ -89,7 +97,7 @@ class _Steps:
 
     def _record(self, name: str, status: str, message: str, started: str, clock: float) -> None:
         self.prepared.steps.append(
-            StepRecord(name, status, started, timeutil.iso(), message, round(time.perf_counter() - clock, 3))
+            StepRecord(name, status, started, timeutil.iso_ms(), message, round(time.perf_counter() - clock, 3))
         )
 
 
@@ -111,7 +119,7 @@ def _copy_hashed(source: Path, target: Path) -> str:
 
 def prepare(run_dir: str, upload: str, input_format: InputFormat, output_format: OutputFormat, profile: ProfileName,
             mapping: Mapping | None = None, encoding: EncodingPolicy = "convert",
-            upload_sha256: str | None = None) -> Prepared:
+            upload_sha256: str | None = None, baseline: str | None = None) -> Prepared:
     """Turn the spooled ``upload`` into a deliverable ZIP inside ``run_dir`` (blocking, CPU-bound).
 
     Everything is checked from a private copy of ``upload`` whose SHA-256 must be
@@ -120,10 +128,17 @@ def prepare(run_dir: str, upload: str, input_format: InputFormat, output_format:
     rejected, or an exception), the extracted CSVs (``run_dir/work``) are removed
     before this returns: student data stays on disk only as the upload and the
     deliverable ZIP.
+
+    With ``baseline`` (the path where the account's last delivered ZIP is kept; the flow's
+    safeguards are on), a ready upload is also compared with that delivery
+    (:attr:`Prepared.changes`) and its row snapshot is left in ``run_dir``
+    (``runs.safeguard.ROWS_NAME``), to become the baseline once it is delivered. Without
+    it (safeguards off) neither is made.
     """
     work = spooled_work_dir(run_dir, upload)  # before anything is removed
     try:
-        return _prepare(run_dir, upload, input_format, output_format, profile, mapping, encoding, upload_sha256)
+        return _prepare(run_dir, upload, input_format, output_format, profile, mapping, encoding, upload_sha256,
+                        baseline)
     finally:
         shutil.rmtree(work, ignore_errors=True)
 
@@ -159,11 +174,12 @@ def spooled_run_dir(data_dir: str | Path, run_id: str, upload: str | Path) -> Pa
 
 def _prepare(run_dir: str, upload: str, input_format: InputFormat, output_format: OutputFormat,
              profile: ProfileName, mapping: Mapping | None, encoding: EncodingPolicy,
-             upload_sha256: str | None) -> Prepared:
+             upload_sha256: str | None, baseline: str | None) -> Prepared:
     prepared = Prepared(outcome="rejected")
     steps = _Steps(prepared)
     work = spooled_work_dir(run_dir, upload)
     shutil.rmtree(work, ignore_errors=True)  # a resumed run starts its CPU work afresh
+    (Path(run_dir) / safeguard.ROWS_NAME).unlink(missing_ok=True)  # made again, or not at all (safeguards off)
     source = work / "source"
     source.mkdir(parents=True, mode=0o700)
     checked_upload = work / CHECKED_UPLOAD
@@ -224,11 +240,11 @@ def _prepare(run_dir: str, upload: str, input_format: InputFormat, output_format
         names = sorted(conversion.tables, key=lambda n: -len(conversion.tables[n]))  # biggest first
         return conversion, dict(zip(names, parallel_map(lambda n: csv_bytes(conversion.tables[n]), names)))
 
-    def do_convert(ahead: Future[tuple[Conversion, dict[str, bytes]]] | None) -> Outcome[bool]:
+    def do_convert() -> Outcome[bool]:
         if not converts():
             shutil.copyfile(checked_upload, Path(run_dir) / OUTPUT_NAME)
             return "skipped", "output = same: the upload is delivered as it came", True
-        conversion, files = ahead.result() if ahead is not None else convert_and_serialise()
+        conversion, files = convert_and_serialise()
         prepared.issues.extend(conversion.issues)
         if not conversion.ok:
             return "failed", "conversion failed", False
@@ -241,16 +257,14 @@ def _prepare(run_dir: str, upload: str, input_format: InputFormat, output_format
         prepared.summary = conversion_summary(conversion)
         return "ok", prepared.summary.splitlines()[0] if prepared.summary else "converted", True
 
-    # Conversion starts beside validation (two cores, one parse of each file between them);
-    # its result is used only once validation has passed. A rejected upload waits for the
-    # conversion to end and drops it: CPU spent, nothing else.
-    with sharing_loaded_tables(), ThreadPoolExecutor(max_workers=1, thread_name_prefix="rostergate-convert") as side:
-        ahead = side.submit(convert_and_serialise) if prepared.format and converts() else None
+    # Validation, then conversion: one parse of each file between them (sharing_loaded_tables),
+    # each with the worker's threads to itself. A conversion beside the validation fought it for
+    # the same cores (slower under load, more CPU) and was wasted on a rejected upload.
+    with sharing_loaded_tables():
         if not steps.run("validate", do_validate) or prepared.format is None:
             return prepared
-        converted_ok = steps.run("convert", lambda: do_convert(ahead))
-    if not converted_ok:
-        return prepared
+        if not steps.run("convert", do_convert):
+            return prepared
 
     def do_check_output() -> Outcome[bool]:
         if not output_files:
@@ -272,4 +286,22 @@ def _prepare(run_dir: str, upload: str, input_format: InputFormat, output_format
     prepared.output = str(Path(run_dir) / OUTPUT_NAME)
     with open(prepared.output, "rb") as handle:
         prepared.output_sha256 = hashlib.file_digest(handle, "sha256").hexdigest()
+    if baseline is not None:
+        _compare(prepared, Path(run_dir), Path(baseline), output_check, output_files)
     return prepared
+
+
+def _compare(prepared: Prepared, run_dir: Path, baseline: Path, checked: dict[str, pd.DataFrame | bytes],
+             files: dict[str, bytes]) -> None:
+    """The safeguard's diff: this delivery's row snapshot (kept beside it for when it is delivered) against
+    the account's last delivery (``baseline``: where its ZIP is kept)."""
+    started, clock = timeutil.iso_ms(), time.perf_counter()
+    if files:  # the frames in memory; a file whose bytes say more than its frame is read back from them
+        tables = {name: value if isinstance(value, pd.DataFrame) else read_table_bytes(value, name, escape_char=ESCAPE)
+                  for name, value in checked.items()}
+        current = snapshot_of_tables(tables)
+    else:  # forwarded as it came: whatever ASM files the ZIP holds
+        current = snapshot_of_zip(run_dir / OUTPUT_NAME)
+    save_snapshot(current, run_dir / safeguard.ROWS_NAME)
+    prepared.changes = compare(safeguard.load_baseline(baseline), current)
+    prepared.compared = (started, timeutil.iso_ms(), round(time.perf_counter() - clock, 3))

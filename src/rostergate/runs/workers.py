@@ -17,8 +17,10 @@ Every worker process, in its initializer:
 * caps its address space at ``max_memory_mb`` (``RLIMIT_AS``, soft and hard).
 
 The parent-death signal fires when the *thread* that started the worker ends, so
-:meth:`WorkerPool.run` must be awaited on a long-lived event loop thread (the
-daemon's main thread): workers start lazily, inside ``run``.
+:meth:`WorkerPool.run` and :meth:`WorkerPool.warm` must be awaited on a long-lived event
+loop thread (the daemon's main thread): workers start there, in ``warm`` (the daemon
+starts them all when it starts, so the first run waits for none) or in ``run`` (a worker
+lost since is replaced by the call that needs it).
 """
 
 from __future__ import annotations
@@ -148,11 +150,15 @@ class _Slot:
             self.abandon()  # nobody will read the result: free the CPU and the memory now
             raise
 
-    async def _submit(self, pool: WorkerPool, fn: Callable[[*Ts], T], args: tuple[*Ts]) -> asyncio.Future[T]:
-        """Submit to this slot's worker, first replacing one that died while idle (not the caller's fault)."""
+    async def start(self, pool: WorkerPool) -> None:
+        """A running worker in this slot: the one there, or a new one (replacing one that died while idle)."""
         if self.process is not None and self.process.exitcode is not None:
             log.warning("worker_lost_while_idle", slot=self.number, exit=describe_exit(await self.discard())[0])
         await self._start(pool)
+
+    async def _submit(self, pool: WorkerPool, fn: Callable[[*Ts], T], args: tuple[*Ts]) -> asyncio.Future[T]:
+        """Submit to this slot's worker, first replacing one that died while idle (not the caller's fault)."""
+        await self.start(pool)
         assert self.executor is not None
         try:
             future = self.executor.submit(_call, fn, args)
@@ -260,23 +266,52 @@ class WorkerPool:
         """The running workers' process ids."""
         return [slot.pid for slot in self._slots if slot.pid is not None]
 
-    async def run(self, fn: Callable[[*Ts], T], *args: *Ts) -> T:
-        """``fn(*args)`` in a free worker; waits for one when all are busy.
-
-        Raises :class:`WorkerFailure` when the worker is lost (the slot gets a new
-        process on its next call); any other exception of ``fn`` is raised as is.
-        """
+    def _queue(self) -> asyncio.Queue[_Slot]:
+        """The idle slots (made on the event loop that first uses the pool)."""
         if self._closed:
             raise RuntimeError("the worker pool is closed")
         if self._idle is None:
             self._idle = asyncio.Queue()
             for slot in self._slots:
                 self._idle.put_nowait(slot)
-        slot = await self._idle.get()
+        return self._idle
+
+    async def run(self, fn: Callable[[*Ts], T], *args: *Ts) -> T:
+        """``fn(*args)`` in a free worker; waits for one when all are busy (first come, first served).
+
+        Raises :class:`WorkerFailure` when the worker is lost (the slot gets a new
+        process on its next call); any other exception of ``fn`` is raised as is.
+        """
+        idle = self._queue()
+        slot = await idle.get()
         try:
             return await slot.call(self, fn, args)
         finally:
-            self._idle.put_nowait(slot)
+            idle.put_nowait(slot)
+
+    async def warm(self) -> None:
+        """Start every worker now, rather than for the first run that needs it.
+
+        Each slot is taken while its worker starts (spawn, the preload imports), so a run
+        that comes meanwhile waits for the first worker that is ready, never for a second
+        start. A worker that cannot start is logged; the next run that needs it tries again.
+        Await it on the long-lived event loop thread, as :meth:`run` (the parent-death signal).
+        """
+        idle = self._queue()
+
+        async def start_one() -> None:
+            slot = await idle.get()
+            try:
+                await slot.start(self)
+            except WorkerFailure as failure:
+                log.warning("worker_not_started", slot=slot.number, detail=failure.detail)
+            except Exception as exc:  # noqa: BLE001 - e.g. a preload import that fails: the run that needs it says so
+                log.error("worker_not_started", slot=slot.number, error=type(exc).__name__)
+            finally:
+                idle.put_nowait(slot)
+
+        await asyncio.gather(*(start_one() for _ in self._slots))
+        log.info("workers_ready", processes=len(self.pids))
 
     async def close(self) -> None:
         """Stop every worker now (running calls are abandoned) and wait for them to end."""

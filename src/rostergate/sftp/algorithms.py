@@ -14,91 +14,32 @@
 (after the ETM ones) because
 libssh2 1.10 (curl on Debian 12) knows no ETM MAC and no AES-GCM; see
 docs/operators.md for each remaining ssh-audit warning.
+
+The lists themselves, and ``[server.algorithms]``' settings, are plain data in
+:mod:`.algorithm_names` (the configuration reads them without importing asyncssh); this
+module turns them into what this asyncssh installation offers.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 
 import asyncssh
 from asyncssh.encryption import get_encryption_algs
 from asyncssh.kex import get_kex_algs
 from asyncssh.mac import get_mac_algs
 
-
-@dataclass(frozen=True)
-class AlgorithmSettings:
-    """``[server.algorithms]``: what the policy below is built from (parsed in :mod:`.settings`)."""
-
-    rsa_host_key: bool = False
-    rsa_host_key_path: Path | None = None  # default: beside the ed25519 host key
-    kex: tuple[str, ...] | None = None  # None: this module's defaults
-    ciphers: tuple[str, ...] | None = None
-    macs: tuple[str, ...] | None = None
-
-
-MIN_ASYNCSSH = (2, 14, 2)  # strict kex; 2.23.1 fixed SCP traversal (SCP stays off anyway)
-
-SAFE_KEX: tuple[str, ...] = (
-    "mlkem768x25519-sha256",
-    "sntrup761x25519-sha512",
-    "sntrup761x25519-sha512@openssh.com",
-    "curve25519-sha256",
-    "curve25519-sha256@libssh.org",
-    "diffie-hellman-group18-sha512",
-    "diffie-hellman-group16-sha512",
-    "diffie-hellman-group14-sha256",
-    "ecdh-sha2-nistp521",
-    "ecdh-sha2-nistp384",
-    "ecdh-sha2-nistp256",
+from rostergate.sftp.algorithm_names import (
+    CLIENT_SIGNATURES,
+    COMPRESSION,
+    DEFAULT_CIPHERS,
+    DEFAULT_KEX,
+    DEFAULT_MACS,
+    HOST_KEY_ED25519,
+    HOST_KEY_RSA,
+    MIN_ASYNCSSH,
+    AlgorithmSettings,
 )
-DEFAULT_KEX: tuple[str, ...] = (
-    "mlkem768x25519-sha256",
-    "sntrup761x25519-sha512",
-    "sntrup761x25519-sha512@openssh.com",
-    "curve25519-sha256",
-    "curve25519-sha256@libssh.org",
-    "diffie-hellman-group18-sha512",
-    "diffie-hellman-group16-sha512",
-    "diffie-hellman-group14-sha256",
-)
-SAFE_CIPHERS: tuple[str, ...] = (
-    "chacha20-poly1305@openssh.com",
-    "aes256-gcm@openssh.com",
-    "aes128-gcm@openssh.com",
-    "aes256-ctr",
-    "aes192-ctr",
-    "aes128-ctr",
-)
-DEFAULT_CIPHERS = SAFE_CIPHERS
-SAFE_MACS: tuple[str, ...] = (
-    "hmac-sha2-256-etm@openssh.com",
-    "hmac-sha2-512-etm@openssh.com",
-    "umac-128-etm@openssh.com",
-    "hmac-sha2-256",
-    "hmac-sha2-512",
-    "umac-128@openssh.com",
-)
-DEFAULT_MACS: tuple[str, ...] = (
-    "hmac-sha2-256-etm@openssh.com",
-    "hmac-sha2-512-etm@openssh.com",
-    "umac-128-etm@openssh.com",
-    "hmac-sha2-256",
-    "hmac-sha2-512",
-)
-# Signatures accepted from clients proving their key (public-key login).
-CLIENT_SIGNATURES: tuple[str, ...] = (
-    "ssh-ed25519",
-    "ecdsa-sha2-nistp256",
-    "ecdsa-sha2-nistp384",
-    "ecdsa-sha2-nistp521",
-    "rsa-sha2-512",
-    "rsa-sha2-256",
-)
-HOST_KEY_ED25519 = ("ssh-ed25519",)
-HOST_KEY_RSA = ("rsa-sha2-512", "rsa-sha2-256")
-COMPRESSION = ("none",)
 
 
 def available_kex() -> set[str]:

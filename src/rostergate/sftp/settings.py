@@ -40,7 +40,7 @@ safe_list = ["10.0.0.0/8"]          # sources never banned
 [server.algorithms]
 rsa_host_key = false                # also offer an RSA (rsa-sha2-256/512) host key for old clients
 rsa_host_key_path = "var/ssh_host_rsa_key"
-kex = [...]                         # optional: a subset of rostergate.sftp.algorithms.SAFE_KEX
+kex = [...]                         # optional: a subset of rostergate.sftp.algorithm_names.SAFE_KEX
 ciphers = [...]
 macs = [...]
 ```
@@ -55,13 +55,7 @@ from pathlib import Path
 from typing import Any
 
 from rostergate.errors import ConfigError
-from rostergate.sftp.algorithms import (
-    SAFE_CIPHERS,
-    SAFE_KEX,
-    SAFE_MACS,
-    AlgorithmSettings,
-    available_kex,
-)
+from rostergate.sftp.algorithm_names import SAFE_CIPHERS, SAFE_KEX, SAFE_MACS, AlgorithmSettings
 
 
 @dataclass(frozen=True)
@@ -266,11 +260,8 @@ def _parse_algorithms(r: _Reader) -> AlgorithmSettings:
         value = r.strings(key)
         if value is not None:
             wrong = [name for name in value if name not in safe]
-            if wrong:
+            if wrong:  # whether this installation offers them: rostergate.checks.sftp_algorithms
                 r.bad(key, f"not allowed: {', '.join(wrong)} (allowed: {', '.join(safe)})")
-                value = None
-            elif key == "kex" and not [name for name in value if name in available_kex()]:
-                r.bad(key, "none of these key exchanges is available in this installation")
                 value = None
         lists[key] = value
     path = r.table.get("rsa_host_key_path")

@@ -1,0 +1,94 @@
+"""The CLI on a large history: `runs list`, `runs stats` and `accounts list` as an operator runs them.
+
+    python bench/bench_cli.py                      # 1,000,000 runs, 50 accounts, 5 rounds
+    python bench/bench_cli.py --runs 100000 --rounds 3
+
+A store is made by the rostergate on ``PYTHONPATH`` (so it has that version's schema and
+indexes) and filled by SQL with synthetic runs (ids, times and statuses only; no uploads):
+50 accounts, one run a minute, most delivered, some rejected, failed, superseded. Each
+command is then started as an operator starts it (``python -m rostergate --config ...``,
+a fresh process: imports and configuration included) and timed, alternating the commands;
+medians and the best of each are printed. Issue 14 targets: ``runs list`` and ``accounts list``
+<= 0.3 s; ``runs stats`` and an unfiltered ``runs list`` <= 0.5 s on 1,000,000 runs.
+Not part of the test run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from rostergate import store
+
+ACCOUNTS = 50
+COMMANDS = (
+    ("accounts list", ["accounts", "list"]),
+    ("runs list", ["runs", "list"]),
+    ("runs list --limit 20", ["runs", "list", "--limit", "20"]),
+    ("runs list --status failed --limit 20", ["runs", "list", "--status", "failed", "--limit", "20"]),
+    ("runs stats", ["runs", "stats"]),
+    ("runs stats --since 24h", ["runs", "stats", "--since", "24h"]),
+)
+
+
+def fill(data_dir: Path, runs: int) -> None:
+    """``runs`` synthetic runs and :data:`ACCOUNTS` accounts, by SQL, in the store under ``data_dir``."""
+    conn = store.connect(data_dir)
+    start = int(time.time()) - runs * 60  # one run a minute, the last one now
+    with conn:
+        conn.execute(
+            "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < ?)"
+            " INSERT INTO accounts (name, password_hash, created_at, updated_at)"
+            " SELECT printf('district-%02d', i), NULL, '2026-01-01T00:00:00Z', '2026-01-01T00:00:00Z' FROM n",
+            (ACCOUNTS,))
+        conn.execute(
+            "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < ?)"
+            " INSERT INTO runs (id, account, status, upload_name, received_at, finished_at, spool_path, size,"
+            " sha256, attempts)"
+            " SELECT strftime('%Y%m%d-%H%M%S', ? + i * 60, 'unixepoch') || printf('-%06x', i),"
+            " printf('district-%02d', i % ?),"
+            " CASE WHEN i % 50 = 0 THEN 'rejected' WHEN i % 97 = 0 THEN 'failed'"
+            " WHEN i % 31 = 0 THEN 'superseded' ELSE 'delivered' END,"
+            " 'roster.zip', strftime('%Y-%m-%dT%H:%M:%SZ', ? + i * 60, 'unixepoch'),"
+            " strftime('%Y-%m-%dT%H:%M:%SZ', ? + i * 60 + 5, 'unixepoch'), '/nowhere/upload.zip', 5500000,"
+            " printf('%064x', i), 1 FROM n",
+            (runs, start, ACCOUNTS, start, start))
+    conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    conn.close()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--runs", type=int, default=1_000_000)
+    parser.add_argument("--rounds", type=int, default=5)
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory(prefix="rg-cli-") as tmp:
+        root = Path(tmp)
+        clock = time.perf_counter()
+        fill(root / "var", args.runs)
+        print(f"filled {args.runs:,} runs in {time.perf_counter() - clock:.1f} s "
+              f"({(root / 'var' / store.DB_NAME).stat().st_size / 2**20:.0f} MiB)", flush=True)
+        config = root / "rostergate.toml"
+        config.write_text(f'[server]\ndata_dir = "{root / "var"}"\nhost_key = "{root / "host_key"}"\n')
+        times: dict[str, list[float]] = {name: [] for name, _ in COMMANDS}
+        for n in range(args.rounds + 1):  # round 0 warms the page cache and is not counted
+            for name, command in COMMANDS:
+                clock = time.perf_counter()
+                subprocess.run([sys.executable, "-m", "rostergate", "--config", str(config), *command],
+                               check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=os.environ)
+                if n:
+                    times[name].append(time.perf_counter() - clock)
+    print(f"\n{args.runs:,} runs, {ACCOUNTS} accounts; {os.cpu_count()} CPUs, load {os.getloadavg()[0]:.1f}; "
+          f"{args.rounds} rounds (a fresh process each)")
+    for name, values in times.items():
+        print(f"  {name:<40} median {statistics.median(values):.3f} s   best {min(values):.3f} s")
+
+
+if __name__ == "__main__":
+    main()
