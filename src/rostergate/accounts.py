@@ -22,7 +22,7 @@ from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 
 from rostergate import timeutil
-from rostergate.accountrecords import HOMES_DIR, REPORTS_DIR, Account, AccountRecords
+from rostergate.accountrecords import REPORTS_DIR, Account, AccountRecords
 from rostergate.errors import AccountError
 from rostergate.fstree import remove_tree
 from rostergate.history import Actor, AuditTrail

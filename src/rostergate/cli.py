@@ -234,6 +234,8 @@ def _serve_logged(ctx: Context, run_daemon: Any) -> None:
     """``serve`` whose every stderr line is a JSON object: what stops it is logged, not printed
     (the exit codes are those of :class:`RostergateGroup`; anything else exits 1 with its traceback
     as the ``exception`` field)."""
+    import asyncio
+
     import structlog
 
     log = structlog.get_logger("rostergate.daemon")
