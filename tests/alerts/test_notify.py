@@ -38,6 +38,8 @@ def clock(monkeypatch: pytest.MonkeyPatch) -> Clock:
 
     fake = Clock()
     monkeypatch.setattr(timeutil, "now", lambda: fake.now)
+    # Steps are stamped from the real clock (their durations are real); here they live in the fake time.
+    monkeypatch.setattr(timeutil, "iso_ms", lambda moment=None: timeutil.iso(moment or fake.now).replace("Z", ".000Z"))
     return fake
 
 
