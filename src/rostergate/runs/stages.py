@@ -15,6 +15,7 @@ import shutil
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TypeVar
@@ -23,7 +24,7 @@ import pandas as pd
 
 from rostergate import timeutil
 from rostergate.config import InputFormat, OutputFormat
-from rostergate.formats.convert.asmwrite import csv_bytes, is_verbatim, zip_bytes
+from rostergate.formats.convert.asmwrite import csv_bytes, is_verbatim, write_zip
 from rostergate.formats.convert.entry import Conversion, conversion_summary, convert_dir, trace_to_input
 from rostergate.formats.convert.mapping import Mapping
 from rostergate.formats.holdrules import Changes
@@ -235,6 +236,7 @@ def _prepare(run_dir: str, upload: str, input_format: InputFormat, output_format
         """The conversion and, when it worked, the six ASM CSVs as bytes."""
         assert prepared.format is not None  # converting starts once the format is known
         conversion = convert_dir(source, prepared.format, mapping)
+        sharing.close()  # the parsed input is not needed any more: freed before the output is serialised
         if not conversion.ok:
             return conversion, {}
         names = sorted(conversion.tables, key=lambda n: -len(conversion.tables[n]))  # biggest first
@@ -260,7 +262,8 @@ def _prepare(run_dir: str, upload: str, input_format: InputFormat, output_format
     # Validation, then conversion: one parse of each file between them (sharing_loaded_tables),
     # each with the worker's threads to itself. A conversion beside the validation fought it for
     # the same cores (slower under load, more CPU) and was wasted on a rejected upload.
-    with sharing_loaded_tables():
+    with ExitStack() as sharing:
+        sharing.enter_context(sharing_loaded_tables())
         if not steps.run("validate", do_validate) or prepared.format is None:
             return prepared
         if not steps.run("convert", do_convert):
@@ -272,7 +275,7 @@ def _prepare(run_dir: str, upload: str, input_format: InputFormat, output_format
         # The ZIP is built from the very bytes being checked; deflate and the checks both
         # release the GIL, so compressing overlaps with validating.
         with ThreadPoolExecutor(max_workers=1) as pool:
-            zipped = pool.submit(lambda: (Path(run_dir) / OUTPUT_NAME).write_bytes(zip_bytes(output_files)))
+            zipped = pool.submit(_write_output, Path(run_dir) / OUTPUT_NAME, output_files)
             result = validate_asm_files(output_check, profile="asm")
             zipped.result()
         if not result.valid:
@@ -289,6 +292,12 @@ def _prepare(run_dir: str, upload: str, input_format: InputFormat, output_format
     if baseline is not None:
         _compare(prepared, Path(run_dir), Path(baseline), output_check, output_files)
     return prepared
+
+
+def _write_output(path: Path, files: dict[str, bytes]) -> None:
+    """The deliverable ZIP of ``files``, streamed to ``path`` entry by entry (never whole in memory)."""
+    with open(path, "wb") as out:
+        write_zip(files, out)
 
 
 def _compare(prepared: Prepared, run_dir: Path, baseline: Path, checked: dict[str, pd.DataFrame | bytes],
