@@ -1,6 +1,6 @@
 """Scaling: one run's CPU step (``prepare()``) from 1,000 to 1,000,000 students, time and peak memory.
 
-    python bench/bench_scale.py                                  # 1k, 10k, 100k, 200k, 1M students
+    python bench/bench_scale.py                                  # 1k, 10k, 100k, 200k, 500k, 1M students
     python bench/bench_scale.py --students 1000 --students 50000 # other sizes
     BENCH_QUICK=1 python bench/bench_scale.py                    # 1k, 10k, 50k: a smoke run
 
@@ -35,7 +35,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import _harness as h  # noqa: E402
 from gen_district import generate  # noqa: E402
 
-SIZES = (1_000, 10_000, 100_000, 200_000, 1_000_000)
+SIZES = (1_000, 10_000, 100_000, 200_000, 500_000, 1_000_000)
 QUICK_SIZES = (1_000, 10_000, 50_000)
 
 # Runs in the fresh worker process: argv = run_dir, upload. Prints one JSON line.
@@ -115,7 +115,7 @@ def chart(points: list[dict], target: Path) -> dict:
         ax.plot(grid, a * grid + b, "-", label=f"linear fit, R² = {r2:.4f}")
         ax.set_xlabel("students")
         ax.set_ylabel(label)
-        ax.set_title(f"{label.split(' (')[0]}: {a * 1e6:.3g} per million students + {b:.3g}", fontsize=9)
+        ax.set_title(f"{label.split(' (')[0]}: {a * 1e6:.3g} per million students {b:+.3g}", fontsize=9)
         ax.ticklabel_format(style="plain", axis="x")
         ax.grid(alpha=0.3)
         ax.legend()
@@ -153,14 +153,15 @@ def main(argv: list[str] | None = None) -> dict:
     fits = chart(points, png)
     result = {"points": points, "fits": fits, "load_before": load_before, "load_after": h.loadavg(),
               "chart": str(png.relative_to(h.ROOT)), "target_1m": {"seconds": "<= 15", "peak": "<= 2 GB"}}
-    rows = "".join(f"| {p['students']:,} | {p['seconds']:.2f} s | {p['peak_kib'] / 1024:,.0f} MiB | "
+    rows = "".join(f"| {p['students']:,} | {p['seconds']:.2f} s | {p['seconds'] / p['students'] * 1e6:.1f} µs | "
+                   f"{p['peak_kib'] / 1024:,.0f} MiB | "
                    + ", ".join(f"{k} {v:.2f}" for k, v in p["steps"].items()) + f" | {p['load']:.1f} |\n"
                    for p in points)
     markdown = (
         f"One run's `prepare()` in a fresh worker process (`python bench/bench_scale.py`), OneRoster 1.1 -> ASM; "
         f"load average {load_before[0]:.2f} before, {result['load_after'][0]:.2f} after. "
         f"Chart: `{result['chart']}`.\n\n"
-        "| Students | Wall | Peak memory (VmHWM) | Steps (s) | Load |\n|---|---|---|---|---|\n" + rows
+        "| Students | Wall | Per student | Peak memory (VmHWM) | Steps (s) | Load |\n|---|---|---|---|---|---|\n" + rows
         + f"\nLinear fits: time {fits['seconds']['per_student'] * 1e6:.2f} µs/student "
         f"(R² {fits['seconds']['r2']:.4f}); memory {fits['peak_mib']['per_student'] * 1e3:.2f} "
         f"KiB/student (R² {fits['peak_mib']['r2']:.4f}). "
