@@ -39,13 +39,18 @@ types: install
 
 test: check
 
-# Real-path figures (the daemon and sshd on 127.0.0.1, OpenSSH clients) then prepare() alone;
-# results in bench/results/latest.{json,md}. Never part of the test run.
-bench: install
-	$(BIN)/python bench/bench_intake.py
-	$(BIN)/python bench/bench_forward.py
-	$(BIN)/python bench/bench_validate.py
-	$(BIN)/python bench/bench_convert.py
+# Every figure of issue 14 on the real path (the daemon, OpenSSH clients, OpenSSH sshd downstream),
+# then prepare()/validate/diff alone as a breakdown, then the 1k -> 1M scaling chart; each writes its
+# section of bench/results/latest.{json,md} (about 15-25 min on 2 cores). BENCH_QUICK=1 make bench:
+# small sizes and one round, a smoke run of the scripts (not figures). Never part of the test run.
+BENCH_SCRIPTS := intake forward latency parallel cli validate convert diff scale
+
+$(BIN)/.bench-installed: $(BIN)/.installed
+	$(BIN)/pip install -q -e '.[bench]'
+	touch $@
+
+bench: $(BIN)/.bench-installed
+	set -e; for name in $(BENCH_SCRIPTS); do echo "== bench/bench_$$name.py"; $(BIN)/python bench/bench_$$name.py; done
 
 clean:
 	rm -rf $(VENV) var .pytest_cache .hypothesis

@@ -12,6 +12,7 @@ purpose, in their smallest form.
   one, e.g. main before a change), with one key-login account.
 * :func:`sftp_put`: the OpenSSH ``sftp`` client uploading one file, timed.
 * :func:`process_cpu` / :func:`thread_cpu`: CPU seconds from ``/proc/<pid>/stat``.
+* :func:`sized`: a default, or the smaller one ``BENCH_QUICK=1`` asks for (a smoke run).
 * :func:`record`: merges one benchmark's section into ``bench/results/latest.json``
   and rewrites ``latest.md`` from it.
 * :func:`forwarder`: the one place that names the product's forwarding function, so
@@ -39,6 +40,8 @@ from typing import Any
 BENCH = Path(__file__).resolve().parent
 ROOT = BENCH.parent
 SRC = Path(os.environ.get("BENCH_SRC") or ROOT / "src")  # another checkout's src/ to measure it instead
+sys.path.insert(0, str(SRC))  # every benchmark measures this checkout (or BENCH_SRC), whatever venv runs it
+QUICK = bool(os.environ.get("BENCH_QUICK"))  # BENCH_QUICK=1: small sizes, one round (a smoke run of the bench)
 RESULTS = BENCH / "results"
 SSH_OPTS = ("-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null", "-o", "LogLevel=ERROR",
             "-o", "ConnectTimeout=10", "-o", "BatchMode=yes", "-o", "IdentitiesOnly=yes")
@@ -122,6 +125,11 @@ def wait_children_reaped(pid: int, timeout: float = 10.0) -> None:
     deadline = time.monotonic() + timeout
     while child_pids(pid) and time.monotonic() < deadline:
         time.sleep(0.05)
+
+
+def sized(full: Any, quick: Any) -> Any:
+    """``full`` (a benchmark's default size or round count), or ``quick`` under ``BENCH_QUICK=1``."""
+    return quick if QUICK else full
 
 
 def loadavg() -> list[float]:
@@ -264,7 +272,6 @@ class Forwarder:
 
 def forwarder() -> Forwarder:
     """The product's forwarding entry points (the only place the bench names their module)."""
-    sys.path.insert(0, str(SRC))
     from rostergate.config import Downstream
     from rostergate.forward import forwarder_for, login
 
@@ -294,22 +301,24 @@ def machine() -> dict[str, Any]:
 
 def record(name: str, section: dict[str, Any], markdown: str) -> Path:
     """Store one benchmark's results under ``name`` in ``latest.json`` (other benchmarks' sections
-    are kept) and rewrite ``latest.md`` from every section's markdown."""
+    are kept) and rewrite ``latest.md`` from every section's markdown (``quick.*`` under ``BENCH_QUICK``)."""
     RESULTS.mkdir(exist_ok=True)
-    path = RESULTS / "latest.json"
+    stem = "quick" if QUICK else "latest"  # a smoke run never overwrites the figures
+    path = RESULTS / f"{stem}.json"
     try:
         data = json.loads(path.read_text())
     except (OSError, ValueError):
         data = {}
     data.setdefault("sections", {})[name] = {**section, "machine": machine(), "versions": versions(),
-                                             "markdown": markdown}
+                                             "quick": QUICK, "markdown": markdown}
     path.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
     parts = ["# Benchmark results (real path)\n", "Written by `make bench` (bench/README.md says how to read them).\n"]
     for key in sorted(data["sections"]):
         one = data["sections"][key]
         m, v = one["machine"], one["versions"]
         parts.append(f"## {key}\n\n{one['markdown'].rstrip()}\n\n"
-                     f"_{m['when']}; {m['cpus']} CPUs; load average at the end {m['loadavg']}; "
+                     + ("_BENCH_QUICK (smoke sizes): not figures._ " if one.get("quick") else "")
+                     + f"_{m['when']}; {m['cpus']} CPUs; load average at the end {m['loadavg']}; "
                      + ", ".join(f"{k} {val}" for k, val in sorted(v.items())) + "_\n")
-    (RESULTS / "latest.md").write_text("\n".join(parts))
+    (RESULTS / f"{stem}.md").write_text("\n".join(parts))
     return path

@@ -34,6 +34,7 @@ import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+import _harness as h  # noqa: E402
 from gen_district import generate  # noqa: E402
 
 from rostergate.formats.convert.entry import convert_dir, write_asm_zip  # noqa: E402
@@ -69,9 +70,9 @@ def run_pipeline(upload: Path) -> dict[str, float]:
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--students", type=int, default=200_000)
+    parser.add_argument("--students", type=int, default=h.sized(200_000, 20_000))
     parser.add_argument("--version", choices=("1.1", "1.2"), default="1.1")
-    parser.add_argument("--repeat", type=int, default=5)
+    parser.add_argument("--repeat", type=int, default=h.sized(5, 1))
     parser.add_argument("--dir", type=Path, help="use (or create) this folder instead of a temporary one")
     parser.add_argument("--no-validate", action="store_true", help="time the conversion only")
     args = parser.parse_args(argv)
@@ -165,6 +166,14 @@ def main(argv: list[str] | None = None) -> None:
                 # exposed to load that comes and goes during the run
                 print(f"         {label} of the per-round ratios: {pick(ratios):.1f}x "
                       f"({', '.join(f'{r:.1f}' for r in ratios)})")
+    med = {name: statistics.median(values) for name, values in steps.items()}
+    markdown = (f"`prepare()` and its parts in a warm process (a breakdown, not the real path), "
+                f"{args.students:,} students, OneRoster {args.version}, {args.repeat} rounds "
+                f"(`python bench/bench_convert.py --students {args.students} --version {args.version} "
+                f"--repeat {args.repeat}`); medians.\n\n| Part | Median | x bare parse |\n|---|---|---|\n"
+                + "".join(f"| {name} | {value:.2f} s | {value / med['bare parse']:.1f}x |\n"
+                          for name, value in med.items()))
+    h.record("convert", {"students": args.students, "version": args.version, "rounds": steps}, markdown)
 
 
 if __name__ == "__main__":

@@ -41,8 +41,8 @@ def _cpu(who: int) -> float:
 
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--size-mib", type=int, default=300)
-    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--size-mib", type=int, default=h.sized(300, 32))
+    parser.add_argument("--rounds", type=int, default=h.sized(5, 1))
     args = parser.parse_args(argv)
     size = args.size_mib * h.MiB
     load_before = h.loadavg()

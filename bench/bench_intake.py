@@ -46,8 +46,8 @@ def upload_once(server: str, sshd: h.Sshd, daemon: h.Rostergate, key: Path, loca
 
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--size-mib", type=int, default=512)
-    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--size-mib", type=int, default=h.sized(512, 32))
+    parser.add_argument("--rounds", type=int, default=h.sized(5, 1))
     args = parser.parse_args(argv)
     size = args.size_mib * h.MiB
     load_before = h.loadavg()

@@ -32,6 +32,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
+import _harness as h  # noqa: E402  (first: puts this checkout's src/ on sys.path)
 from gen_district import generate  # noqa: E402
 
 from tests.conftest import Daemon, make_keypair  # noqa: E402
@@ -93,13 +94,13 @@ def upload_and_wait(daemon: Daemon, account: str, key: Path, source: Path, name:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--students", type=int, action="append")
-    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--rounds", type=int, default=h.sized(3, 1))
     parser.add_argument("--safeguards", choices=("on", "off"), default="off")
-    parser.add_argument("--settle", type=float, default=10.0, help="seconds between the daemon's start and the "
-                                                                      "first upload")
+    parser.add_argument("--settle", type=float, default=h.sized(10.0, 2.0),
+                        help="seconds between the daemon's start and the first upload")
     parser.add_argument("--workers", type=int, default=None, help="[server.workers] processes (default: its own)")
     args = parser.parse_args()
-    sizes = args.students or [20_000, 200_000]
+    sizes = args.students or h.sized([20_000, 200_000], [2_000, 20_000])
     with tempfile.TemporaryDirectory(prefix="rg-latency-") as tmp:
         root = Path(tmp)
         zips = {n: district_zip(root, n) for n in sizes}
@@ -152,6 +153,19 @@ def main() -> None:
               f"over {len(times[n])} rounds (min {min(times[n]):.2f}, max {max(times[n]):.2f})")
         if steps[n]:
             print("      steps: " + ", ".join(f"{name} {statistics.median(v):.2f}" for name, v in steps[n].items()))
+    targets = {20_000: "<= 0.6 s", 200_000: "<= 2.5 s"}
+    markdown = (f"Upload finished -> delivered (`python bench/bench_latency.py`, {args.rounds} rounds, safeguards "
+                f"{args.safeguards}): the daemon, OpenSSH `sftp` upload, OpenSSH `sshd` downstream.\n\n"
+                "| Students | ZIP | Median | Range | Steps (medians, s) | Target |\n|---|---|---|---|---|---|\n"
+                + "".join(f"| {n:,} | {mib[n]:.1f} MiB | **{statistics.median(times[n]):.2f} s** | "
+                          f"{min(times[n]):.2f}-{max(times[n]):.2f} s | "
+                          + ", ".join(f"{name} {statistics.median(v):.2f}" for name, v in steps[n].items())
+                          + f" | {targets.get(n, '')} |\n" for n in sizes)
+                + (f"\nFirst run after start ({first[0]:,} students): **{first[1]:.2f} s** ({first_steps}).\n"
+                   if first else ""))
+    h.record("latency", {"sizes": sizes, "seconds": {str(n): times[n] for n in sizes},
+                         "steps": {str(n): steps[n] for n in sizes}, "first_after_start": first,
+                         "safeguards": args.safeguards}, markdown)
 
 
 if __name__ == "__main__":

@@ -27,6 +27,7 @@ import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+import _harness as h  # noqa: E402
 from gen_district import generate  # noqa: E402
 
 from rostergate.formats.validate.entry import validate_dir  # noqa: E402
@@ -56,9 +57,9 @@ def child_peak_rss(folder: Path, mode: str) -> float:
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--students", type=int, default=200_000)
+    parser.add_argument("--students", type=int, default=h.sized(200_000, 20_000))
     parser.add_argument("--version", choices=("1.1", "1.2", "asm"), default="1.1")
-    parser.add_argument("--repeat", type=int, default=5)
+    parser.add_argument("--repeat", type=int, default=h.sized(5, 1))
     parser.add_argument("--dir", type=Path, help="use (or create) this folder instead of a temporary one")
     args = parser.parse_args(argv)
 
@@ -86,9 +87,17 @@ def main(argv: list[str] | None = None) -> None:
         print(f"bare read_csv  median {mb:.2f}s  (runs: {', '.join(f'{x:.2f}' for x in bare)})")
         print(f"validate_dir   median {mf:.2f}s  (runs: {', '.join(f'{x:.2f}' for x in full)})")
         print(f"ratio validate/bare: {mf / mb:.2f}x")
-        print(f"peak RSS: validate {child_peak_rss(folder, 'validate'):.0f} MiB, "
-              f"bare parse {child_peak_rss(folder, 'bare'):.0f} MiB")
+        peak = {"validate": child_peak_rss(folder, "validate"), "bare": child_peak_rss(folder, "bare")}
+        print(f"peak RSS: validate {peak['validate']:.0f} MiB, bare parse {peak['bare']:.0f} MiB")
         print(f"(this process: {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MiB)")
+    markdown = (f"`validate_dir` alone (a breakdown, not the real path), {args.students:,} students, "
+                f"{args.version}, {args.repeat} rounds (`python bench/bench_validate.py --students {args.students} "
+                f"--version {args.version} --repeat {args.repeat}`).\n\n"
+                "| Rows | Bare parse | validate_dir | Ratio | Peak RSS validate / bare |\n|---|---|---|---|---|\n"
+                f"| {rows:,} | {mb:.2f} s | {mf:.2f} s | {mf / mb:.1f}x | {peak['validate']:,.0f} / "
+                f"{peak['bare']:,.0f} MiB |\n")
+    h.record("validate", {"students": args.students, "version": args.version, "rows": rows, "bare": bare,
+                          "validate": full, "peak_mib": peak}, markdown)
 
 
 if __name__ == "__main__":

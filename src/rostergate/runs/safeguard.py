@@ -26,32 +26,27 @@ import os
 import shutil
 from pathlib import Path
 
-import pyarrow as pa
-
 from rostergate.errors import RunError
 
 # The diff and the hold rules are pure data work and live in formats/; the pipeline
 # reaches them through this module as before.
 from rostergate.formats.holdrules import Thresholds, reasons_to_hold
-from rostergate.formats.snapshot import RowSnapshot, diff, diff_records, load_snapshot, snapshot_of_zip
+from rostergate.formats.snapshot import diff, diff_records
 from rostergate.history import History, Run
-from rostergate.runs.stages import OUTPUT_NAME, spooled_run_dir
+
+# ROWS_NAME, rows_path and load_baseline live in stages (which makes and compares row snapshots) so that
+# stages does not import this module (no import cycle); they are part of this module's contract too.
+from rostergate.runs.stages import OUTPUT_NAME, ROWS_NAME, load_baseline, rows_path, spooled_run_dir
 from rostergate.runstatus import RunStatus
 
 __all__ = ["ROWS_NAME", "SNAPSHOT_DIR", "Thresholds", "diff", "load_baseline", "reasons_to_hold",
            "remember_delivery", "rows_path", "run_changes", "snapshot_path"]
 
 SNAPSHOT_DIR = "snapshots"
-ROWS_NAME = "deliver.rows"  # a prepared run's row snapshot, beside its deliver.zip
 
 
 def snapshot_path(data_dir: Path, account: str) -> Path:
     return Path(data_dir) / SNAPSHOT_DIR / account / "last-delivered.zip"
-
-
-def rows_path(zip_path: Path) -> Path:
-    """The row snapshot kept beside the baseline ZIP ``zip_path``."""
-    return zip_path.with_suffix(".rows")
 
 
 def remember_delivery(data_dir: Path, account: str, delivered_zip: Path, rows: Path | None = None) -> None:
@@ -69,18 +64,6 @@ def remember_delivery(data_dir: Path, account: str, delivered_zip: Path, rows: P
         shutil.copyfile(source, partial)
         partial.chmod(0o600)
         os.replace(partial, kept)
-
-
-def load_baseline(zip_path: Path) -> RowSnapshot | None:
-    """The account's last delivery as a row snapshot (``zip_path``: :func:`snapshot_path`); None before
-    the first delivery. The ZIP is read when no usable row snapshot stands beside it."""
-    try:
-        snapshot = load_snapshot(rows_path(zip_path))
-        if snapshot is not None:
-            return snapshot
-    except (OSError, pa.ArrowException, ValueError, KeyError):
-        pass  # none (a delivery with safeguards off, or made before row snapshots), or unreadable
-    return snapshot_of_zip(zip_path) if zip_path.exists() else None
 
 
 def run_changes(data_dir: Path, history: History, run: Run, show_values: bool = False) -> dict[str, object]:

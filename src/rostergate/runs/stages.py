@@ -15,15 +15,17 @@ import shutil
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TypeVar
 
 import pandas as pd
+import pyarrow as pa
 
 from rostergate import timeutil
 from rostergate.config import InputFormat, OutputFormat
-from rostergate.formats.convert.asmwrite import csv_bytes, is_verbatim, zip_bytes
+from rostergate.formats.convert.asmwrite import csv_bytes, is_verbatim, write_zip
 from rostergate.formats.convert.entry import Conversion, conversion_summary, convert_dir, trace_to_input
 from rostergate.formats.convert.mapping import Mapping
 from rostergate.formats.holdrules import Changes
@@ -33,16 +35,23 @@ from rostergate.formats.read.csvio import read_table_bytes, sharing_loaded_table
 from rostergate.formats.read.detect import detect_format
 from rostergate.formats.read.text import EncodingPolicy
 from rostergate.formats.schema.asm import ESCAPE
-from rostergate.formats.snapshot import compare, save_snapshot, snapshot_of_tables, snapshot_of_zip
+from rostergate.formats.snapshot import (
+    RowSnapshot,
+    compare,
+    load_snapshot,
+    save_snapshot,
+    snapshot_of_tables,
+    snapshot_of_zip,
+)
 from rostergate.formats.validate.collect import parallel_map
 from rostergate.formats.validate.entry import validate_asm_files, validate_dir
 from rostergate.formats.validate.profiles import ProfileName
 from rostergate.intake import SPOOL_DIR, UPLOAD_NAME
-from rostergate.runs import safeguard
 
 WORK_DIR = "work"
 _RUN_ID = re.compile(r"\d{8}-\d{6}-[0-9a-f]{6}")  # history.new_run_id
 OUTPUT_NAME = "deliver.zip"
+ROWS_NAME = "deliver.rows"  # a prepared run's row snapshot, beside its deliver.zip
 CHECKED_UPLOAD = "upload.zip"  # in WORK_DIR: the private copy of the upload that is checked
 T = TypeVar("T")
 Outcome = tuple[str, str, T]  # a step's status (ok | failed | skipped), its message, and its value
@@ -132,7 +141,7 @@ def prepare(run_dir: str, upload: str, input_format: InputFormat, output_format:
     With ``baseline`` (the path where the account's last delivered ZIP is kept; the flow's
     safeguards are on), a ready upload is also compared with that delivery
     (:attr:`Prepared.changes`) and its row snapshot is left in ``run_dir``
-    (``runs.safeguard.ROWS_NAME``), to become the baseline once it is delivered. Without
+    (:data:`ROWS_NAME`), to become the baseline once it is delivered. Without
     it (safeguards off) neither is made.
     """
     work = spooled_work_dir(run_dir, upload)  # before anything is removed
@@ -179,7 +188,7 @@ def _prepare(run_dir: str, upload: str, input_format: InputFormat, output_format
     steps = _Steps(prepared)
     work = spooled_work_dir(run_dir, upload)
     shutil.rmtree(work, ignore_errors=True)  # a resumed run starts its CPU work afresh
-    (Path(run_dir) / safeguard.ROWS_NAME).unlink(missing_ok=True)  # made again, or not at all (safeguards off)
+    (Path(run_dir) / ROWS_NAME).unlink(missing_ok=True)  # made again, or not at all (safeguards off)
     source = work / "source"
     source.mkdir(parents=True, mode=0o700)
     checked_upload = work / CHECKED_UPLOAD
@@ -235,6 +244,7 @@ def _prepare(run_dir: str, upload: str, input_format: InputFormat, output_format
         """The conversion and, when it worked, the six ASM CSVs as bytes."""
         assert prepared.format is not None  # converting starts once the format is known
         conversion = convert_dir(source, prepared.format, mapping)
+        sharing.close()  # the parsed input is not needed any more: freed before the output is serialised
         if not conversion.ok:
             return conversion, {}
         names = sorted(conversion.tables, key=lambda n: -len(conversion.tables[n]))  # biggest first
@@ -260,7 +270,8 @@ def _prepare(run_dir: str, upload: str, input_format: InputFormat, output_format
     # Validation, then conversion: one parse of each file between them (sharing_loaded_tables),
     # each with the worker's threads to itself. A conversion beside the validation fought it for
     # the same cores (slower under load, more CPU) and was wasted on a rejected upload.
-    with sharing_loaded_tables():
+    with ExitStack() as sharing:
+        sharing.enter_context(sharing_loaded_tables())
         if not steps.run("validate", do_validate) or prepared.format is None:
             return prepared
         if not steps.run("convert", do_convert):
@@ -272,7 +283,7 @@ def _prepare(run_dir: str, upload: str, input_format: InputFormat, output_format
         # The ZIP is built from the very bytes being checked; deflate and the checks both
         # release the GIL, so compressing overlaps with validating.
         with ThreadPoolExecutor(max_workers=1) as pool:
-            zipped = pool.submit(lambda: (Path(run_dir) / OUTPUT_NAME).write_bytes(zip_bytes(output_files)))
+            zipped = pool.submit(_write_output, Path(run_dir) / OUTPUT_NAME, output_files)
             result = validate_asm_files(output_check, profile="asm")
             zipped.result()
         if not result.valid:
@@ -291,6 +302,29 @@ def _prepare(run_dir: str, upload: str, input_format: InputFormat, output_format
     return prepared
 
 
+def rows_path(zip_path: Path) -> Path:
+    """The row snapshot kept beside the baseline ZIP ``zip_path``."""
+    return zip_path.with_suffix(".rows")
+
+
+def load_baseline(zip_path: Path) -> RowSnapshot | None:
+    """The account's last delivery as a row snapshot (``zip_path``: :func:`snapshot_path`); None before
+    the first delivery. The ZIP is read when no usable row snapshot stands beside it."""
+    try:
+        snapshot = load_snapshot(rows_path(zip_path))
+        if snapshot is not None:
+            return snapshot
+    except (OSError, pa.ArrowException, ValueError, KeyError):
+        pass  # none (a delivery with safeguards off, or made before row snapshots), or unreadable
+    return snapshot_of_zip(zip_path) if zip_path.exists() else None
+
+
+def _write_output(path: Path, files: dict[str, bytes]) -> None:
+    """The deliverable ZIP of ``files``, streamed to ``path`` entry by entry (never whole in memory)."""
+    with open(path, "wb") as out:
+        write_zip(files, out)
+
+
 def _compare(prepared: Prepared, run_dir: Path, baseline: Path, checked: dict[str, pd.DataFrame | bytes],
              files: dict[str, bytes]) -> None:
     """The safeguard's diff: this delivery's row snapshot (kept beside it for when it is delivered) against
@@ -302,6 +336,6 @@ def _compare(prepared: Prepared, run_dir: Path, baseline: Path, checked: dict[st
         current = snapshot_of_tables(tables)
     else:  # forwarded as it came: whatever ASM files the ZIP holds
         current = snapshot_of_zip(run_dir / OUTPUT_NAME)
-    save_snapshot(current, run_dir / safeguard.ROWS_NAME)
-    prepared.changes = compare(safeguard.load_baseline(baseline), current)
+    save_snapshot(current, run_dir / ROWS_NAME)
+    prepared.changes = compare(load_baseline(baseline), current)
     prepared.compared = (started, timeutil.iso_ms(), round(time.perf_counter() - clock, 3))

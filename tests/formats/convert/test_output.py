@@ -15,7 +15,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from rostergate.formats.convert import asmwrite
-from rostergate.formats.convert.asmwrite import csv_bytes, zip_bytes
+from rostergate.formats.convert.asmwrite import csv_bytes, write_zip, zip_bytes
 from rostergate.formats.convert.entry import conversion_summary, convert_dir, render_preview, write_asm_zip
 from rostergate.formats.read.csvio import load_bytes
 from rostergate.formats.schema.asm import ESCAPE
@@ -92,7 +92,26 @@ def test_zip_past_the_zip32_limits_goes_through_zipfile(monkeypatch: pytest.Monk
         assert all(i.date_time == (1980, 1, 1, 0, 0, 0) for i in archive.infolist())
 
 
-def test_zip_refuses_folders() -> None:
+@pytest.mark.parametrize("zip32", [True, False])
+def test_zip_streamed_to_a_file_is_the_same_archive(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                    zip32: bool) -> None:
+    """write_zip (entry by entry into an open file, what a run does) writes the bytes zip_bytes returns,
+    on both the hand-written path and the zipfile (ZIP64) one."""
+    if not zip32:
+        monkeypatch.setattr(asmwrite, "_ZIP32_LIMIT", 0)
+    files = _sample_files()
+    out = tmp_path / "out.zip"
+    with open(out, "wb") as handle:
+        write_zip(files, handle)
+    assert out.read_bytes() == zip_bytes(files)
+    with zipfile.ZipFile(out) as archive:
+        assert archive.testzip() is None
+        assert {i.filename: archive.read(i) for i in archive.infolist()} == files
+
+
+def test_zip_refuses_folders(tmp_path: Path) -> None:
+    with open(tmp_path / "out.zip", "wb") as handle, pytest.raises(ValueError):
+        write_zip({"dir/students.csv": b""}, handle)
     with pytest.raises(ValueError):
         zip_bytes({"dir/students.csv": b""})
 
