@@ -35,7 +35,7 @@ from rostergate.errors import RunError
 from rostergate.formats.holdrules import Thresholds, reasons_to_hold
 from rostergate.formats.snapshot import RowSnapshot, diff, diff_records, load_snapshot, snapshot_of_zip
 from rostergate.history import History, Run
-from rostergate.runs.stages import OUTPUT_NAME, spooled_run_dir
+from rostergate.runs import stages  # a module, not its names: stages imports this module too
 from rostergate.runstatus import RunStatus
 
 __all__ = ["ROWS_NAME", "SNAPSHOT_DIR", "Thresholds", "diff", "load_baseline", "reasons_to_hold",
@@ -126,10 +126,10 @@ def run_changes(data_dir: Path, history: History, run: Run, show_values: bool = 
 def _output(data_dir: Path, run: Run) -> Path | None:
     """The ZIP the run delivered (or would deliver), while its spool folder holds it."""
     try:
-        folder = spooled_run_dir(data_dir, run.id, run.spool_path)
+        folder = stages.spooled_run_dir(data_dir, run.id, run.spool_path)
     except ValueError:
         return None
-    output = folder / OUTPUT_NAME
+    output = folder / stages.OUTPUT_NAME
     return output if output.is_file() else None
 
 
