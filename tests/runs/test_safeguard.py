@@ -18,7 +18,8 @@ from rostergate.cli import main
 from rostergate.errors import RunError
 from rostergate.formats import holdrules, snapshot
 from rostergate.runs import safeguard
-from rostergate.runs.safeguard import remember_delivery, run_changes, snapshot_path
+from rostergate.runs.changes import run_changes
+from rostergate.runs.safeguard import remember_delivery, snapshot_path
 from rostergate.runstatus import RunStatus
 
 
