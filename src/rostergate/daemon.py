@@ -56,6 +56,7 @@ from rostergate.runs.workers import WorkerPool
 from rostergate.sdnotify import Notifier
 from rostergate.sftp.files import ServerState
 from rostergate.sftp.server import load_or_create_host_key, start_server
+from rostergate.sftp.slots import SessionSlots
 from rostergate.watch import InboxWatcher
 
 log = structlog.get_logger("rostergate.daemon")
@@ -193,6 +194,7 @@ class Daemon:
                 except OSError as exc:
                     raise ConfigError([checks.cannot_listen("server.metrics_listen", host, int(port), exc)]) from None
             host_key = load_or_create_host_key(server_settings.host_key)
+            SessionSlots(conn).clear()  # no server process serves yet: sessions in the store are a stopped one's
             try:
                 server = await start_server(
                     server_settings.listen_host, server_settings.listen_port, server_settings.host_key, accounts,

@@ -17,7 +17,7 @@ from pathlib import Path
 import asyncssh
 import structlog
 
-from rostergate import metrics
+from rostergate import metrics, store
 from rostergate.accounts import HASH_LANES, AccountStore
 from rostergate.errors import HostKeyError
 from rostergate.sftp.algorithms import policy
@@ -26,6 +26,7 @@ from rostergate.sftp.files import ServerState, UploadCallback
 from rostergate.sftp.hashing import PasswordChecks
 from rostergate.sftp.session import TenantSession
 from rostergate.sftp.settings import SftpSettings
+from rostergate.sftp.slots import SessionSlots
 from rostergate.sftp.tuning import install as install_tuning
 from rostergate.sftp.tuning import tune_connection
 
@@ -204,9 +205,15 @@ async def start_server(
         host_keys.append(load_or_create_host_key(rsa_host_key_path(host_key_path, settings), "ssh-rsa"))
     accounts.homes.mkdir(parents=True, exist_ok=True, mode=0o700)
     accounts.homes.chmod(0o700)
-    state = ServerState(settings, accounts.homes.parent, accounts.homes, on_upload)
+    data_dir = accounts.homes.parent
+    # The defender and the session slots share the state store with every server process
+    # (rostergate.sftp.slots): a connection of their own, apart from the accounts' one.
+    shared = store.connect(data_dir)
+    slots = SessionSlots(shared)
+    slots.forget_process(os.getpid())  # a pid reused from a process that is gone
+    state = ServerState(settings, data_dir, accounts.homes, on_upload, slots)
     state.recover()
-    defender = Defender(settings.defender)
+    defender = Defender(settings.defender, conn=shared)
     checks = PasswordChecks(lanes=HASH_LANES)
     install_tuning()
     algorithms = policy(settings.algorithms)
