@@ -55,6 +55,7 @@ from rostergate.runs.pipeline import Pipeline
 from rostergate.runs.workers import WorkerPool
 from rostergate.sdnotify import Notifier
 from rostergate.sftp.files import ServerState
+from rostergate.sftp.fleet import SOCKET_DIR, SOCKET_NAME, Fleet, ServerProcessConfig, ServerProcessFailed
 from rostergate.sftp.server import load_or_create_host_key, start_server
 from rostergate.sftp.slots import SessionSlots
 from rostergate.watch import InboxWatcher
@@ -109,6 +110,7 @@ def _restart_keys(old: Settings, new: Settings) -> list[str]:
         ("server.data_dir", a.data_dir, b.data_dir),
         ("server.metrics_listen", a.metrics_listen, b.metrics_listen),
         ("server.workers", a.workers, b.workers),
+        ("server.sftp_processes", a.sftp_processes, b.sftp_processes),
         ("server.algorithms", a.sftp.algorithms, b.sftp.algorithms),
         ("server.defender", a.sftp.defender, b.sftp.defender),
         ("alerts (the dispatcher's keys)", old.dispatch, new.dispatch),
@@ -134,6 +136,7 @@ class Daemon:
         self._watchers: list[asyncio.Task[None]] = []
         self._sftp: Any = None  # the SFTP listener once it listens (for /healthz)
         self._pipeline_task: asyncio.Task[None] | None = None
+        self.fleet: Fleet | None = None  # the SFTP server processes, when server.sftp_processes > 1
 
     # -- signals -------------------------------------------------------------------------
     def _on_stop(self, name: str) -> None:
@@ -196,14 +199,10 @@ class Daemon:
             host_key = load_or_create_host_key(server_settings.host_key)
             SessionSlots(conn).clear()  # no server process serves yet: sessions in the store are a stopped one's
             try:
-                server = await start_server(
-                    server_settings.listen_host, server_settings.listen_port, server_settings.host_key, accounts,
-                    intake.upload_finished, settings=server_settings.sftp,
-                )
+                server = await self._start_sftp(conn, intake)
             except OSError as exc:
                 raise ConfigError([checks.cannot_listen(
                     "server.listen", server_settings.listen_host, server_settings.listen_port, exc)]) from None
-            self.state: ServerState = server.rostergate_state  # the sessions' shared registries
             self._sftp = server
             loop = asyncio.get_running_loop()
             self._install_signals(loop)
@@ -229,6 +228,34 @@ class Daemon:
                 log.error("alerts_unsent_at_stop", count=unsent)
             if metrics_server is not None:
                 metrics_server.shutdown()
+
+    async def _start_sftp(self, conn: sqlite3.Connection, intake: Intake) -> Any:
+        """The SFTP listener: in this process, or ``server.sftp_processes`` server processes
+        (:mod:`rostergate.sftp.fleet`); raises OSError when the port cannot be had."""
+        server_settings = self.settings.server
+        if server_settings.sftp_processes == 1:
+            server = await start_server(
+                server_settings.listen_host, server_settings.listen_port, server_settings.host_key, self.accounts,
+                intake.upload_finished, settings=server_settings.sftp,
+            )
+            self.state = server.rostergate_state  # the sessions' shared registries
+            self.fleet = None
+            return server
+        # Uploads a crash left staged are finished here, once, before any server process serves.
+        self.state = ServerState(server_settings.sftp, self.settings.data_dir, self.accounts.homes,
+                                 intake.upload_finished)
+        self.state.recover()
+        data_dir = self.settings.data_dir
+        config = ServerProcessConfig(
+            server_settings.listen_host, server_settings.listen_port, server_settings.host_key, data_dir,
+            server_settings.sftp, server_settings.stop_grace_seconds, data_dir / SOCKET_DIR / SOCKET_NAME)
+        self.fleet = fleet = Fleet(server_settings.sftp_processes, config, intake.upload_finished, conn)
+        try:
+            await fleet.start()
+        except ServerProcessFailed as exc:
+            await fleet.wait_closed()
+            raise OSError(f"an SFTP server process could not listen (exit code {exc.exitcode})") from None
+        return fleet
 
     def _banner(self, text: str, demo_password: str | None) -> None:
         """The welcome text: as it is on a terminal; one JSON log line otherwise (without a demo password,
@@ -331,6 +358,8 @@ class Daemon:
         applied = replace(new, server=server, dispatch=old.dispatch)
         self.settings = self.pipeline.settings = applied
         self.state.settings = sftp
+        if self.fleet is not None:  # server processes take new settings by being replaced (rostergate.sftp.fleet)
+            await self.fleet.replace_settings(sftp)
         if _watched(applied) != _watched(old):
             self._stop_watchers()
             self._start_watchers(applied)
@@ -343,8 +372,10 @@ class Daemon:
 
     # -- stop ------------------------------------------------------------------------------
     def _uploads_in_progress(self) -> int:
-        """Files open for writing, and finished uploads still on their way to a run."""
-        return sum(self.state.writers.values()) + len(self.state.tasks)
+        """Files open for writing, and finished uploads still on their way to a run (with server processes:
+        those still draining, and their uploads being handed over)."""
+        fleet = self.fleet.in_progress() if self.fleet is not None else 0
+        return sum(self.state.writers.values()) + len(self.state.tasks) + fleet
 
     async def _drain_and_stop(self, server: Any, history: History, background: list[asyncio.Task[Any]]) -> None:
         grace = self.settings.server.stop_grace_seconds
@@ -365,6 +396,8 @@ class Daemon:
             except TimeoutError:
                 pass
         unfinished = self._uploads_in_progress()
+        if self.fleet is not None:
+            await self.fleet.wait_closed()  # a server process still draining now is killed
         for task in background:
             task.cancel()
         await self.pipeline.stop()  # runs still going: their state is in the store; they resume on the next start

@@ -197,8 +197,14 @@ async def start_server(
     accounts: AccountStore,
     on_upload: UploadCallback,
     settings: SftpSettings | None = None,
+    reuse_port: bool = False,
+    recover: bool = True,
 ) -> asyncssh.SSHAcceptor:
-    """Listen for SFTP on ``host:port``; finished uploads go to ``on_upload(account, path)``."""
+    """Listen for SFTP on ``host:port``; finished uploads go to ``on_upload(account, path)``.
+
+    ``reuse_port`` shares the port with other server processes (``SO_REUSEPORT``,
+    :mod:`rostergate.sftp.fleet`); ``recover`` finishes uploads a crash left staged (only the
+    first server of a data directory may: a second would hand the same uploads over again)."""
     settings = settings or SftpSettings()
     host_keys = [load_or_create_host_key(host_key_path)]
     if settings.algorithms.rsa_host_key:
@@ -212,7 +218,8 @@ async def start_server(
     slots = SessionSlots(shared)
     slots.forget_process(os.getpid())  # a pid reused from a process that is gone
     state = ServerState(settings, data_dir, accounts.homes, on_upload, slots)
-    state.recover()
+    if recover:
+        state.recover()
     defender = Defender(settings.defender, conn=shared)
     checks = PasswordChecks(lanes=HASH_LANES)
     install_tuning()
@@ -231,6 +238,7 @@ async def start_server(
         x11_forwarding=False,
         allow_pty=False,
         kbdint_auth=False,
+        reuse_port=reuse_port,
         **algorithms.listen_options(),
     )
     acceptor.rostergate_state = state  # type: ignore[attr-defined]  # for tests and shutdown
