@@ -41,6 +41,7 @@ from rostergate import logs, store
 from rostergate.accounts import AccountStore
 from rostergate.procs import die_with_parent
 from rostergate.sftp.files import INCOMING_DIR
+from rostergate.sftp.server import start_server
 from rostergate.sftp.settings import SftpSettings
 from rostergate.sftp.slots import SessionSlots
 
@@ -299,8 +300,6 @@ def serve_process(parent_pid: int, config: ServerProcessConfig) -> None:
 
 
 async def _serve(config: ServerProcessConfig) -> None:
-    from rostergate.sftp.server import start_server  # noqa: PLC0415 - asyncssh only where it serves
-
     reader, writer = await asyncio.open_unix_connection(str(config.socket_path), limit=MAX_MESSAGE_BYTES)
     link = _Link(reader, writer)
     conn = store.connect(config.data_dir)
