@@ -57,7 +57,9 @@ def world(tmp_path_factory):
 
 
 def _events(daemon: Daemon, name: str) -> list[dict]:
-    lines = [json.loads(line) for line in daemon.log.read_text().splitlines() if line.startswith("{")]
+    text = daemon.log.read_text()
+    complete = text[: text.rfind("\n") + 1]  # a process may be writing the last line right now
+    lines = [json.loads(line) for line in complete.splitlines() if line.startswith("{")]
     return [e for e in lines if e.get("event") == name]
 
 
@@ -177,6 +179,49 @@ def test_a_killed_server_process_is_replaced_and_the_daemon_keeps_serving(world)
     _upload_from_many_clients(world, "after-kill")
     recent = _events(daemon, "login")[-TRIES:]
     assert {e["sftp_pid"] for e in recent} == _server_pids(daemon)
+
+
+def test_a_reload_replaces_the_server_processes_with_the_new_limits(world):
+    daemon = world["daemon"]
+    old = _server_pids(daemon)
+    assert len(old) == 2
+    daemon.config.write_text(daemon.config.read_text().replace("max_sessions_per_account = 1",
+                                                               "max_sessions_per_account = 2"))
+    assert daemon.process is not None
+    daemon.process.send_signal(signal.SIGHUP)
+    assert wait_until(lambda: _events(daemon, "reloaded"), timeout=20)
+    assert wait_until(lambda: len(_server_pids(daemon)) == 2 and not (_server_pids(daemon) & old), timeout=20)
+    first, second = _login(world), _login(world)
+    try:
+        first.open_sftp().listdir("/")
+        second.open_sftp().listdir("/")  # two sessions now, in whichever processes
+    finally:
+        first.close()
+        second.close()
+
+
+def test_a_stop_waits_for_an_upload_in_flight_in_a_server_process(world):
+    daemon = world["daemon"]
+    data = roster_zip(world["root"], "drain.zip").read_bytes()
+    client = _login(world)
+    try:
+        handle = client.open_sftp().open("drain.zip", "w")
+        handle.write(data[: len(data) // 2])
+        handle.flush()
+        assert daemon.process is not None
+        daemon.process.send_signal(signal.SIGTERM)
+        assert wait_until(lambda: _events(daemon, "daemon_stopping"), timeout=10)
+        time.sleep(0.5)
+        handle.write(data[len(data) // 2:])
+        handle.close()
+    finally:
+        client.close()
+    daemon.process.wait(timeout=20)
+    assert daemon.process.returncode == 0
+    assert _events(daemon, "daemon_stopped")[-1]["uploads_cut_short"] == 0
+    daemon.start()
+    runs = [r for r in daemon.wait_for_runs(1, account=A, timeout=30) if r.get("upload_name") == "drain.zip"]
+    assert len(runs) == 1
 
 
 def test_the_server_processes_end_with_the_daemon(world):

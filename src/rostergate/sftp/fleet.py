@@ -244,8 +244,8 @@ class Fleet:
         self._kill_all()
         for process in self._live + self._retiring:
             await asyncio.to_thread(process.join, 5)
-            if process.pid is not None:
-                self._slots.forget_process(process.pid)
+            self._reaped(process, replaced=False)
+        self._live, self._retiring = [], []
         if self._server is not None:
             self._server.close()
         self.config.socket_path.unlink(missing_ok=True)
