@@ -16,7 +16,9 @@ What a service manager (systemd, ``Type=notify``) sees, through :mod:`rostergate
   ``[server.limits]`` and ``stop_grace_seconds`` apply at once, to runs and sessions that start
   from then on; connected sessions and uploads in flight are not touched. Keys read only at
   start are logged as needing a restart. Accounts need no reload: every login
-  reads them from the store. Then ``READY=1`` again.
+  reads them from the store. With ``server.sftp_processes`` > 1 the SFTP server
+  processes are replaced by a new set with the new settings; the old set drains
+  (:mod:`rostergate.sftp.fleet`). Then ``READY=1`` again.
 * **SIGTERM (or SIGINT): drain.** ``STOPPING=1``; the listener closes (no new
   connections), watch mode stops, no further run starts; uploads in progress
   and runs in progress get ``server.stop_grace_seconds`` to finish. Runs still

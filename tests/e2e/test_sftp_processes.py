@@ -12,6 +12,8 @@ import json
 import os
 import signal
 import socket
+import subprocess
+import sys
 import time
 
 import paramiko
@@ -243,3 +245,17 @@ def _alive(pid: int) -> bool:
     except ProcessLookupError:
         return False
     return True
+
+
+def test_a_taken_port_stops_the_start_with_one_clear_problem(tmp_path):
+    daemon = Daemon(tmp_path, "", "sftp_processes = 2")
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", daemon.port))
+        taken.listen()
+        result = subprocess.run([sys.executable, "-m", "rostergate", "--config", str(daemon.config), "serve"],
+                                capture_output=True, text=True, timeout=60, cwd=tmp_path)
+    assert result.returncode == 2
+    refused = [json.loads(line) for line in result.stderr.splitlines() if '"serve_refused"' in line]
+    assert refused and f"cannot listen on 127.0.0.1:{daemon.port}" in refused[0]["problems"][0]
+    assert any('"sftp_process_cannot_listen"' in line for line in result.stderr.splitlines())
+    assert not (daemon.data_dir / "run" / "sftp.sock").exists()

@@ -91,6 +91,7 @@ class Fleet:
         self._retiring: list[BaseProcess] = []  # draining after a reload or on stop; not replaced
         self._ready: dict[int, asyncio.Future[None]] = {}
         self._handoffs = 0  # uploads handed over and not yet answered
+        self._links: set[asyncio.Task[None]] = set()
         self._server: asyncio.AbstractServer | None = None
         self._supervisor: asyncio.Task[None] | None = None
         self._closing = False
@@ -181,6 +182,10 @@ class Fleet:
         """One server process's link: a ``ready`` line, then one line per finished upload; each is answered
         once the intake has it. Requests are started in arrival order (the intake keeps that order)."""
         answers: set[asyncio.Task[None]] = set()
+        link = asyncio.current_task()
+        if link is not None:
+            self._links.add(link)
+            link.add_done_callback(self._links.discard)
         try:
             while line := await reader.readline():
                 message = json.loads(line)
@@ -194,6 +199,8 @@ class Fleet:
                 task.add_done_callback(answers.discard)
         except (ConnectionError, ValueError, asyncio.LimitOverrunError) as exc:
             log.warning("sftp_link_broken", error=type(exc).__name__)
+        except asyncio.CancelledError:  # the daemon stops: its server processes are gone
+            pass
         finally:
             if answers:
                 await asyncio.gather(*answers, return_exceptions=True)
@@ -246,6 +253,10 @@ class Fleet:
             await asyncio.to_thread(process.join, 5)
             self._reaped(process, replaced=False)
         self._live, self._retiring = [], []
+        for link in list(self._links):
+            link.cancel()
+        if self._links:
+            await asyncio.wait(self._links, timeout=5)
         if self._server is not None:
             self._server.close()
         self.config.socket_path.unlink(missing_ok=True)
@@ -304,8 +315,12 @@ async def _serve(config: ServerProcessConfig) -> None:
     link = _Link(reader, writer)
     conn = store.connect(config.data_dir)
     accounts = AccountStore(conn, config.data_dir)
-    server = await start_server(config.listen_host, config.listen_port, config.host_key, accounts,
-                                link.upload_finished, settings=config.sftp, reuse_port=True, recover=False)
+    try:
+        server = await start_server(config.listen_host, config.listen_port, config.host_key, accounts,
+                                    link.upload_finished, settings=config.sftp, reuse_port=True, recover=False)
+    except OSError as exc:  # the daemon reports it (ServerProcessFailed); one line here says why
+        log.error("sftp_process_cannot_listen", error=exc.strerror or str(exc))
+        raise SystemExit(3) from None
     state = server.rostergate_state  # type: ignore[attr-defined]
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
