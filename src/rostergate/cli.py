@@ -613,7 +613,7 @@ def runs_diff(ctx: Context, run_id: str, show_values: bool, as_json: bool) -> No
     """What the run changes against the account's last delivery: records added, removed and changed, by id."""
     from rostergate.formats.holdrules import render_diff
     from rostergate.formats.snapshot import render_records
-    from rostergate.runs.safeguard import run_changes
+    from rostergate.runs.changes import run_changes
 
     history = ctx.history()
     run = _existing_run(history, run_id)

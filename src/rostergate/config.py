@@ -167,6 +167,8 @@ class ServerSettings:
     workers: WorkerSettings = field(default_factory=WorkerSettings)
     # On SIGTERM: how long uploads and runs in progress may take to finish before the daemon stops anyway.
     stop_grace_seconds: float = 60.0
+    # SFTP server processes sharing the listen port (SO_REUSEPORT); 1 serves in the daemon's own process.
+    sftp_processes: int = 1
 
 
 @dataclass(frozen=True)
@@ -313,7 +315,7 @@ class _Problems:
 
 
 _SERVER_KEYS = {"listen", "public_host", "host_key", "data_dir", "limits", "defender", "algorithms",
-                "metrics_listen", "workers", "stop_grace_seconds"}
+                "metrics_listen", "workers", "stop_grace_seconds", "sftp_processes"}
 _FLOW_KEYS = {"account", "input", "output", "profile", "encoding", "downstream", "mapping", "safeguards", "watch",
               "watch_settle_seconds", "retention", "alerts", "schedule"}
 _DOWNSTREAM_KEYS = {
@@ -477,6 +479,12 @@ def _parse_server(table: object, base: Path, problems: _Problems) -> ServerSetti
         metrics_listen = None
     grace = _seconds(table, "stop_grace_seconds", 60.0, "server", problems, "must be a finite number of seconds >= 0",
                      minimum=0.0)
+    sftp_processes = table.get("sftp_processes", 1)
+    if isinstance(sftp_processes, bool) or not isinstance(sftp_processes, int) or not (
+            1 <= sftp_processes <= MAX_SFTP_PROCESSES):
+        problems.add("server.sftp_processes", f"must be a whole number from 1 to {MAX_SFTP_PROCESSES}, "
+                     f"got {sftp_processes!r}")
+        sftp_processes = 1
     try:
         sftp = parse_sftp_settings(table, "server")
     except ConfigError as exc:
@@ -486,13 +494,14 @@ def _parse_server(table: object, base: Path, problems: _Problems) -> ServerSetti
         listen_host=host, listen_port=port, public_host=public_host,
         host_key=host_key, data_dir=data_dir, metrics_listen=metrics_listen, sftp=sftp,
         workers=_parse_workers(table.get("workers", {}), "server.workers", problems),
-        stop_grace_seconds=grace,
+        stop_grace_seconds=grace, sftp_processes=sftp_processes,
     )
 
 
 # Below this a worker cannot even import pandas and pyarrow (about 1 GB of address space).
 MIN_WORKER_MEMORY_MB = 256
 MAX_WORKER_PROCESSES = 64
+MAX_SFTP_PROCESSES = 64
 
 
 def _parse_workers(table: object, prefix: str, problems: _Problems) -> WorkerSettings:

@@ -16,7 +16,9 @@ What a service manager (systemd, ``Type=notify``) sees, through :mod:`rostergate
   ``[server.limits]`` and ``stop_grace_seconds`` apply at once, to runs and sessions that start
   from then on; connected sessions and uploads in flight are not touched. Keys read only at
   start are logged as needing a restart. Accounts need no reload: every login
-  reads them from the store. Then ``READY=1`` again.
+  reads them from the store. With ``server.sftp_processes`` > 1 the SFTP server
+  processes are replaced by a new set with the new settings; the old set drains
+  (:mod:`rostergate.sftp.fleet`). Then ``READY=1`` again.
 * **SIGTERM (or SIGINT): drain.** ``STOPPING=1``; the listener closes (no new
   connections), watch mode stops, no further run starts; uploads in progress
   and runs in progress get ``server.stop_grace_seconds`` to finish. Runs still
@@ -55,7 +57,9 @@ from rostergate.runs.pipeline import Pipeline
 from rostergate.runs.workers import WorkerPool
 from rostergate.sdnotify import Notifier
 from rostergate.sftp.files import ServerState
+from rostergate.sftp.fleet import SOCKET_DIR, SOCKET_NAME, Fleet, ServerProcessConfig, ServerProcessFailed
 from rostergate.sftp.server import load_or_create_host_key, start_server
+from rostergate.sftp.slots import SessionSlots
 from rostergate.watch import InboxWatcher
 
 log = structlog.get_logger("rostergate.daemon")
@@ -108,6 +112,7 @@ def _restart_keys(old: Settings, new: Settings) -> list[str]:
         ("server.data_dir", a.data_dir, b.data_dir),
         ("server.metrics_listen", a.metrics_listen, b.metrics_listen),
         ("server.workers", a.workers, b.workers),
+        ("server.sftp_processes", a.sftp_processes, b.sftp_processes),
         ("server.algorithms", a.sftp.algorithms, b.sftp.algorithms),
         ("server.defender", a.sftp.defender, b.sftp.defender),
         ("alerts (the dispatcher's keys)", old.dispatch, new.dispatch),
@@ -133,6 +138,7 @@ class Daemon:
         self._watchers: list[asyncio.Task[None]] = []
         self._sftp: Any = None  # the SFTP listener once it listens (for /healthz)
         self._pipeline_task: asyncio.Task[None] | None = None
+        self.fleet: Fleet | None = None  # the SFTP server processes, when server.sftp_processes > 1
 
     # -- signals -------------------------------------------------------------------------
     def _on_stop(self, name: str) -> None:
@@ -193,15 +199,12 @@ class Daemon:
                 except OSError as exc:
                     raise ConfigError([checks.cannot_listen("server.metrics_listen", host, int(port), exc)]) from None
             host_key = load_or_create_host_key(server_settings.host_key)
+            SessionSlots(conn).clear()  # no server process serves yet: sessions in the store are a stopped one's
             try:
-                server = await start_server(
-                    server_settings.listen_host, server_settings.listen_port, server_settings.host_key, accounts,
-                    intake.upload_finished, settings=server_settings.sftp,
-                )
+                server = await self._start_sftp(conn, intake)
             except OSError as exc:
                 raise ConfigError([checks.cannot_listen(
                     "server.listen", server_settings.listen_host, server_settings.listen_port, exc)]) from None
-            self.state: ServerState = server.rostergate_state  # the sessions' shared registries
             self._sftp = server
             loop = asyncio.get_running_loop()
             self._install_signals(loop)
@@ -227,6 +230,34 @@ class Daemon:
                 log.error("alerts_unsent_at_stop", count=unsent)
             if metrics_server is not None:
                 metrics_server.shutdown()
+
+    async def _start_sftp(self, conn: sqlite3.Connection, intake: Intake) -> Any:
+        """The SFTP listener: in this process, or ``server.sftp_processes`` server processes
+        (:mod:`rostergate.sftp.fleet`); raises OSError when the port cannot be had."""
+        server_settings = self.settings.server
+        if server_settings.sftp_processes == 1:
+            server = await start_server(
+                server_settings.listen_host, server_settings.listen_port, server_settings.host_key, self.accounts,
+                intake.upload_finished, settings=server_settings.sftp,
+            )
+            self.state = server.rostergate_state  # the sessions' shared registries
+            self.fleet = None
+            return server
+        # Uploads a crash left staged are finished here, once, before any server process serves.
+        self.state = ServerState(server_settings.sftp, self.settings.data_dir, self.accounts.homes,
+                                 intake.upload_finished)
+        self.state.recover()
+        data_dir = self.settings.data_dir
+        config = ServerProcessConfig(
+            server_settings.listen_host, server_settings.listen_port, server_settings.host_key, data_dir,
+            server_settings.sftp, server_settings.stop_grace_seconds, data_dir / SOCKET_DIR / SOCKET_NAME)
+        self.fleet = fleet = Fleet(server_settings.sftp_processes, config, intake.upload_finished, conn)
+        try:
+            await fleet.start()
+        except ServerProcessFailed as exc:
+            await fleet.wait_closed()
+            raise OSError(f"an SFTP server process could not listen (exit code {exc.exitcode})") from None
+        return fleet
 
     def _banner(self, text: str, demo_password: str | None) -> None:
         """The welcome text: as it is on a terminal; one JSON log line otherwise (without a demo password,
@@ -329,6 +360,8 @@ class Daemon:
         applied = replace(new, server=server, dispatch=old.dispatch)
         self.settings = self.pipeline.settings = applied
         self.state.settings = sftp
+        if self.fleet is not None:  # server processes take new settings by being replaced (rostergate.sftp.fleet)
+            await self.fleet.replace_settings(sftp)
         if _watched(applied) != _watched(old):
             self._stop_watchers()
             self._start_watchers(applied)
@@ -341,8 +374,10 @@ class Daemon:
 
     # -- stop ------------------------------------------------------------------------------
     def _uploads_in_progress(self) -> int:
-        """Files open for writing, and finished uploads still on their way to a run."""
-        return sum(self.state.writers.values()) + len(self.state.tasks)
+        """Files open for writing, and finished uploads still on their way to a run (with server processes:
+        those still draining, and their uploads being handed over)."""
+        fleet = self.fleet.in_progress() if self.fleet is not None else 0
+        return sum(self.state.writers.values()) + len(self.state.tasks) + fleet
 
     async def _drain_and_stop(self, server: Any, history: History, background: list[asyncio.Task[Any]]) -> None:
         grace = self.settings.server.stop_grace_seconds
@@ -363,6 +398,8 @@ class Daemon:
             except TimeoutError:
                 pass
         unfinished = self._uploads_in_progress()
+        if self.fleet is not None:
+            await self.fleet.wait_closed()  # a server process still draining now is killed
         for task in background:
             task.cancel()
         await self.pipeline.stop()  # runs still going: their state is in the store; they resume on the next start

@@ -76,7 +76,9 @@ def configure(json: bool | None = None, level: int = logging.INFO) -> None:
             renderer,
         ],
         wrapper_class=structlog.make_filtering_bound_logger(level),
-        logger_factory=structlog.PrintLoggerFactory(file=sys.stderr),
+        # one write per line (message and newline together): other processes of the daemon (workers, SFTP
+        # server processes) write lines to the same stderr, and O_APPEND keeps whole writes whole
+        logger_factory=structlog.WriteLoggerFactory(file=sys.stderr),
         cache_logger_on_first_use=True,
     )
     _configure_stdlib(json, level, shared, renderer)

@@ -142,6 +142,36 @@ MIGRATIONS: list[str] = [
     DROP INDEX runs_status;
     CREATE INDEX runs_account_status ON runs(account, status)
     """,
+    # 8 (issue 14, the SFTP server in several processes): the defender's state and the live SFTP
+    # sessions, shared by every server process and kept across restarts. A defender entry is a
+    # source address (kind 'source') or a login name (kind 'account'); its failed-login events
+    # (score at a wall-clock time) count for observation_seconds. A session row lives while its
+    # SFTP session is open in process pid; rows of a process that is gone are removed.
+    """
+    CREATE TABLE defender_entries (
+        kind TEXT NOT NULL,
+        key TEXT NOT NULL,
+        banned_until REAL NOT NULL DEFAULT 0,
+        bans INTEGER NOT NULL DEFAULT 0,
+        last_seen REAL NOT NULL,
+        PRIMARY KEY (kind, key)
+    );
+    CREATE TABLE defender_events (
+        kind TEXT NOT NULL,
+        key TEXT NOT NULL,
+        at REAL NOT NULL,
+        score INTEGER NOT NULL
+    );
+    CREATE INDEX defender_events_key ON defender_events(kind, key, at);
+    CREATE TABLE sftp_sessions (
+        id INTEGER PRIMARY KEY,
+        account TEXT NOT NULL,
+        pid INTEGER NOT NULL,
+        opened_at REAL NOT NULL
+    );
+    CREATE INDEX sftp_sessions_account ON sftp_sessions(account);
+    CREATE INDEX sftp_sessions_pid ON sftp_sessions(pid)
+    """,
 ]
 
 DB_NAME = "rostergate.db"
@@ -164,6 +194,14 @@ def connect(data_dir: Path) -> sqlite3.Connection:
     conn.execute("PRAGMA journal_mode=WAL")
     conn.execute("PRAGMA busy_timeout=30000")
     conn.execute("PRAGMA foreign_keys=ON")
+    migrate(conn)
+    return conn
+
+
+def connect_memory() -> sqlite3.Connection:
+    """A private in-memory store with the full schema (for parts used without a state store: unit tests)."""
+    conn = sqlite3.connect(":memory:", isolation_level=None, check_same_thread=False)
+    conn.row_factory = sqlite3.Row
     migrate(conn)
     return conn
 

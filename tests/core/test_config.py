@@ -334,3 +334,11 @@ def test_worker_processes_default_to_the_cores_this_process_may_use(monkeypatch)
     assert config.parse({"server": {"workers": {"processes": 1}}}).server.workers.processes == 1
     monkeypatch.setattr(os, "sched_getaffinity", lambda pid: set(range(200)))
     assert config.parse({}).server.workers.processes == config.MAX_WORKER_PROCESSES
+
+
+def test_sftp_processes_defaults_to_one_and_refuses_what_is_no_count(tmp_path):
+    assert config.parse({"server": {}}, tmp_path).server.sftp_processes == 1
+    assert config.parse({"server": {"sftp_processes": 4}}, tmp_path).server.sftp_processes == 4
+    for bad in (0, -1, 65, 2.5, "2", True):
+        with pytest.raises(config.ConfigError, match=r"server.sftp_processes: must be a whole number from 1 to 64"):
+            config.parse({"server": {"sftp_processes": bad}}, tmp_path)

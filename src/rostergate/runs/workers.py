@@ -26,13 +26,11 @@ lost since is replaced by the call that needs it).
 from __future__ import annotations
 
 import asyncio
-import ctypes
 import importlib
 import multiprocessing
 import os
 import resource
 import signal
-import sys
 from collections.abc import Callable
 from concurrent.futures import Executor, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
@@ -43,12 +41,12 @@ import structlog
 from rostergate import logs
 from rostergate.config import WorkerSettings
 from rostergate.errors import WorkerFailure
+from rostergate.procs import die_with_parent
 
 log = structlog.get_logger("rostergate.workers")
 T = TypeVar("T")
 Ts = TypeVarTuple("Ts")
 
-_PR_SET_PDEATHSIG = 1
 # Starting a worker (spawn, imports of pandas and pyarrow) is not part of a run's time limit,
 # but a start that takes this long is a failure in itself.
 START_SECONDS = 120.0
@@ -74,12 +72,7 @@ class ExecutorWorkers:
 
 def initialize_worker(parent_pid: int, max_memory_bytes: int | None) -> None:
     """Runs first in every worker process: die with the daemon, cap the address space, log as the daemon does."""
-    if sys.platform.startswith("linux"):
-        libc = ctypes.CDLL(None, use_errno=True)
-        if libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0) != 0:
-            raise OSError(ctypes.get_errno(), "prctl(PR_SET_PDEATHSIG) failed")
-    if os.getppid() != parent_pid:
-        os._exit(1)  # the daemon died before the prctl took effect: nobody waits for this worker
+    die_with_parent(parent_pid)
     if max_memory_bytes is not None:
         resource.setrlimit(resource.RLIMIT_AS, (max_memory_bytes, max_memory_bytes))
     logs.configure()  # the daemon's stderr: a warning from a library here is a JSON line there too

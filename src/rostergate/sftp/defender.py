@@ -18,62 +18,72 @@ that does not exist, ``score_limit_exceeded`` when a connection uses up its
   sources and names, then those with recent failures, by their scores. A
   password spray therefore queues behind the districts that log in every day.
 
-The state is in memory and bounded (``max_entries`` per table, oldest unbanned
-entries dropped first). Nothing here ever sees a password.
+Scores and bans are kept in the state store (tables ``defender_entries`` and
+``defender_events``, store migration 8), so every SFTP server process sees the same
+bans and a ban outlives a restart; times there are wall-clock (``time.time``). Each
+table is bounded (``max_entries``, oldest unbanned entries dropped first). Without a
+store connection (unit tests) an in-memory database with the same schema is used.
+What stays in the process's memory: connections per source (``max_connections_per_source``
+counts one server process's connections) and the trusted (source, account) pairs that
+order password checks. Nothing here ever sees a password.
 """
 
 from __future__ import annotations
 
 import ipaddress
+import sqlite3
+import threading
 import time
-from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass, field
 
 import structlog
 
-from rostergate import metrics
+from rostergate import metrics, store
 from rostergate.sftp.settings import DefenderSettings
 
 log = structlog.get_logger("rostergate.sftp.defender")
 
 
-@dataclass
-class _Entry:
-    events: deque = field(default_factory=deque)  # (time, score)
-    banned_until: float = 0.0
-    bans: int = 0
-    last_seen: float = 0.0
-
-    def score(self, now: float, window: float) -> int:
-        while self.events and self.events[0][0] < now - window:
-            self.events.popleft()
-        return sum(score for _, score in self.events)
+SOURCE, ACCOUNT = "source", "account"
 
 
 class Defender:
-    """Scores, bans and connection counts; all methods are cheap and synchronous."""
+    """Scores, bans and connection counts; every method is synchronous and cheap (indexed
+    queries on the store, small write transactions on a failure)."""
 
-    def __init__(self, settings: DefenderSettings, clock: Callable[[], float] = time.monotonic):
+    def __init__(self, settings: DefenderSettings, clock: Callable[[], float] = time.time,
+                 conn: sqlite3.Connection | None = None):
         self.settings = settings
         self._clock = clock
-        self._hosts: dict[str, _Entry] = {}
-        self._accounts: dict[str, _Entry] = {}
+        self._db = conn if conn is not None else store.connect_memory()
+        self._lock = threading.Lock()  # one connection: one transaction at a time
         self._connections: dict[str, int] = {}
         self._trusted: dict[tuple[str, str], float] = {}  # (source, account) -> last successful login
         self._safe = [ipaddress.ip_network(net, strict=False) for net in settings.safe_list]
 
+    # -- store ---------------------------------------------------------------------
+    def _banned_until(self, kind: str, key: str) -> float:
+        with self._lock:
+            row = self._db.execute("SELECT banned_until FROM defender_entries WHERE kind = ? AND key = ?",
+                                   (kind, key)).fetchone()
+        return float(row[0]) if row else 0.0
+
+    def _score(self, kind: str, key: str, now: float) -> int:
+        with self._lock:
+            row = self._db.execute(
+                "SELECT COALESCE(SUM(score), 0) FROM defender_events WHERE kind = ? AND key = ? AND at >= ?",
+                (kind, key, now - self.settings.observation_seconds)).fetchone()
+        return int(row[0])
+
     # -- queries -------------------------------------------------------------------
     def ban_left(self, host: str) -> float:
-        """Seconds left of the source's ban (0 when not banned)."""
-        entry = self._hosts.get(host)
-        if not self.settings.enabled or entry is None:
+        """Seconds left of the source's ban (0 when not banned), whichever process banned it."""
+        if not self.settings.enabled:
             return 0.0
-        return max(0.0, entry.banned_until - self._clock())
+        return max(0.0, self._banned_until(SOURCE, host) - self._clock())
 
     def account_locked(self, account: str) -> bool:
-        entry = self._accounts.get(account)
-        return bool(self.settings.enabled and entry and entry.banned_until > self._clock())
+        return bool(self.settings.enabled and self._banned_until(ACCOUNT, account) > self._clock())
 
     def auth_priority(self, host: str, account: str) -> int:
         """Queue position class of a password check: 0 first; higher waits behind lower."""
@@ -81,10 +91,7 @@ class Defender:
         last = self._trusted.get((host, account))
         if last is not None and last >= now - self.settings.observation_seconds:
             return 0
-        window = self.settings.observation_seconds
-        score = sum(entry.score(now, window) for entry in (self._hosts.get(host), self._accounts.get(account))
-                    if entry is not None)
-        return 1 + score
+        return 1 + self._score(SOURCE, host, now) + self._score(ACCOUNT, account, now)
 
     def login_succeeded(self, host: str, account: str) -> None:
         """Remember a successful login (bounded like the other tables)."""
@@ -125,55 +132,69 @@ class Defender:
     # -- scoring -------------------------------------------------------------------
     def login_failed(self, host: str, account: str, known: bool) -> None:
         s = self.settings
-        self._add_host(host, s.score_known_user if known else s.score_unknown_user)
-        self._add_account(account, s.score_known_user if known else s.score_unknown_user)
+        if s.enabled and not self.is_safe(host):
+            self._add(SOURCE, host, s.score_known_user if known else s.score_unknown_user, s.threshold)
+        if s.enabled:
+            self._add(ACCOUNT, account, s.score_known_user if known else s.score_unknown_user, s.account_threshold)
 
     def limit_exceeded(self, host: str) -> None:
-        self._add_host(host, self.settings.score_limit_exceeded)
+        if self.settings.enabled and not self.is_safe(host):
+            self._add(SOURCE, host, self.settings.score_limit_exceeded, self.settings.threshold)
 
-    def _add_host(self, host: str, score: int) -> None:
-        if not self.settings.enabled or self.is_safe(host):
+    def _add(self, kind: str, key: str, score: int, threshold: int) -> None:
+        """Record a failure of ``key``; ban it when its score in the window reaches ``threshold``.
+        One write transaction, so two processes counting the same source add up."""
+        s, now = self.settings, self._clock()
+        with self._lock:
+            db = self._db
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                row = db.execute("SELECT banned_until, bans FROM defender_entries WHERE kind = ? AND key = ?",
+                                 (kind, key)).fetchone()
+                if row is None:
+                    self._evict(kind, now)
+                    db.execute("INSERT INTO defender_entries (kind, key, last_seen) VALUES (?, ?, ?)",
+                               (kind, key, now))
+                    bans = 0
+                else:
+                    if row[0] > now:
+                        db.execute("COMMIT")
+                        return
+                    bans = int(row[1])
+                    db.execute("UPDATE defender_entries SET last_seen = ? WHERE kind = ? AND key = ?",
+                               (now, kind, key))
+                window = now - s.observation_seconds
+                db.execute("DELETE FROM defender_events WHERE kind = ? AND key = ? AND at < ?", (kind, key, window))
+                db.execute("INSERT INTO defender_events (kind, key, at, score) VALUES (?, ?, ?, ?)",
+                           (kind, key, now, score))
+                total = db.execute("SELECT SUM(score) FROM defender_events WHERE kind = ? AND key = ?",
+                                   (kind, key)).fetchone()[0]
+                duration = 0.0
+                if total >= threshold:
+                    duration = s.ban_seconds * (1 + s.ban_increment_percent / 100) ** bans
+                    db.execute("UPDATE defender_entries SET banned_until = ?, bans = ? WHERE kind = ? AND key = ?",
+                               (now + duration, bans + 1, kind, key))
+                    db.execute("DELETE FROM defender_events WHERE kind = ? AND key = ?", (kind, key))
+                db.execute("COMMIT")
+            except BaseException:
+                db.execute("ROLLBACK")
+                raise
+        if duration:
+            if kind == SOURCE:
+                log.warning("source_banned", remote=key, seconds=round(duration), bans=bans + 1)
+            else:
+                log.warning("account_password_locked", account=key, seconds=round(duration), bans=bans + 1)
+            metrics.BANS.labels(kind).inc()
+
+    def _evict(self, kind: str, now: float) -> None:
+        """Keep the table of ``kind`` under ``max_entries``: drop the oldest tenth of unbanned entries."""
+        db, limit = self._db, self.settings.max_entries
+        count = db.execute("SELECT COUNT(*) FROM defender_entries WHERE kind = ?", (kind,)).fetchone()[0]
+        if count < limit:
             return
-        entry, now = self._entry(self._hosts, host), self._clock()
-        if entry.banned_until > now:
-            return
-        entry.events.append((now, score))
-        if entry.score(now, self.settings.observation_seconds) >= self.settings.threshold:
-            duration = self._ban(entry, now)
-            log.warning("source_banned", remote=host, seconds=round(duration), bans=entry.bans)
-            metrics.BANS.labels("source").inc()
-
-    def _add_account(self, account: str, score: int) -> None:
-        if not self.settings.enabled:
-            return
-        entry, now = self._entry(self._accounts, account), self._clock()
-        if entry.banned_until > now:
-            return
-        entry.events.append((now, score))
-        if entry.score(now, self.settings.observation_seconds) >= self.settings.account_threshold:
-            duration = self._ban(entry, now)
-            log.warning("account_password_locked", account=account, seconds=round(duration), bans=entry.bans)
-            metrics.BANS.labels("account").inc()
-
-    def _ban(self, entry: _Entry, now: float) -> float:
-        growth = (1 + self.settings.ban_increment_percent / 100) ** entry.bans
-        duration = self.settings.ban_seconds * growth
-        entry.banned_until = now + duration
-        entry.bans += 1
-        entry.events.clear()
-        return duration
-
-    def _entry(self, table: dict[str, _Entry], key: str) -> _Entry:
-        entry = table.get(key)
-        now = self._clock()
-        if entry is None:
-            if len(table) >= self.settings.max_entries:
-                self._evict(table, now)
-            entry = table[key] = _Entry()
-        entry.last_seen = now
-        return entry
-
-    def _evict(self, table: dict[str, _Entry], now: float) -> None:
-        idle = sorted((e.last_seen, k) for k, e in table.items() if e.banned_until <= now)
-        for _, key in idle[: max(1, len(table) // 10)]:
-            del table[key]
+        idle = [r[0] for r in db.execute(
+            "SELECT key FROM defender_entries WHERE kind = ? AND banned_until <= ? ORDER BY last_seen LIMIT ?",
+            (kind, now, max(1, count // 10)))]
+        for key in idle:
+            db.execute("DELETE FROM defender_entries WHERE kind = ? AND key = ?", (kind, key))
+            db.execute("DELETE FROM defender_events WHERE kind = ? AND key = ?", (kind, key))

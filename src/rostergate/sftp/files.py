@@ -86,9 +86,10 @@ import asyncssh
 import structlog
 from asyncssh import FXF_APPEND, FXF_CREAT, FXF_EXCL, FXF_READ, FXF_TRUNC, FXF_WRITE
 
-from rostergate import fstree, metrics
+from rostergate import fstree, metrics, store
 from rostergate.accounts import REPORTS_DIR
 from rostergate.sftp.settings import SftpSettings
+from rostergate.sftp.slots import SessionSlots
 from rostergate.sftp.writes import APPEND, MAX_PENDING_BYTES, WRITE_THREADS, Write, reason
 from rostergate.uploadnames import is_upload_name
 
@@ -204,7 +205,8 @@ class OpenFile:
 class ServerState:
     """What all sessions of one listener share: settings, registries, background tasks."""
 
-    def __init__(self, settings: SftpSettings, data_dir: Path, homes: Path, on_upload: UploadCallback):
+    def __init__(self, settings: SftpSettings, data_dir: Path, homes: Path, on_upload: UploadCallback,
+                 slots: SessionSlots | None = None):
         self.settings = settings
         self.homes = homes
         self.incoming = Path(data_dir) / INCOMING_DIR
@@ -213,7 +215,8 @@ class ServerState:
         self.on_upload = on_upload
         self.writers: dict[Inode, int] = {}  # inode -> open write handles (all sessions)
         self.ghosts: dict[bytes, tuple[asyncssh.SFTPAttrs, float]] = {}  # local path -> (attrs, expiry)
-        self.sessions: dict[str, int] = {}  # account -> open SFTP sessions
+        self.sessions: dict[str, int] = {}  # account -> open SFTP sessions in this process
+        self.slots = slots if slots is not None else SessionSlots(store.connect_memory())  # in all processes
         self.usage: dict[str, Usage] = {}  # account -> what its home stores
         self.extents: dict[Inode, Extent] = {}  # inodes with writes pending (rostergate.sftp.writes)
         self.write_pool = ThreadPoolExecutor(WRITE_THREADS, thread_name_prefix="sftp-write")

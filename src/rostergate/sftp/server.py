@@ -17,7 +17,7 @@ from pathlib import Path
 import asyncssh
 import structlog
 
-from rostergate import metrics
+from rostergate import metrics, store
 from rostergate.accounts import HASH_LANES, AccountStore
 from rostergate.errors import HostKeyError
 from rostergate.sftp.algorithms import policy
@@ -26,6 +26,7 @@ from rostergate.sftp.files import ServerState, UploadCallback
 from rostergate.sftp.hashing import PasswordChecks
 from rostergate.sftp.session import TenantSession
 from rostergate.sftp.settings import SftpSettings
+from rostergate.sftp.slots import SessionSlots
 from rostergate.sftp.tuning import install as install_tuning
 from rostergate.sftp.tuning import tune_connection
 
@@ -196,17 +197,30 @@ async def start_server(
     accounts: AccountStore,
     on_upload: UploadCallback,
     settings: SftpSettings | None = None,
+    reuse_port: bool = False,
+    recover: bool = True,
 ) -> asyncssh.SSHAcceptor:
-    """Listen for SFTP on ``host:port``; finished uploads go to ``on_upload(account, path)``."""
+    """Listen for SFTP on ``host:port``; finished uploads go to ``on_upload(account, path)``.
+
+    ``reuse_port`` shares the port with other server processes (``SO_REUSEPORT``,
+    :mod:`rostergate.sftp.fleet`); ``recover`` finishes uploads a crash left staged (only the
+    first server of a data directory may: a second would hand the same uploads over again)."""
     settings = settings or SftpSettings()
     host_keys = [load_or_create_host_key(host_key_path)]
     if settings.algorithms.rsa_host_key:
         host_keys.append(load_or_create_host_key(rsa_host_key_path(host_key_path, settings), "ssh-rsa"))
     accounts.homes.mkdir(parents=True, exist_ok=True, mode=0o700)
     accounts.homes.chmod(0o700)
-    state = ServerState(settings, accounts.homes.parent, accounts.homes, on_upload)
-    state.recover()
-    defender = Defender(settings.defender)
+    data_dir = accounts.homes.parent
+    # The defender and the session slots share the state store with every server process
+    # (rostergate.sftp.slots): a connection of their own, apart from the accounts' one.
+    shared = store.connect(data_dir)
+    slots = SessionSlots(shared)
+    slots.forget_process(os.getpid())  # a pid reused from a process that is gone
+    state = ServerState(settings, data_dir, accounts.homes, on_upload, slots)
+    if recover:
+        state.recover()
+    defender = Defender(settings.defender, conn=shared)
     checks = PasswordChecks(lanes=HASH_LANES)
     install_tuning()
     algorithms = policy(settings.algorithms)
@@ -224,6 +238,7 @@ async def start_server(
         x11_forwarding=False,
         allow_pty=False,
         kbdint_auth=False,
+        reuse_port=reuse_port,
         **algorithms.listen_options(),
     )
     acceptor.rostergate_state = state  # type: ignore[attr-defined]  # for tests and shutdown

@@ -281,7 +281,8 @@ class TenantSession(SSHServerStreamSession):
         state, account = self._state, self._account
         limit = state.settings.session_limit(account)
         refusal = None
-        if state.sessions.get(account, 0) >= limit:
+        slot = await asyncio.to_thread(state.slots.take, account, limit)  # counted across server processes
+        if slot is None:
             refusal = (f"too many sessions: account {account} may have at most {limit} SFTP session(s) open "
                        "at once; close another session and try again")
             log.warning("session_refused", account=account, remote=self._remote, limit=limit)
@@ -294,7 +295,8 @@ class TenantSession(SSHServerStreamSession):
             handler = TenantSFTPHandler(server, reader, writer, 3, state, self._touch_conn, refusal)
             await handler.run()
         finally:
-            if refusal is None:
+            if slot is not None:
+                await asyncio.to_thread(state.slots.give_back, slot)
                 left = state.sessions.get(account, 1) - 1
                 if left > 0:
                     state.sessions[account] = left
