@@ -37,8 +37,8 @@ import sqlite3
 import time
 from collections.abc import Callable
 from dataclasses import replace
-from typing import Any
 
+import asyncssh
 import structlog
 
 from rostergate import checks, logs, store
@@ -83,8 +83,9 @@ def welcome(settings: Settings, fingerprint: str, demo_password: str | None) -> 
         f"rostergate listening on {server.listen_host}:{server.listen_port}; host key {fingerprint}",
         f"state and history under {server.data_dir.resolve()}",
     ]
-    if settings.demo:
-        outbox = settings.flow_for("demo").downstream.path  # type: ignore[union-attr]
+    demo_flow = settings.flow_for("demo") if settings.demo else None  # the embedded defaults always have it
+    if demo_flow is not None:
+        outbox = demo_flow.downstream.path
         lines += [
             "Embedded defaults: account 'demo' uploads are validated, converted to Apple School Manager",
             f"format and delivered into the local folder {outbox}.",
@@ -102,7 +103,7 @@ def welcome(settings: Settings, fingerprint: str, demo_password: str | None) -> 
 # Keys read once at start: a reload that changes them says so and keeps the running values.
 def _restart_keys(old: Settings, new: Settings) -> list[str]:
     a, b = old.server, new.server
-    pairs: list[tuple[str, Any, Any]] = [
+    pairs: list[tuple[str, object, object]] = [
         ("server.listen", (a.listen_host, a.listen_port), (b.listen_host, b.listen_port)),
         ("server.host_key", a.host_key, b.host_key),
         ("server.data_dir", a.data_dir, b.data_dir),
@@ -131,7 +132,7 @@ class Daemon:
         self._hup = asyncio.Event()
         self._watch_stop = asyncio.Event()
         self._watchers: list[asyncio.Task[None]] = []
-        self._sftp: Any = None  # the SFTP listener once it listens (for /healthz)
+        self._sftp: asyncssh.SSHAcceptor | None = None  # the SFTP listener once it listens (for /healthz)
         self._pipeline_task: asyncio.Task[None] | None = None
 
     # -- signals -------------------------------------------------------------------------
@@ -189,15 +190,15 @@ class Daemon:
                     raise ConfigError([checks.cannot_listen("server.metrics_listen", host, int(port), exc)]) from None
             host_key = load_or_create_host_key(server_settings.host_key)
             try:
-                server = await start_server(
+                listener = await start_server(
                     server_settings.listen_host, server_settings.listen_port, server_settings.host_key, accounts,
                     intake.upload_finished, settings=server_settings.sftp,
                 )
             except OSError as exc:
                 raise ConfigError([checks.cannot_listen(
                     "server.listen", server_settings.listen_host, server_settings.listen_port, exc)]) from None
-            self.state: ServerState = server.rostergate_state  # the sessions' shared registries
-            self._sftp = server
+            self.state: ServerState = listener.state  # the sessions' shared registries
+            self._sftp = listener.acceptor
             loop = asyncio.get_running_loop()
             self._install_signals(loop)
             self._pipeline_task = asyncio.create_task(pipeline.run_forever())
@@ -213,7 +214,7 @@ class Daemon:
             log.info("daemon_started", listen=listen)
             self.notifier.ready(f"listening on {listen}")
             await self._stop.wait()
-            await self._drain_and_stop(server, history, background)
+            await self._drain_and_stop(listener.acceptor, history, background)
         finally:
             await workers.close()  # no worker outlives the daemon, not even one in the middle of a run
             unsent = await asyncio.to_thread(dispatcher.close, ALERT_GRACE_SECONDS)
@@ -338,7 +339,8 @@ class Daemon:
         """Files open for writing, and finished uploads still on their way to a run."""
         return sum(self.state.writers.values()) + len(self.state.tasks)
 
-    async def _drain_and_stop(self, server: Any, history: History, background: list[asyncio.Task[Any]]) -> None:
+    async def _drain_and_stop(self, server: asyncssh.SSHAcceptor, history: History,
+                              background: list[asyncio.Task[None]]) -> None:
         grace = self.settings.server.stop_grace_seconds
         self.notifier.stopping(grace)
         server.close()  # no new connections; connected sessions go on

@@ -40,7 +40,7 @@ log = structlog.get_logger("rostergate.sftp.defender")
 
 @dataclass
 class _Entry:
-    events: deque = field(default_factory=deque)  # (time, score)
+    events: deque[tuple[float, int]] = field(default_factory=deque)  # (time, score)
     banned_until: float = 0.0
     bans: int = 0
     last_seen: float = 0.0
