@@ -32,7 +32,7 @@ package-check: install
 	BUILDER=$(BIN)/python PYTHON=$(PYTHON) scripts/package-check
 
 lint: install
-	$(BIN)/ruff check src
+	$(BIN)/ruff check src tests bench
 
 types: install
 	$(BIN)/mypy

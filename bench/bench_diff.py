@@ -18,8 +18,8 @@ import zipfile
 from pathlib import Path
 
 import pandas as pd
-
 from gen_district import generate
+
 from rostergate.formats import snapshot
 from rostergate.formats.snapshot import diff
 

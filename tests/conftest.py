@@ -78,11 +78,11 @@ class Daemon:
         self.process: subprocess.Popen | None = None
 
     def start(self, env: dict[str, str] | None = None) -> Daemon:
-        handle = open(self.log, "ab")
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "rostergate", "--config", str(self.config), "serve"],
-            stdout=handle, stderr=subprocess.STDOUT, cwd=self.root, env={**os.environ, **(env or {})},
-        )
+        with open(self.log, "ab") as handle:  # the child has its own copy of the descriptor
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", "rostergate", "--config", str(self.config), "serve"],
+                stdout=handle, stderr=subprocess.STDOUT, cwd=self.root, env={**os.environ, **(env or {})},
+            )
         try:
             wait_for_port(self.port)
         except TimeoutError:

@@ -58,14 +58,13 @@ class OpenSSHDownstream:
         """The server's public host key as an OpenSSH line, for pinning."""
         return " ".join(Path(f"{self.host_key}.pub").read_text().split()[:2])
 
-    def start(self) -> "OpenSSHDownstream":
+    def start(self) -> OpenSSHDownstream:
         if os.geteuid() == 0:
             Path("/run/sshd").mkdir(mode=0o755, exist_ok=True)  # privilege separation directory
         sshd = shutil.which("sshd") or "/usr/sbin/sshd"
-        self.process = subprocess.Popen(
-            [sshd, "-D", "-e", "-f", str(self.config)],
-            stdout=subprocess.DEVNULL, stderr=open(self.root / "sshd.log", "ab"),
-        )
+        with open(self.root / "sshd.log", "ab") as log:  # the child has its own copy of the descriptor
+            self.process = subprocess.Popen([sshd, "-D", "-e", "-f", str(self.config)],
+                                            stdout=subprocess.DEVNULL, stderr=log)
         wait_for_port(self.port)
         return self
 

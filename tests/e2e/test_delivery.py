@@ -184,7 +184,8 @@ def test_openssh_downstream_with_a_full_disk_never_delivers(tmp_path, tools, dae
 
 
 # -- kill -9 in the middle of a delivery -----------------------------------------------
-def test_kill_9_mid_delivery_leaves_only_the_partial_and_the_restart_delivers(tmp_path, tools, asyncssh_down, daemon_factory):
+def test_kill_9_mid_delivery_leaves_only_the_partial_and_the_restart_delivers(tmp_path, tools, asyncssh_down,
+                                                                            daemon_factory):
     asyncssh_down.faults = Faults(write_delay=60)  # each WRITE is held until the test lowers the delay
     daemon = daemon_factory(asyncssh_down.flow_toml(ACCOUNT))
     key = started(daemon, tmp_path)

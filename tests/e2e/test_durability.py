@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.sftp.helpers import sftp_batch
 from tests.conftest import ONEROSTER_11_VALID, Daemon, make_keypair, require_tool, zip_folder
 from tests.downstream import OpenSSHDownstream
+from tests.sftp.helpers import sftp_batch
 
 pytestmark = pytest.mark.e2e
 

@@ -12,8 +12,8 @@ import pytest
 from rostergate.config import ConfigError, parse
 from rostergate.sftp.defender import Defender
 from rostergate.sftp.hashing import PasswordChecks
-from rostergate.uploadnames import is_upload_name
 from rostergate.sftp.settings import DefenderSettings, SftpSettings, parse_sftp_settings
+from rostergate.uploadnames import is_upload_name
 
 
 class Clock:
