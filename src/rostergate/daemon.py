@@ -222,6 +222,7 @@ class Daemon:
                 log.error("alerts_unsent_at_stop", count=unsent)
             if metrics_server is not None:
                 metrics_server.shutdown()
+                metrics_server.server_close()
 
     def _banner(self, text: str, demo_password: str | None) -> None:
         """The welcome text: as it is on a terminal; one JSON log line otherwise (without a demo password,
