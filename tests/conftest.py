@@ -89,6 +89,7 @@ class Daemon:
                 [sys.executable, "-m", "rostergate", "--config", str(self.config), "serve"],
                 stdout=handle, stderr=subprocess.STDOUT, cwd=self.root, env={**os.environ, **(env or {})},
             )
+        _RUNNING.add(self)
         try:
             wait_for_port(self.port)
         except TimeoutError:
@@ -104,6 +105,7 @@ class Daemon:
             except subprocess.TimeoutExpired:
                 self.process.kill()
                 self.process.wait(timeout=5)
+        _RUNNING.discard(self)
 
     def cli(self, *args: str, check: bool = True) -> subprocess.CompletedProcess:
         result = subprocess.run(
@@ -147,6 +149,19 @@ def local_flow(account: str, outbox: Path, profile: str = "strict") -> str:
         "[flows.downstream]\n"
         f'url = "{outbox.as_uri()}"\n'
     )
+
+
+_RUNNING: set[Daemon] = set()  # started and not stopped yet
+
+
+@pytest.fixture(autouse=True)
+def _no_daemon_outlives_its_test() -> Iterator[None]:
+    """A daemon a test started is stopped when the test ends, passed or failed (one a module's
+    fixture started before the test is left to that fixture)."""
+    before = set(_RUNNING)
+    yield
+    for daemon in _RUNNING - before:
+        daemon.stop()
 
 
 @pytest.fixture
