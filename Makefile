@@ -21,9 +21,10 @@ run: install
 system-deps:
 	scripts/install-system-deps
 
-# The gates CI runs (through `make test`, the README's test command): lint, types, the package as
-# an operator installs it, the tests (tests/test_architecture.py holds DESIGN.md's import rules;
-# tests/deploy/ the systemd unit).
+# The gates CI runs (through `make test`, the README's test command; CONTRIBUTING.md "Gates"): ruff on
+# src, tests and bench; mypy --strict on src; the package as an operator installs it; the tests with
+# every warning an error (tests/test_architecture.py holds DESIGN.md's import rules; tests/deploy/ the
+# systemd unit).
 check: lint types install system-deps package-check
 	$(BIN)/pytest -q
 
@@ -32,7 +33,7 @@ package-check: install
 	BUILDER=$(BIN)/python PYTHON=$(PYTHON) scripts/package-check
 
 lint: install
-	$(BIN)/ruff check src
+	$(BIN)/ruff check src tests bench
 
 types: install
 	$(BIN)/mypy

@@ -21,10 +21,16 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-GIVEN = ("Alex Sam Kim Robin Terry Jordan Casey Riley Morgan Avery Quinn Jamie Drew Parker Rowan Sage Emery "
-         "Finley Hayden Jules Kai Logan Noel Reese Shay Toby Val Wren Ari Blair").split()
-FAMILY = ("Adams Baker Clark Davis Evans Foster Green Hughes Irwin Jones Keller Lopez Moore Nolan Owens Price "
-          "Quincy Reyes Smith Turner Underwood Vance Walsh Young Zimmer Brown Carter Diaz Ellis Fisher").split()
+GIVEN = [
+    "Alex", "Sam", "Kim", "Robin", "Terry", "Jordan", "Casey", "Riley", "Morgan", "Avery", "Quinn", "Jamie",
+    "Drew", "Parker", "Rowan", "Sage", "Emery", "Finley", "Hayden", "Jules", "Kai", "Logan", "Noel", "Reese",
+    "Shay", "Toby", "Val", "Wren", "Ari", "Blair",
+]
+FAMILY = [
+    "Adams", "Baker", "Clark", "Davis", "Evans", "Foster", "Green", "Hughes", "Irwin", "Jones", "Keller",
+    "Lopez", "Moore", "Nolan", "Owens", "Price", "Quincy", "Reyes", "Smith", "Turner", "Underwood", "Vance",
+    "Walsh", "Young", "Zimmer", "Brown", "Carter", "Diaz", "Ellis", "Fisher",
+]
 STUDENTS_PER_SCHOOL = 800
 STUDENTS_PER_TEACHER = 20
 CLASS_SIZE = 25
@@ -78,7 +84,8 @@ class District:
         self.class_course = rng.integers(0, self.n_courses, self.n_classes)
         self.class_school = self.course_school[self.class_course]
         per_school_teachers = np.maximum(1, self.n_teachers // self.n_schools)
-        self.class_teacher = (self.class_school + self.n_schools * rng.integers(0, per_school_teachers, self.n_classes)) % self.n_teachers
+        slot = rng.integers(0, per_school_teachers, self.n_classes)
+        self.class_teacher = (self.class_school + self.n_schools * slot) % self.n_teachers
         # 7 distinct classes per student (consecutive slots keep them distinct)
         base = rng.integers(0, self.n_classes, students)
         offsets = np.arange(CLASSES_PER_STUDENT) * max(1, self.n_classes // CLASSES_PER_STUDENT)
@@ -192,7 +199,7 @@ def _write_asm(out: Path, d: District) -> dict[str, int]:
     from rostergate.formats.schema.asm import HEADERS as TEMPLATES
 
     rows: dict[str, int] = {}
-    s, t, n = d.n_students, d.n_teachers, d.n_schools
+    s, t = d.n_students, d.n_teachers
     given, family = _names(d)
     rows["locations"] = _write(out / "locations.csv", list(TEMPLATES["locations"]), [
         d.school_ids, pc.binary_join_element_wise(pa.scalar("School-"), d.school_ids, "")])
@@ -205,7 +212,7 @@ def _write_asm(out: Path, d: District) -> dict[str, int]:
         d.teacher_ids, pc.utf8_upper(d.teacher_ids), given.slice(s), _const("", t), family.slice(s),
         pc.binary_join_element_wise(d.teacher_ids, pa.scalar("@example.org"), ""), d.teacher_ids,
         _take(d.school_ids, d.teacher_school)])
-    m, k = d.n_courses, d.n_classes
+    k = d.n_classes
     rows["courses"] = _write(out / "courses.csv", list(TEMPLATES["courses"]), [
         d.course_ids, d.course_ids, pc.binary_join_element_wise(pa.scalar("Course-"), d.course_ids, ""),
         _take(d.school_ids, d.course_school)])

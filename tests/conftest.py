@@ -6,6 +6,7 @@ count and time.
 
 from __future__ import annotations
 
+import getpass
 import json
 import os
 import shutil
@@ -14,7 +15,7 @@ import subprocess
 import sys
 import time
 import zipfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -59,6 +60,11 @@ def make_keypair(folder: Path, name: str = "id_ed25519") -> Path:
     return key
 
 
+def public_key_line(key: Path) -> str:
+    """``type base64`` of the public half of :func:`make_keypair`'s ``key``: what a host key pin holds."""
+    return " ".join(Path(f"{key}.pub").read_text().split()[:2])
+
+
 class Daemon:
     """``rostergate serve`` in a subprocess with its own config and data dir under ``root``."""
 
@@ -78,11 +84,12 @@ class Daemon:
         self.process: subprocess.Popen | None = None
 
     def start(self, env: dict[str, str] | None = None) -> Daemon:
-        handle = open(self.log, "ab")
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "rostergate", "--config", str(self.config), "serve"],
-            stdout=handle, stderr=subprocess.STDOUT, cwd=self.root, env={**os.environ, **(env or {})},
-        )
+        with open(self.log, "ab") as handle:  # the child has its own copy of the descriptor
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", "rostergate", "--config", str(self.config), "serve"],
+                stdout=handle, stderr=subprocess.STDOUT, cwd=self.root, env={**os.environ, **(env or {})},
+            )
+        _RUNNING.add(self)
         try:
             wait_for_port(self.port)
         except TimeoutError:
@@ -98,6 +105,7 @@ class Daemon:
             except subprocess.TimeoutExpired:
                 self.process.kill()
                 self.process.wait(timeout=5)
+        _RUNNING.discard(self)
 
     def cli(self, *args: str, check: bool = True) -> subprocess.CompletedProcess:
         result = subprocess.run(
@@ -143,6 +151,19 @@ def local_flow(account: str, outbox: Path, profile: str = "strict") -> str:
     )
 
 
+_RUNNING: set[Daemon] = set()  # started and not stopped yet
+
+
+@pytest.fixture(autouse=True)
+def _no_daemon_outlives_its_test() -> Iterator[None]:
+    """A daemon a test started is stopped when the test ends, passed or failed (one a module's
+    fixture started before the test is left to that fixture)."""
+    before = set(_RUNNING)
+    yield
+    for daemon in _RUNNING - before:
+        daemon.stop()
+
+
 @pytest.fixture
 def daemon_factory(tmp_path):
     started: list[Daemon] = []
@@ -164,6 +185,105 @@ def require_tool(name: str) -> str:
             pytest.fail(f"{name} is required in CI but not installed")
         pytest.skip(f"{name} not installed")
     return path
+
+
+class OpenSSHDownstream:
+    """OpenSSH's ``sshd`` (internal-sftp) on a free 127.0.0.1 port, logging in as the user running
+    the tests with a key made by ``ssh-keygen``, writing into :attr:`dropbox`. Tests get one from
+    the ``sshd`` or ``sshd_factory`` fixture (the one way sshd is started); an unstarted one is
+    also a real host key to pin."""
+
+    def __init__(self, root: Path):
+        self.root = root
+        self.port = free_port()
+        self.user = getpass.getuser()
+        self.dropbox = root / "dropbox"
+        self.dropbox.mkdir(parents=True)
+        self.process: subprocess.Popen | None = None
+        self.client_key = make_keypair(root, "client_key")
+        self.host_key = root / "ssh_host_ed25519_key"
+        subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(self.host_key)], check=True)
+        self.authorized_keys = root / "authorized_keys"
+        shutil.copyfile(root / "client_key.pub", self.authorized_keys)
+        self.authorized_keys.chmod(0o600)
+        self.config = root / "sshd_config"
+        self.config.write_text(
+            f"Port {self.port}\n"
+            "ListenAddress 127.0.0.1\n"
+            f"HostKey {self.host_key}\n"
+            f"AuthorizedKeysFile {self.authorized_keys}\n"
+            "PasswordAuthentication no\n"
+            "KbdInteractiveAuthentication no\n"
+            "PubkeyAuthentication yes\n"
+            "PermitRootLogin prohibit-password\n"
+            "StrictModes no\n"
+            "UsePAM no\n"
+            f"PidFile {root / 'sshd.pid'}\n"
+            "Subsystem sftp internal-sftp\n"
+            "LogLevel ERROR\n"
+        )
+
+    @property
+    def host_key_line(self) -> str:
+        """The server's public host key as an OpenSSH line, for pinning."""
+        return public_key_line(self.host_key)
+
+    def start(self) -> OpenSSHDownstream:
+        if os.geteuid() == 0:
+            Path("/run/sshd").mkdir(mode=0o755, exist_ok=True)  # privilege separation directory
+        sshd = shutil.which("sshd") or "/usr/sbin/sshd"
+        with open(self.root / "sshd.log", "ab") as log:  # the child has its own copy of the descriptor
+            self.process = subprocess.Popen([sshd, "-D", "-e", "-f", str(self.config)],
+                                            stdout=subprocess.DEVNULL, stderr=log)
+        wait_for_port(self.port)
+        return self
+
+    def stop(self) -> None:
+        if self.process and self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+
+    def flow_toml(self, account: str, host_key: str | None = None, profile: str = "strict",
+                  extra: str = "") -> str:
+        return (
+            "[[flows]]\n"
+            f'account = "{account}"\n'
+            f'profile = "{profile}"\n'
+            "[flows.downstream]\n"
+            f'url = "sftp://{self.user}@127.0.0.1:{self.port}{self.dropbox}"\n'
+            f'key_file = "{self.client_key}"\n'
+            f'host_key = "{host_key or self.host_key_line}"\n'
+            f"{extra}"
+        )
+
+
+@pytest.fixture(scope="module")
+def sshd_factory(tmp_path_factory) -> Iterator[Callable[..., OpenSSHDownstream]]:
+    """``sshd_factory(start=True)``: a new :class:`OpenSSHDownstream` in a folder of its own, started
+    unless ``start=False`` (a test that starts it later, or wants only its host key). Every one is
+    stopped when the module's tests are done, so module-scoped fixtures may use it too."""
+    require_tool("sshd")
+    made: list[OpenSSHDownstream] = []
+
+    def make(start: bool = True) -> OpenSSHDownstream:
+        server = OpenSSHDownstream(tmp_path_factory.mktemp("sshd"))
+        made.append(server)
+        return server.start() if start else server
+
+    yield make
+    for server in made:
+        server.stop()
+
+
+@pytest.fixture
+def sshd(sshd_factory) -> Iterator[OpenSSHDownstream]:
+    """A started OpenSSH sshd on loopback with a client key and a drop box, stopped after the test."""
+    server = sshd_factory()
+    yield server
+    server.stop()
 
 
 @contextmanager

@@ -1,8 +1,7 @@
-"""Real downstream SFTP servers on loopback for forwarding tests.
+"""A faulty downstream SFTP server on loopback for forwarding tests (OpenSSH's sshd is
+``tests.conftest.OpenSSHDownstream``, started by the ``sshd`` and ``sshd_factory`` fixtures).
 
-:class:`OpenSSHDownstream` starts OpenSSH's ``sshd`` (internal-sftp) on a free
-127.0.0.1 port, logging in as the user running the tests with a key made by
-``ssh-keygen``. :class:`AsyncsshDownstream` is an asyncssh SFTP server in a
+:class:`AsyncsshDownstream` is an asyncssh SFTP server in a
 thread of the test process, with password login and switchable :class:`Faults`
 (a write quota, bytes acknowledged but lost, an error on CLOSE, refused
 permissions or FSTAT, a slow write, a drop box that hides what is written)
@@ -12,83 +11,10 @@ bounded.
 
 from __future__ import annotations
 
-import getpass
-import os
-import shutil
-import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
-from tests.conftest import free_port, make_keypair, wait_for_port
-
-
-class OpenSSHDownstream:
-    def __init__(self, root: Path):
-        self.root = root
-        self.port = free_port()
-        self.user = getpass.getuser()
-        self.dropbox = root / "dropbox"
-        self.dropbox.mkdir(parents=True)
-        self.process: subprocess.Popen | None = None
-        self.client_key = make_keypair(root, "client_key")
-        self.host_key = root / "ssh_host_ed25519_key"
-        subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(self.host_key)], check=True)
-        self.authorized_keys = root / "authorized_keys"
-        shutil.copyfile(root / "client_key.pub", self.authorized_keys)
-        self.authorized_keys.chmod(0o600)
-        self.config = root / "sshd_config"
-        self.config.write_text(
-            f"Port {self.port}\n"
-            "ListenAddress 127.0.0.1\n"
-            f"HostKey {self.host_key}\n"
-            f"AuthorizedKeysFile {self.authorized_keys}\n"
-            "PasswordAuthentication no\n"
-            "KbdInteractiveAuthentication no\n"
-            "PubkeyAuthentication yes\n"
-            "PermitRootLogin prohibit-password\n"
-            "StrictModes no\n"
-            "UsePAM no\n"
-            f"PidFile {root / 'sshd.pid'}\n"
-            "Subsystem sftp internal-sftp\n"
-            "LogLevel ERROR\n"
-        )
-
-    @property
-    def host_key_line(self) -> str:
-        """The server's public host key as an OpenSSH line, for pinning."""
-        return " ".join(Path(f"{self.host_key}.pub").read_text().split()[:2])
-
-    def start(self) -> "OpenSSHDownstream":
-        if os.geteuid() == 0:
-            Path("/run/sshd").mkdir(mode=0o755, exist_ok=True)  # privilege separation directory
-        sshd = shutil.which("sshd") or "/usr/sbin/sshd"
-        self.process = subprocess.Popen(
-            [sshd, "-D", "-e", "-f", str(self.config)],
-            stdout=subprocess.DEVNULL, stderr=open(self.root / "sshd.log", "ab"),
-        )
-        wait_for_port(self.port)
-        return self
-
-    def stop(self) -> None:
-        if self.process and self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-
-    def flow_toml(self, account: str, host_key: str | None = None, profile: str = "strict",
-                  extra: str = "") -> str:
-        return (
-            "[[flows]]\n"
-            f'account = "{account}"\n'
-            f'profile = "{profile}"\n'
-            "[flows.downstream]\n"
-            f'url = "sftp://{self.user}@127.0.0.1:{self.port}{self.dropbox}"\n'
-            f'key_file = "{self.client_key}"\n'
-            f'host_key = "{host_key or self.host_key_line}"\n'
-            f"{extra}"
-        )
+from tests.conftest import free_port
 
 
 @dataclass
@@ -151,6 +77,7 @@ class AsyncsshDownstream:
         self._loop = None
         self._thread = None
         self._server = None
+        self._connections: list = []  # closed by stop(): closing the listener leaves them open
 
     @property
     def host_key_line(self) -> str:
@@ -183,6 +110,9 @@ class AsyncsshDownstream:
         outer = self
 
         class Server(asyncssh.SSHServer):
+            def connection_made(self, conn):
+                outer._connections.append(conn)
+
             def begin_auth(self, username):
                 return True
 
@@ -279,8 +209,8 @@ class AsyncsshDownstream:
         ready = threading.Event()
 
         def run() -> None:
-            self._loop = asyncio.new_event_loop()
-            asyncio.set_event_loop(self._loop)
+            loop = self._loop = asyncio.new_event_loop()
+            asyncio.set_event_loop(loop)
 
             async def listen():
                 self._server = await asyncssh.listen(
@@ -289,8 +219,16 @@ class AsyncsshDownstream:
                 )
                 ready.set()
 
-            self._loop.run_until_complete(listen())
-            self._loop.run_forever()
+            try:
+                loop.run_until_complete(listen())
+                loop.run_forever()
+            finally:  # nothing of the loop outlives the server (sockets, its self-pipe)
+                tasks = asyncio.all_tasks(loop)
+                for task in tasks:
+                    task.cancel()
+                loop.run_until_complete(asyncio.gather(*tasks, return_exceptions=True))
+                loop.run_until_complete(loop.shutdown_asyncgens())
+                loop.close()
 
         self._thread = threading.Thread(target=run, daemon=True)
         self._thread.start()
@@ -305,7 +243,10 @@ class AsyncsshDownstream:
         if self._loop:
             async def close() -> None:
                 self._server.close()
-                await asyncio.wait_for(self._server.wait_closed(), 5)
+                for conn in self._connections:
+                    conn.close()
+                await asyncio.wait_for(asyncio.gather(self._server.wait_closed(),
+                                                      *(conn.wait_closed() for conn in self._connections)), 5)
 
             try:
                 asyncio.run_coroutine_threadsafe(close(), self._loop).result(timeout=6)

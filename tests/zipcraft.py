@@ -23,7 +23,7 @@ import lzma
 import struct
 import zlib
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import cache
 
 STORED, DEFLATED, BZIP2, LZMA = 0, 8, 12, 14
 MIB = 1 << 20
@@ -181,7 +181,7 @@ def crc32_combine(crc1: int, crc2: int, len2: int) -> int:
     return crc1 ^ crc2
 
 
-@lru_cache(maxsize=None)
+@cache
 def crc32_zeros(length: int) -> int:
     """CRC-32 of ``length`` zero bytes, in O(log length) steps."""
     if length <= MIB:

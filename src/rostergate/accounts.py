@@ -20,6 +20,7 @@ from pathlib import Path
 import asyncssh
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
+from cryptography.hazmat.primitives.asymmetric import rsa
 
 from rostergate import timeutil
 from rostergate.accountrecords import REPORTS_DIR, Account, AccountRecords
@@ -68,7 +69,7 @@ def parse_public_keys(text: str) -> tuple[str, ...]:
         except (asyncssh.KeyImportError, ValueError) as exc:
             raise AccountError(f"public key line {number}: not an OpenSSH public key ({exc})") from None
         algorithm = key.get_algorithm()
-        if algorithm == "ssh-rsa" and key.pyca_key.key_size < 2048:
+        if algorithm == "ssh-rsa" and isinstance(key.pyca_key, rsa.RSAPublicKey) and key.pyca_key.key_size < 2048:
             raise AccountError(f"public key line {number}: RSA keys must have at least 2048 bits")
         if algorithm not in ("ssh-ed25519", "ssh-rsa") and not algorithm.startswith("ecdsa-sha2-"):
             raise AccountError(f"public key line {number}: key type {algorithm} is not accepted")
@@ -112,14 +113,14 @@ class AccountStore(AccountRecords):
         self._make_home(name)
         self.audit.record("accounts.create", by or Actor.current(), name,
                           detail=("password" if password else "no password") + f", {_describe_keys(keys)}")
-        return self.get(name), password  # type: ignore[return-value]
+        return self._require(name), password
 
     def regenerate_password(self, name: str, by: Actor | None = None) -> tuple[Account, str]:
         self._require(name)
         password = generate_password()
         self._update(name, password_hash=_HASHER.hash(password))
         self.audit.record("accounts.regenerate-password", by or Actor.current(), name)
-        return self.get(name), password  # type: ignore[return-value]
+        return self._require(name), password
 
     def set_keys(self, name: str, public_keys: str, by: Actor | None = None) -> Account:
         """Replace the account's public keys with those in ``public_keys``."""
@@ -129,14 +130,14 @@ class AccountStore(AccountRecords):
             raise AccountError(f"account {name!r} has no password; it needs at least one public key")
         self._update(name, public_keys="\n".join(keys))
         self.audit.record("accounts.set-key", by or Actor.current(), name, detail=_describe_keys(keys))
-        return self.get(name)  # type: ignore[return-value]
+        return self._require(name)
 
     def set_disabled(self, name: str, disabled: bool, by: Actor | None = None) -> Account:
         """Refuse (or allow again) the account's logins; its home, reports and runs stay."""
         self._require(name)
         self._update(name, disabled=int(disabled))
         self.audit.record("accounts.disable" if disabled else "accounts.enable", by or Actor.current(), name)
-        return self.get(name)  # type: ignore[return-value]
+        return self._require(name)
 
     def check_deletable(self, name: str, flow_accounts: set[str]) -> Account:
         """The account, when :meth:`delete` may remove it: it exists and no configured flow uses it."""
@@ -165,10 +166,10 @@ class AccountStore(AccountRecords):
         row = self.conn.execute("SELECT password_hash, disabled FROM accounts WHERE name = ?", (name,)).fetchone()
         stored = row["password_hash"] if row and row["password_hash"] else dummy_hash()
         try:
-            ok = _HASHER.verify(stored, password)
+            matches: bool = _HASHER.verify(stored, password)
         except (VerificationError, InvalidHashError):
-            ok = False
-        ok = bool(ok and row and row["password_hash"] and not row["disabled"])
+            matches = False
+        ok = bool(matches and row and row["password_hash"] and not row["disabled"])
         if ok and _HASHER.check_needs_rehash(stored):  # hashing parameters were raised: upgrade on login
             self._update(name, password_hash=_HASHER.hash(password))
         return ok

@@ -39,8 +39,8 @@ import sqlite3
 import time
 from collections.abc import Callable
 from dataclasses import replace
-from typing import Any
 
+import asyncssh
 import structlog
 
 from rostergate import checks, logs, store
@@ -87,8 +87,9 @@ def welcome(settings: Settings, fingerprint: str, demo_password: str | None) -> 
         f"rostergate listening on {server.listen_host}:{server.listen_port}; host key {fingerprint}",
         f"state and history under {server.data_dir.resolve()}",
     ]
-    if settings.demo:
-        outbox = settings.flow_for("demo").downstream.path  # type: ignore[union-attr]
+    demo_flow = settings.flow_for("demo") if settings.demo else None  # the embedded defaults always have it
+    if demo_flow is not None:
+        outbox = demo_flow.downstream.path
         lines += [
             "Embedded defaults: account 'demo' uploads are validated, converted to Apple School Manager",
             f"format and delivered into the local folder {outbox}.",
@@ -106,7 +107,7 @@ def welcome(settings: Settings, fingerprint: str, demo_password: str | None) -> 
 # Keys read once at start: a reload that changes them says so and keeps the running values.
 def _restart_keys(old: Settings, new: Settings) -> list[str]:
     a, b = old.server, new.server
-    pairs: list[tuple[str, Any, Any]] = [
+    pairs: list[tuple[str, object, object]] = [
         ("server.listen", (a.listen_host, a.listen_port), (b.listen_host, b.listen_port)),
         ("server.host_key", a.host_key, b.host_key),
         ("server.data_dir", a.data_dir, b.data_dir),
@@ -136,7 +137,7 @@ class Daemon:
         self._hup = asyncio.Event()
         self._watch_stop = asyncio.Event()
         self._watchers: list[asyncio.Task[None]] = []
-        self._sftp: Any = None  # the SFTP listener once it listens (for /healthz)
+        self._sftp: asyncssh.SSHAcceptor | Fleet | None = None  # the SFTP listener once it listens (for /healthz)
         self._pipeline_task: asyncio.Task[None] | None = None
         self.fleet: Fleet | None = None  # the SFTP server processes, when server.sftp_processes > 1
 
@@ -230,19 +231,20 @@ class Daemon:
                 log.error("alerts_unsent_at_stop", count=unsent)
             if metrics_server is not None:
                 metrics_server.shutdown()
+                metrics_server.server_close()
 
-    async def _start_sftp(self, conn: sqlite3.Connection, intake: Intake) -> Any:
+    async def _start_sftp(self, conn: sqlite3.Connection, intake: Intake) -> asyncssh.SSHAcceptor | Fleet:
         """The SFTP listener: in this process, or ``server.sftp_processes`` server processes
         (:mod:`rostergate.sftp.fleet`); raises OSError when the port cannot be had."""
         server_settings = self.settings.server
         if server_settings.sftp_processes == 1:
-            server = await start_server(
+            listener = await start_server(
                 server_settings.listen_host, server_settings.listen_port, server_settings.host_key, self.accounts,
                 intake.upload_finished, settings=server_settings.sftp,
             )
-            self.state = server.rostergate_state  # the sessions' shared registries
+            self.state = listener.state  # the sessions' shared registries
             self.fleet = None
-            return server
+            return listener.acceptor
         # Uploads a crash left staged are finished here, once, before any server process serves.
         self.state = ServerState(server_settings.sftp, self.settings.data_dir, self.accounts.homes,
                                  intake.upload_finished)
@@ -379,7 +381,8 @@ class Daemon:
         fleet = self.fleet.in_progress() if self.fleet is not None else 0
         return sum(self.state.writers.values()) + len(self.state.tasks) + fleet
 
-    async def _drain_and_stop(self, server: Any, history: History, background: list[asyncio.Task[Any]]) -> None:
+    async def _drain_and_stop(self, server: asyncssh.SSHAcceptor | Fleet, history: History,
+                              background: list[asyncio.Task[None]]) -> None:
         grace = self.settings.server.stop_grace_seconds
         self.notifier.stopping(grace)
         server.close()  # no new connections; connected sessions go on

@@ -20,11 +20,11 @@ from __future__ import annotations
 import logging
 import sys
 import threading
-from collections.abc import MutableMapping
 from types import TracebackType
-from typing import Any
+from typing import TextIO
 
 import structlog
+from structlog.typing import EventDict, Processor, WrappedLogger
 
 from rostergate.printable import printable
 
@@ -34,7 +34,7 @@ _state = {"json": False}
 _log = structlog.get_logger("rostergate")
 
 
-def drop_secrets(_logger: object, _method: str, event: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
+def drop_secrets(_logger: WrappedLogger, _method: str, event: EventDict) -> EventDict:
     """Remove values of keys that name a secret (``password``, ``token``, ...)."""
     for key in list(event):
         if key.lower() in SECRET_KEYS:
@@ -42,7 +42,7 @@ def drop_secrets(_logger: object, _method: str, event: MutableMapping[str, Any])
     return event
 
 
-def escape_controls(_logger: object, _method: str, event: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
+def escape_controls(_logger: WrappedLogger, _method: str, event: EventDict) -> EventDict:
     """On a terminal, show control characters in values (a tenant's upload name) as escapes."""
     for key, value in event.items():
         if isinstance(value, str):
@@ -61,8 +61,8 @@ def configure(json: bool | None = None, level: int = logging.INFO) -> None:
     if json is None:
         json = not sys.stderr.isatty()
     _state["json"] = json
-    renderer: Any = structlog.processors.JSONRenderer() if json else structlog.dev.ConsoleRenderer()
-    shared: list[Any] = [
+    renderer: Processor = structlog.processors.JSONRenderer() if json else structlog.dev.ConsoleRenderer()
+    shared: list[Processor] = [
         structlog.processors.add_log_level,
         structlog.processors.TimeStamper(fmt="iso", utc=True),
         drop_secrets,
@@ -89,7 +89,7 @@ def configure(json: bool | None = None, level: int = logging.INFO) -> None:
         sys.excepthook, threading.excepthook = sys.__excepthook__, threading.__excepthook__
 
 
-def _configure_stdlib(json: bool, level: int, shared: list[Any], renderer: Any) -> None:
+def _configure_stdlib(json: bool, level: int, shared: list[Processor], renderer: Processor) -> None:
     """The root logger's one handler renders records as structlog does (``logger`` names the library)."""
     formatter = structlog.stdlib.ProcessorFormatter(
         foreign_pre_chain=[structlog.stdlib.add_logger_name, *shared],
@@ -102,7 +102,6 @@ def _configure_stdlib(json: bool, level: int, shared: list[Any], renderer: Any) 
     for old in list(root.handlers):
         if getattr(old, "_rostergate", False):
             root.removeHandler(old)
-    handler._rostergate = True  # type: ignore[attr-defined]
     root.addHandler(handler)
     # Third-party loggers stay at warning at least: asyncssh and paramiko are chatty at info and may log user names.
     root.setLevel(max(level, logging.WARNING))
@@ -111,15 +110,17 @@ def _configure_stdlib(json: bool, level: int, shared: list[Any], renderer: Any) 
     logging.captureWarnings(json)
 
 
-class _Stderr(logging.StreamHandler):  # type: ignore[type-arg]
+class _Stderr(logging.StreamHandler[TextIO]):
     """Writes to whatever ``sys.stderr`` is when a record is emitted (a test's capture, then the real one)."""
 
+    _rostergate = True  # how a second configure() finds the handler it replaces (by attribute: reloads too)
+
     @property
-    def stream(self) -> Any:
+    def stream(self) -> TextIO:
         return sys.stderr
 
     @stream.setter
-    def stream(self, _value: Any) -> None:
+    def stream(self, _value: TextIO) -> None:
         pass
 
 

@@ -76,7 +76,8 @@ def health_document(checks: Mapping[str, bool], details: Mapping[str, Any] | Non
 
 def serve_metrics(listen: str, health: Health | None = None) -> ThreadingHTTPServer:
     """Serve ``/metrics`` and ``/healthz`` on ``HOST:PORT`` in a background thread; returns the server
-    (``shutdown()`` stops it). ``health`` gives the named checks of ``/healthz`` (none: always 200)."""
+    (``shutdown()`` stops it, then ``server_close()`` closes its socket). ``health`` gives the named
+    checks of ``/healthz`` (none: always 200)."""
     host, _, port = listen.rpartition(":")
     checks = health or (lambda: {"up": True})
 

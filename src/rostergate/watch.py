@@ -40,7 +40,7 @@ class InboxWatcher:
         self.account = account
         self.intake = intake
         self.settle_seconds = settle_seconds
-        self._pending: dict[Path, asyncio.Task] = {}
+        self._pending: dict[Path, asyncio.Task[None]] = {}
         self._real_folder = os.path.realpath(self.folder)
 
     async def run(self, stop: asyncio.Event | None = None) -> None:

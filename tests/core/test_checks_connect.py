@@ -2,19 +2,8 @@
 
 from __future__ import annotations
 
-import pytest
-
 from rostergate import checks, config
-from tests.conftest import require_tool
-from tests.downstream import OpenSSHDownstream
-
-
-@pytest.fixture(scope="module")
-def sshd(tmp_path_factory):
-    require_tool("sshd")
-    server = OpenSSHDownstream(tmp_path_factory.mktemp("connect")).start()
-    yield server
-    server.stop()
+from tests.conftest import OpenSSHDownstream
 
 
 def _downstream(sshd: OpenSSHDownstream, **replace: str) -> config.Downstream:

@@ -1,11 +1,12 @@
-"""Tenant-supplied text never reaches the operator's terminal raw: every control character is escaped."""
+"""Tenant-supplied text never reaches the operator's terminal raw: every control character is escaped.
+
+The commands run through click's CliRunner with ``color=True``: click then passes every byte through, as
+on a terminal (off one it would strip ANSI sequences itself and hide a failure to escape them)."""
 
 from __future__ import annotations
 
 import json
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -17,11 +18,6 @@ from tests.conftest import ONEROSTER_11_VALID
 
 HOSTILE = "\x1b]0;owned\x07\x1b[2J\u202eexe.piz\x9b31m.zip"
 RAW_CONTROLS = ("\x1b", "\x07", "\u202e", "\x9b")
-
-
-def rostergate(*args: str, cwd: Path) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "rostergate", *args], capture_output=True, text=True,
-                          cwd=cwd, timeout=120)
 
 
 @pytest.fixture
@@ -36,21 +32,21 @@ def state_with_a_hostile_upload_name(tmp_path: Path) -> Path:
 
 
 @pytest.mark.parametrize("command", [("runs", "list"), ("runs", "show", "20261130-120000-abcdef")])
-def test_run_listings_escape_control_characters(state_with_a_hostile_upload_name, tmp_path, command):
-    result = rostergate("--config", str(state_with_a_hostile_upload_name), *command, cwd=tmp_path)
-    assert result.returncode == 0, result.stderr
+def test_run_listings_escape_control_characters(state_with_a_hostile_upload_name, rostergate, command):
+    result = rostergate("--config", str(state_with_a_hostile_upload_name), *command, color=True)
+    assert result.exit_code == 0, result.stderr
     assert not any(c in result.stdout + result.stderr for c in RAW_CONTROLS), repr(result.stdout)
     assert "\\x1b]0;owned\\x07" in result.stdout and "\\u202e" in result.stdout
 
 
-def test_json_output_keeps_the_value_but_no_raw_control(state_with_a_hostile_upload_name, tmp_path):
-    result = rostergate("--config", str(state_with_a_hostile_upload_name), "runs", "list", "--json", cwd=tmp_path)
-    assert result.returncode == 0, result.stderr
+def test_json_output_keeps_the_value_but_no_raw_control(state_with_a_hostile_upload_name, rostergate):
+    result = rostergate("--config", str(state_with_a_hostile_upload_name), "runs", "list", "--json", color=True)
+    assert result.exit_code == 0, result.stderr
     assert not any(c in result.stdout for c in RAW_CONTROLS)
     assert json.loads(result.stdout)[0]["upload_name"] == HOSTILE  # same value, escaped in transit
 
 
-def test_validate_report_escapes_a_hostile_csv_value(tmp_path):
+def test_validate_report_escapes_a_hostile_csv_value(rostergate, tmp_path):
     folder = tmp_path / "upload"
     shutil.copytree(ONEROSTER_11_VALID, folder)
     users = folder / "users.csv"
@@ -59,8 +55,8 @@ def test_validate_report_escapes_a_hostile_csv_value(tmp_path):
     first = lines[1].split(",")
     first[header.index("role")] = "\x1b[31mteacher\x1b[0m"  # not a role: reported with its value
     users.write_text("\n".join([lines[0], ",".join(first), *lines[2:]]) + "\n")
-    result = rostergate("validate", str(folder), cwd=tmp_path)
-    assert result.returncode == 1
+    result = rostergate("validate", str(folder), color=True)
+    assert result.exit_code == 1
     assert "\x1b" not in result.stdout and "\\x1b[31mteacher" in result.stdout
 
 

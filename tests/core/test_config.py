@@ -187,7 +187,8 @@ host_key = "ssh-ed25519 AAAA"
 
 
 def test_retry_cap_and_encoding_policy_parse_and_are_checked(tmp_path):
-    base = f'[[flows]]\naccount = "a"\nencoding = "ENC"\n[flows.downstream]\nurl = "{tmp_path.as_uri()}"\nretry_max_seconds = CAP\n'
+    base = (f'[[flows]]\naccount = "a"\nencoding = "ENC"\n[flows.downstream]\nurl = "{tmp_path.as_uri()}"\n'
+            "retry_max_seconds = CAP\n")
     flow = config.load(write(tmp_path, base.replace("ENC", "reject").replace("CAP", "90"))).flow_for("a")
     assert flow.encoding == "reject" and flow.downstream.retry_max_seconds == 90
     with pytest.raises(config.ConfigError) as caught:
@@ -248,7 +249,8 @@ def test_wrong_delivery_keys_are_named(tmp_path, extra, key, reason):
 @pytest.mark.parametrize("key", ["temp_name", "verify"])
 def test_delivery_keys_are_refused_for_a_folder(tmp_path, key):
     value = "false" if key == "temp_name" else '"stat"'
-    path = write(tmp_path, f'[[flows]]\naccount = "a"\n[flows.downstream]\nurl = "{tmp_path.as_uri()}"\n{key} = {value}\n')
+    path = write(tmp_path,
+                 f'[[flows]]\naccount = "a"\n[flows.downstream]\nurl = "{tmp_path.as_uri()}"\n{key} = {value}\n')
     assert f"flows[0].downstream.{key}: applies to sftp:// downstreams only" in problems_of(path)
 
 
@@ -319,7 +321,8 @@ def test_a_flow_without_a_usable_downstream_is_refused_and_duplicates_are_still_
 
 
 def test_unset_sections_are_their_defaults_not_none(tmp_path):
-    settings = config.load(write(tmp_path, f'[[flows]]\naccount = "a"\n[flows.downstream]\nurl = "{tmp_path.as_uri()}"\n'))
+    toml = f'[[flows]]\naccount = "a"\n[flows.downstream]\nurl = "{tmp_path.as_uri()}"\n'
+    settings = config.load(write(tmp_path, toml))
     flow = settings.flow_for("a")
     assert (flow.input, flow.output, flow.profile, flow.encoding) == ("auto", "asm", "strict", "convert")
     assert flow.safeguards == Thresholds() and flow.mapping is None

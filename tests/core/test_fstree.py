@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 from rostergate import fstree
-from rostergate.fstree import TooManyEntries, TreeChanged, remove_tree, removable_root, walk, walk_files
+from rostergate.fstree import TooManyEntries, TreeChanged, removable_root, remove_tree, walk, walk_files
 
 DEEP = 3000
 

@@ -32,6 +32,7 @@ def test_healthz_is_200_while_every_check_holds_and_503_naming_the_one_that_does
         assert status == 200 and b"rostergate_runs_received_total" in body
     finally:
         server.shutdown()
+        server.server_close()
 
 
 def test_a_check_that_raises_is_an_unhealthy_answer_not_a_dead_listener():
@@ -46,3 +47,4 @@ def test_a_check_that_raises_is_an_unhealthy_answer_not_a_dead_listener():
         assert get(f"http://127.0.0.1:{port}/metrics")[0] == 200
     finally:
         server.shutdown()
+        server.server_close()

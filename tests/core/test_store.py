@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import sqlite3
-import subprocess
-import sys
 
 import pytest
 
@@ -23,13 +21,12 @@ def test_a_newer_store_is_refused_and_left_unchanged(tmp_path):
         assert conn.execute("PRAGMA user_version").fetchone()[0] == newer
 
 
-def test_the_cli_says_it_in_one_line(tmp_path):
+def test_the_cli_says_it_in_one_line(rostergate, tmp_path):
     store.connect(tmp_path / "var").close()
     with sqlite3.connect(tmp_path / "var" / store.DB_NAME) as conn:
         conn.execute(f"PRAGMA user_version = {len(store.MIGRATIONS) + 5}")
     config = tmp_path / "rostergate.toml"
     config.write_text(f'[server]\ndata_dir = "{tmp_path / "var"}"\n')
-    result = subprocess.run([sys.executable, "-m", "rostergate", "--config", str(config), "runs", "list"],
-                            capture_output=True, text=True, cwd=tmp_path, timeout=120)
-    assert result.returncode != 0 and "Traceback" not in result.stderr
+    result = rostergate("--config", str(config), "runs", "list")
+    assert result.exit_code != 0 and "Traceback" not in result.stderr
     assert "newer than this rostergate knows" in result.stderr

@@ -22,7 +22,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import ONEROSTER_11_VALID, Daemon, make_keypair, require_tool, tiny_tmpfs, zip_folder
-from tests.downstream import AsyncsshDownstream, Faults, OpenSSHDownstream
+from tests.downstream import AsyncsshDownstream, Faults
 from tests.sftp.helpers import sftp_batch, wait_until
 
 pytestmark = pytest.mark.e2e
@@ -162,9 +162,8 @@ def test_quota_lifted_before_the_retry_delivers_the_checked_bytes(tmp_path, tool
 
 
 # -- a full disk on a real OpenSSH server ----------------------------------------------
-def test_openssh_downstream_with_a_full_disk_never_delivers(tmp_path, tools, daemon_factory):
-    require_tool("sshd")
-    sshd = OpenSSHDownstream(tmp_path / "sshd")
+def test_openssh_downstream_with_a_full_disk_never_delivers(tmp_path, tools, daemon_factory, sshd_factory):
+    sshd = sshd_factory(start=False)  # started once its drop box is the tiny disk
     local = big_roster(tmp_path, 2500)  # its ASM output is about 100 KB, more than the 64 KiB disk
     with tiny_tmpfs(sshd.dropbox, "64k"):
         sshd.start()
@@ -184,7 +183,8 @@ def test_openssh_downstream_with_a_full_disk_never_delivers(tmp_path, tools, dae
 
 
 # -- kill -9 in the middle of a delivery -----------------------------------------------
-def test_kill_9_mid_delivery_leaves_only_the_partial_and_the_restart_delivers(tmp_path, tools, asyncssh_down, daemon_factory):
+def test_kill_9_mid_delivery_leaves_only_the_partial_and_the_restart_delivers(tmp_path, tools, asyncssh_down,
+                                                                            daemon_factory):
     asyncssh_down.faults = Faults(write_delay=60)  # each WRITE is held until the test lowers the delay
     daemon = daemon_factory(asyncssh_down.flow_toml(ACCOUNT))
     key = started(daemon, tmp_path)

@@ -6,13 +6,13 @@ import json
 import signal
 import sqlite3
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from tests.conftest import ONEROSTER_11_VALID, Daemon, OpenSSHDownstream, make_keypair, require_tool, zip_folder
 from tests.sftp.helpers import sftp_batch
-from tests.conftest import ONEROSTER_11_VALID, Daemon, make_keypair, require_tool, zip_folder
-from tests.downstream import OpenSSHDownstream
 
 pytestmark = pytest.mark.e2e
 
@@ -23,17 +23,18 @@ def upload(daemon: Daemon, key: Path, local: Path, account: str = "district-a") 
 
 
 @pytest.fixture
-def sshd(tmp_path):
-    require_tool("sshd")
+def down_sshd(sshd_factory) -> Iterator[OpenSSHDownstream]:
+    """An sshd the test starts itself, once the daemon has found it down."""
     require_tool("sftp")
-    server = OpenSSHDownstream(tmp_path / "downstream")
+    server = sshd_factory(start=False)
     yield server
     server.stop()
 
 
-def test_outage_retries_then_delivers_and_survives_kill_9(tmp_path, sshd):
+def test_outage_retries_then_delivers_and_survives_kill_9(tmp_path, down_sshd):
     """Downstream down: the run waits in 'retrying'; a kill -9 loses nothing; delivery follows."""
-    flows = sshd.flow_toml("district-a", extra="max_attempts = 500\nretry_base_seconds = 0.2\nretry_max_seconds = 1\n")
+    retries = "max_attempts = 500\nretry_base_seconds = 0.2\nretry_max_seconds = 1\n"
+    flows = down_sshd.flow_toml("district-a", extra=retries)
     daemon = Daemon(tmp_path, flows_toml=flows).start()
     key = make_keypair(tmp_path)
     daemon.cli("accounts", "create", "district-a", "--public-key", f"{key}.pub", "--no-password")
@@ -42,18 +43,18 @@ def test_outage_retries_then_delivers_and_survives_kill_9(tmp_path, sshd):
     assert runs[0]["status"] == "retrying"
 
     daemon.stop(sig=signal.SIGKILL)
-    sshd.start()
+    down_sshd.start()
     daemon.start()
     runs = daemon.wait_for_runs(1, timeout=30)
     assert [r["status"] for r in runs] == ["delivered"], daemon.log.read_text()[-3000:]
-    assert len(list(sshd.dropbox.iterdir())) == 1
+    assert len(list(down_sshd.dropbox.iterdir())) == 1
     forwards = [s for s in daemon.cli_json("runs", "show", runs[0]["id"])["steps"] if s["name"] == "forward"]
     assert forwards[-1]["status"] == "ok" and any(s["status"] == "failed" for s in forwards[:-1])
     daemon.stop()
 
 
-def test_gives_up_after_max_attempts_and_reports_failed(tmp_path, sshd):
-    flows = sshd.flow_toml("district-a", extra="max_attempts = 2\nretry_base_seconds = 0.2\n")
+def test_gives_up_after_max_attempts_and_reports_failed(tmp_path, down_sshd):
+    flows = down_sshd.flow_toml("district-a", extra="max_attempts = 2\nretry_base_seconds = 0.2\n")
     daemon = Daemon(tmp_path, flows_toml=flows).start()
     key = make_keypair(tmp_path)
     daemon.cli("accounts", "create", "district-a", "--public-key", f"{key}.pub", "--no-password")
@@ -68,7 +69,7 @@ def test_gives_up_after_max_attempts_and_reports_failed(tmp_path, sshd):
     report = (daemon.home("district-a") / "reports" / f"{run['id']}.txt").read_text()
     assert "FAILED" in report and "gave up after 2 attempts" in report
     # The operator can retry it once the downstream is back.
-    sshd.start()
+    down_sshd.start()
     daemon.cli("runs", "retry", run["id"])
     for _ in range(60):
         if daemon.runs()[0]["status"] == "delivered":

@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import pytest
 
+from tests import procs
 from tests import zipcraft as zc
 from tests.conftest import Daemon, local_flow, make_keypair, require_tool
-from tests import procs
 from tests.sftp.helpers import sftp_batch, wait_until
 from tests.zipcraft import MIB
 

@@ -9,8 +9,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from tests.sftp.helpers import sftp_batch
 from tests.conftest import FIXTURES, ONEROSTER_11_VALID, Daemon, make_keypair, require_tool, zip_folder
+from tests.sftp.helpers import sftp_batch
 
 pytestmark = pytest.mark.e2e
 ASM_VALID = FIXTURES / "asm-valid"

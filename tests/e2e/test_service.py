@@ -181,6 +181,7 @@ def test_without_notify_socket_nothing_is_sent_and_children_do_not_inherit_it():
     assert environ == {}  # removed, so the worker processes never speak for the daemon
     assert notifier.enabled and notifier.watchdog_seconds is None  # the watchdog is another process's
     assert notifier.ready("x") is False  # no manager listening: no error, the daemon runs on
+    notifier.close()
     assert Notifier({}).ready("x") is False
 
 

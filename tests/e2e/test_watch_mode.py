@@ -10,8 +10,7 @@ from pathlib import Path
 import pytest
 
 from rostergate.fstree import remove_tree
-from tests.conftest import ONEROSTER_11_VALID, Daemon, require_tool, zip_folder
-from tests.downstream import OpenSSHDownstream
+from tests.conftest import ONEROSTER_11_VALID, Daemon, OpenSSHDownstream, require_tool, zip_folder
 
 pytestmark = pytest.mark.e2e
 
@@ -26,11 +25,10 @@ def upload_to_sshd(server: OpenSSHDownstream, commands: str) -> None:
 
 
 @pytest.fixture(scope="module")
-def world(tmp_path_factory):
+def world(tmp_path_factory, sshd_factory):
     require_tool("sftp")
-    require_tool("sshd")
     root = tmp_path_factory.mktemp("watch")
-    other_server = OpenSSHDownstream(root / "other-sftp").start()
+    other_server = sshd_factory()
     outbox = root / "outbox"
     flows = (
         "[[flows]]\n"

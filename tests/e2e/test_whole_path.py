@@ -14,8 +14,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from tests.conftest import ONEROSTER_11_VALID, make_keypair, require_tool, zip_folder
-from tests.downstream import OpenSSHDownstream
+from tests.conftest import ONEROSTER_11_VALID, make_keypair, public_key_line, require_tool, zip_folder
 from tests.sftp.helpers import sftp_batch
 
 ASM_HEADERS = {
@@ -41,11 +40,10 @@ def assert_asm_header(found: str, template: str, name: str) -> None:
 
 
 @pytest.fixture(scope="module")
-def world(tmp_path_factory):
+def world(tmp_path_factory, sshd_factory):
     require_tool("sftp")
-    require_tool("sshd")
     root = tmp_path_factory.mktemp("whole-path")
-    downstream = OpenSSHDownstream(root / "downstream").start()
+    downstream = sshd_factory()
     from tests.conftest import Daemon
 
     daemon = Daemon(root, flows_toml=downstream.flow_toml("district-a")).start()
@@ -60,7 +58,7 @@ def test_account_create_json_follows_the_contract(world):
     created = daemon.cli_json("accounts", "create", "district-a", "--public-key", f"{key}.pub")
     assert created["name"] == created["username"] == "district-a"
     assert (created["host"], created["port"]) == ("localhost", daemon.port)
-    assert created["public_keys"] == [" ".join(Path(f"{key}.pub").read_text().split()[:2]) + " "
+    assert created["public_keys"] == [public_key_line(key) + " "
                                       + Path(f"{key}.pub").read_text().split()[2]]
     assert len(created["password"]) >= 20
     assert created["host_key_fingerprint"].startswith("SHA256:")

@@ -1,4 +1,5 @@
-"""Lookups in arrowops.py (and the missing_in mask built on them) return what the plain kernels return, on every path."""
+"""Lookups in arrowops.py (and the missing_in mask built on them) return what the plain kernels return,
+on every path."""
 
 from __future__ import annotations
 

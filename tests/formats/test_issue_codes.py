@@ -9,9 +9,9 @@ their cases in tests/formats/convert/test_convert_codes.py.
 from __future__ import annotations
 
 import zipfile
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
 
 import pytest
 

@@ -18,8 +18,8 @@ from rostergate.formats.validate.entry import validate_path
 from tests.formats import conftest as kit
 
 # RG_HYPOTHESIS_EXAMPLES=500 for a deeper local run; the default keeps the suite fast
-SETTINGS = dict(max_examples=int(os.environ.get("RG_HYPOTHESIS_EXAMPLES", "40")), deadline=3000, suppress_health_check=[HealthCheck.function_scoped_fixture,
-                                                                         HealthCheck.too_slow])
+SETTINGS = dict(max_examples=int(os.environ.get("RG_HYPOTHESIS_EXAMPLES", "40")), deadline=3000,
+                suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
 
 
 def _sane(result) -> None:
@@ -40,7 +40,8 @@ def test_random_bytes_as_upload(data):
         assert is_complete_zip(p) in (True, False)
 
 
-cells = st.lists(st.sampled_from(list('ab,;"\t\r\n é\x00\\{}:') + ["TRUE", "usr-s1", "ext:x"]), max_size=12).map("".join)
+cells = st.lists(st.sampled_from(list('ab,;"\t\r\n é\x00\\{}:') + ["TRUE", "usr-s1", "ext:x"]),
+                 max_size=12).map("".join)
 csv_text = st.lists(st.lists(cells, min_size=1, max_size=6), max_size=8).map(
     lambda rows: "\n".join(",".join(r) for r in rows))
 

@@ -1,4 +1,5 @@
-"""Payloads for the forwarders, SFTP downstreams to deliver to, and a tiny file system to fill or make read-only."""
+"""Payloads for the forwarders, faulty SFTP downstreams to deliver to (OpenSSH's is the ``sshd``
+fixture of tests/conftest.py), and a tiny file system to fill or make read-only."""
 
 import hashlib
 import os
@@ -9,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import require_tool, tiny_tmpfs
-from tests.downstream import AsyncsshDownstream, Faults, OpenSSHDownstream
+from tests.conftest import tiny_tmpfs
+from tests.downstream import AsyncsshDownstream, Faults
 
 BIG = 300_000  # about 10 WRITEs of 32 KiB: pipelined, answered out of the client's sight
 
@@ -37,15 +38,6 @@ def big_payload(tmp_path):
         archive.writestr("students.csv", "person_id\n1\n")
         archive.writestr(zipfile.ZipInfo("padding.bin"), os.urandom(BIG))
     return path
-
-
-@pytest.fixture
-def sshd(tmp_path):
-    """A real OpenSSH sshd on loopback, with a client key and a drop box."""
-    require_tool("sshd")
-    server = OpenSSHDownstream(tmp_path / "sshd").start()
-    yield server
-    server.stop()
 
 
 @pytest.fixture

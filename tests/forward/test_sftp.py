@@ -21,8 +21,8 @@ from rostergate.config import Downstream
 from rostergate.errors import FinalError, RetryableError
 from rostergate.forward import forwarder_for, login
 from rostergate.forward import sftp as sftp_forwarder
-from tests.conftest import free_port
-from tests.downstream import AsyncsshDownstream, OpenSSHDownstream
+from tests.conftest import OpenSSHDownstream, free_port, make_keypair, public_key_line
+from tests.downstream import AsyncsshDownstream
 
 APPLE = {"temp_name": False, "verify": "size-on-handle"}  # what config gives upload.appleschoolcontent.com
 
@@ -61,9 +61,9 @@ def test_delivers_to_openssh_with_key_and_pinned_host_key(sshd, payload, sha256)
 
 
 def test_host_key_mismatch_is_final_and_writes_nothing(sshd, payload, tmp_path):
-    other = OpenSSHDownstream(tmp_path / "other")  # only for a second, different host key
+    other = public_key_line(make_keypair(tmp_path, "other"))  # a second, different host key
     with pytest.raises(FinalError, match="host key mismatch"):
-        forwarder_for(key_downstream(sshd, host_key=other.host_key_line)).deliver(payload, "x.zip")
+        forwarder_for(key_downstream(sshd, host_key=other)).deliver(payload, "x.zip")
     assert list(sshd.dropbox.iterdir()) == []
 
 
@@ -75,9 +75,9 @@ def test_refused_login_is_final(sshd, payload, tmp_path):
 
 
 def test_unreachable_server_is_retryable(payload, tmp_path):
-    unused = OpenSSHDownstream(tmp_path / "unused")  # a real key to pin; no server is started
+    unused = public_key_line(make_keypair(tmp_path, "unused"))  # a real key to pin; no server listens
     down = Downstream(url="sftp://x", scheme="sftp", host="127.0.0.1", port=free_port(), username="u",
-                      path="/", host_key=unused.host_key_line, connect_timeout=2)
+                      path="/", host_key=unused, connect_timeout=2)
     with pytest.raises(RetryableError, match="cannot reach"):
         forwarder_for(down).deliver(payload, "x.zip")
 
@@ -134,9 +134,9 @@ def test_login_is_the_delivery_s_own_and_classifies_alike(sshd, tmp_path):
         assert transport is not None and transport.is_authenticated()
     finally:
         client.close()
-    other = OpenSSHDownstream(tmp_path / "other")
+    other = public_key_line(make_keypair(tmp_path, "other"))
     with pytest.raises(FinalError, match="host key mismatch"):
-        login(key_downstream(sshd, host_key=other.host_key_line))
+        login(key_downstream(sshd, host_key=other))
     with pytest.raises(RetryableError, match=r"cannot read flows\.downstream\.key_file .*No such file"):
         login(key_downstream(sshd, key_file=tmp_path / "gone"))
 
@@ -299,7 +299,7 @@ def test_a_password_file_that_is_not_text_is_final_and_not_quoted(tmp_path, payl
     secret = tmp_path / "downstream.pass"
     secret.write_bytes(b"s3cr\xff\xfet")
     down = Downstream(url="sftp://x", scheme="sftp", host="127.0.0.1", port=free_port(), username="u", path="/",
-                      password_file=secret, host_key=OpenSSHDownstream(tmp_path / "k").host_key_line)
+                      password_file=secret, host_key=public_key_line(make_keypair(tmp_path, "k")))
     with pytest.raises(FinalError, match="password_file .* is not UTF-8 text") as caught:
         forwarder_for(down).deliver(payload, "a.zip")
     assert "s3cr" not in str(caught.value) and "xff" not in str(caught.value)

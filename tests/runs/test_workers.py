@@ -251,6 +251,7 @@ def test_a_worker_dies_with_its_parent(tmp_path):
     finally:
         parent.kill()
         parent.wait(10)
+        parent.stdout.close()
 
 
 def test_a_closed_pool_refuses_calls_and_leaves_no_worker():

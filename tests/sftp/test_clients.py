@@ -19,9 +19,18 @@ import pytest
 
 from tests.conftest import Daemon, local_flow, make_keypair, require_tool
 from tests.sftp.helpers import (
-    SSH_OPTS, home_names, no_runs_named, padded_zip, paramiko_client, roster_zip, run_sha256, runs_named,
-    sftp_batch, sha256_file,
-    wait_runs_named, wait_until,
+    SSH_OPTS,
+    home_names,
+    no_runs_named,
+    padded_zip,
+    paramiko_client,
+    roster_zip,
+    run_sha256,
+    runs_named,
+    sftp_batch,
+    sha256_file,
+    wait_runs_named,
+    wait_until,
 )
 
 ACCOUNT = "district-a"

@@ -89,7 +89,7 @@ def _lists(ssh) -> bool:
     try:
         ssh.open_sftp().listdir("/")
         return True
-    except IOError:
+    except OSError:
         return False
 
 

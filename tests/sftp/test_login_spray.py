@@ -124,6 +124,8 @@ class Spray:
             self.process.kill()
         self.process.wait(timeout=10)
         self._reader.join(timeout=10)
+        if self.process.stdout is not None:
+            self.process.stdout.close()
 
 
 def timed_login(daemon: Daemon, password: str) -> float:

@@ -19,7 +19,13 @@ import pytest
 
 from tests.conftest import Daemon, local_flow
 from tests.sftp.helpers import (
-    count_runs_fast, paramiko_client, roster_zip, run_sha256, sha256_file, wait_runs_named, wait_until,
+    count_runs_fast,
+    paramiko_client,
+    roster_zip,
+    run_sha256,
+    sha256_file,
+    wait_runs_named,
+    wait_until,
 )
 
 A = "district-a"
@@ -76,7 +82,7 @@ def test_renaming_a_file_still_open_for_writing_is_refused(world, how):
             else:
                 renamer.rename(temp, final)
             accepted = True
-        except IOError as exc:
+        except OSError as exc:
             accepted = False
             assert "close the file before renaming it" in str(exc)
         if accepted:  # never with this server: then the bytes written from now on must not be delivered

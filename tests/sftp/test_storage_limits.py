@@ -194,7 +194,7 @@ def test_a_finished_upload_frees_its_quota(world):
     for round_ in range(2):  # together 400,000 bytes: only possible if the first one freed its bytes
         with Session(world, "frees") as sftp:
             sftp.put(str(upload), f"roster-{round_}.zip")
-        assert wait_until(lambda: count_runs_fast(daemon, "frees", f"roster-{round_}.zip") == 1, timeout=15)
+        assert wait_until(lambda n=round_: count_runs_fast(daemon, "frees", f"roster-{n}.zip") == 1, timeout=15)
     with Session(world, "frees") as sftp:
         put_bytes(sftp, "after.csv", 250_000)
         assert sorted(sftp.listdir("/")) == ["after.csv", "reports"]

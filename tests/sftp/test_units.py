@@ -1,5 +1,5 @@
-"""Unit tests: defender scoring and bans on a fake clock, settings parsing, upload names,
-the password-check queue's order."""
+"""Unit tests: defender scoring and bans on a fake clock, settings parsing, the password-check
+queue's order."""
 
 from __future__ import annotations
 
@@ -12,7 +12,6 @@ import pytest
 from rostergate.config import ConfigError, parse
 from rostergate.sftp.defender import Defender
 from rostergate.sftp.hashing import PasswordChecks
-from rostergate.uploadnames import is_upload_name
 from rostergate.sftp.settings import DefenderSettings, SftpSettings, parse_sftp_settings
 
 
@@ -103,15 +102,6 @@ def test_every_bad_key_is_named():
         "server.defender.threshold", "server.defender.enabled", "server.defender.safe_list",
         "server.algorithms.ciphers", "server.algorithms.macs", "server.algorithms.kex",
     }
-
-
-@pytest.mark.parametrize(("name", "expected"), [
-    ("/roster.zip", True), ("/sub/Roster.ZIP", True), ("/roster.zip.filepart", False),
-    ("/roster.zip.a1b2.partial", False), ("/.in.roster.zip", False), ("/reports/x.zip", False),
-    ("/notes.txt", False),
-])
-def test_upload_names(name, expected):
-    assert is_upload_name(name) is expected
 
 
 # -- storage limits: [server.limits] keys of the quota, entries, depth and names ---------------

@@ -62,8 +62,9 @@ async def serving(tmp_path: Path, settings: SftpSettings | None = None) -> Async
         world.uploads.append((path.name, path.read_bytes()))
         path.unlink()
 
-    acceptor = await start_server("127.0.0.1", 0, data / "ssh_host_ed25519_key", accounts, on_upload, settings)
-    world = World(acceptor.get_port(), key, acceptor.rostergate_state, accounts.home(A))
+    listener = await start_server("127.0.0.1", 0, data / "ssh_host_ed25519_key", accounts, on_upload, settings)
+    acceptor = listener.acceptor
+    world = World(acceptor.get_port(), key, listener.state, accounts.home(A))
     try:
         yield world
     finally:

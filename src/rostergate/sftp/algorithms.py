@@ -59,7 +59,7 @@ class Policy:
     macs: list[str]
     host_key_algs: list[str]
 
-    def listen_options(self) -> dict:
+    def listen_options(self) -> dict[str, list[str]]:
         return {
             "kex_algs": self.kex,
             "encryption_algs": self.ciphers,
@@ -68,10 +68,10 @@ class Policy:
             "signature_algs": list(CLIENT_SIGNATURES),
         }
 
-    def host_keypairs(self, keys: list[asyncssh.SSHKey]) -> list:
+    def host_keypairs(self, keys: list[asyncssh.SSHKey]) -> list[asyncssh.SSHKeyPair]:
         """Key pairs that offer only the policy's host key algorithms (no ``ssh-rsa`` with SHA-1)."""
         allowed = [alg.encode() for alg in self.host_key_algs]
-        pairs = []
+        pairs: list[asyncssh.SSHKeyPair] = []
         for pair in asyncssh.load_keypairs(keys):
             pair.host_key_algorithms = [a for a in pair.host_key_algorithms if a in allowed]
             pair.sig_algorithms = [a for a in pair.sig_algorithms if a in allowed]

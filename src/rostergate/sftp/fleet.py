@@ -316,12 +316,12 @@ async def _serve(config: ServerProcessConfig) -> None:
     conn = store.connect(config.data_dir)
     accounts = AccountStore(conn, config.data_dir)
     try:
-        server = await start_server(config.listen_host, config.listen_port, config.host_key, accounts,
-                                    link.upload_finished, settings=config.sftp, reuse_port=True, recover=False)
+        listener = await start_server(config.listen_host, config.listen_port, config.host_key, accounts,
+                                      link.upload_finished, settings=config.sftp, reuse_port=True, recover=False)
     except OSError as exc:  # the daemon reports it (ServerProcessFailed); one line here says why
         log.error("sftp_process_cannot_listen", error=exc.strerror or str(exc))
         raise SystemExit(3) from None
-    state = server.rostergate_state  # type: ignore[attr-defined]
+    server, state = listener.acceptor, listener.state
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     loop.add_signal_handler(signal.SIGTERM, stop.set)

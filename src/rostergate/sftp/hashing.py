@@ -39,7 +39,7 @@ class PasswordChecks:
     def __init__(self, workers: int | None = None, lanes: int = 1):
         """``workers`` threads (default: the cores divided by the ``lanes`` each check uses)."""
         self.workers = max(1, workers or (os.cpu_count() or 1) // max(1, lanes))
-        self._queue: list[tuple[int, int, Key, Callable[[], Any], Future]] = []
+        self._queue: list[tuple[int, int, Key, Callable[[], Any], Future[Any]]] = []
         self._order = itertools.count()
         self._ready = threading.Condition()
         self._closed = False
@@ -50,7 +50,7 @@ class PasswordChecks:
 
     async def run(self, priority: int, check: Callable[[], T], key: Key = ("", "")) -> T:
         """Run ``check`` on a worker when no check of lower ``priority`` waits; its result."""
-        future: Future = Future()
+        future: Future[T] = Future()
         with self._ready:
             if self._closed:
                 raise RuntimeError("password checks are closed")

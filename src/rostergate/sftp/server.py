@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import os
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import asyncssh
@@ -89,7 +90,7 @@ class TenantSSHServer(asyncssh.SSHServer):
         self._failures = 0
         self._username = ""
         self._last_activity = time.monotonic()
-        self._watchdog: asyncio.Task | None = None
+        self._watchdog: asyncio.Task[None] | None = None
 
     # -- connection ----------------------------------------------------------------
     def connection_made(self, conn: asyncssh.SSHServerConnection) -> None:
@@ -190,6 +191,15 @@ class TenantSSHServer(asyncssh.SSHServer):
                                   f"idle for {idle:g} s: connection closed by the server")
 
 
+@dataclass(frozen=True)
+class Listener:
+    """The SFTP server once it listens: asyncssh's acceptor (``close()`` stops new connections) and
+    the registries its sessions share (open writers, uploads on their way to a run)."""
+
+    acceptor: asyncssh.SSHAcceptor
+    state: ServerState
+
+
 async def start_server(
     host: str,
     port: int,
@@ -199,7 +209,7 @@ async def start_server(
     settings: SftpSettings | None = None,
     reuse_port: bool = False,
     recover: bool = True,
-) -> asyncssh.SSHAcceptor:
+) -> Listener:
     """Listen for SFTP on ``host:port``; finished uploads go to ``on_upload(account, path)``.
 
     ``reuse_port`` shares the port with other server processes (``SO_REUSEPORT``,
@@ -241,10 +251,7 @@ async def start_server(
         reuse_port=reuse_port,
         **algorithms.listen_options(),
     )
-    acceptor.rostergate_state = state  # type: ignore[attr-defined]  # for tests and shutdown
-    acceptor.rostergate_defender = defender  # type: ignore[attr-defined]
-    acceptor.rostergate_checks = checks  # type: ignore[attr-defined]
-    return acceptor
+    return Listener(acceptor, state)
 
 
 def host_key_fingerprint(path: Path, create: bool = True) -> str | None:

@@ -127,7 +127,7 @@ MIN_PACKET_BYTES = 34 * 1024
 class _Reader:
     """Reads typed values from one TOML table, collecting ``key: reason`` problems."""
 
-    def __init__(self, table: dict, prefix: str, problems: list[str]):
+    def __init__(self, table: dict[str, object], prefix: str, problems: list[str]):
         self.table, self.prefix, self.problems = table, prefix, problems
 
     def bad(self, key: str, reason: str) -> None:
@@ -179,7 +179,7 @@ class _Reader:
         return _Reader(value, f"{self.prefix}.{key}", self.problems)
 
 
-def parse_sftp_settings(server_table: dict, prefix: str) -> SftpSettings:
+def parse_sftp_settings(server_table: object, prefix: str) -> SftpSettings:
     """Build :class:`SftpSettings` from the ``[server]`` table (raises ConfigError naming keys)."""
     problems: list[str] = []
     server = _Reader(server_table if isinstance(server_table, dict) else {}, prefix, problems)
@@ -271,5 +271,5 @@ def _parse_algorithms(r: _Reader) -> AlgorithmSettings:
     return AlgorithmSettings(
         rsa_host_key=r.boolean("rsa_host_key", False),
         rsa_host_key_path=Path(path) if path else None,
-        **lists,  # type: ignore[arg-type]
+        **lists,
     )

@@ -271,7 +271,8 @@ def _(p):
     if p.oneroster:  # an extension column in the header, with no value on any row
         p.raw[leaf(p)] = p.bytes_of(leaf(p)).replace(b"endDate\n", b"endDate,metadata.room\n", 1)
     else:
-        p.raw["classes.csv"] = p.bytes_of("classes.csv").replace(b"location_id\n", b"location_id,class_display_name\n", 1)
+        header = b"location_id,class_display_name\n"
+        p.raw["classes.csv"] = p.bytes_of("classes.csv").replace(b"location_id\n", header, 1)
 
 
 @rule("csv.header.trailing_separator")

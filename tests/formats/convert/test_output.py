@@ -41,7 +41,7 @@ def test_row_order_of_the_input_does_not_matter(tmp_path: Path) -> None:
     for name in ("users.csv", "enrollments.csv", "orgs.csv"):
         lines = (shuffled / name).read_text().splitlines()
         # reverse the data rows but keep first-of-duplicates semantics by only moving unique rows
-        (shuffled / name).write_text("\n".join([lines[0], *sorted(lines[1:], key=lambda l: l[::-1])]) + "\n")
+        (shuffled / name).write_text("\n".join([lines[0], *sorted(lines[1:], key=lambda line: line[::-1])]) + "\n")
     a = convert_dir(FIXTURES / "or11-district", "oneroster-1.1", as_of=AS_OF).tables
     b = convert_dir(shuffled, "oneroster-1.1", as_of=AS_OF).tables
     # duplicates resolve by file order, so compare only tables without duplicate_id effects
@@ -132,7 +132,7 @@ def test_zip_refuses_folders(tmp_path: Path) -> None:
 def test_apple_quoting(value: str, written: str) -> None:
     frame = pd.DataFrame({"a": [value], "b": ["x"]}, dtype="str")
     data = csv_bytes(frame)
-    assert data == f"a,b\n{written},x\n".encode("utf-8")
+    assert data == f"a,b\n{written},x\n".encode()
     expected = value.replace("\r\n", "\n")
     assert load_bytes(data, "x.csv", escape_char=ESCAPE).frame.iloc[0]["a"] == expected  # csvio reads Apple's dialect
 

@@ -75,7 +75,8 @@ def test_an_output_problem_is_placed_at_the_uploaded_row_and_column(tmp_path: Pa
 
 
 def test_a_mapped_column_is_traced_to_the_column_the_mapping_reads() -> None:
-    mapping = Mapping(columns=(("students", (("first_name", columnrules.ColumnRule(sources=("preferredGivenName",))),)),))
+    preferred = columnrules.ColumnRule(sources=("preferredGivenName",))
+    mapping = Mapping(columns=(("students", (("first_name", preferred),)),))
     assert columnrules.source_column("students.csv", "first_name", "oneroster-1.2", mapping) == "preferredGivenName"
     assert columnrules.source_column("students.csv", "first_name", "oneroster-1.2", Mapping()) == "givenName"
     assert columnrules.source_column("students.csv", "grade_level", "oneroster-1.1", Mapping()) == "grades"
@@ -91,7 +92,8 @@ def test_the_asm_profiles_tables_agree_with_the_converters_defaults() -> None:
         asm_file = {"users": "students", "courses": "courses", "orgs": "locations"}[stem]
         assert asm_column in asm.NAME_COLUMNS[asm_file]
         assert columnrules.source_column(f"{asm_file}.csv", asm_column, "oneroster-1.1", Mapping()) == column
-    copied = {(f, c) for f, cols in asm.NAME_COLUMNS.items() for c in cols if f != "classes"}  # class_display_name: opt-in
+    # class_display_name is opt-in
+    copied = {(f, c) for f, cols in asm.NAME_COLUMNS.items() for c in cols if f != "classes"}
     assert copied <= {({"users": "students", "courses": "courses", "orgs": "locations"}[s], a)
                       for (s, _), a in S.ASM_NAME_SOURCES.items()} | {("staff", c) for c in asm.NAME_COLUMNS["staff"]}
     for stem, column in S.ASM_ID_SOURCES.items():

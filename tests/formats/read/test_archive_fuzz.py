@@ -105,6 +105,9 @@ class Unpacker:
         except subprocess.TimeoutExpired:
             self.process.kill()
             self.process.wait(timeout=5)
+        finally:
+            if self.process.stdout:
+                self.process.stdout.close()
 
 
 @pytest.fixture(scope="module")

@@ -69,7 +69,8 @@ def _write(tmp_path: Path, data: bytes, name: str = "upload.zip") -> Path:
     return path
 
 
-def _unpack(tmp_path: Path, data: bytes, limits: ArchiveLimits = ArchiveLimits()) -> tuple[list, Path]:
+def _unpack(tmp_path: Path, data: bytes, limits: ArchiveLimits | None = None) -> tuple[list, Path]:
+    limits = limits or ArchiveLimits()
     dest = tmp_path / "out"
     dest.mkdir()
     return unpack(_write(tmp_path, data), dest, limits), dest
@@ -209,7 +210,7 @@ class _CountingFile:
 
     def __init__(self, path, mode="rb"):
         assert mode == "rb"
-        self._fh = open(path, mode)
+        self._fh = open(path, mode)  # noqa: SIM115 - a file object itself: closed by __exit__
 
     def read(self, size: int = -1) -> bytes:
         data = self._fh.read(size)

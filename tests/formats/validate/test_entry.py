@@ -120,7 +120,8 @@ def test_delta_file_rules(tmp_path):
 
 def test_asm_student_without_class_when_rosters_also_have_bad_references(tmp_path):
     d = kit.copy(kit.ASM, tmp_path / "u")
-    kit.add_row(d, "students.csv", {"person_id": "usr-s9", "first_name": "A", "last_name": "B", "location_id": "org-ms"})
+    kit.add_row(d, "students.csv",
+                {"person_id": "usr-s9", "first_name": "A", "last_name": "B", "location_id": "org-ms"})
     kit.add_row(d, "rosters.csv", {"roster_id": "r-9", "class_id": "cls-gone", "student_id": "usr-s1"})
     kit.add_row(d, "rosters.csv", {"roster_id": "r-10", "class_id": "cls-bio-1", "student_id": "usr-s1"})
     result = validate_dir(d)

@@ -9,7 +9,8 @@ from tests.formats.conformance.packages import minimal, with_gradebook, write
 def test_every_score_above_its_line_items_maximum_is_reported_whatever_the_limits(tmp_path):
     package = with_gradebook(minimal("1.2"))
     item, result = package.tables["lineItems.csv"][0], package.tables["results.csv"][0]
-    package.tables["lineItems.csv"] = [{**item, "sourcedId": f"li{n}", "resultValueMax": str(10 + n)} for n in range(12)]
+    package.tables["lineItems.csv"] = [{**item, "sourcedId": f"li{n}", "resultValueMax": str(10 + n)}
+                                       for n in range(12)]
     package.tables["results.csv"] = [{**result, "sourcedId": f"res{n}", "lineItemSourcedId": f"li{n}",
                                       "score": str(11 + n)} for n in range(12)]
     package.tables["lineItemLearningObjectiveIds.csv"][0]["lineItemSourcedId"] = "li0"
