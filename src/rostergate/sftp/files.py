@@ -72,6 +72,7 @@ file right after uploading it.
 from __future__ import annotations
 
 import asyncio
+import io
 import os
 import posixpath
 import stat as statmod
@@ -81,13 +82,14 @@ from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Literal
 
 import asyncssh
 import structlog
 from asyncssh import FXF_APPEND, FXF_CREAT, FXF_EXCL, FXF_READ, FXF_TRUNC, FXF_WRITE
 
 from rostergate import fstree, metrics, store
-from rostergate.accounts import REPORTS_DIR
+from rostergate.accountrecords import REPORTS_DIR
 from rostergate.sftp.settings import SftpSettings
 from rostergate.sftp.slots import SessionSlots
 from rostergate.sftp.writes import APPEND, MAX_PENDING_BYTES, WRITE_THREADS, Write, reason
@@ -187,7 +189,7 @@ class LimitExceeded(asyncssh.SFTPFailure):
 class OpenFile:
     """One open file handle of a session."""
 
-    file: object  # a raw file object (buffering=0)
+    file: io.FileIO  # a raw file object (buffering=0)
     local: bytes
     relative: str
     writing: bool
@@ -199,7 +201,15 @@ class OpenFile:
     write_error: Exception | None = None  # the first write that failed: the close reports it, no completion
 
     def fileno(self) -> int:
-        return self.file.fileno()  # type: ignore[attr-defined]
+        return self.file.fileno()
+
+
+def opened(file_obj: object) -> OpenFile:
+    """``file_obj`` as the :class:`OpenFile` it is: asyncssh hands back, typed ``object``, what
+    :meth:`TenantSFTPServer.open` returned."""
+    if not isinstance(file_obj, OpenFile):
+        raise TypeError(f"not a file opened by this server: {type(file_obj).__name__}")
+    return file_obj
 
 
 class ServerState:
@@ -221,8 +231,8 @@ class ServerState:
         self.extents: dict[Inode, Extent] = {}  # inodes with writes pending (rostergate.sftp.writes)
         self.write_pool = ThreadPoolExecutor(WRITE_THREADS, thread_name_prefix="sftp-write")
         self.write_buffer_bytes = MAX_PENDING_BYTES  # per session, waiting for the disk
-        self._measuring: dict[str, asyncio.Task] = {}
-        self.tasks: set[asyncio.Task] = set()
+        self._measuring: dict[str, asyncio.Task[None]] = {}
+        self.tasks: set[asyncio.Future[object]] = set()
 
     def spawn(self, coro: Awaitable[object]) -> None:
         task = asyncio.ensure_future(coro)
@@ -372,11 +382,12 @@ class ServerState:
 class TenantSFTPServer(asyncssh.SFTPServer):
     """An SFTP session confined to one account's home."""
 
-    def __init__(self, chan: asyncssh.SSHServerChannel, state: ServerState, account: str, remote: str):
+    def __init__(self, chan: asyncssh.SSHServerChannel[bytes], state: ServerState, account: str, remote: str):
         home = state.homes / account
         super().__init__(chan, chroot=os.fsencode(str(home)))
+        assert self._chroot is not None  # asyncssh sets it from the non-empty chroot given above
         self._state = state
-        self._home = self._chroot  # real path, bytes
+        self._home: bytes = self._chroot  # real path, bytes
         self._account = account
         self._remote = remote
         self._limit = state.settings.upload_limit(account)
@@ -483,6 +494,7 @@ class TenantSFTPServer(asyncssh.SFTPServer):
             self._refuse_reports_write(local)
             if local == self._home:
                 raise asyncssh.SFTPPermissionDenied("cannot write to a folder")
+        mode: Literal["r+b", "wb", "rb"]  # binary and unbuffered: os.fdopen gives an io.FileIO
         if pflags & FXF_READ and writing:
             flags, mode = os.O_RDWR, "r+b"
         elif writing:
@@ -529,11 +541,12 @@ class TenantSFTPServer(asyncssh.SFTPServer):
                 self._state.charge(self._account, info.st_size - before.st_size)
         return handle
 
-    def read(self, file_obj: OpenFile, offset: int, size: int) -> bytes:
-        file = file_obj.file
-        file.seek(offset)  # type: ignore[attr-defined]
-        data = file.read(min(size, self._max_read))  # type: ignore[attr-defined]
-        file_obj.bytes_read += len(data)
+    def read(self, file_obj: object, offset: int, size: int) -> bytes:
+        handle = opened(file_obj)
+        file = handle.file
+        file.seek(offset)
+        data = file.read(min(size, self._max_read))
+        handle.bytes_read += len(data)
         return data
 
     def accept_write(self, file_obj: OpenFile, offset: int, length: int) -> int:
@@ -587,10 +600,11 @@ class TenantSFTPServer(asyncssh.SFTPServer):
             if not waiter.done():
                 waiter.set_result(None)
 
-    def fstat(self, file_obj: OpenFile) -> os.stat_result:
-        return os.fstat(file_obj.fileno())
+    def fstat(self, file_obj: object) -> os.stat_result:
+        return os.fstat(opened(file_obj).fileno())
 
-    async def fsetstat(self, file_obj: OpenFile, attrs: asyncssh.SFTPAttrs) -> None:
+    async def fsetstat(self, file_obj: object, attrs: asyncssh.SFTPAttrs) -> None:
+        file_obj = opened(file_obj)
         if not file_obj.writing:
             raise asyncssh.SFTPPermissionDenied(
                 "this file was opened for reading: its size and times cannot be changed through it")
@@ -601,15 +615,15 @@ class TenantSFTPServer(asyncssh.SFTPServer):
             raise asyncssh.SFTPPermissionDenied("hard-linked files cannot be changed")
         self._setattrs(fd, info, attrs)
 
-    def fsync(self, file_obj: OpenFile) -> None:
-        os.fsync(file_obj.fileno())
+    def fsync(self, file_obj: object) -> None:
+        os.fsync(opened(file_obj).fileno())
 
-    def fstatvfs(self, file_obj: OpenFile) -> os.statvfs_result:
-        return os.statvfs(file_obj.fileno())
+    def fstatvfs(self, file_obj: object) -> os.statvfs_result:
+        return os.statvfs(opened(file_obj).fileno())
 
-    def close(self, file_obj: OpenFile) -> None:
+    def close(self, file_obj: object) -> None:
         """A handle left open when the session ended (connection dropped): never a completion."""
-        self._release(file_obj, "aborted")
+        self._release(opened(file_obj), "aborted")
 
     def client_close(self, file_obj: OpenFile) -> None:
         """The client's own ``SSH_FXP_CLOSE`` (called by the session handler once the handle's
@@ -638,7 +652,7 @@ class TenantSFTPServer(asyncssh.SFTPServer):
         return local if same and self._inside(local) else None
 
     def _release(self, file_obj: OpenFile, outcome: str) -> None:
-        file_obj.file.close()  # type: ignore[attr-defined]
+        file_obj.file.close()
         if file_obj.writing:
             writers = self._state.writers
             left = writers.get(file_obj.inode, 1) - 1
