@@ -38,7 +38,7 @@ from __future__ import annotations
 import asyncio
 import errno
 from collections.abc import Callable
-from typing import Any
+from typing import Any, cast
 
 import asyncssh
 import structlog
@@ -78,7 +78,9 @@ def _status_body(exc: Exception, version: int) -> bytes:
     """An ``SSH_FXP_STATUS`` body (code, message, language) for a failed request."""
     if isinstance(exc, asyncssh.SFTPError):
         return exc.encode(version)
-    code = _OS_STATUS.get(exc.errno, FX_FAILURE) if isinstance(exc, OSError) else FX_FAILURE
+    code = FX_FAILURE
+    if isinstance(exc, OSError) and exc.errno is not None:
+        code = _OS_STATUS.get(exc.errno, FX_FAILURE)
     return asyncssh.SFTPError(code, reason(exc)).encode(version)
 
 
@@ -111,7 +113,7 @@ class TenantSFTPHandler(SFTPServerHandler):
 
     _extensions = [(name, data) for name, data in SFTPServerHandler._extensions if name not in _DROPPED_EXTENSIONS]
 
-    def __init__(self, server: TenantSFTPServer, reader: SSHReader, writer: SSHWriter, version: int,
+    def __init__(self, server: TenantSFTPServer, reader: SSHReader[bytes], writer: SSHWriter[bytes], version: int,
                  state: ServerState, touch: Callable[[], None], refusal: str | None = None):
         super().__init__(server, reader, writer, version)
         self._state = state
@@ -252,7 +254,7 @@ class TenantSFTPHandler(SFTPServerHandler):
     }
 
 
-class TenantSession(SSHServerStreamSession):
+class TenantSession(SSHServerStreamSession[bytes]):
     """An SSH session channel that offers the ``sftp`` subsystem only (no shell, exec or SCP)."""
 
     def __init__(self, state: ServerState, account: str, remote: str, touch: Callable[[], None]):
@@ -266,18 +268,21 @@ class TenantSession(SSHServerStreamSession):
         return subsystem == "sftp"
 
     def session_started(self) -> None:
-        chan = self._chan
-        assert chan is not None and self._conn is not None
+        assert self._chan is not None and self._conn is not None
+        # A server session's channel: an SSHServerChannel, or asyncssh's SSHLineEditorChannel proxy
+        # forwarding every attribute to one (so no isinstance), though asyncssh types it SSHChannel.
+        chan = cast("asyncssh.SSHServerChannel[bytes]", self._chan)
         if chan.get_subsystem() != "sftp":
             chan.close()
             return
         chan.set_encoding(None)
         self._encoding = None
-        reader: SSHReader = SSHReader(self, chan)
-        writer: SSHWriter = SSHWriter(self, chan)
+        reader = SSHReader(self, chan)
+        writer = SSHWriter(self, chan)
         self._conn.create_task(self._run(chan, reader, writer), reader.logger)
 
-    async def _run(self, chan: asyncssh.SSHServerChannel, reader: SSHReader, writer: SSHWriter) -> None:
+    async def _run(self, chan: asyncssh.SSHServerChannel[bytes], reader: SSHReader[bytes],
+                   writer: SSHWriter[bytes]) -> None:
         state, account = self._state, self._account
         limit = state.settings.session_limit(account)
         refusal = None
