@@ -15,7 +15,7 @@ import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn, NotRequired, TypedDict, cast
 
 import click
 
@@ -25,6 +25,15 @@ from rostergate.errors import AccountError, ConfigError, RostergateError, RunErr
 from rostergate.printable import json_safe, printable
 from rostergate.runstatus import RunStatus
 
+if TYPE_CHECKING:  # imported where used, so that a command loads only what it needs
+    from datetime import datetime
+
+    from rostergate.accountrecords import Account, AccountRecords
+    from rostergate.accounts import AccountStore
+    from rostergate.formats.read.text import EncodingPolicy
+    from rostergate.history import Actor, History, Run
+    from rostergate.runs.lifecycle import Lifecycle
+
 
 class Context:
     """Lazily finds and loads the settings and opens the store, so ``validate`` needs neither."""
@@ -32,7 +41,8 @@ class Context:
     def __init__(self, config_path: Path | None, demo: bool = False):
         self.config_path = config_path
         self.demo = demo
-        self.announce = lambda line: say(line, err=True)  # `serve` logs it instead (one JSON object a line)
+        # `serve` logs it instead (one JSON object a line)
+        self.announce: Callable[[str], None] = lambda line: say(line, err=True)
         self._source: config_module.ConfigSource | None = None
         self._settings: config_module.Settings | None = None
         self._conn: sqlite3.Connection | None = None
@@ -72,23 +82,23 @@ class Context:
                 raise ConfigError([f"server.data_dir: cannot create or open {data_dir}: {reason}"]) from None
         return self._conn
 
-    def accounts(self) -> Any:
+    def accounts(self) -> AccountStore:
         from rostergate.accounts import AccountStore
 
         return AccountStore(self.conn, self.settings.data_dir)
 
-    def account_records(self) -> Any:
+    def account_records(self) -> AccountRecords:
         """The accounts for reading only: no password hashing or key parsing is loaded."""
         from rostergate.accountrecords import AccountRecords
 
         return AccountRecords(self.conn, self.settings.data_dir)
 
-    def history(self) -> Any:
+    def history(self) -> Any:  # History: Any until its show/stats JSON dicts get TypedDicts
         from rostergate.history import History
 
         return History(self.conn)
 
-    def lifecycle(self):
+    def lifecycle(self) -> Lifecycle:
         from rostergate.runs.lifecycle import Lifecycle
 
         return Lifecycle(self.history(), self.accounts().home)
@@ -138,7 +148,7 @@ def audited(command: Callable[..., Any]) -> Callable[..., Any]:
                         help="Who decides, for the audit trail (default: the user running this command).")(command)
 
 
-def actor(by: str | None, reason: str | None):
+def actor(by: str | None, reason: str | None) -> Actor:
     """The audit trail's who and why of this command."""
     from rostergate.history import Actor
 
@@ -310,11 +320,24 @@ def accounts() -> None:
     """Tenant file accounts."""
 
 
-def _credentials(ctx: Context, account, password: str | None) -> dict:
+class Credentials(TypedDict):
+    """What a tenant needs to connect (``accounts create/show/password --json``)."""
+
+    name: str
+    host: str
+    port: int
+    username: str
+    public_keys: list[str]
+    host_key_fingerprint: str | None
+    disabled: bool
+    password: NotRequired[str]  # only when it was just set: it is never stored in clear
+
+
+def _credentials(ctx: Context, account: Account, password: str | None) -> Credentials:
     from rostergate.sftp.server import host_key_fingerprint
 
     server = ctx.settings.server
-    data = {
+    data: Credentials = {
         "name": account.name,
         "host": server.public_host,
         "port": server.listen_port,
@@ -328,7 +351,7 @@ def _credentials(ctx: Context, account, password: str | None) -> dict:
     return data
 
 
-def _print_credentials(data: dict) -> None:
+def _print_credentials(data: Credentials) -> None:
     say(f"account:   {data['name']}")
     say(f"host:      {data['host']}")
     say(f"port:      {data['port']}")
@@ -508,7 +531,7 @@ def runs_list(ctx: Context, account: str | None, status: str | None, since: str 
            for r in items], ["ID", "ACCOUNT", "STATUS", "FORMAT", "RECEIVED", "FINISHED", "UPLOAD"])
 
 
-def _since(text: str | None):
+def _since(text: str | None) -> datetime | None:
     """``--since`` as a UTC datetime, or None; exits 2 naming the accepted forms."""
     if not text:
         return None
@@ -597,7 +620,7 @@ def runs_reject(ctx: Context, run_id: str, by: str | None, reason: str | None) -
     say(f"run {run_id} discarded")
 
 
-def _existing_run(history, run_id: str):
+def _existing_run(history: History, run_id: str) -> Run:
     run = history.get(run_id)
     if run is None:
         fail(f"run {run_id!r} does not exist (see 'rostergate runs list')")
@@ -622,7 +645,7 @@ def runs_diff(ctx: Context, run_id: str, show_values: bool, as_json: bool) -> No
     if as_json:
         emit_json(data)
         return
-    compared = data["compared_with"]
+    compared = cast("dict[str, str | None]", data["compared_with"])  # run_changes: {"run_id", "what"}
     against = f"run {compared['run_id']}" if compared["run_id"] else "no delivery (the first one)"
     say(f"run {run.id} ({run.account}, {run.status}) against {compared['what']}: {against}")
     say(render_diff(data))  # type: ignore[arg-type]
@@ -705,22 +728,23 @@ def audit(ctx: Context, account: str | None, since: str | None, limit: int | Non
 @click.option("--encoding", type=click.Choice(["convert", "reject"]), default="convert", show_default=True,
               help="UTF-16 / Windows-1252 files: convert with a warning, or reject.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON (the documented shape) instead of text.")
-def validate(path: Path, format_: str, profile: str, encoding: str, as_json: bool) -> None:
+def validate(path: Path, format_: str, profile: str, encoding: EncodingPolicy, as_json: bool) -> None:
     """Validate a ZIP or folder; exit 0 valid, 1 invalid, 2 cannot read."""
     from rostergate.formats.validate.entry import cannot_read, validate_path
     from rostergate.formats.validate.report import render_text
 
     if not path.exists():
         fail(f"{path}: no such file or folder", 2)
-    progress = None
+    progress: Callable[[str], None] | None = None
     if sys.stderr.isatty() and not as_json:
-        def progress(message: str) -> None:
+        def show(message: str) -> None:
             click.echo(f"\r\033[K{message}", err=True, nl=False)
+        progress = show
     try:
         result = validate_path(path, format=format_, profile=profile, progress=progress, encoding_policy=encoding)
     except OSError as exc:
         fail(f"{path}: cannot read: {exc.strerror or exc}", 2)
-    if progress:
+    if progress is not None:
         click.echo("\r\033[K", err=True, nl=False)
     if as_json:
         emit_json(result.to_dict())
