@@ -584,7 +584,7 @@ def runs_stats(ctx: Context, since: str | None, as_json: bool) -> None:
 
     history = ctx.history()
     data = history.stats(_since(since))
-    states = account_states(ctx.settings, history, ctx.accounts(), timeutil.now())
+    states = account_states(ctx.settings, history, ctx.account_records(), timeutil.now())
     data["accounts"] = {state.account: state.to_dict() for state in states}
     if as_json:
         emit_json(data)

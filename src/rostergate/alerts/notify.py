@@ -31,7 +31,7 @@ from datetime import datetime
 import structlog
 
 from rostergate import metrics, timeutil
-from rostergate.accounts import AccountStore
+from rostergate.accountrecords import AccountRecords
 from rostergate.alerts.dispatch import Dispatcher
 from rostergate.alerts.payload import REASONS, Alert, inspect_command, issue_counts
 from rostergate.alerts.schedule import missed_deadline, next_deadline
@@ -116,7 +116,7 @@ class AccountState:
                 "next_deadline": self.next_deadline}
 
 
-def account_states(settings: Settings, history: History, accounts: AccountStore,
+def account_states(settings: Settings, history: History, accounts: AccountRecords,
                    now: datetime) -> builtins.list[AccountState]:
     """Every account's state (those with a flow or a run), sorted by name; ``now`` is an aware datetime."""
     activity = history.activity()
@@ -159,7 +159,7 @@ def retrying_since(history: History, run: Run) -> datetime | None:
 class Watch:
     """The daemon's timer work (module doc); ``clock`` gives the time (tests move it)."""
 
-    def __init__(self, alerter: Alerter, accounts: AccountStore, clock: Callable[[], datetime] = timeutil.now):
+    def __init__(self, alerter: Alerter, accounts: AccountRecords, clock: Callable[[], datetime] = timeutil.now):
         self.alerter = alerter
         self.history = alerter.history
         self.accounts = accounts
