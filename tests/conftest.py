@@ -33,6 +33,16 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
+def can_bind(address: str) -> bool:
+    """Whether a socket may bind ``address`` here (127.0.0.2 and up as client source addresses)."""
+    try:
+        with socket.socket() as sock:
+            sock.bind((address, 0))
+        return True
+    except OSError:
+        return False
+
+
 def wait_for_port(port: int, timeout: float = 20.0) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:

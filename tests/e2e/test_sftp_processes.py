@@ -19,7 +19,7 @@ import time
 import paramiko
 import pytest
 
-from tests.conftest import Daemon, local_flow
+from tests.conftest import Daemon, can_bind, local_flow
 from tests.sftp.helpers import paramiko_client, roster_zip, wait_until
 
 A = "district-a"
@@ -38,18 +38,9 @@ failed_password_delay_seconds = 0.05
 WRONG = "Wrong-Password-Never-Logged-9"
 
 
-def _can_bind(address: str) -> bool:
-    try:
-        with socket.socket() as sock:
-            sock.bind((address, 0))
-        return True
-    except OSError:
-        return False
-
-
 @pytest.fixture(scope="module")
 def world(tmp_path_factory):
-    if not _can_bind("127.0.0.2"):
+    if not can_bind("127.0.0.2"):
         pytest.skip("cannot bind 127.0.0.2 as a client source address here")
     root = tmp_path_factory.mktemp("sftp-processes")
     daemon = Daemon(root, local_flow(A, root / "outbox"), SERVER).start()

@@ -7,7 +7,6 @@ bound to 127.0.0.2 is "another source" for the server.
 from __future__ import annotations
 
 import json
-import socket
 import statistics
 import subprocess
 import time
@@ -15,7 +14,7 @@ import time
 import paramiko
 import pytest
 
-from tests.conftest import Daemon, local_flow, make_keypair, require_tool
+from tests.conftest import Daemon, can_bind, local_flow, make_keypair, require_tool
 from tests.sftp.helpers import SSH_OPTS, paramiko_client
 
 A = "district-a"
@@ -35,18 +34,9 @@ max_auth_attempts = 6
 WRONG = "Wrong-Password-Never-Logged-7"
 
 
-def _can_bind(address: str) -> bool:
-    try:
-        with socket.socket() as sock:
-            sock.bind((address, 0))
-        return True
-    except OSError:
-        return False
-
-
 @pytest.fixture(scope="module")
 def world(tmp_path_factory):
-    if not all(_can_bind(a) for a in ("127.0.0.2", "127.0.0.3", "127.0.0.4")):
+    if not all(can_bind(a) for a in ("127.0.0.2", "127.0.0.3", "127.0.0.4")):
         pytest.skip("cannot bind 127.0.0.2-4 as client source addresses here")
     root = tmp_path_factory.mktemp("sftp-defender")
     daemon = Daemon(root, local_flow(A, root / "outbox"), DEFENDER).start()

@@ -17,7 +17,6 @@ queue (13 s on the 2-core test machine, against 0.8 s).
 from __future__ import annotations
 
 import json
-import socket
 import statistics
 import subprocess
 import sys
@@ -28,7 +27,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from tests.conftest import Daemon, local_flow
+from tests.conftest import Daemon, can_bind, local_flow
 from tests.sftp.helpers import paramiko_client
 
 SPRAYED, DISTRICT = "district-a", "district-b"
@@ -91,15 +90,6 @@ _SPRAY = textwrap.dedent("""
 """)
 
 
-def _can_bind(address: str) -> bool:
-    try:
-        with socket.socket() as sock:
-            sock.bind((address, 0))
-        return True
-    except OSError:
-        return False
-
-
 class Spray:
     """The spray in its own process; its output lines are collected as they come."""
 
@@ -144,7 +134,7 @@ def staggered_login(daemon: Daemon, password: str, delay: float, spray: Spray) -
 
 
 def test_spray_from_60_sources_does_not_slow_another_districts_login(tmp_path):
-    if not (_can_bind(SOURCES[0]) and _can_bind(SOURCES[-1])):
+    if not (can_bind(SOURCES[0]) and can_bind(SOURCES[-1])):
         pytest.skip("cannot bind 127.0.0.2-61 as client source addresses here")
     daemon = Daemon(tmp_path, local_flow(SPRAYED, tmp_path / "outbox-a") + local_flow(DISTRICT, tmp_path / "outbox-b"),
                     DEFENDER)
