@@ -157,7 +157,7 @@ def test_the_server_tunes_every_connection(tmp_path, monkeypatch):
         async def on_upload(account, path):
             return None
 
-        acceptor = await sftp_server.start_server("127.0.0.1", 0, data / "host_key", accounts, on_upload)
+        acceptor = (await sftp_server.start_server("127.0.0.1", 0, data / "host_key", accounts, on_upload)).acceptor
         try:
             async with asyncssh.connect("127.0.0.1", acceptor.get_port(), username="district-a", client_keys=[key],
                                         known_hosts=None, encryption_algs=["chacha20-poly1305@openssh.com"]) as client:
