@@ -119,20 +119,9 @@ class History:
         limit: int | None = None,
     ) -> builtins.list[Run]:
         """Runs newest first, filtered by account, status and receive time."""
-        clauses, params = [], []
-        if account:
-            clauses.append("account = ?")
-            params.append(account)
-        if status:
-            clauses.append("status = ?")
-            params.append(status)
-        if since:
-            clauses.append("received_at >= ?")
-            params.append(timeutil.iso(since))
-        where = f"WHERE {' AND '.join(clauses)}" if clauses else ""
-        sql = f"SELECT * FROM runs {where} ORDER BY received_at DESC, id DESC"
-        if limit:
-            sql += f" LIMIT {int(limit)}"
+        sql, params = _newest_first("runs", {"account = ?": account, "status = ?": status,
+                                             "received_at >= ?": timeutil.iso(since) if since else None},
+                                    "received_at DESC, id DESC", limit)
         return [_run(r) for r in self.conn.execute(sql, params)]
 
     def set_status(self, run_id: str, status: RunStatus, message: str | None = None, *,
@@ -521,17 +510,8 @@ class AuditTrail:
     def entries(self, account: str | None = None, since: datetime | None = None,
                 limit: int | None = None) -> builtins.list[AuditEntry]:
         """Newest first, filtered by account and time."""
-        clauses, params = [], []
-        if account:
-            clauses.append("account = ?")
-            params.append(account)
-        if since:
-            clauses.append("at >= ?")
-            params.append(timeutil.iso(since))
-        where = f"WHERE {' AND '.join(clauses)}" if clauses else ""
-        sql = f"SELECT * FROM audit {where} ORDER BY at DESC, seq DESC"
-        if limit:
-            sql += f" LIMIT {int(limit)}"
+        filters = {"account = ?": account, "at >= ?": timeutil.iso(since) if since else None}
+        sql, params = _newest_first("audit", filters, "at DESC, seq DESC", limit)
         return [AuditEntry(**dict(row)) for row in self.conn.execute(sql, params)]
 
 
@@ -539,3 +519,14 @@ def _run(row: sqlite3.Row | dict[str, object]) -> Run:
     values = dict(row)
     values["status"] = RunStatus(values["status"])
     return Run(**values)
+
+
+def _newest_first(table: str, filters: dict[str, str | None], order: str,
+                  limit: int | None) -> tuple[str, list[str]]:
+    """``SELECT * FROM table`` with the ``filters`` that have a value (``"column = ?": value``), ordered, limited."""
+    given = {clause: value for clause, value in filters.items() if value}
+    where = f"WHERE {' AND '.join(given)}" if given else ""
+    sql = f"SELECT * FROM {table} {where} ORDER BY {order}"
+    if limit:
+        sql += f" LIMIT {int(limit)}"
+    return sql, list(given.values())
