@@ -160,7 +160,7 @@ def test_a_run_compares_with_the_row_snapshot_of_the_last_delivery_not_its_zip(b
     assert bench.step().status is RunStatus.DELIVERED
     kept = safeguard.snapshot_path(bench.data_dir, ACCOUNT)
     assert safeguard.rows_path(kept).exists()
-    monkeypatch.setattr(stages, "snapshot_of_zip", lambda path: pytest.fail("the last delivery's ZIP was read"))
+    monkeypatch.setattr(safeguard, "snapshot_of_zip", lambda path: pytest.fail("the last delivery's ZIP was read"))
     held = bench.receive(keep_students=1)
     run = bench.step()
     assert run.status is RunStatus.HELD

@@ -17,7 +17,7 @@ from click.testing import CliRunner
 from rostergate.cli import main
 from rostergate.errors import RunError
 from rostergate.formats import holdrules, snapshot
-from rostergate.runs import safeguard, stages
+from rostergate.runs import safeguard
 from rostergate.runs.changes import run_changes
 from rostergate.runs.safeguard import remember_delivery, snapshot_path
 from rostergate.runstatus import RunStatus
@@ -162,8 +162,7 @@ def test_the_baseline_is_read_from_the_row_snapshot_and_from_the_zip_only_withou
     assert len(safeguard.load_baseline(kept).files["students.csv"].hashes) == 7  # read from the ZIP
     snapshot.save_snapshot(snapshot.snapshot_of_zip(_asm_zip(tmp_path / "other.zip", 3)), tmp_path / "r")
     remember_delivery(data_dir, "district-a", delivered, tmp_path / "r")
-    # load_baseline lives in stages
-    monkeypatch.setattr(stages, "snapshot_of_zip", lambda path: pytest.fail("the ZIP was read"))
+    monkeypatch.setattr(safeguard, "snapshot_of_zip", lambda path: pytest.fail("the ZIP was read"))
     assert len(safeguard.load_baseline(kept).files["students.csv"].hashes) == 3  # the row snapshot
     safeguard.rows_path(kept).write_bytes(b"damaged")
     monkeypatch.undo()

@@ -43,7 +43,7 @@ from rostergate.history import History, Run
 from rostergate.intake import SPOOL_DIR, UPLOAD_NAME
 from rostergate.runs import safeguard
 from rostergate.runs.lifecycle import Lifecycle, SettleHook, after_failed_delivery, prepared_before, retry_delay
-from rostergate.runs.stages import OUTPUT_NAME, Prepared, prepare
+from rostergate.runs.stages import OUTPUT_NAME, ROWS_NAME, Prepared, prepare
 from rostergate.runs.workers import ExecutorWorkers, WorkerPool, Workers
 from rostergate.runstatus import RunStatus
 
@@ -289,7 +289,7 @@ class Pipeline:
             # delivered whatever happens here; a baseline that cannot be saved stays the previous one
             # (the next run is compared with an older delivery: more likely held, never less).
             note = ""
-            rows = output.parent / safeguard.ROWS_NAME
+            rows = output.parent / ROWS_NAME
             try:
                 await asyncio.to_thread(safeguard.remember_delivery, self.settings.data_dir, run.account, output,
                                         rows if rows.exists() else None)

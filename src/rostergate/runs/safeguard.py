@@ -24,16 +24,14 @@ import os
 import shutil
 from pathlib import Path
 
+import pyarrow as pa
+
 # The diff and the hold rules are pure data work and live in formats/; the pipeline
 # reaches them through this module as before.
 from rostergate.formats.holdrules import Thresholds, reasons_to_hold
-from rostergate.formats.snapshot import diff
+from rostergate.formats.snapshot import RowSnapshot, diff, load_snapshot, snapshot_of_zip
 
-# ROWS_NAME, rows_path and load_baseline live in stages (which makes and compares row snapshots) so that
-# stages does not import this module (no import cycle); they are part of this module's contract too.
-from rostergate.runs.stages import ROWS_NAME, load_baseline, rows_path
-
-__all__ = ["ROWS_NAME", "SNAPSHOT_DIR", "Thresholds", "diff", "load_baseline", "reasons_to_hold",
+__all__ = ["SNAPSHOT_DIR", "Thresholds", "diff", "load_baseline", "reasons_to_hold",
            "remember_delivery", "rows_path", "snapshot_path"]
 
 SNAPSHOT_DIR = "snapshots"
@@ -60,3 +58,18 @@ def remember_delivery(data_dir: Path, account: str, delivered_zip: Path, rows: P
         os.replace(partial, kept)
 
 
+def rows_path(zip_path: Path) -> Path:
+    """The row snapshot kept beside the baseline ZIP ``zip_path``."""
+    return zip_path.with_suffix(".rows")
+
+
+def load_baseline(zip_path: Path) -> RowSnapshot | None:
+    """The account's last delivery as a row snapshot (``zip_path``: :func:`snapshot_path`); None before
+    the first delivery. The ZIP is read when no usable row snapshot stands beside it."""
+    try:
+        snapshot = load_snapshot(rows_path(zip_path))
+        if snapshot is not None:
+            return snapshot
+    except (OSError, pa.ArrowException, ValueError, KeyError):
+        pass  # none (a delivery with safeguards off, or made before row snapshots), or unreadable
+    return snapshot_of_zip(zip_path) if zip_path.exists() else None

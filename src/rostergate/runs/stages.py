@@ -21,7 +21,6 @@ from pathlib import Path
 from typing import TypeVar
 
 import pandas as pd
-import pyarrow as pa
 
 from rostergate import timeutil
 from rostergate.config import InputFormat, OutputFormat
@@ -36,9 +35,7 @@ from rostergate.formats.read.detect import detect_format
 from rostergate.formats.read.text import EncodingPolicy
 from rostergate.formats.schema.asm import ESCAPE
 from rostergate.formats.snapshot import (
-    RowSnapshot,
     compare,
-    load_snapshot,
     save_snapshot,
     snapshot_of_tables,
     snapshot_of_zip,
@@ -47,6 +44,7 @@ from rostergate.formats.validate.collect import parallel_map
 from rostergate.formats.validate.entry import validate_asm_files, validate_dir
 from rostergate.formats.validate.profiles import ProfileName
 from rostergate.intake import SPOOL_DIR, UPLOAD_NAME
+from rostergate.runs.safeguard import load_baseline
 
 WORK_DIR = "work"
 _RUN_ID = re.compile(r"\d{8}-\d{6}-[0-9a-f]{6}")  # history.new_run_id
@@ -300,23 +298,6 @@ def _prepare(run_dir: str, upload: str, input_format: InputFormat, output_format
     if baseline is not None:
         _compare(prepared, Path(run_dir), Path(baseline), output_check, output_files)
     return prepared
-
-
-def rows_path(zip_path: Path) -> Path:
-    """The row snapshot kept beside the baseline ZIP ``zip_path``."""
-    return zip_path.with_suffix(".rows")
-
-
-def load_baseline(zip_path: Path) -> RowSnapshot | None:
-    """The account's last delivery as a row snapshot (``zip_path``: :func:`snapshot_path`); None before
-    the first delivery. The ZIP is read when no usable row snapshot stands beside it."""
-    try:
-        snapshot = load_snapshot(rows_path(zip_path))
-        if snapshot is not None:
-            return snapshot
-    except (OSError, pa.ArrowException, ValueError, KeyError):
-        pass  # none (a delivery with safeguards off, or made before row snapshots), or unreadable
-    return snapshot_of_zip(zip_path) if zip_path.exists() else None
 
 
 def _write_output(path: Path, files: dict[str, bytes]) -> None:
