@@ -582,7 +582,7 @@ def runs_show(ctx: Context, run_id: str, as_json: bool) -> None:
 @pass_context
 def runs_stats(ctx: Context, since: str | None, as_json: bool) -> None:
     """Counts of runs per status and per account; each account's last upload and delivery, and whether it is late."""
-    from rostergate.alerts.notify import account_states
+    from rostergate.alerts.states import account_states
 
     history = ctx.history()
     data = history.stats(_since(since))

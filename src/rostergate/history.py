@@ -353,10 +353,17 @@ class History:
         return RunStatus(row["status"]) if row else None
 
     def activity(self) -> dict[str, dict[str, str | None]]:
-        """Per account: ``last_upload`` (its newest run's receipt) and ``last_delivery`` (newest delivered run)."""
+        """Per account: ``last_upload`` (its newest run's receipt) and ``last_delivery`` (newest delivered run).
+
+        One index step per account and value (``run_counts`` names the accounts that have runs;
+        ``runs_account_received`` and ``runs_account_finished`` end at the newest), not a pass
+        over every run.
+        """
         rows = self.conn.execute(
-            "SELECT account, MAX(received_at) AS last_upload,"
-            " MAX(CASE WHEN status = ? THEN finished_at END) AS last_delivery FROM runs GROUP BY account",
+            "SELECT account,"
+            " (SELECT MAX(received_at) FROM runs WHERE account = c.account) AS last_upload,"
+            " (SELECT MAX(finished_at) FROM runs WHERE account = c.account AND status = ?) AS last_delivery"
+            " FROM (SELECT account FROM run_counts GROUP BY account HAVING SUM(n) > 0) AS c",
             (RunStatus.DELIVERED.value,),
         )
         return {r["account"]: {"last_upload": r["last_upload"], "last_delivery": r["last_delivery"]} for r in rows}
@@ -425,12 +432,12 @@ class History:
     def stats(self, since: datetime | None = None) -> dict[str, object]:
         """Counts of runs per status (and per account) since ``since``.
 
-        One ``GROUP BY account, status`` gives both counts: read from the
-        ``runs_account_status`` index alone, or with ``since`` from the range of the
-        ``runs_received`` index (the ``+`` keeps SQLite from scanning the first
-        index in full for its order and looking every run up for its time).
+        Without ``since`` the counts are those the store keeps per account and status
+        (``run_counts``, store migration 9); with it, one ``GROUP BY account, status`` over the
+        range of the covering ``runs_received`` index (the ``+`` keeps SQLite from walking
+        another index in full for its order and looking every run up for its time).
         """
-        sql = "SELECT account, status, COUNT(*) AS n FROM runs GROUP BY account, status"
+        sql = "SELECT account, status, n FROM run_counts WHERE n > 0"
         params: builtins.list[object] = []
         if since:
             sql = "SELECT account, status, COUNT(*) AS n FROM runs WHERE received_at >= ? GROUP BY +account, +status"

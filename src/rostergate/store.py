@@ -172,6 +172,36 @@ MIGRATIONS: list[str] = [
     CREATE INDEX sftp_sessions_account ON sftp_sessions(account);
     CREATE INDEX sftp_sessions_pid ON sftp_sessions(pid)
     """,
+    # 9 (issue 14, `runs stats` on 1,000,000 runs): the number of runs per account and status, kept
+    # by triggers in the same transaction as each change of a run, so that the counts are read from a
+    # few hundred rows instead of counted over every run; filled from the runs already there. Each
+    # account's newest delivery is one step down runs_account_finished (which also serves the
+    # safeguard's "last delivery before this run" and replaces runs_account_status, whose count this
+    # table now answers); its newest upload one step down runs_account_received.
+    """
+    CREATE TABLE run_counts (
+        account TEXT NOT NULL,
+        status TEXT NOT NULL,
+        n INTEGER NOT NULL,
+        PRIMARY KEY (account, status)
+    ) WITHOUT ROWID;
+    INSERT INTO run_counts (account, status, n) SELECT account, status, COUNT(*) FROM runs GROUP BY account, status;
+    CREATE TRIGGER run_counts_insert AFTER INSERT ON runs BEGIN
+        INSERT INTO run_counts (account, status, n) VALUES (NEW.account, NEW.status, 1)
+            ON CONFLICT (account, status) DO UPDATE SET n = n + 1;
+    END;
+    CREATE TRIGGER run_counts_delete AFTER DELETE ON runs BEGIN
+        UPDATE run_counts SET n = n - 1 WHERE account = OLD.account AND status = OLD.status;
+    END;
+    CREATE TRIGGER run_counts_update AFTER UPDATE OF account, status ON runs
+        WHEN OLD.account IS NOT NEW.account OR OLD.status IS NOT NEW.status BEGIN
+        UPDATE run_counts SET n = n - 1 WHERE account = OLD.account AND status = OLD.status;
+        INSERT INTO run_counts (account, status, n) VALUES (NEW.account, NEW.status, 1)
+            ON CONFLICT (account, status) DO UPDATE SET n = n + 1;
+    END;
+    CREATE INDEX runs_account_finished ON runs(account, status, finished_at);
+    DROP INDEX runs_account_status
+    """,
 ]
 
 DB_NAME = "rostergate.db"
@@ -225,13 +255,28 @@ def migrate(conn: sqlite3.Connection) -> None:
             if current >= number:  # another process migrated meanwhile
                 conn.execute("ROLLBACK")
                 continue
-            for statement in filter(str.strip, script.split(";")):
+            for statement in statements(script):
                 conn.execute(statement)
             conn.execute(f"PRAGMA user_version = {number}")
             conn.execute("COMMIT")
         except BaseException:
             conn.execute("ROLLBACK")
             raise
+
+
+def statements(script: str) -> list[str]:
+    """The SQL statements of a migration script, in order: split at each ``;`` that ends a statement
+    (not at those inside a trigger's ``BEGIN ... END``), blank ones left out."""
+    found, pending = [], ""
+    for piece in script.split(";"):
+        pending += piece + ";"
+        if sqlite3.complete_statement(pending):
+            if pending.strip(" \t\n;"):
+                found.append(pending.strip())
+            pending = ""
+    if pending.strip(" \t\n;"):
+        found.append(pending.strip())  # unfinished: executing it reports the syntax error
+    return found
 
 
 def user_name(uid: int | None = None) -> str:

@@ -13,8 +13,9 @@ import pytest
 
 from rostergate import config, store
 from rostergate.alerts.dispatch import Dispatcher
-from rostergate.alerts.notify import Alerter, Watch, account_states
+from rostergate.alerts.notify import Alerter, Watch
 from rostergate.alerts.settings import DispatchSettings
+from rostergate.alerts.states import account_states
 from rostergate.errors import FinalError, RetryableError
 from rostergate.history import History
 from rostergate.runs.lifecycle import Lifecycle

@@ -208,17 +208,65 @@ def _plans(h: History, call) -> str:
 
 
 def test_history_queries_read_indexes_not_the_whole_table(tmp_path):
-    """What keeps `runs list`, `runs stats` and the claim fast on a million runs (migration 5)."""
+    """What keeps `runs list`, `runs stats` and the claim fast on a million runs (migrations 7 and 9)."""
     h = history(tmp_path)
     listing = _plans(h, lambda: h.list(limit=1000))
     assert "runs_received" in listing and "TEMP B-TREE" not in listing
     assert "INDEX runs_status_received (status=?)" in _plans(h, lambda: h.list(status="failed", limit=20))
     stats = _plans(h, h.stats)
-    assert "COVERING INDEX runs_account_status" in stats and "TEMP B-TREE" not in stats
+    assert "run_counts" in stats and " runs" not in stats  # the kept counts, not a count over the runs
     since = _plans(h, lambda: h.stats(timeutil.parse_iso("2026-11-22T00:00:00Z")))
     assert "COVERING INDEX runs_received (received_at>?)" in since
+    activity = _plans(h, h.activity)  # one index step per account and value
+    assert "COVERING INDEX runs_account_received (account=?)" in activity
+    assert "COVERING INDEX runs_account_finished (account=? AND status=?)" in activity
+    assert "SCAN runs" not in activity
     assert "runs_status_received" in _plans(h, lambda: h.claim_next(set()))
-    assert "runs_status" not in {r[0] for r in h.conn.execute("SELECT name FROM sqlite_master WHERE type = 'index'")}
+    indexes = {r[0] for r in h.conn.execute("SELECT name FROM sqlite_master WHERE type = 'index'")}
+    assert not {"runs_status", "runs_account_status"} & indexes
+
+
+def _counted(h: History) -> dict[str, dict[str, int]]:
+    """Runs per account and status, counted over every run (what ``run_counts`` must always equal)."""
+    counted: dict[str, dict[str, int]] = {}
+    for row in h.conn.execute("SELECT account, status, COUNT(*) FROM runs GROUP BY account, status"):
+        counted.setdefault(row[0], {})[row[1]] = row[2]
+    return counted
+
+
+def test_stats_counts_follow_every_change_of_a_run(tmp_path):
+    """The kept counts (store migration 9) move with each insert, status change, superseding and delete."""
+    h = history(tmp_path)
+    receive(h, "r1", "a", "2026-11-22T08:00:00Z")
+    receive(h, "r2", "a", "2026-11-22T08:01:00Z")
+    receive(h, "r3", "b", "2026-11-22T08:02:00Z")
+    assert h.stats()["by_account"] == _counted(h) == {"a": {"received": 2}, "b": {"received": 1}}
+    assert h.claim_next(set()).id == "r2"  # supersedes r1 in the same statement
+    h.set_status("r3", "processing")
+    h.set_status("r3", "rejected", "bad upload")
+    h.update("r2", message="unchanged status")  # no count moves
+    expected = {"a": {"superseded": 1, "processing": 1}, "b": {"rejected": 1}}
+    assert h.stats()["by_account"] == _counted(h) == expected
+    assert h.stats()["by_status"] == {"superseded": 1, "processing": 1, "rejected": 1}
+    with h.conn:
+        h.conn.execute("DELETE FROM runs WHERE id = 'r3'")
+    assert h.stats() == {"total": 2, "by_status": {"superseded": 1, "processing": 1},
+                         "by_account": {"a": {"superseded": 1, "processing": 1}}}  # no zero counts
+    assert set(h.activity()) == {"a"}
+
+
+def test_activity_is_each_accounts_newest_upload_and_delivery(tmp_path):
+    h = history(tmp_path)
+    receive(h, "r1", "a", "2026-11-22T08:00:00Z")
+    receive(h, "r2", "a", "2026-11-22T09:00:00Z")
+    receive(h, "r3", "b", "2026-11-22T07:00:00Z")
+    for run_id in ("r1", "r2"):
+        h.set_status(run_id, "processing")
+    h.set_status("r1", "delivered")
+    h.set_status("r2", "failed", "downstream refused")
+    delivered = h.get("r1").finished_at
+    assert h.activity() == {"a": {"last_upload": "2026-11-22T09:00:00Z", "last_delivery": delivered},
+                            "b": {"last_upload": "2026-11-22T07:00:00Z", "last_delivery": None}}
 
 
 def test_stats_since_counts_only_the_runs_received_since(tmp_path):

@@ -1,4 +1,4 @@
-"""The state store refuses a schema newer than the code, and leaves it alone."""
+"""The state store: migrations from an older schema, and a schema newer than the code refused and left alone."""
 
 from __future__ import annotations
 
@@ -8,6 +8,8 @@ import pytest
 
 from rostergate import store
 from rostergate.errors import StoreError
+from rostergate.history import History
+from rostergate.runstatus import RunStatus
 
 
 def test_a_newer_store_is_refused_and_left_unchanged(tmp_path):
@@ -30,3 +32,52 @@ def test_the_cli_says_it_in_one_line(rostergate, tmp_path):
     result = rostergate("--config", str(config), "runs", "list")
     assert result.exit_code != 0 and "Traceback" not in result.stderr
     assert "newer than this rostergate knows" in result.stderr
+
+
+def _store_at(path, version: int) -> sqlite3.Connection:
+    """A store file made by the rostergate whose schema was at ``version`` (its migrations only)."""
+    conn = sqlite3.connect(path / store.DB_NAME)
+    for script in store.MIGRATIONS[:version]:
+        conn.executescript(script)
+    conn.execute(f"PRAGMA user_version = {version}")
+    return conn
+
+
+def test_a_store_from_before_the_kept_counts_is_migrated_with_its_runs_counted(tmp_path):
+    """Migration 9 counts the runs already there, and from then on its triggers keep the counts."""
+    old = _store_at(tmp_path, 8)
+    runs = [("r1", "a", "delivered"), ("r2", "a", "delivered"), ("r3", "a", "failed"), ("r4", "b", "held")]
+    old.executemany("INSERT INTO runs (id, account, status, upload_name, received_at, finished_at, spool_path)"
+                    " VALUES (?, ?, ?, 'x.zip', '2026-11-01T00:00:00Z', '2026-11-01T00:01:00Z', '/spool/x')", runs)
+    old.commit()
+    old.close()
+
+    history = History(store.connect(tmp_path))
+    assert history.conn.execute("PRAGMA user_version").fetchone()[0] == len(store.MIGRATIONS)
+    assert history.stats() == {"total": 4, "by_status": {"delivered": 2, "failed": 1, "held": 1},
+                               "by_account": {"a": {"delivered": 2, "failed": 1}, "b": {"held": 1}}}
+    assert history.activity()["a"] == {"last_upload": "2026-11-01T00:00:00Z", "last_delivery": "2026-11-01T00:01:00Z"}
+    history.record_received("r5", "b", "y.zip", "/spool/y", 1, "0" * 64)
+    history.set_status("r4", "discarded", only_from=[RunStatus.HELD])
+    assert history.stats()["by_account"]["b"] == {"received": 1, "discarded": 1}
+    triggers = {r[0] for r in history.conn.execute("SELECT name FROM sqlite_master WHERE type = 'trigger'")}
+    assert triggers == {"run_counts_insert", "run_counts_update", "run_counts_delete"}
+
+
+def test_a_migration_script_is_split_at_statement_ends_not_inside_a_trigger():
+    script = """
+    CREATE TABLE t (x INTEGER);
+    CREATE TRIGGER t_insert AFTER INSERT ON t BEGIN
+        UPDATE t SET x = x + 1 WHERE x = NEW.x; DELETE FROM t WHERE x < 0;
+    END;
+    ;
+    CREATE INDEX t_x ON t(x)
+    """
+    found = store.statements(script)
+    assert [s.split()[:2] for s in found] == [["CREATE", "TABLE"], ["CREATE", "TRIGGER"], ["CREATE", "INDEX"]]
+    assert found[1].endswith("END;") and "DELETE FROM t WHERE x < 0;" in found[1]
+    conn = sqlite3.connect(":memory:")
+    for statement in found:
+        conn.execute(statement)
+    conn.execute("INSERT INTO t VALUES (1)")
+    assert conn.execute("SELECT x FROM t").fetchall() == [(2,)]

@@ -7,6 +7,8 @@ failures arrives (``run.recovered``) or an account misses its upload deadline
 
 * :mod:`~rostergate.alerts.settings`: ``[alerts]``, ``[flows.alerts]``, ``[flows.schedule]``;
 * :mod:`~rostergate.alerts.schedule`: deadlines (pure time arithmetic);
+* :mod:`~rostergate.alerts.states`: each account's last upload and delivery and whether it is late
+  (``runs stats``, the watch);
 * :mod:`~rostergate.alerts.payload`: what an alert says (never student data);
 * :mod:`~rostergate.alerts.webhook`, :mod:`~rostergate.alerts.mail`: the two senders;
 * :mod:`~rostergate.alerts.dispatch`: the non-blocking dispatcher (bounded queue, retries with back-off);

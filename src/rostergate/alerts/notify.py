@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import builtins
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
 from datetime import datetime
 
 import structlog
@@ -34,8 +33,8 @@ from rostergate import metrics, timeutil
 from rostergate.accountrecords import AccountRecords
 from rostergate.alerts.dispatch import Dispatcher
 from rostergate.alerts.payload import REASONS, Alert, inspect_command, issue_counts
-from rostergate.alerts.schedule import missed_deadline, next_deadline
 from rostergate.alerts.settings import AlertSettings
+from rostergate.alerts.states import AccountState, account_states
 from rostergate.config import Settings
 from rostergate.history import History, Run
 from rostergate.runstatus import RunStatus
@@ -96,51 +95,6 @@ class Alerter:
 
 def _config(settings: Settings) -> str | None:
     return str(settings.source.resolve()) if settings.source is not None else None
-
-
-@dataclass(frozen=True)
-class AccountState:
-    """What ``runs stats`` shows of an account: its last upload and delivery, and whether it is late."""
-
-    account: str
-    last_upload: str | None
-    last_delivery: str | None
-    expect_upload: str | None
-    late: bool
-    missed_deadline: str | None  # the latest deadline passed without an upload (when late)
-    next_deadline: str | None
-
-    def to_dict(self) -> dict[str, object]:
-        return {"last_upload": self.last_upload, "last_delivery": self.last_delivery,
-                "expect_upload": self.expect_upload, "late": self.late, "missed_deadline": self.missed_deadline,
-                "next_deadline": self.next_deadline}
-
-
-def account_states(settings: Settings, history: History, accounts: AccountRecords,
-                   now: datetime) -> builtins.list[AccountState]:
-    """Every account's state (those with a flow or a run), sorted by name; ``now`` is an aware datetime."""
-    activity = history.activity()
-    created = {a.name: a.created_at for a in accounts.list()}
-    names = sorted(set(activity) | {f.account for f in settings.flows})
-    states = []
-    for name in names:
-        seen = activity.get(name, {})
-        last_upload, last_delivery = seen.get("last_upload"), seen.get("last_delivery")
-        flow = settings.flow_for(name)
-        schedule = flow.schedule if flow is not None else None
-        missed = following = None
-        if schedule is not None and name in created:
-            uploaded = timeutil.parse_iso(last_upload) if last_upload else None
-            since = timeutil.parse_iso(created[name])
-            missed = missed_deadline(schedule, uploaded, since, now)
-            following = next_deadline(schedule, uploaded, since, now)
-        states.append(AccountState(
-            account=name, last_upload=last_upload, last_delivery=last_delivery,
-            expect_upload=schedule.text if schedule is not None else None, late=missed is not None,
-            missed_deadline=timeutil.iso(missed) if missed else None,
-            next_deadline=timeutil.iso(following) if following else None,
-        ))
-    return states
 
 
 def retrying_since(history: History, run: Run) -> datetime | None:
