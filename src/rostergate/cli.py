@@ -38,9 +38,10 @@ if TYPE_CHECKING:  # imported where used, so that a command loads only what it n
 class Context:
     """Lazily finds and loads the settings and opens the store, so ``validate`` needs neither."""
 
-    def __init__(self, config_path: Path | None, demo: bool = False):
+    def __init__(self, config_path: Path | None, demo: bool = False, log_level: str = "info"):
         self.config_path = config_path
         self.demo = demo
+        self.log_level = log_level
         # `serve` logs it instead (one JSON object a line)
         self.announce: Callable[[str], None] = lambda line: say(line, err=True)
         self._source: config_module.ConfigSource | None = None
@@ -61,6 +62,12 @@ class Context:
         if self._settings is None:
             self._settings = config_module.load_source(self.source)
         return self._settings
+
+    def configure_logging(self) -> None:
+        """Set up structlog and the standard library's loggers at ``--log-level`` (:mod:`rostergate.logs`)."""
+        from rostergate import logs
+
+        logs.configure(level=logs.LEVELS[self.log_level])
 
     def reload(self) -> config_module.Settings:
         """The settings read again from the same place (``serve`` on SIGHUP)."""
@@ -117,10 +124,10 @@ def emit_json(data: object) -> None:
 
 
 def table(rows: list[list[str]], headers: list[str]) -> None:
+    """Print ``rows`` under ``headers`` in left-aligned columns (one write: ``runs list`` prints 1000 lines)."""
     cells = [[printable(str(v)) for v in row] for row in [headers, *rows]]
     widths = [max(len(x) for x in column) for column in zip(*cells)]
-    for row in cells:
-        click.echo("  ".join(v.ljust(w) for v, w in zip(row, widths)).rstrip())
+    click.echo("\n".join("  ".join(v.ljust(w) for v, w in zip(row, widths)).rstrip() for row in cells))
 
 
 @contextmanager
@@ -182,8 +189,31 @@ def new_file_in_existing_folder(ctx: click.Context, param: click.Parameter, valu
     return value
 
 
+class RostergateCommand(click.Command):
+    """A command whose log lines go where :mod:`rostergate.logs` says: it is set up before the command runs.
+
+    ``logs=False`` marks a command that only reads the store and prints (``runs list``): it skips
+    that set-up and never loads structlog (tests/core/test_cli_startup.py checks it), so it starts
+    faster; without structlog loaded nothing it runs can write a log line to stdout.
+    """
+
+    def __init__(self, *args: Any, logs: bool = True, **kwargs: Any):
+        super().__init__(*args, **kwargs)
+        self.logs = logs
+
+    def invoke(self, ctx: click.Context) -> Any:
+        if self.logs:
+            context = ctx.find_object(Context)
+            assert context is not None, "main() makes the Context before any command runs"
+            context.configure_logging()
+        return super().invoke(ctx)
+
+
 class RostergateGroup(click.Group):
     """The command group whose :meth:`invoke` turns every user error into one line and an exit code."""
+
+    command_class = RostergateCommand
+    group_class = type  # its groups (accounts, runs) are RostergateGroups, their commands RostergateCommands
 
     def invoke(self, ctx: click.Context) -> Any:
         try:
@@ -214,13 +244,10 @@ class RostergateGroup(click.Group):
 @click.pass_context
 def main(ctx: click.Context, config_path: Path | None, demo: bool, log_level: str) -> None:
     """rostergate: SFTP intake, validation, conversion and forwarding of rostering data."""
-    from rostergate import logs
-
     # Student data and secrets: whatever any command (serve included) creates is owner-only,
     # whatever umask the shell or the unit started us with.
     os.umask(0o077)
-    logs.configure(level=logs.LEVELS[log_level])
-    ctx.obj = Context(config_path, demo)
+    ctx.obj = Context(config_path, demo, log_level)  # logging is set up by each command (RostergateCommand)
 
 
 # -- serve / check-config / init ---------------------------------------------------
@@ -390,7 +417,7 @@ def accounts_create(ctx: Context, name: str, public_keys: tuple[Path, ...], no_p
     emit_json(data) if as_json else _print_credentials(data)
 
 
-@accounts.command("list")
+@accounts.command("list", logs=False)
 @click.option("--json", "as_json", is_flag=True, help="Print JSON (the documented shape) instead of text.")
 @pass_context
 def accounts_list(ctx: Context, as_json: bool) -> None:
@@ -505,7 +532,7 @@ def runs() -> None:
     """Run history: list, show, and operator decisions."""
 
 
-@runs.command("list")
+@runs.command("list", logs=False)
 @click.option("--account", help="Only this account's runs.")
 @click.option("--status", type=click.Choice([status.value for status in RunStatus]), help="Only runs with this status.")
 @click.option("--since", help="Only runs received since: 24h, 7d, 30m or an ISO date/time.")
@@ -543,7 +570,7 @@ def _since(text: str | None) -> datetime | None:
         fail(f"--since {text!r}: use 24h, 7d, 30m or an ISO date such as 2026-11-01", 2)
 
 
-@runs.command("show")
+@runs.command("show", logs=False)
 @click.argument("run_id")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON (the documented shape) instead of text.")
 @pass_context
@@ -576,7 +603,7 @@ def runs_show(ctx: Context, run_id: str, as_json: bool) -> None:
             say(f"  {issue['severity']:<8}{Issue(**issue).to_text()}")
 
 
-@runs.command("stats")
+@runs.command("stats", logs=False)
 @click.option("--since", help="Only runs received since: 24h, 7d, 30m or an ISO date/time.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON (the documented shape) instead of text.")
 @pass_context
@@ -701,7 +728,7 @@ def runs_purge(ctx: Context, dry_run: bool, as_json: bool, by: str | None, reaso
 
 
 # -- audit -----------------------------------------------------------------------
-@main.command()
+@main.command(logs=False)
 @click.option("--account", help="Only this account's entries.")
 @click.option("--since", help="Only entries since: 24h, 7d, 30m or an ISO date/time.")
 @click.option("--limit", type=click.IntRange(min=1), default=None, help="At most this many entries (newest first).")
@@ -841,7 +868,7 @@ def convert(ctx: Context, path: Path, target: str, output: Path | None, preview:
         say(f"wrote {output}")
 
 
-@runs.command("tail")
+@runs.command("tail", logs=False)
 @click.option("--interval", type=click.FloatRange(min=0.1), default=1.0, show_default=True,
               help="Seconds between looks.")
 @pass_context

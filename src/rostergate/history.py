@@ -24,10 +24,9 @@ from __future__ import annotations
 import builtins
 import os
 import pwd
-import secrets
 import sqlite3
 from collections.abc import Collection
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from datetime import datetime
 from typing import Protocol
 
@@ -41,7 +40,7 @@ MAX_STORED_ISSUES = 1000  # per run; the report keeps the full picture via "and 
 
 def new_run_id() -> str:
     """Sortable, unique and short: ``20261122-084151-3f9a1c``."""
-    return f"{timeutil.now().strftime('%Y%m%d-%H%M%S')}-{secrets.token_hex(3)}"
+    return f"{timeutil.now().strftime('%Y%m%d-%H%M%S')}-{os.urandom(3).hex()}"  # what secrets.token_hex does
 
 
 @dataclass(frozen=True)
@@ -73,6 +72,11 @@ class Run:
             "upload_name": self.upload_name, "input_format": self.input_format,
             "received_at": self.received_at, "finished_at": self.finished_at,
         }
+
+
+# What every query that makes Runs selects, in the order Run takes them (see _run).
+_RUN_COLUMNS = ", ".join(column.name for column in fields(Run))
+_RUN_WIDTH = len(fields(Run))
 
 
 class Receipt(Protocol):
@@ -111,7 +115,7 @@ class History:
         return run
 
     def get(self, run_id: str) -> Run | None:
-        row = self.conn.execute("SELECT * FROM runs WHERE id = ?", (run_id,)).fetchone()
+        row = self.conn.execute(f"SELECT {_RUN_COLUMNS} FROM runs WHERE id = ?", (run_id,)).fetchone()
         return _run(row) if row else None
 
     def list(
@@ -121,7 +125,7 @@ class History:
         """Runs newest first, filtered by account, status and receive time."""
         sql, params = _newest_first("runs", {"account = ?": account, "status = ?": status,
                                              "received_at >= ?": timeutil.iso(since) if since else None},
-                                    "received_at DESC, id DESC", limit)
+                                    "received_at DESC, id DESC", limit, _RUN_COLUMNS)
         return [_run(r) for r in self.conn.execute(sql, params)]
 
     def set_status(self, run_id: str, status: RunStatus, message: str | None = None, *,
@@ -382,21 +386,18 @@ class History:
         runs (1: the newest, counting runs of every status), oldest first."""
         placeholders = ",".join("?" * len(FINAL))
         rows = self.conn.execute(
-            "SELECT * FROM (SELECT *, ROW_NUMBER() OVER (PARTITION BY account ORDER BY received_at DESC, id DESC)"
+            f"SELECT {_RUN_COLUMNS}, newest FROM (SELECT *, ROW_NUMBER() OVER (PARTITION BY account"
+            " ORDER BY received_at DESC, id DESC)"
             f" AS newest FROM runs) WHERE status IN ({placeholders}) AND purged_at IS NULL"
             " ORDER BY received_at, id",
             sorted(status.value for status in FINAL),
         )
-        found = []
-        for row in rows:
-            values = dict(row)
-            place = values.pop("newest")
-            found.append((_run(values), place))
-        return found
+        return [(_run(row), row["newest"]) for row in rows]
 
     def purged(self) -> builtins.list[Run]:
         """Runs whose files were purged."""
-        return [_run(r) for r in self.conn.execute("SELECT * FROM runs WHERE purged_at IS NOT NULL ORDER BY id")]
+        rows = self.conn.execute(f"SELECT {_RUN_COLUMNS} FROM runs WHERE purged_at IS NOT NULL ORDER BY id")
+        return [_run(r) for r in rows]
 
     def mark_purged(self, run_id: str) -> bool:
         """Record that the run's files go now; False when it is no longer final (or already purged).
@@ -414,7 +415,7 @@ class History:
     def delivered_before(self, account: str, run: Run) -> Run | None:
         """The account's newest delivered run that finished before ``run`` (what ``run`` was compared with)."""
         row = self.conn.execute(
-            "SELECT * FROM runs WHERE account = ? AND status = ? AND id != ? AND finished_at <= ?"
+            f"SELECT {_RUN_COLUMNS} FROM runs WHERE account = ? AND status = ? AND id != ? AND finished_at <= ?"
             " ORDER BY finished_at DESC, id DESC LIMIT 1",
             (account, RunStatus.DELIVERED.value, run.id, run.finished_at or timeutil.iso()),
         ).fetchone()
@@ -423,7 +424,7 @@ class History:
     def delivered_with(self, account: str, output_sha256: str) -> Run | None:
         """The account's newest delivered run whose delivered ZIP had this SHA-256."""
         row = self.conn.execute(
-            "SELECT * FROM runs WHERE account = ? AND status = ? AND output_sha256 = ?"
+            f"SELECT {_RUN_COLUMNS} FROM runs WHERE account = ? AND status = ? AND output_sha256 = ?"
             " ORDER BY finished_at DESC, id DESC LIMIT 1",
             (account, RunStatus.DELIVERED.value, output_sha256),
         ).fetchone()
@@ -522,18 +523,18 @@ class AuditTrail:
         return [AuditEntry(**dict(row)) for row in self.conn.execute(sql, params)]
 
 
-def _run(row: sqlite3.Row | dict[str, object]) -> Run:
-    values = dict(row)
-    values["status"] = RunStatus(values["status"])
-    return Run(**values)
+def _run(row: sqlite3.Row) -> Run:
+    """The Run of a row that starts with :data:`_RUN_COLUMNS` (by position: no dict per row, `runs list` makes 1000)."""
+    return Run(row[0], row[1], RunStatus(row[2]), *row[3:_RUN_WIDTH])
 
 
 def _newest_first(table: str, filters: dict[str, str | None], order: str,
-                  limit: int | None) -> tuple[str, list[str]]:
-    """``SELECT * FROM table`` with the ``filters`` that have a value (``"column = ?": value``), ordered, limited."""
+                  limit: int | None, columns: str = "*") -> tuple[str, list[str]]:
+    """``SELECT columns FROM table`` with the ``filters`` that have a value (``"column = ?": value``), ordered,
+    limited."""
     given = {clause: value for clause, value in filters.items() if value}
     where = f"WHERE {' AND '.join(given)}" if given else ""
-    sql = f"SELECT * FROM {table} {where} ORDER BY {order}"
+    sql = f"SELECT {columns} FROM {table} {where} ORDER BY {order}"
     if limit:
         sql += f" LIMIT {int(limit)}"
     return sql, list(given.values())

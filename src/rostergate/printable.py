@@ -29,6 +29,8 @@ def printable(text: str, keep_newlines: bool = False) -> str:
     ``keep_newlines`` leaves ``\\n`` alone, for multi-line output whose lines we
     composed ourselves; a single value (a table cell) escapes it too.
     """
+    if text.isprintable():  # no Cc or Cf character at all (the common case: a table of 1000 runs)
+        return text
     if keep_newlines:
         return "\n".join(_UNSAFE.sub(_escape, line) for line in text.split("\n"))
     return _UNSAFE.sub(_escape, text)

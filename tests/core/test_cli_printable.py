@@ -65,3 +65,11 @@ def test_printable_escapes_only_controls():
     assert printable("a\nb") == "a\\x0ab"
     assert printable("a\nb", keep_newlines=True) == "a\nb"
     assert json.loads(json_safe(json.dumps("\x85\u2066x", ensure_ascii=False))) == "\x85\u2066x"
+
+
+def test_text_that_str_isprintable_accepts_has_nothing_to_escape():
+    """printable() returns such text as it is without a look (its fast path): over all of Unicode, no
+    character that str.isprintable() accepts is one printable() escapes."""
+    accepted = "".join(c for c in map(chr, range(0x110000)) if c.isprintable())
+    assert printable(accepted + "\x1b") == accepted + "\\x1b"  # the escaping path, on every such character
+    assert all(not c.isprintable() for c in "\x00\x1f\x7f\x85\x9f\u061c\u200e\u202e\u2066\u2069")

@@ -1,5 +1,7 @@
 """What a CLI command loads before it answers: the history and account commands need none of the
 heavy libraries (issue 14: they answer in well under a second), the commands that work on data do.
+The commands that only read the store and print do not even set up logging (``logs=False``), so
+structlog and the alert channels stay unloaded too; a command that changes something logs.
 
 Each case runs in a fresh interpreter (``sys.modules`` of this one is full of everything), with a
 configuration that has what makes loading it expensive: an SFTP downstream with a pinned host
@@ -16,9 +18,18 @@ from pathlib import Path
 
 import pytest
 
+from rostergate import store
+from rostergate.history import History
 from tests.conftest import ONEROSTER_11_VALID, make_keypair, zip_folder
 
 HEAVY = ("pandas", "pyarrow", "numpy", "asyncssh", "paramiko", "argon2")
+# What the read-only commands skip besides: the logging set-up, and the alert channels and metrics
+# (`runs stats` reads account states from rostergate.alerts.states, not from the daemon's notifier).
+LOGGING = ("structlog", "rostergate.logs", "prometheus_client", "rostergate.alerts.notify",
+           "rostergate.alerts.dispatch")
+READ_ONLY = [["runs", "list"], ["runs", "list", "--json"], ["runs", "show", "20261130-120000-abcdef"],
+             ["runs", "stats"], ["runs", "stats", "--json"], ["accounts", "list"], ["accounts", "list", "--json"],
+             ["audit"], ["audit", "--json"]]
 
 PROBE = textwrap.dedent("""
     import json, sys
@@ -63,21 +74,38 @@ host_key = "{host_key}"
                               "district-a", "--public-key", f"{key}.pub", "--no-password"],
                              capture_output=True, text=True, timeout=60)
     assert created.returncode == 0, created.stderr
+    conn = store.connect(tmp_path / "var")
+    History(conn).record_received("20261130-120000-abcdef", "district-a", "roster.zip",
+                                  str(tmp_path / "var" / "spool" / "upload.zip"), 1, "0" * 64)
+    conn.close()
     return config
 
 
 def _loaded(config: Path, *commands: list[str]) -> dict:
     out = config.parent / "probe.json"
     result = subprocess.run([sys.executable, "-c", PROBE, str(config), str(out), json.dumps(commands),
-                             json.dumps(HEAVY)], capture_output=True, text=True, timeout=60)
+                             json.dumps(HEAVY + LOGGING)], capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stderr
     return json.loads(out.read_text())
 
 
-def test_history_and_account_commands_load_no_heavy_library(site):
-    commands = [["runs", "list"], ["runs", "list", "--json"], ["runs", "stats", "--json"],
-                ["accounts", "list"], ["accounts", "list", "--json"]]
-    assert _loaded(site, *commands) == {"codes": [0] * len(commands), "heavy": []}
+def test_history_and_account_commands_load_no_heavy_library_and_no_logging(site):
+    assert _loaded(site, *READ_ONLY) == {"codes": [0] * len(READ_ONLY), "heavy": []}
+
+
+def test_a_command_that_changes_something_sets_up_logging(site):
+    """The probe sees logging when it is set up: ``accounts disable`` logs through the configured structlog."""
+    loaded = _loaded(site, ["accounts", "disable", "district-a"])
+    assert loaded["codes"] == [0] and {"structlog", "rostergate.logs"} <= set(loaded["heavy"])
+
+
+def test_a_read_only_command_writes_only_its_output_to_stdout(site):
+    """Without logging set up, stdout is still the command's alone: each ``--json`` answer is one JSON document."""
+    for command in (c for c in READ_ONLY if "--json" in c):
+        result = subprocess.run([sys.executable, "-m", "rostergate", "--config", str(site), *command],
+                                capture_output=True, text=True, timeout=60)
+        assert result.returncode == 0, result.stderr
+        assert json.loads(result.stdout)
 
 
 def test_a_command_that_works_on_data_does_load_them(site, tmp_path):
