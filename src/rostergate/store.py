@@ -177,7 +177,8 @@ MIGRATIONS: list[str] = [
     # few hundred rows instead of counted over every run; filled from the runs already there. Each
     # account's newest delivery is one step down runs_account_finished (which also serves the
     # safeguard's "last delivery before this run" and replaces runs_account_status, whose count this
-    # table now answers); its newest upload one step down runs_account_received.
+    # table now answers); its newest upload one step down runs_account_received. Runs are inserted,
+    # updated and deleted, never REPLACEd (a REPLACE's implicit delete fires no trigger).
     """
     CREATE TABLE run_counts (
         account TEXT NOT NULL,
