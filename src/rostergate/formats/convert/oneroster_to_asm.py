@@ -114,10 +114,14 @@ class OneRosterToAsm:
         self.available = pd.Index(orgs["sourcedId"])
 
         people, pairs = self._people_v12(users, roles) if roles is not None else self._people_v11(users)
+        del users, roles  # each input is let go once read, so a million-student run fits in less memory
         students, staff = self._person_tables(people, pairs)
+        del people, pairs
         course_out = self._courses(courses)
         class_src = self._classes(classes, course_out)
+        del courses, classes
         rosters, instructors = self._enrollments(enrollments, class_src, students, staff)
+        del enrollments
         class_out = self._class_table(class_src, instructors)
         locations = self._locations(orgs, students, staff, course_out, class_out)
 
