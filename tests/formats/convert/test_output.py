@@ -258,6 +258,8 @@ def test_a_verbatim_frame_is_exactly_what_its_bytes_parse_to(rows: list[tuple[st
     has_special = any(ch in specials for row in rows for cell in row for ch in cell)
     assert asmwrite.is_verbatim(frame) is not has_special
     if not has_special:
+        expected = "person_id,last_name\n" + "".join(f"{a},{b}\n" for a, b in rows)
+        assert csv_bytes(frame) == expected.encode("utf-8")  # Arrow's writer, rows joined as they are
         loaded = load_bytes(csv_bytes(frame), "students.csv", escape_char=ESCAPE)
         assert loaded.issues == [] and loaded.lines is None
         pd.testing.assert_frame_equal(loaded.frame, frame)
