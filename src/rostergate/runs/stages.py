@@ -13,7 +13,7 @@ import os
 import re
 import shutil
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import ExitStack
 from dataclasses import dataclass, field
@@ -24,7 +24,7 @@ import pandas as pd
 
 from rostergate import timeutil
 from rostergate.config import InputFormat, OutputFormat
-from rostergate.formats.convert.asmwrite import Serialised, ZipStream, serialise, zip64_needed
+from rostergate.formats.convert.asmwrite import Buffer, ZipStream, serialise, zip64_needed
 from rostergate.formats.convert.entry import Conversion, conversion_summary, convert_dir, trace_to_input
 from rostergate.formats.convert.mapping import Mapping
 from rostergate.formats.holdrules import Changes
@@ -256,9 +256,12 @@ def _prepare(run_dir: str, upload: str, input_format: InputFormat, output_format
         for name in sorted(conversion.tables):
             frame = conversion.tables[name]
             serialised = serialise(frame)
-            output.add(name, serialised)
-            output_check[name] = frame if serialised.verbatim else serialised.joined()
-            del serialised  # the background thread holds it until deflated
+            if serialised.verbatim:  # checked as its frame; its CSV is made batch by batch as it is deflated
+                output.add(name, serialised.chunks())
+                output_check[name] = frame
+            else:  # checked as its bytes, which are then deflated as they are
+                output_check[name] = data = serialised.joined()
+                output.add(name, (data,))
         prepared.summary = conversion_summary(conversion)
         return "ok", prepared.summary.splitlines()[0] if prepared.summary else "converted", True
 
@@ -297,11 +300,11 @@ def _prepare(run_dir: str, upload: str, input_format: InputFormat, output_format
 class _OutputZip:
     """The deliverable ZIP at ``path``, written while the run goes on.
 
-    The caller serialises the tables one at a time (in name order, the ZIP's) and
-    :meth:`add`\\ s each; one background thread deflates and writes them in that order, so
-    compressing overlaps with serialising the next table and with the output check, and
-    only the table being deflated and the one being serialised are held as CSV bytes.
-    The file and the thread belong to ``stack`` (closed with it, after the thread is done).
+    The caller hands over each table's CSV (in name order, the ZIP's) as an iterable of
+    pieces; one background thread draws the pieces (making a big table's CSV a batch of rows
+    at a time) and deflates and writes them in that order, so writing overlaps with the
+    output check and no big CSV is ever whole in memory. The file and the thread belong
+    to ``stack`` (closed with it, after the thread is done).
     """
 
     def __init__(self, path: Path, tables: dict[str, pd.DataFrame], stack: ExitStack) -> None:
@@ -310,8 +313,8 @@ class _OutputZip:
         self._stream = ZipStream(out, large=zip64_needed(tables))
         self._pending: list[Future[None]] = []
 
-    def add(self, name: str, serialised: Serialised) -> None:
-        self._pending.append(self._thread.submit(self._stream.add, name, serialised.parts))
+    def add(self, name: str, chunks: Iterable[Buffer]) -> None:
+        self._pending.append(self._thread.submit(self._stream.add, name, chunks))
 
     def finish(self) -> None:
         """Wait until every table is written (raising what writing one raised), then end the archive."""

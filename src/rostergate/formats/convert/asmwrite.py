@@ -30,7 +30,7 @@ from __future__ import annotations
 import io
 import struct
 import zipfile
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
@@ -51,16 +51,15 @@ _ZIP32_LIMIT = 0xFFFFFFFF - 2**20  # total content at which sizes or offsets cou
 _LEVEL = 1  # deflate level: fixed for byte-identical output; 1 is ~5x faster than 6 for ~25% more bytes
 
 
-def _strings(values: pd.Series | Iterable[str]) -> pa.Array:
-    """Any column as one contiguous large_string Arrow array, nulls as ``""``."""
+def _strings(values: pd.Series | Iterable[str]) -> pa.ChunkedArray:
+    """Any column as large_string Arrow chunks (a pandas Arrow column's own: no copy), nulls as ``""``."""
     if isinstance(values, pd.Series):
         array = pa.array(values.astype("str"))
     else:
         array = pa.array(list(values), type=pa.large_string())
-    if isinstance(array, pa.ChunkedArray):
-        array = array.combine_chunks()
-    array = array.cast(pa.large_string())
-    return pc.fill_null(array, "") if array.null_count else array
+    chunked = array if isinstance(array, pa.ChunkedArray) else pa.chunked_array([array])
+    chunked = chunked.cast(pa.large_string())
+    return pc.fill_null(chunked, "") if chunked.null_count else chunked
 
 
 #: Bytes that make :func:`_escaped` quote or escape a value (and NUL, which a reader
@@ -70,31 +69,54 @@ _SPECIAL = (b'"', b"\\", b"\r", b"\n", b" ", b",", b"\t", b"\x00")
 Buffer = bytes | memoryview
 
 
+_BATCH_ROWS = 1 << 18  # rows written at a time: a batch of a big table's CSV is a few MB
+
+
 @dataclass(frozen=True)
 class Serialised:
-    """One table as an ASM CSV: its bytes in pieces (the header line, then every row), and
-    whether every header name and value was written as it is.
+    """One table ready to be written as an ASM CSV: its header line, each column's cells as
+    CSV text (escaped and quoted where needed), and whether every header name and value is
+    written as it is.
 
     ``verbatim`` means the CSV is just the values joined by commas and line feeds, so
     parsing it gives the frame back exactly: a check of the frame is a check of the bytes.
-    The pieces may be views of Arrow memory; :meth:`joined` copies them into one ``bytes``.
+    The CSV itself is made by :meth:`chunks`, a batch of rows at a time, so a big table's
+    CSV is never whole in memory (columns that needed nothing are the frame's own arrays).
     """
 
-    parts: tuple[Buffer, ...]
+    header: bytes
+    columns: tuple[pa.ChunkedArray, ...]
     verbatim: bool
+    plain: bool  # no value needed quoting or escaping
+
+    def chunks(self) -> Iterator[Buffer]:
+        """The CSV's bytes: the header line, then the rows a batch at a time (LF after every row)."""
+        yield self.header
+        rows = len(self.columns[0]) if self.columns else 0
+        for start in range(0, rows, _BATCH_ROWS):
+            batch = [column.slice(start, _BATCH_ROWS) for column in self.columns]
+            if self.plain:  # nothing to quote: Arrow's CSV writer joins the rows (faster than joining columns)
+                out = pa.BufferOutputStream()
+                pacsv.write_csv(pa.table(batch, names=[f"c{i}" for i in range(len(batch))]), out,
+                                pacsv.WriteOptions(include_header=False, quoting_style="none"))
+                yield memoryview(out.getvalue())
+                continue
+            # LF goes onto the last column ("value" + LF + ""), cheaper than a second pass over whole rows
+            batch[-1] = pc.binary_join_element_wise(batch[-1], _large(""), _large("\n"))
+            lines = batch[0] if len(batch) == 1 else pc.binary_join_element_wise(*batch, _large(","))
+            yield _data_view(lines.combine_chunks())
 
     def joined(self) -> bytes:
-        return b"".join(self.parts)
+        """The whole CSV as one ``bytes``."""
+        return b"".join(self.chunks())
 
 
 def serialise(frame: pd.DataFrame) -> Serialised:
-    """``frame`` (all values strings) as an ASM CSV, header first, LF after every row (one pass per column)."""
+    """``frame`` (all values strings) prepared as an ASM CSV (one scan per column; see :class:`Serialised`)."""
     header, plain_header = _escaped(_strings([str(c) for c in frame.columns]))
     header_line = ",".join(header.to_pylist()).encode("utf-8") + b"\n"
-    verbatim = plain_header
-    if frame.empty:
-        return Serialised((header_line,), verbatim and all(str(frame[c].dtype) == "str" for c in frame.columns))
-    columns, plain_values = [], True
+    verbatim, plain_values = plain_header, True
+    columns = []
     for name in frame.columns:
         values = frame[name]
         text, plain = _escaped(_strings(values))
@@ -102,15 +124,7 @@ def serialise(frame: pd.DataFrame) -> Serialised:
         # the writer turns other types and missing values into text: then the frame is not what the bytes say
         verbatim = verbatim and plain and str(values.dtype) == "str" and not values.isna().any()
         columns.append(text)
-    if plain_values:  # nothing to quote: Arrow's CSV writer joins the rows (faster than joining columns here)
-        rows = pa.BufferOutputStream()
-        pacsv.write_csv(pa.table(columns, names=[f"c{i}" for i in range(len(columns))]), rows,
-                        pacsv.WriteOptions(include_header=False, quoting_style="none"))
-        return Serialised((header_line, memoryview(rows.getvalue())), verbatim)
-    # LF goes onto the last column ("value" + LF + ""), which is cheaper than a second pass over whole rows
-    columns[-1] = pc.binary_join_element_wise(columns[-1], _large(""), _large("\n"))
-    lines = columns[0] if len(columns) == 1 else pc.binary_join_element_wise(*columns, _large(","))
-    return Serialised((header_line, _data_view(lines)), verbatim)
+    return Serialised(header_line, tuple(columns), verbatim, plain_values)
 
 
 def csv_bytes(frame: pd.DataFrame) -> bytes:
@@ -134,36 +148,45 @@ def csv_size_bound(frame: pd.DataFrame) -> int:
     return bound
 
 
-def _escaped(text: pa.Array) -> tuple[pa.Array, bool]:
-    """One column's cells (a null-free large_string array) as Apple-quoted CSV text, and whether
+def _escaped(text: pa.ChunkedArray) -> tuple[pa.ChunkedArray, bool]:
+    """One column's cells (null-free large_string chunks) as Apple-quoted CSV text, and whether
     they needed nothing (see the module docstring).
 
     The column's bytes are scanned once for the few special characters; most columns
     (ids) hold none, and then no per-value work is done at all.
     """
-    data = _concatenated(text)
-    if not any(ch in data for ch in _SPECIAL):
+    found: set[bytes] = set()
+    for chunk in text.chunks:
+        found |= _special_bytes(_data_view(chunk))
+    if not found:
         return text, True
-    if any(ch in data for ch in (b'"', b"\\", b"\r", b"\n")):
+    if found & {b'"', b"\\", b"\r", b"\n"}:
         text = pc.replace_substring(text, "\r\n", "\n")
         text = pc.replace_substring(text, "\r", "\n")
         text = pc.replace_substring(text, "\\", "\\\\")
         text = pc.replace_substring(text, '"', '\\"')
         text = pc.replace_substring(text, "\n", "\\\n")
-    if any(ch in data for ch in (b" ", b",", b"\t")):
+    if found & {b" ", b",", b"\t"}:
         needs_quotes = pc.match_substring_regex(text, "[ ,\t]")
         quoted = pc.binary_join_element_wise(_large('"'), text, _large('"'), _large(""))
         text = pc.if_else(needs_quotes, quoted, text)
     return text, False
 
 
-def _concatenated(lines: pa.Array) -> bytes:
-    """The values of a null-free string array back to back (its data buffer, sliced)."""
-    return bytes(_data_view(lines))
+_SCAN_BLOCK = 16 << 20
+
+
+def _special_bytes(data: memoryview) -> set[bytes]:
+    """Which of :data:`_SPECIAL` occur in ``data``, read in blocks (a column's bytes are never copied whole)."""
+    found: set[bytes] = set()
+    for start in range(0, len(data), _SCAN_BLOCK):
+        block = bytes(data[start: start + _SCAN_BLOCK])
+        found.update(ch for ch in _SPECIAL if ch not in found and ch in block)
+    return found
 
 
 def _data_view(lines: pa.Array) -> memoryview:
-    """:func:`_concatenated` without the copy: a view of the array's data buffer."""
+    """The values of a null-free string array back to back: a view of its data buffer (no copy)."""
     lines = lines.cast(pa.large_string())
     offsets = np.frombuffer(lines.buffers()[1], dtype=np.int64)[lines.offset: lines.offset + len(lines) + 1]
     data = lines.buffers()[2]
@@ -256,7 +279,7 @@ def write_tables_zip(tables: Mapping[str, pd.DataFrame], out_path: Path) -> None
     with open(out_path, "wb") as out:
         stream = ZipStream(out, large=zip64_needed(tables))
         for name in sorted(tables):
-            stream.add(name, serialise(tables[name]).parts)
+            stream.add(name, serialise(tables[name]).chunks())
         stream.close()
 
 
