@@ -35,8 +35,7 @@ sys.path.insert(0, str(ROOT / "bench"))
 import _harness as h  # noqa: E402  (first: puts this checkout's src/ on sys.path)
 from gen_district import generate  # noqa: E402
 
-from tests.conftest import Daemon, make_keypair  # noqa: E402
-from tests.downstream import OpenSSHDownstream  # noqa: E402
+from tests.conftest import Daemon, OpenSSHDownstream, make_keypair  # noqa: E402
 from tests.sftp.helpers import sftp_batch  # noqa: E402
 
 POLL = 0.01

@@ -42,8 +42,7 @@ from bench_latency import district_zip  # noqa: E402
 from rostergate import store  # noqa: E402
 from rostergate.accounts import AccountStore  # noqa: E402
 from tests import procs  # noqa: E402
-from tests.conftest import Daemon, make_keypair  # noqa: E402
-from tests.downstream import OpenSSHDownstream  # noqa: E402
+from tests.conftest import Daemon, OpenSSHDownstream, make_keypair  # noqa: E402
 from tests.sftp.helpers import sftp_batch  # noqa: E402
 
 FINAL = ("delivered", "rejected", "failed", "held", "discarded", "superseded")

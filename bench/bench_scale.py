@@ -40,7 +40,9 @@ QUICK_SIZES = (1_000, 10_000, 50_000)
 
 # Runs in the fresh worker process: argv = run_dir, upload. Prints one JSON line.
 WORKER = """
-import json, sys, time
+import json, os, sys, time
+from rostergate.runs.workers import initialize_worker
+initialize_worker(os.getppid(), None)  # set up as a daemon's worker is
 import rostergate.runs.safeguard  # first: importing runs.stages alone is circular
 from rostergate.runs.stages import prepare
 started = time.perf_counter()

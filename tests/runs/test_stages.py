@@ -6,11 +6,13 @@ import threading
 import zipfile
 from pathlib import Path
 
+import pandas as pd
 import pytest
 
+from rostergate.formats.convert.asmwrite import write_tables_zip
 from rostergate.formats.convert.entry import convert_dir
 from rostergate.formats.read import csvio
-from rostergate.formats.read.csvio import load_table, sharing_loaded_tables
+from rostergate.formats.read.csvio import hand_over_loaded_tables, load_table, sharing_loaded_tables
 from rostergate.runs import stages
 from rostergate.runs.stages import OUTPUT_NAME, prepare
 from tests.formats import conftest as kit
@@ -101,6 +103,56 @@ def test_shared_tables_are_parsed_once_even_when_two_threads_ask_at_once(
     assert all(r is results[0] for r in results)
     load_table(path)  # outside the block nothing is shared
     assert len(parses) == 2
+
+
+def test_after_the_hand_over_a_shared_table_goes_to_its_next_reader_alone(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The converter takes each parsed table out of the cache, so what it drops is freed at once."""
+    path = tmp_path / "users.csv"
+    path.write_text("sourcedId,name\n" + "".join(f"u{i},N {i}\n" for i in range(100)))
+    parses = []
+    real = csvio.load_bytes
+    monkeypatch.setattr(csvio, "load_bytes", lambda *a, **k: parses.append(1) or real(*a, **k))
+    with sharing_loaded_tables():
+        validated = load_table(path)
+        assert load_table(path) is validated and len(parses) == 1  # shared while validating
+        hand_over_loaded_tables()
+        taken = load_table(path)
+        assert taken is validated and len(parses) == 1  # the parse is handed over, not repeated
+        again = load_table(path)  # the cache forgot it: a later reader parses afresh
+        assert again is not taken and len(parses) == 2
+        pd.testing.assert_frame_equal(again.frame, taken.frame)
+
+
+def test_the_streamed_deliverable_is_the_zip_of_the_converted_tables(tmp_path: Path) -> None:
+    """The run writes its ZIP entry by entry on a background thread while it checks the output:
+    the bytes are exactly the deterministic ZIP of the conversion, whole and in name order."""
+    run_dir = _run_dir(tmp_path)
+    prepared = prepare(str(run_dir), _upload(kit.OR11, run_dir), "oneroster", "asm", "strict")
+    assert prepared.outcome == "ready", prepared.issues
+    reference = tmp_path / "reference.zip"
+    write_tables_zip(convert_dir(kit.OR11, "oneroster-1.1").tables, reference)
+    assert Path(prepared.output).read_bytes() == reference.read_bytes()
+    with zipfile.ZipFile(prepared.output) as archive:
+        assert archive.testzip() is None and archive.namelist() == sorted(archive.namelist())
+
+
+def test_a_disk_that_fills_while_the_zip_is_written_fails_the_run_loudly(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Writing happens on another thread; its error still ends the run (never a "ready" run
+    with a short ZIP), and the unpacked upload is removed."""
+    real_add = stages.ZipStream.add
+
+    def full_disk(self, name, parts):
+        if name == "rosters.csv":
+            raise OSError(28, "No space left on device")
+        return real_add(self, name, parts)
+
+    monkeypatch.setattr(stages.ZipStream, "add", full_disk)
+    run_dir = _run_dir(tmp_path)
+    with pytest.raises(OSError, match="No space left"):
+        prepare(str(run_dir), _upload(kit.OR11, run_dir), "oneroster", "asm", "strict")
+    assert not (run_dir / "work").exists()
 
 
 def test_a_failed_shared_parse_fails_every_reader(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -50,6 +50,13 @@ def allocate(mib: int) -> int:
     return len(block)
 
 
+def arrow_allocate(mib: int) -> tuple[str, int]:
+    """The worker's Arrow memory pool, and the size of an Arrow buffer of ``mib`` MiB allocated from it."""
+    import pyarrow as pa  # here, not at the top: workers that never need pyarrow start without it
+
+    return pa.default_memory_pool().backend_name, pa.allocate_buffer(mib << 20).size
+
+
 def raise_value_error() -> None:
     raise ValueError("the function's own error")
 
@@ -175,6 +182,24 @@ def test_memory_error_is_a_lost_worker_and_the_worker_is_replaced():
                 await pool.run(allocate, 2048)
             assert real.value.kind == "memory"
             assert await pool.run(allocate, 16) == 16 << 20
+        finally:
+            await pool.close()
+
+    _run(scenario())
+
+
+def test_arrow_allocates_from_jemalloc_and_runs_out_of_memory_cleanly_under_the_cap():
+    """jemalloc gives freed pages back (a run's peak memory, bench_scale.py); under RLIMIT_AS an
+    Arrow allocation past the cap is a lost worker of kind "memory", not a crash, and the
+    replacement allocates from jemalloc again."""
+    async def scenario():
+        pool = _pool(max_memory_mb=1024)
+        try:
+            assert await pool.run(arrow_allocate, 16) == ("jemalloc", 16 << 20)
+            with pytest.raises(WorkerFailure) as lost:
+                await pool.run(arrow_allocate, 2048)
+            assert lost.value.kind == "memory"
+            assert await pool.run(arrow_allocate, 16) == ("jemalloc", 16 << 20)
         finally:
             await pool.close()
 

@@ -13,8 +13,8 @@ import os
 import re
 import shutil
 import time
-from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable, Iterable
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,13 +24,13 @@ import pandas as pd
 
 from rostergate import timeutil
 from rostergate.config import InputFormat, OutputFormat
-from rostergate.formats.convert.asmwrite import csv_bytes, is_verbatim, write_zip
+from rostergate.formats.convert.asmwrite import Buffer, ZipStream, serialise, zip64_needed
 from rostergate.formats.convert.entry import Conversion, conversion_summary, convert_dir, trace_to_input
 from rostergate.formats.convert.mapping import Mapping
 from rostergate.formats.holdrules import Changes
 from rostergate.formats.issues import Issue
 from rostergate.formats.read.archive import unpack
-from rostergate.formats.read.csvio import read_table_bytes, sharing_loaded_tables
+from rostergate.formats.read.csvio import hand_over_loaded_tables, read_table_bytes, sharing_loaded_tables
 from rostergate.formats.read.detect import detect_format
 from rostergate.formats.read.text import EncodingPolicy
 from rostergate.formats.schema.asm import ESCAPE
@@ -40,7 +40,6 @@ from rostergate.formats.snapshot import (
     snapshot_of_tables,
     snapshot_of_zip,
 )
-from rostergate.formats.validate.collect import parallel_map
 from rostergate.formats.validate.entry import validate_asm_files, validate_dir
 from rostergate.formats.validate.profiles import ProfileName
 from rostergate.intake import SPOOL_DIR, UPLOAD_NAME
@@ -228,90 +227,108 @@ def _prepare(run_dir: str, upload: str, input_format: InputFormat, output_format
         warnings = len(result.issues) - errors
         return ("ok" if result.valid else "failed"), f"{errors} error(s), {warnings} warning(s)", result.valid
 
-    output_files: dict[str, bytes] = {}  # the converted ASM CSVs, name -> bytes
     # name -> what the output check reads: the frame where parsing the bytes certainly
-    # gives it back (asmwrite.is_verbatim: ids, plain names), else the bytes
+    # gives it back (Serialised.verbatim: ids, plain names), else the bytes
     output_check: dict[str, pd.DataFrame | bytes] = {}
     conversions: list[Conversion] = []  # the one whose output is checked: its lineage places what the check finds
+    outputs: list[_OutputZip] = []  # the deliverable ZIP being written, once the conversion worked
 
     def converts() -> bool:
         """ASM output is converted; ASM input is normalised even when the output is "same"."""
         return output_format == "asm" or prepared.format == "asm"
 
-    def convert_and_serialise() -> tuple[Conversion, dict[str, bytes]]:
-        """The conversion and, when it worked, the six ASM CSVs as bytes."""
-        assert prepared.format is not None  # converting starts once the format is known
-        conversion = convert_dir(source, prepared.format, mapping)
-        sharing.close()  # the parsed input is not needed any more: freed before the output is serialised
-        if not conversion.ok:
-            return conversion, {}
-        names = sorted(conversion.tables, key=lambda n: -len(conversion.tables[n]))  # biggest first
-        return conversion, dict(zip(names, parallel_map(lambda n: csv_bytes(conversion.tables[n]), names)))
-
     def do_convert() -> Outcome[bool]:
         if not converts():
             shutil.copyfile(checked_upload, Path(run_dir) / OUTPUT_NAME)
             return "skipped", "output = same: the upload is delivered as it came", True
-        conversion, files = convert_and_serialise()
+        assert prepared.format is not None  # converting starts once the format is known
+        hand_over_loaded_tables()  # the converter reads each table last: what it does not keep is freed early
+        conversion = convert_dir(source, prepared.format, mapping)
+        sharing.close()  # the parsed input is not needed any more: freed before the output is serialised
         prepared.issues.extend(conversion.issues)
         if not conversion.ok:
             return "failed", "conversion failed", False
-        output_files.update(files)
         prepared.counts = {name: {"rows": c.input, "delivered": c.output, "dropped": dict(sorted(c.dropped.items()))}
                            for name, c in sorted(conversion.counts.items())}
         conversions.append(conversion)
-        output_check.update({name: frame if is_verbatim(frame) else files[name]
-                             for name, frame in conversion.tables.items()})
+        output = _OutputZip(Path(run_dir) / OUTPUT_NAME, conversion.tables, writing)
+        outputs.append(output)
+        for name in sorted(conversion.tables):
+            frame = conversion.tables[name]
+            serialised = serialise(frame)
+            if serialised.verbatim:  # checked as its frame; its CSV is made batch by batch as it is deflated
+                output.add(name, serialised.chunks())
+                output_check[name] = frame
+            else:  # checked as its bytes, which are then deflated as they are
+                output_check[name] = data = serialised.joined()
+                output.add(name, (data,))
         prepared.summary = conversion_summary(conversion)
         return "ok", prepared.summary.splitlines()[0] if prepared.summary else "converted", True
 
-    # Validation, then conversion: one parse of each file between them (sharing_loaded_tables),
-    # each with the worker's threads to itself. A conversion beside the validation fought it for
-    # the same cores (slower under load, more CPU) and was wasted on a rejected upload.
-    with ExitStack() as sharing:
-        sharing.enter_context(sharing_loaded_tables())
-        if not steps.run("validate", do_validate) or prepared.format is None:
-            return prepared
-        if not steps.run("convert", do_convert):
-            return prepared
-
     def do_check_output() -> Outcome[bool]:
-        if not output_files:
+        if not outputs:
             return "skipped", "", True
-        # The ZIP is built from the very bytes being checked; deflate and the checks both
-        # release the GIL, so compressing overlaps with validating.
-        with ThreadPoolExecutor(max_workers=1) as pool:
-            zipped = pool.submit(_write_output, Path(run_dir) / OUTPUT_NAME, output_files)
-            result = validate_asm_files(output_check, profile="asm")
-            zipped.result()
+        # deflating the ZIP's entries goes on beside the checks (both release the GIL)
+        result = validate_asm_files(output_check, profile="asm")
+        outputs[0].finish()
         if not result.valid:
             prepared.issues.extend(trace_to_input(result, conversions[0], mapping))
             return "failed", f"{len(result.errors)} error(s) in the converted files", False
         return "ok", "the ASM files pass the ASM rules", True
 
-    if not steps.run("check-output", do_check_output):
-        return prepared
+    with ExitStack() as writing:
+        # Validation, then conversion: one parse of each file between them (sharing_loaded_tables),
+        # each with the worker's threads to itself. A conversion beside the validation fought it for
+        # the same cores (slower under load, more CPU) and was wasted on a rejected upload.
+        with ExitStack() as sharing:
+            sharing.enter_context(sharing_loaded_tables())
+            if not steps.run("validate", do_validate) or prepared.format is None:
+                return prepared
+            if not steps.run("convert", do_convert):
+                return prepared
+        if not steps.run("check-output", do_check_output):
+            return prepared
     prepared.outcome = "ready"
     prepared.output = str(Path(run_dir) / OUTPUT_NAME)
     with open(prepared.output, "rb") as handle:
         prepared.output_sha256 = hashlib.file_digest(handle, "sha256").hexdigest()
     if baseline is not None:
-        _compare(prepared, Path(run_dir), Path(baseline), output_check, output_files)
+        _compare(prepared, Path(run_dir), Path(baseline), output_check, converted=bool(outputs))
     return prepared
 
 
-def _write_output(path: Path, files: dict[str, bytes]) -> None:
-    """The deliverable ZIP of ``files``, streamed to ``path`` entry by entry (never whole in memory)."""
-    with open(path, "wb") as out:
-        write_zip(files, out)
+class _OutputZip:
+    """The deliverable ZIP at ``path``, written while the run goes on.
+
+    The caller hands over each table's CSV (in name order, the ZIP's) as an iterable of
+    pieces; one background thread draws the pieces (making a big table's CSV a batch of rows
+    at a time) and deflates and writes them in that order, so writing overlaps with the
+    output check and no big CSV is ever whole in memory. The file and the thread belong
+    to ``stack`` (closed with it, after the thread is done).
+    """
+
+    def __init__(self, path: Path, tables: dict[str, pd.DataFrame], stack: ExitStack) -> None:
+        out = stack.enter_context(open(path, "wb"))  # noqa: SIM115 (closed by the stack)
+        self._thread = stack.enter_context(ThreadPoolExecutor(max_workers=1))  # left first: done before out closes
+        self._stream = ZipStream(out, large=zip64_needed(tables))
+        self._pending: list[Future[None]] = []
+
+    def add(self, name: str, chunks: Iterable[Buffer]) -> None:
+        self._pending.append(self._thread.submit(self._stream.add, name, chunks))
+
+    def finish(self) -> None:
+        """Wait until every table is written (raising what writing one raised), then end the archive."""
+        for pending in self._pending:
+            pending.result()
+        self._stream.close()
 
 
 def _compare(prepared: Prepared, run_dir: Path, baseline: Path, checked: dict[str, pd.DataFrame | bytes],
-             files: dict[str, bytes]) -> None:
+             converted: bool) -> None:
     """The safeguard's diff: this delivery's row snapshot (kept beside it for when it is delivered) against
     the account's last delivery (``baseline``: where its ZIP is kept)."""
     started, clock = timeutil.iso_ms(), time.perf_counter()
-    if files:  # the frames in memory; a file whose bytes say more than its frame is read back from them
+    if converted:  # the frames in memory; a file whose bytes say more than its frame is read back from them
         tables = {name: value if isinstance(value, pd.DataFrame) else read_table_bytes(value, name, escape_char=ESCAPE)
                   for name, value in checked.items()}
         current = snapshot_of_tables(tables)

@@ -258,6 +258,8 @@ def test_a_verbatim_frame_is_exactly_what_its_bytes_parse_to(rows: list[tuple[st
     has_special = any(ch in specials for row in rows for cell in row for ch in cell)
     assert asmwrite.is_verbatim(frame) is not has_special
     if not has_special:
+        expected = "person_id,last_name\n" + "".join(f"{a},{b}\n" for a, b in rows)
+        assert csv_bytes(frame) == expected.encode("utf-8")  # Arrow's writer, rows joined as they are
         loaded = load_bytes(csv_bytes(frame), "students.csv", escape_char=ESCAPE)
         assert loaded.issues == [] and loaded.lines is None
         pd.testing.assert_frame_equal(loaded.frame, frame)
@@ -273,3 +275,35 @@ def test_a_frame_with_missing_values_is_never_verbatim() -> None:
     frame = pd.DataFrame({"roster_id": ["r1", None], "class_id": ["c1", "c2"]}, dtype="str")
     assert not asmwrite.is_verbatim(frame)
     assert not asmwrite.is_verbatim(pd.DataFrame({"roster_id": [1, 2]}))
+
+
+def test_a_zip_stream_takes_a_file_in_pieces_and_refuses_names_out_of_order() -> None:
+    """A run hands each CSV over as header + rows (views of Arrow memory, never joined)."""
+    files = _sample_files()
+    out = io.BytesIO()
+    stream = asmwrite.ZipStream(out)
+    for name in sorted(files):
+        data = files[name]
+        stream.add(name, (data[:7], memoryview(data)[7:]))
+    with pytest.raises(ValueError, match="name order"):
+        stream.add("classes.csv", (b"",))
+    stream.close()
+    assert out.getvalue() == zip_bytes(files)
+
+
+def test_serialised_parts_are_the_csv_and_the_verbatim_flag_matches_the_values() -> None:
+    plain = pd.DataFrame({"person_id": ["s1", "s2"], "first_name": ["Ann", "Bo"]}, dtype="str")
+    spaced = pd.DataFrame({"person_id": ["s1"], "first_name": ["Mary Ann"]}, dtype="str")
+    for frame, verbatim in ((plain, True), (spaced, False)):
+        serialised = asmwrite.serialise(frame)
+        assert serialised.verbatim is verbatim
+        assert serialised.joined() == csv_bytes(frame)
+    assert asmwrite.serialise(spaced).joined() == b'person_id,first_name\ns1,"Mary Ann"\n'
+
+
+def test_the_size_bound_is_never_below_the_csv() -> None:
+    """The run picks ZIP32 or ZIP64 from this bound before any byte is written."""
+    frames = [pd.DataFrame({"a": ['x"\\\r\n, \t', ""], "b": ["é", "\\\\"]}, dtype="str"),
+              pd.DataFrame({"roster_id": [1, 22222222222]}), pd.DataFrame({"a": pd.Series(dtype="str")})]
+    for frame in frames:
+        assert asmwrite.csv_size_bound(frame) >= len(csv_bytes(frame))

@@ -191,3 +191,28 @@ def test_every_row_is_read_or_counted_as_malformed(rows, newline, blank_lines):
     every = sorted(lines + t.malformed.tolist())
     assert len(set(every)) == len(every) and all(2 <= line <= physical for line in every)
     assert lines == sorted(lines)
+
+
+def test_a_blank_column_of_a_big_file_shares_one_buffer_and_reads_as_empty_strings() -> None:
+    """Bulk files leave whole columns blank; parsed, such a column costs no memory of its own
+    (slices of one shared array of empty strings) and behaves like any column of "" values."""
+    rows = 150_000
+    raw = b"sourcedId,status,dateLastModified\n" + b"".join(b"e%d,,\n" % i for i in range(rows))
+    loaded = load_bytes(raw, "enrollments.csv")
+    frame = loaded.frame
+    assert loaded.issues == [] and frame is not None and len(frame) == rows
+    for column in ("status", "dateLastModified"):
+        values = frame[column]
+        assert str(values.dtype) == "str" and not values.isna().any()
+        assert values.eq("").all() and (values.str.strip() == "").all() and values.iat[rows - 1] == ""
+    chunked = [frame[c].array._pa_array for c in ("status", "dateLastModified")]  # type: ignore[attr-defined]
+    offsets = {chunk.buffers()[1].address for array in chunked for chunk in array.chunks}
+    assert len(offsets) == 1  # every chunk of both columns points at the same zeros
+    assert frame["sourcedId"].iat[rows - 1] == f"e{rows - 1}"
+
+
+def test_a_column_with_one_value_is_not_taken_for_blank() -> None:
+    rows = 150_000
+    body = b"".join(b"e%d,\n" % i for i in range(rows - 1)) + b"last,active\n"
+    frame = load_bytes(b"sourcedId,status\n" + body, "enrollments.csv").frame
+    assert frame is not None and frame["status"].iat[rows - 1] == "active" and (frame["status"] == "").sum() == rows - 1

@@ -28,7 +28,7 @@ from pathlib import Path
 import pandas as pd
 
 from rostergate.formats.convert.asm_reemit import reemit_asm
-from rostergate.formats.convert.asmwrite import csv_bytes, is_verbatim, write_tables_zip
+from rostergate.formats.convert.asmwrite import serialise, write_tables_zip
 from rostergate.formats.convert.columnrules import apply_prefix, describe_rules, source_column
 from rostergate.formats.convert.ledger import (
     Drop,
@@ -124,10 +124,13 @@ def check_output(conversion: Conversion) -> ValidationResult:
     """Apple's rules (the asm profile) on the six tables as they would be written.
 
     A table is checked as its frame where writing and re-reading it certainly gives the
-    frame back (:func:`~.asmwrite.is_verbatim`), else as its CSV bytes; see :func:`trace_to_input`
-    for placing what is found at the upload.
+    frame back (:attr:`~.asmwrite.Serialised.verbatim`), else as its CSV bytes; see
+    :func:`trace_to_input` for placing what is found at the upload.
     """
-    files = {name: frame if is_verbatim(frame) else csv_bytes(frame) for name, frame in conversion.tables.items()}
+    files: dict[str, pd.DataFrame | bytes] = {}
+    for name, frame in conversion.tables.items():
+        serialised = serialise(frame)
+        files[name] = frame if serialised.verbatim else serialised.joined()
     return validate_asm_files(files, profile="asm")
 
 

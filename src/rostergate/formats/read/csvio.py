@@ -15,6 +15,7 @@ One reader serves both dialects: RFC 4180 (OneRoster) and, with
 from __future__ import annotations
 
 import csv
+import functools
 import io
 import re
 import threading
@@ -146,7 +147,15 @@ def read_table_with_issues(
 # While set (see :func:`sharing_loaded_tables`), parsed tables are reused instead of re-read:
 # key -> the table, as a future so that a second reader waits for the first one's parse.
 _ShareKey = tuple[str, str | None, str, tuple[str, ...], str | None, int, int]
-_shared: dict[_ShareKey, Future[LoadedTable]] | None = None
+
+
+@dataclass
+class _Shared:
+    tables: dict[_ShareKey, Future[LoadedTable]] = field(default_factory=dict)
+    last_readers: bool = False  # set by hand_over_loaded_tables()
+
+
+_shared: _Shared | None = None
 _shared_lock = threading.Lock()
 
 
@@ -154,18 +163,28 @@ _shared_lock = threading.Lock()
 def sharing_loaded_tables() -> Iterator[None]:
     """Within this block, loading the same unchanged file with the same options parses it once.
 
-    A run validates its upload and converts it, side by side: both read the same files,
-    from different threads. Whoever asks first parses; a concurrent reader of the same
+    A run validates its upload and converts it: both read the same files (validation
+    from several threads). Whoever asks first parses; a concurrent reader of the same
     file waits for that parse instead of starting its own. Callers must treat a
     :class:`LoadedTable`'s frame as read-only (validators only read; the converter
     copies before it changes anything).
     """
     global _shared
-    previous, _shared = _shared, {}
+    previous, _shared = _shared, _Shared()
     try:
         yield
     finally:
         _shared = previous
+
+
+def hand_over_loaded_tables() -> None:
+    """From now on in this :func:`sharing_loaded_tables` block, whoever loads a table already
+    parsed takes it: the block forgets it. For the last reader (the converter), so that
+    the columns and tables it does not keep are freed as soon as it lets go of them,
+    not only when the block ends. A table loaded again after that is parsed again.
+    """
+    if _shared is not None:
+        _shared.last_readers = True
 
 
 def load_table(
@@ -193,10 +212,15 @@ def load_table(
     stat = path.stat()
     key = (str(path), name, encoding_policy, allowed_delimiters, escape_char, stat.st_size, stat.st_mtime_ns)
     with _shared_lock:
-        pending = shared.get(key)
-        first = pending is None
-        if pending is None:
-            pending = shared[key] = Future()
+        if shared.last_readers:
+            taken = shared.tables.pop(key, None)
+            if taken is None:
+                return load()
+            pending, first = taken, False
+        else:
+            found = shared.tables.get(key)
+            first = found is None
+            pending = shared.tables[key] = Future() if found is None else found
     if not first:
         return pending.result()
     try:
@@ -476,10 +500,47 @@ class _Rows:
 
     def frame(self) -> pd.DataFrame:
         assert self.table is not None
-        frame: pd.DataFrame = self.table.to_pandas(types_mapper=_string_mapper)
+        table = self.table
+        for i, column in enumerate(table.columns):
+            if _all_empty(column):
+                table = table.set_column(i, table.field(i), _empty_strings(len(column)))
+        frame: pd.DataFrame = table.to_pandas(types_mapper=_string_mapper)
         frame.columns = self.table.column_names
         self.table = None
         return frame
+
+
+_EMPTY_CHUNK = 1 << 20
+
+
+@functools.cache
+def _empty_chunk() -> pa.Array:
+    """``_EMPTY_CHUNK`` empty strings (large_string, offsets all zero), shared by every blank column."""
+    zeros = pa.py_buffer(np.zeros(_EMPTY_CHUNK + 1, dtype=np.int64))
+    return pa.Array.from_buffers(pa.large_string(), _EMPTY_CHUNK, [None, zeros, pa.py_buffer(b"")])
+
+
+def _empty_strings(n: int) -> pa.ChunkedArray:
+    """``n`` empty strings as slices of :func:`_empty_chunk`.
+
+    Bulk files leave whole columns blank (status, dates, phone, ...); parsed, each still
+    holds 8 bytes of offsets per row (about 56 MiB for a 7-million-row enrolments column),
+    all zero. Slices of one shared array say the same for no memory at all.
+    """
+    chunk = _empty_chunk()
+    return pa.chunked_array([chunk.slice(0, min(_EMPTY_CHUNK, n - start)) for start in range(0, n, _EMPTY_CHUNK)]
+                            or [chunk.slice(0, 0)], type=pa.large_string())
+
+
+def _all_empty(column: pa.ChunkedArray) -> bool:
+    """Whether a parsed large_string column holds only empty strings (and no nulls)."""
+    if column.type != pa.large_string() or column.null_count or len(column) < _EMPTY_CHUNK // 16:
+        return False
+    for chunk in column.chunks:
+        offsets = np.frombuffer(chunk.buffers()[1], dtype=np.int64)
+        if offsets[chunk.offset] != offsets[chunk.offset + len(chunk)]:
+            return False
+    return True
 
 
 def _string_mapper(dtype: pa.DataType) -> pd.StringDtype[Literal["pyarrow"]] | None:
