@@ -5,7 +5,9 @@ pid of the process serving it. :meth:`SessionSlots.take` counts the account's ro
 adds one in the same write transaction, so two processes cannot both take the last
 slot. Rows of a process that is gone are removed: :meth:`SessionSlots.forget_process`
 (by the daemon when a server process ends) and :meth:`SessionSlots.clear` (at the
-daemon's start, when no server process runs yet).
+daemon's start, when no server process runs yet). Both also remove the process's rows of
+``sftp_connections``, the connections per source the defender counts the same way
+(:mod:`rostergate.sftp.defender`).
 """
 
 from __future__ import annotations
@@ -51,11 +53,15 @@ class SessionSlots:
                                         (account,)).fetchone()[0])
 
     def forget_process(self, pid: int) -> int:
-        """Remove the slots of process ``pid`` (which has ended); returns how many."""
+        """Remove the session slots and connection rows of process ``pid`` (which has ended); returns
+        how many sessions."""
         with self._lock:
+            self._db.execute("DELETE FROM sftp_connections WHERE pid = ?", (pid,))
             return self._db.execute("DELETE FROM sftp_sessions WHERE pid = ?", (pid,)).rowcount
 
     def clear(self) -> int:
-        """Remove every slot (at start, before any server process serves); returns how many."""
+        """Remove every slot and connection row (at start, before any server process serves); returns
+        how many sessions."""
         with self._lock:
+            self._db.execute("DELETE FROM sftp_connections")
             return self._db.execute("DELETE FROM sftp_sessions").rowcount
