@@ -324,17 +324,18 @@ class ServerState:
             return None
         folder = self.incoming / account
         folder.mkdir(exist_ok=True, mode=0o700)
-        token = folder / uuid.uuid4().hex
+        token = folder / f"{os.getpid()}-{uuid.uuid4().hex}"  # whose: see staged_by
         token.mkdir(mode=0o700)
+        fd = os.open(token / _ORIGIN, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+        with os.fdopen(fd, "w") as origin:  # before the move: a staged file always knows where it came from
+            origin.write(relative)
         staged = token / os.fsdecode(posixpath.basename(local))
         try:
             os.rename(local, staged)
         except OSError:
+            (token / _ORIGIN).unlink()
             token.rmdir()
             return None
-        fd = os.open(token / _ORIGIN, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
-        with os.fdopen(fd, "w") as origin:
-            origin.write(relative)
         self.remember(local, attrs)
         self.charge(account, -attrs.st_size, -1)
         return staged
@@ -363,20 +364,32 @@ class ServerState:
         except OSError:
             pass
 
-    def recover(self) -> None:
-        """Finish uploads staged before a crash (called once at start)."""
-        for account_dir in sorted(p for p in self.incoming.iterdir() if p.is_dir()):
-            for token in sorted(p for p in account_dir.iterdir() if p.is_dir()):
-                files = [p for p in token.iterdir() if p.name != _ORIGIN]
-                origin = token / _ORIGIN
-                if not files or not origin.exists():
-                    for path in token.iterdir():
-                        path.unlink()
-                    token.rmdir()
-                    continue
-                relative = origin.read_text().strip("/")
-                local = os.fsencode(str((self.homes / account_dir.name).resolve() / relative))
-                self.spawn(self.finish(account_dir.name, files[0], local))
+    def staged_by(self, pid: int) -> list[Path]:
+        """The staging folders of process ``pid``'s uploads not yet finished (each upload is staged in
+        ``incoming/<account>/<pid>-<token>/``)."""
+        return sorted(p for p in self.incoming.glob(f"*/{pid}-*") if p.is_dir())
+
+    def recover(self, tokens: list[Path] | None = None) -> int:
+        """Finish uploads staged by a server that ended before it finished them: every one (at start,
+        before any server serves), or those in ``tokens`` (a server process that died, by the daemon:
+        :meth:`staged_by`). Returns how many uploads are handed to the intake again."""
+        if tokens is None:
+            tokens = sorted(p for p in self.incoming.glob("*/*") if p.is_dir())
+        recovered = 0
+        for token in tokens:
+            account = token.parent.name
+            files = [p for p in token.iterdir() if p.name != _ORIGIN]
+            origin = token / _ORIGIN
+            if not files or not origin.exists():  # handed over already, or never moved in
+                for path in token.iterdir():
+                    path.unlink()
+                token.rmdir()
+                continue
+            relative = origin.read_text().strip("/")
+            local = os.fsencode(str((self.homes / account).resolve() / relative))
+            self.spawn(self.finish(account, files[0], local))
+            recovered += 1
+        return recovered
 
 
 class TenantSFTPServer(asyncssh.SFTPServer):
