@@ -162,26 +162,23 @@ class Defender:
         left = self.ban_left(host)
         if left > 0:
             return f"too many failed logins from {host}: try again in {int(left) + 1} s"
+        return self.count_connection(host)
+
+    def count_connection(self, host: str) -> str | None:
+        """:meth:`connection_opened` without the ban check (the server made it as the connection came)."""
         limit = self.settings.max_connections_per_source
         if not self.settings.enabled or self.is_safe(host):
             return None  # not counted: nothing to refuse
-        with self._lock:
-            db = self._db
-            db.execute("BEGIN IMMEDIATE")
-            try:
-                count = db.execute("SELECT COUNT(*) FROM sftp_connections WHERE source = ?", (host,)).fetchone()[0]
-                row = None
-                if count < limit:
-                    row = db.execute("INSERT INTO sftp_connections (source, pid, opened_at) VALUES (?, ?, ?)",
-                                     (host, self._pid, self._clock())).lastrowid
-                db.execute("COMMIT")
-            except BaseException:
-                db.execute("ROLLBACK")
-                raise
-        if row is None:
+        with self._lock:  # one statement, so one write transaction: the count and the row together
+            cursor = self._db.execute(
+                "INSERT INTO sftp_connections (source, pid, opened_at) SELECT ?, ?, ? "
+                "WHERE (SELECT COUNT(*) FROM sftp_connections WHERE source = ?) < ?",
+                (host, self._pid, self._clock(), host, limit))
+        if cursor.rowcount != 1:
             self.limit_exceeded(host)
             return f"too many connections from {host} (at most {limit})"
-        self._rows.setdefault(host, []).append(row)
+        assert cursor.lastrowid is not None
+        self._rows.setdefault(host, []).append(cursor.lastrowid)
         return None
 
     def connection_closed(self, host: str) -> None:

@@ -72,6 +72,8 @@ file right after uploading it.
 from __future__ import annotations
 
 import asyncio
+import contextvars
+import functools
 import io
 import os
 import posixpath
@@ -82,7 +84,7 @@ from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import Literal, TypeVar
 
 import asyncssh
 import structlog
@@ -98,9 +100,11 @@ from rostergate.uploadnames import is_upload_name
 log = structlog.get_logger("rostergate.sftp")
 
 UploadCallback = Callable[[str, Path], Awaitable[object]]
+T = TypeVar("T")
 _WRITE_FLAGS = FXF_WRITE | FXF_APPEND | FXF_CREAT | FXF_TRUNC
 GHOST_SECONDS = 120.0
 INCOMING_DIR = "incoming"
+LOGIN_THREADS = 4
 _ORIGIN = ".origin"
 _EOCD = b"PK\x05\x06"
 _LOCAL_HEADER = b"PK\x03\x04"
@@ -230,9 +234,18 @@ class ServerState:
         self.usage: dict[str, Usage] = {}  # account -> what its home stores
         self.extents: dict[Inode, Extent] = {}  # inodes with writes pending (rostergate.sftp.writes)
         self.write_pool = ThreadPoolExecutor(WRITE_THREADS, thread_name_prefix="sftp-write")
+        # Logins' and sessions' store reads and slot writes: a pool of their own, so that they never
+        # queue behind the intake's hashing of finished uploads in asyncio's default one.
+        self.login_pool = ThreadPoolExecutor(LOGIN_THREADS, thread_name_prefix="sftp-login")
         self.write_buffer_bytes = MAX_PENDING_BYTES  # per session, waiting for the disk
         self._measuring: dict[str, asyncio.Task[None]] = {}
         self.tasks: set[asyncio.Future[object]] = set()
+
+    async def off_loop(self, function: Callable[..., T], *args: object) -> T:
+        """``function(*args)`` on the login pool (as ``asyncio.to_thread``, context included)."""
+        context = contextvars.copy_context()
+        return await asyncio.get_running_loop().run_in_executor(
+            self.login_pool, functools.partial(context.run, function, *args))
 
     def spawn(self, coro: Awaitable[object]) -> None:
         task = asyncio.ensure_future(coro)
@@ -264,7 +277,7 @@ class ServerState:
 
     async def _measure(self, account: str) -> None:
         try:
-            self.usage[account] = await asyncio.to_thread(measure_home, self.homes / account, self.walk_bound)
+            self.usage[account] = await self.off_loop(measure_home, self.homes / account, self.walk_bound)
         finally:
             self._measuring.pop(account, None)
 

@@ -104,7 +104,7 @@ class TenantSSHServer(asyncssh.SSHServer):
             return
         # Counting the connection is a write to the store (all server processes count): off the loop,
         # beside the key exchange; authentication waits for it (begin_auth).
-        self._admission = asyncio.ensure_future(self._defender.write(self._defender.connection_opened, self._host))
+        self._admission = asyncio.ensure_future(self._defender.write(self._defender.count_connection, self._host))
         self._admission.add_done_callback(self._admitted)
 
     def _admitted(self, admission: asyncio.Future[str | None]) -> None:
@@ -161,7 +161,7 @@ class TenantSSHServer(asyncssh.SSHServer):
         return False
 
     async def validate_public_key(self, username: str, key: asyncssh.SSHKey) -> bool:
-        keys = await asyncio.to_thread(self._accounts.authorized_keys, username)
+        keys = await self._state.off_loop(self._accounts.authorized_keys, username)
         if keys and keys.validate(key, self._host, self._host, None) is not None:
             return True
         await self._failed(username, "publickey")
@@ -170,7 +170,7 @@ class TenantSSHServer(asyncssh.SSHServer):
     async def _failed(self, username: str, method: str) -> None:
         self._failures += 1
         metrics.LOGIN_FAILURES.labels(method).inc()
-        known = await asyncio.to_thread(self._accounts.get, username) is not None
+        known = await self._state.off_loop(self._accounts.get, username) is not None
         await self._defender.write(self._defender.login_failed, self._host, username, known)
         if self._checks.waiting():
             self._checks.reorder(self._defender.auth_priority)  # what this failure taught moves others back
@@ -275,6 +275,7 @@ async def start_server(
         allow_pty=False,
         kbdint_auth=False,
         reuse_port=reuse_port,
+        gss_host=None,  # no GSS-API; asyncssh's default looks the host name up (getfqdn) at every login
         **algorithms.listen_options(),
     )
     return Listener(acceptor, state)

@@ -286,7 +286,7 @@ class TenantSession(SSHServerStreamSession[bytes]):
         state, account = self._state, self._account
         limit = state.settings.session_limit(account)
         refusal = None
-        slot = await asyncio.to_thread(state.slots.take, account, limit)  # counted across server processes
+        slot = await state.off_loop(state.slots.take, account, limit)  # counted across server processes
         if slot is None:
             refusal = (f"too many sessions: account {account} may have at most {limit} SFTP session(s) open "
                        "at once; close another session and try again")
@@ -301,7 +301,7 @@ class TenantSession(SSHServerStreamSession[bytes]):
             await handler.run()
         finally:
             if slot is not None:
-                await asyncio.to_thread(state.slots.give_back, slot)
+                await state.off_loop(state.slots.give_back, slot)
                 left = state.sessions.get(account, 1) - 1
                 if left > 0:
                     state.sessions[account] = left
