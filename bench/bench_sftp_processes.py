@@ -23,10 +23,11 @@ returned. While the uploads run, ``--probes`` more logins are timed one after th
 district logging in while the others upload). rostergate records a run per upload (no flow is
 configured for the accounts, so each run fails at once: the runs' CPU work is bench_parallel's).
 
-Reported: per configuration the medians over rounds of the time until all uploaded and of each
-round's login p50 / p99 (of the clients' logins and of the probes'), and the medians of the
-per-round ratios OpenSSH / rostergate (>= 1: rostergate is as fast). Issue 14's target: login
-p99 <= 1 s and <= OpenSSH's in the same run.
+Reported: per configuration the medians over rounds of the time until all uploaded, of each
+round's login p50 / p99 (of the clients' logins and of the probes'), and of the server's CPU
+seconds for the burst (``sshd`` with the per-connection processes it reaped; the daemon with its
+child processes), and the medians of the per-round ratios OpenSSH / rostergate (>= 1: rostergate
+is as fast). Issue 14's target: login p99 <= 1 s and <= OpenSSH's in the same run.
 """
 
 from __future__ import annotations
@@ -39,6 +40,7 @@ import tempfile
 import threading
 import time
 import zipfile
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -112,8 +114,25 @@ class Client:
         return login
 
 
-def burst(port: int, users: list[str], key: Path, local: Path, probe_user: str, probes: int) -> dict:
+def server_cpu(pid: int, forking: bool) -> float:
+    """CPU seconds of a server: ``sshd`` and the per-connection processes it reaped (``forking``), or the
+    daemon and its live child processes (the SFTP server processes, the workers)."""
+    if forking:
+        h.wait_children_reaped(pid)
+        return h.process_cpu(pid, children=True)
+    total = h.process_cpu(pid)
+    for child in h.child_pids(pid):
+        try:
+            total += h.process_cpu(child)
+        except OSError:  # ended meanwhile
+            pass
+    return total
+
+
+def burst(port: int, users: list[str], key: Path, local: Path, probe_user: str, probes: int,
+          cpu: Callable[[], float]) -> dict:
     """``len(users)`` clients upload ``local`` at once; ``probes`` logins one after the other meanwhile."""
+    cpu_before = cpu()
     start = threading.Barrier(len(users) + 1)
     returned: list[float] = []
     t0 = 0.0
@@ -134,7 +153,10 @@ def burst(port: int, users: list[str], key: Path, local: Path, probe_user: str, 
                 break
             probe_logins.append(Client(port, probe_user, key).run(""))
         logins = [f.result() for f in futures]
-    return {"all_uploaded_s": max(returned), "logins": logins, "probes": probe_logins,
+    all_uploaded = max(returned)
+    time.sleep(0.5)  # the last sessions end (and sshd reaps them)
+    return {"all_uploaded_s": all_uploaded, "server_cpu_s": cpu() - cpu_before, "logins": logins,
+            "probes": probe_logins,
             "login_p50_s": percentile(logins, 0.5), "login_p99_s": percentile(logins, 0.99),
             "probe_p50_s": percentile(probe_logins, 0.5) if probe_logins else None,
             "probe_p99_s": percentile(probe_logins, 0.99) if probe_logins else None}
@@ -164,7 +186,7 @@ def one_round(folder: Path, sshd: h.Sshd, key: Path, local: Path, config: str, c
         users = [sshd.user] * clients
         Client(sshd.port, sshd.user, key).run("")  # warm-up (page cache), as for rostergate
         try:
-            return burst(sshd.port, users, key, local, sshd.user, probes)
+            return burst(sshd.port, users, key, local, sshd.user, probes, lambda: server_cpu(sshd.pid, True))
         finally:
             for path in sshd.upload_dir.iterdir():
                 path.unlink()
@@ -176,7 +198,7 @@ def one_round(folder: Path, sshd: h.Sshd, key: Path, local: Path, config: str, c
     try:
         for _ in range(2 * processes):  # warm-up: every server process's first login (imports, caches)
             Client(daemon.port, "bench", key).run("")
-        return burst(daemon.port, users, key, local, "bench", probes)
+        return burst(daemon.port, users, key, local, "bench", probes, lambda: server_cpu(daemon.pid, False))
     finally:
         daemon.stop()
 
@@ -220,7 +242,7 @@ def main(argv: list[str] | None = None) -> dict:
 def summarise(args: argparse.Namespace, configs: list[str], rounds: list[dict[str, dict]],
               load_before: list[float]) -> dict:
     med = h.median
-    keys = ("all_uploaded_s", "login_p50_s", "login_p99_s", "probe_p50_s", "probe_p99_s")
+    keys = ("all_uploaded_s", "login_p50_s", "login_p99_s", "probe_p50_s", "probe_p99_s", "server_cpu_s")
     medians = {c: {k: med([r[c][k] for r in rounds if r[c][k] is not None] or [float("nan")]) for k in keys}
                for c in configs}
     ratios: dict[str, dict[str, list[float]]] = {}
@@ -241,6 +263,7 @@ def summarise(args: argparse.Namespace, configs: list[str], rounds: list[dict[st
                   else " (NOT met)")
         rows.append(f"| {name[c]} | {m['all_uploaded_s']:.2f} s | {m['login_p50_s']:.3f} s | "
                     f"**{m['login_p99_s']:.3f} s**{target} | {m['probe_p50_s']:.3f} / {m['probe_p99_s']:.3f} s | "
+                    f"{m['server_cpu_s']:.2f} s | "
                     + (" | |" if c == OPENSSH else f"{ratio(c, 'all_uploaded_s')} | {ratio(c, 'login_p99_s')} |"))
     markdown = (
         f"{args.clients} clients upload a {args.size_mb} MB ZIP at once with OpenSSH `sftp` (login = start of "
@@ -250,8 +273,8 @@ def summarise(args: argparse.Namespace, configs: list[str], rounds: list[dict[st
         f"rostergate: {args.clients} accounts. Load average {load_before[0]:.2f} before, {load_after[0]:.2f} "
         "after. Medians over rounds; ratios: medians of per-round OpenSSH / rostergate (>= 1: as fast). "
         "Target: login p99 <= 1 s and <= OpenSSH's.\n\n"
-        "| Server | All uploaded | Login p50 | Login p99 | Probe login p50 / p99 | Ratio all uploaded | "
-        "Ratio login p99 |\n|---|---|---|---|---|---|---|\n" + "\n".join(rows) + "\n")
+        "| Server | All uploaded | Login p50 | Login p99 | Probe login p50 / p99 | Server CPU | Ratio all uploaded | "
+        "Ratio login p99 |\n|---|---|---|---|---|---|---|---|\n" + "\n".join(rows) + "\n")
     print(markdown)
     return {"clients": args.clients, "size_mb": args.size_mb, "processes": args.processes, "rounds": rounds,
             "medians": medians, "round_ratios": ratios, "load_before": load_before, "load_after": load_after,

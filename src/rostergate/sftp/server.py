@@ -140,7 +140,7 @@ class TenantSSHServer(asyncssh.SSHServer):
     # -- authentication ------------------------------------------------------------
     async def begin_auth(self, username: str) -> bool:
         self._username = username
-        if self._admission is not None:
+        if self._admission is not None and not self._admission.done():  # done already: no turn of a busy loop
             await asyncio.wait({self._admission})  # when refused, the connection is closing meanwhile
         return True  # always authenticate; unknown users fail like wrong passwords
 
