@@ -91,6 +91,7 @@ class TenantSSHServer(asyncssh.SSHServer):
         self._username = ""
         self._last_activity = time.monotonic()
         self._watchdog: asyncio.Task[None] | None = None
+        self._keys: tuple[str, asyncio.Future[asyncssh.SSHAuthorizedKeys | None]] | None = None  # prefetched
 
     # -- connection ----------------------------------------------------------------
     def connection_made(self, conn: asyncssh.SSHServerConnection) -> None:
@@ -140,6 +141,11 @@ class TenantSSHServer(asyncssh.SSHServer):
     # -- authentication ------------------------------------------------------------
     async def begin_auth(self, username: str) -> bool:
         self._username = username
+        # The account's keys are read while the client sends its first request (OpenSSH's "none" first):
+        # a public-key login then finds them read, without waiting for the thread pool on a busy loop.
+        keys = asyncio.ensure_future(self._state.off_loop(self._accounts.authorized_keys, username))
+        keys.add_done_callback(lambda done: done.cancelled() or done.exception())  # a failure is raised where used
+        self._keys = (username, keys)
         if self._admission is not None and not self._admission.done():  # done already: no turn of a busy loop
             await asyncio.wait({self._admission})  # when refused, the connection is closing meanwhile
         return True  # always authenticate; unknown users fail like wrong passwords
@@ -161,7 +167,11 @@ class TenantSSHServer(asyncssh.SSHServer):
         return False
 
     async def validate_public_key(self, username: str, key: asyncssh.SSHKey) -> bool:
-        keys = await self._state.off_loop(self._accounts.authorized_keys, username)
+        prefetched = self._keys
+        if prefetched is not None and prefetched[0] == username:
+            keys = prefetched[1].result() if prefetched[1].done() else await prefetched[1]
+        else:
+            keys = await self._state.off_loop(self._accounts.authorized_keys, username)
         if keys and keys.validate(key, self._host, self._host, None) is not None:
             return True
         await self._failed(username, "publickey")
