@@ -30,3 +30,13 @@ def test_the_cli_says_it_in_one_line(rostergate, tmp_path):
     result = rostergate("--config", str(config), "runs", "list")
     assert result.exit_code != 0 and "Traceback" not in result.stderr
     assert "newer than this rostergate knows" in result.stderr
+
+
+def test_a_connection_for_passing_state_does_not_wait_for_the_disk_and_others_do(tmp_path):
+    durable, passing = store.connect(tmp_path), store.connect(tmp_path, durable=False)
+    try:
+        assert durable.execute("PRAGMA synchronous").fetchone()[0] == 2  # FULL: every commit on the disk
+        assert passing.execute("PRAGMA synchronous").fetchone()[0] == 1  # NORMAL: WAL, no fsync per commit
+    finally:
+        durable.close()
+        passing.close()
