@@ -13,6 +13,7 @@ import os
 import re
 import signal
 import socket
+import sqlite3
 import subprocess
 import sys
 import time
@@ -276,6 +277,19 @@ def metered(tmp_path_factory):
     daemon.stop()
 
 
+def _open_connections(daemon: Daemon) -> int:
+    """Connections the server processes count now (max_connections_per_source), from the store."""
+    with sqlite3.connect(f"file:{daemon.data_dir / 'rostergate.db'}?mode=ro", uri=True, timeout=10) as conn:
+        return conn.execute("SELECT COUNT(*) FROM sftp_connections").fetchone()[0]
+
+
+def _metered_login(world) -> paramiko.SSHClient:
+    """A login once the connections closed before are given back (limit 2: a client that closes and
+    connects again at once could find its last connection still counted)."""
+    assert wait_until(lambda: _open_connections(world["daemon"]) == 0, timeout=10)
+    return paramiko_client(world["daemon"], A, password=world["password"])
+
+
 def _connect(world) -> paramiko.SSHClient | str:
     """A logged-in client, or "refused" when the server closed the connection."""
     try:
@@ -307,6 +321,7 @@ def test_connections_per_source_are_counted_across_processes(metered):
         return all(isinstance(c, paramiko.SSHClient) for c in clients)
 
     assert wait_until(a_third_fits, timeout=10, interval=0.3)
+    assert wait_until(lambda: _open_connections(daemon) == 0, timeout=10)  # every count given back
 
 
 def _scrape(world) -> dict[str, float]:
@@ -320,11 +335,12 @@ def test_the_server_processes_counts_are_served_by_the_daemon(metered):
     size = zipped.stat().st_size
     before = _scrape(metered)
     for i in range(TRIES):  # both processes serve some of them
-        client = paramiko_client(daemon, A, password=metered["password"])
+        client = _metered_login(metered)
         try:
             client.open_sftp().put(str(zipped), f"metered-{i}.zip")
         finally:
             client.close()
+    assert wait_until(lambda: _open_connections(daemon) == 0, timeout=10)
     with pytest.raises(paramiko.AuthenticationException):
         paramiko_client(daemon, A, password=WRONG)
     served = {e["sftp_pid"] for e in _events(daemon, "login")[-TRIES:]}
@@ -394,6 +410,7 @@ def test_an_upload_handed_over_as_its_process_dies_becomes_one_run(metered):
     daemon = metered["daemon"]
     assert daemon.process is not None
     zipped = roster_zip(metered["root"], "race.zip")
+    assert wait_until(lambda: _open_connections(daemon) == 0, timeout=10)
     daemon.process.send_signal(signal.SIGSTOP)
     try:
         client = paramiko_client(daemon, A, password=metered["password"])

@@ -390,6 +390,8 @@ class ServerState:
             tokens = sorted(p for p in self.incoming.glob("*/*") if p.is_dir())
         recovered = 0
         for token in tokens:
+            if not token.is_dir():  # finished meanwhile
+                continue
             account = token.parent.name
             files = [p for p in token.iterdir() if p.name != _ORIGIN]
             origin = token / _ORIGIN
