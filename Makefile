@@ -42,9 +42,9 @@ test: check
 
 # Every figure of issue 14 on the real path (the daemon, OpenSSH clients, OpenSSH sshd downstream),
 # then prepare()/validate/diff alone as a breakdown, then the 1k -> 1M scaling chart; each writes its
-# section of bench/results/latest.{json,md} (about 15-25 min on 2 cores). BENCH_QUICK=1 make bench:
+# section of bench/results/latest.{json,md} (about 20-30 min on 2 cores). BENCH_QUICK=1 make bench:
 # small sizes and one round, a smoke run of the scripts (not figures). Never part of the test run.
-BENCH_SCRIPTS := intake forward latency parallel cli validate convert diff scale
+BENCH_SCRIPTS := intake forward latency parallel sftp_processes cli validate convert diff scale
 
 $(BIN)/.bench-installed: $(BIN)/.installed
 	$(BIN)/pip install -q -e '.[bench]'

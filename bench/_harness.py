@@ -149,7 +149,7 @@ class Sshd:
     folder instead; what it costs per byte is the same.
     """
 
-    def __init__(self, root: Path, client_key: Path):
+    def __init__(self, root: Path, client_key: Path, extra_config: str = ""):
         self.root = root
         self.port = free_port()
         self.user = getpass.getuser()
@@ -166,6 +166,7 @@ class Sshd:
             f"AuthorizedKeysFile {authorized}\nPasswordAuthentication no\nKbdInteractiveAuthentication no\n"
             "PubkeyAuthentication yes\nPermitRootLogin prohibit-password\nStrictModes no\nUsePAM no\n"
             f"PidFile {root / 'sshd.pid'}\nSubsystem sftp internal-sftp -d {self.upload_dir}\nLogLevel ERROR\n"
+            + extra_config  # more sshd_config lines (e.g. MaxStartups for a burst of logins)
         )
         self.process: subprocess.Popen | None = None
 

@@ -253,7 +253,7 @@ class Daemon:
         config = ServerProcessConfig(
             server_settings.listen_host, server_settings.listen_port, server_settings.host_key, data_dir,
             server_settings.sftp, server_settings.stop_grace_seconds, data_dir / SOCKET_DIR / SOCKET_NAME)
-        self.fleet = fleet = Fleet(server_settings.sftp_processes, config, intake.upload_finished, conn)
+        self.fleet = fleet = Fleet(server_settings.sftp_processes, config, intake.upload_finished, conn, self.state)
         try:
             await fleet.start()
         except ServerProcessFailed as exc:

@@ -63,6 +63,48 @@ BANS = Counter("rostergate_sftp_bans_total", "Bans by the defender: a source add
                "logins", ["kind"])
 SFTP_BYTES = Counter("rostergate_sftp_bytes_total", "Bytes through SFTP file handles, counted when a handle closes "
                      "(in: uploads, out: downloads of reports)", ["direction"])
+# What an SFTP server process counts (rostergate.sftp.fleet): it reports its running totals to the
+# daemon, whose /metrics serves them (CounterRelay). Only counters: they add up across processes.
+SFTP_COUNTERS = (LOGINS, LOGIN_FAILURES, BANS, SFTP_BYTES)
+Totals = list[tuple[str, dict[str, str], float]]  # (sample name, labels, running total)
+
+
+def counter_totals(counters: tuple[Counter, ...] = SFTP_COUNTERS) -> Totals:
+    """This process's running totals of ``counters``, one entry per label set (JSON-able)."""
+    return [(sample.name, dict(sample.labels), sample.value)
+            for counter in counters for metric in counter.collect()
+            for sample in metric.samples if sample.name.endswith("_total")]
+
+
+class CounterRelay:
+    """Adds what other processes counted to this process's counters, from the running totals
+    each reports (:func:`counter_totals`): a report adds what grew since that process's last one,
+    so a lost or repeated report loses or doubles nothing, and a process that ends leaves its
+    counts in the totals (counters never go back)."""
+
+    def __init__(self, counters: tuple[Counter, ...] = SFTP_COUNTERS):
+        self._counters = {metric.name + "_total": counter for counter in counters for metric in counter.collect()}
+        self._seen: dict[tuple[int, str, tuple[tuple[str, str], ...]], float] = {}
+        self._lock = threading.Lock()
+
+    def add(self, source: int, totals: Totals) -> None:
+        """Apply the running ``totals`` reported by process ``source``; unknown names are ignored."""
+        with self._lock:
+            for name, labels, value in totals:
+                counter = self._counters.get(name)
+                if counter is None:
+                    continue
+                key = (source, name, tuple(sorted(labels.items())))
+                grown = float(value) - self._seen.get(key, 0.0)
+                if grown > 0:
+                    (counter.labels(**labels) if labels else counter).inc(grown)
+                    self._seen[key] = float(value)
+
+    def forget(self, source: int) -> None:
+        """Process ``source`` has ended: drop what is remembered of it (its counts stay counted)."""
+        with self._lock:
+            for key in [k for k in self._seen if k[0] == source]:
+                del self._seen[key]
 
 Health = Callable[[], Mapping[str, bool]]
 

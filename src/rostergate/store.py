@@ -203,16 +203,34 @@ MIGRATIONS: list[str] = [
     CREATE INDEX runs_account_finished ON runs(account, status, finished_at);
     DROP INDEX runs_account_status
     """,
+    # 10 (issue 14): the SFTP connections open per source address, counted across server processes
+    # ([server.defender] max_connections_per_source); like sftp_sessions, a row lives while its
+    # connection is open in process pid, and rows of a process that is gone are removed.
+    """
+    CREATE TABLE sftp_connections (
+        id INTEGER PRIMARY KEY,
+        source TEXT NOT NULL,
+        pid INTEGER NOT NULL,
+        opened_at REAL NOT NULL
+    );
+    CREATE INDEX sftp_connections_source ON sftp_connections(source);
+    CREATE INDEX sftp_connections_pid ON sftp_connections(pid)
+    """,
 ]
 
 DB_NAME = "rostergate.db"
 
 
-def connect(data_dir: Path) -> sqlite3.Connection:
+def connect(data_dir: Path, durable: bool = True) -> sqlite3.Connection:
     """Open (creating and migrating as needed) the state store under ``data_dir``.
 
     The database file is created owner-only (0600). Connections use autocommit
-    mode; write groups use ``with conn:`` transactions.
+    mode; write groups use ``with conn:`` transactions. ``durable=False`` is for
+    state that lives only while the server runs or may lose its last changes (the SFTP
+    servers' session and connection slots, the defender's scores): its commits do not
+    wait for the disk (``synchronous=NORMAL`` in WAL mode, a few microseconds instead of
+    an fsync, milliseconds, per commit); a power loss may lose the last of them, never
+    corrupts the store.
     """
     data_dir = Path(data_dir)
     data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
@@ -225,6 +243,8 @@ def connect(data_dir: Path) -> sqlite3.Connection:
     conn.execute("PRAGMA journal_mode=WAL")
     conn.execute("PRAGMA busy_timeout=30000")
     conn.execute("PRAGMA foreign_keys=ON")
+    if not durable:
+        conn.execute("PRAGMA synchronous=NORMAL")
     migrate(conn)
     return conn
 

@@ -48,3 +48,29 @@ def test_a_check_that_raises_is_an_unhealthy_answer_not_a_dead_listener():
     finally:
         server.shutdown()
         server.server_close()
+
+
+def test_the_relay_adds_what_each_process_counted_once_and_keeps_it_after_the_process_ends():
+    from prometheus_client import CollectorRegistry, Counter
+
+    registry = CollectorRegistry()
+    logins = Counter("t_logins_total", "logins", registry=registry)
+    sent = Counter("t_bytes_total", "bytes", ["direction"], registry=registry)
+    relay = metrics.CounterRelay((logins, sent))
+    child = CollectorRegistry()
+    child_logins = Counter("t_logins_total", "logins", registry=child)
+    child_bytes = Counter("t_bytes_total", "bytes", ["direction"], registry=child)
+    child_logins.inc(3)
+    child_bytes.labels("in").inc(100)
+    report = metrics.counter_totals((child_logins, child_bytes))
+    assert sorted(report) == [("t_bytes_total", {"direction": "in"}, 100.0), ("t_logins_total", {}, 3.0)]
+    relay.add(101, report)
+    relay.add(101, report)  # the same totals again: nothing grew
+    relay.add(202, [("t_logins_total", {}, 2.0), ("not_ours_total", {}, 9.0)])  # another process; unknown ignored
+    assert registry.get_sample_value("t_logins_total") == 5
+    child_logins.inc()
+    relay.add(101, metrics.counter_totals((child_logins, child_bytes)))
+    assert registry.get_sample_value("t_logins_total") == 6
+    assert registry.get_sample_value("t_bytes_total", {"direction": "in"}) == 100
+    relay.forget(101)  # the process ended: its counts stay counted
+    assert registry.get_sample_value("t_logins_total") == 6

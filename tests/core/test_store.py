@@ -81,3 +81,13 @@ def test_a_migration_script_is_split_at_statement_ends_not_inside_a_trigger():
         conn.execute(statement)
     conn.execute("INSERT INTO t VALUES (1)")
     assert conn.execute("SELECT x FROM t").fetchall() == [(2,)]
+
+
+def test_a_connection_for_passing_state_does_not_wait_for_the_disk_and_others_do(tmp_path):
+    durable, passing = store.connect(tmp_path), store.connect(tmp_path, durable=False)
+    try:
+        assert durable.execute("PRAGMA synchronous").fetchone()[0] == 2  # FULL: every commit on the disk
+        assert passing.execute("PRAGMA synchronous").fetchone()[0] == 1  # NORMAL: WAL, no fsync per commit
+    finally:
+        durable.close()
+        passing.close()

@@ -10,16 +10,20 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import socket
+import sqlite3
 import subprocess
 import sys
 import time
+import urllib.request
+from pathlib import Path
 
 import paramiko
 import pytest
 
-from tests.conftest import Daemon, can_bind, local_flow
+from tests.conftest import Daemon, can_bind, free_port, local_flow
 from tests.sftp.helpers import paramiko_client, roster_zip, wait_until
 
 A = "district-a"
@@ -250,3 +254,180 @@ def test_a_taken_port_stops_the_start_with_one_clear_problem(tmp_path):
     assert refused and f"cannot listen on 127.0.0.1:{daemon.port}" in refused[0]["problems"][0]
     assert any('"sftp_process_cannot_listen"' in line for line in result.stderr.splitlines())
     assert not (daemon.data_dir / "run" / "sftp.sock").exists()
+
+
+# -- a second daemon: connections per source, metrics, a killed process's staged uploads ------------
+METERED = """
+sftp_processes = 2
+metrics_listen = "127.0.0.1:{port}"
+[server.defender]
+max_connections_per_source = 2
+threshold = 1000
+"""
+
+
+@pytest.fixture(scope="module")
+def metered(tmp_path_factory):
+    root = tmp_path_factory.mktemp("sftp-processes-metered")
+    port = free_port()
+    daemon = Daemon(root, local_flow(A, root / "outbox"), METERED.format(port=port)).start()
+    password = daemon.cli_json("accounts", "create", A)["password"]
+    assert wait_until(lambda: len(_server_pids(daemon)) == 2, timeout=30)
+    yield {"daemon": daemon, "password": password, "root": root, "metrics": f"http://127.0.0.1:{port}/metrics"}
+    daemon.stop()
+
+
+def _open_connections(daemon: Daemon) -> int:
+    """Connections the server processes count now (max_connections_per_source), from the store."""
+    with sqlite3.connect(f"file:{daemon.data_dir / 'rostergate.db'}?mode=ro", uri=True, timeout=10) as conn:
+        return conn.execute("SELECT COUNT(*) FROM sftp_connections").fetchone()[0]
+
+
+def _metered_login(world) -> paramiko.SSHClient:
+    """A login once the connections closed before are given back (limit 2: a client that closes and
+    connects again at once could find its last connection still counted)."""
+    assert wait_until(lambda: _open_connections(world["daemon"]) == 0, timeout=10)
+    return paramiko_client(world["daemon"], A, password=world["password"])
+
+
+def _connect(world) -> paramiko.SSHClient | str:
+    """A logged-in client, or "refused" when the server closed the connection."""
+    try:
+        return paramiko_client(world["daemon"], A, password=world["password"])
+    except (paramiko.SSHException, OSError, EOFError):
+        return "refused"
+
+
+def test_connections_per_source_are_counted_across_processes(metered):
+    daemon = metered["daemon"]
+    held = [_connect(metered), _connect(metered)]
+    try:
+        assert all(isinstance(c, paramiko.SSHClient) for c in held)
+        third = [_connect(metered) for _ in range(TRIES)]  # limit 2: the third, whichever process takes it
+        assert third == ["refused"] * TRIES
+    finally:
+        for client in held:
+            if isinstance(client, paramiko.SSHClient):
+                client.close()
+    refusers = {e["sftp_pid"] for e in _events(daemon, "connection_refused")}
+    assert refusers == _server_pids(daemon)  # both processes refused: neither counted only its own
+    assert all("too many connections" in e["reason"] for e in _events(daemon, "connection_refused"))
+
+    def a_third_fits() -> bool:  # the counts are given back as the held connections end
+        clients = [_connect(metered) for _ in range(2)]
+        for client in clients:
+            if isinstance(client, paramiko.SSHClient):
+                client.close()
+        return all(isinstance(c, paramiko.SSHClient) for c in clients)
+
+    assert wait_until(a_third_fits, timeout=10, interval=0.3)
+    assert wait_until(lambda: _open_connections(daemon) == 0, timeout=10)  # every count given back
+
+
+def _scrape(world) -> dict[str, float]:
+    text = urllib.request.urlopen(world["metrics"], timeout=10).read().decode()
+    return {m[0]: float(m[1]) for m in re.findall(r"^(rostergate_sftp_\S+) (\S+)$", text, re.MULTILINE)}
+
+
+def test_the_server_processes_counts_are_served_by_the_daemon(metered):
+    daemon = metered["daemon"]
+    zipped = roster_zip(metered["root"], "metered.zip")
+    size = zipped.stat().st_size
+    before = _scrape(metered)
+    for i in range(TRIES):  # both processes serve some of them
+        client = _metered_login(metered)
+        try:
+            client.open_sftp().put(str(zipped), f"metered-{i}.zip")
+        finally:
+            client.close()
+    assert wait_until(lambda: _open_connections(daemon) == 0, timeout=10)
+    with pytest.raises(paramiko.AuthenticationException):
+        paramiko_client(daemon, A, password=WRONG)
+    served = {e["sftp_pid"] for e in _events(daemon, "login")[-TRIES:]}
+    assert served == _server_pids(daemon)
+    logins, bytes_in = "rostergate_sftp_logins_total", 'rostergate_sftp_bytes_total{direction="in"}'
+    failures = 'rostergate_sftp_login_failures_total{method="password"}'
+
+    def counted() -> bool:
+        now = _scrape(metered)
+        return (now.get(logins, 0) - before.get(logins, 0) >= TRIES
+                and now.get(bytes_in, 0) - before.get(bytes_in, 0) >= TRIES * size
+                and now.get(failures, 0) - before.get(failures, 0) >= 1)
+
+    assert wait_until(counted, timeout=10), _scrape(metered)
+    daemon.wait_for_runs(TRIES, account=A, timeout=60)
+    # a server process that dies leaves what it counted in the totals (counters never go back)
+    counts = _scrape(metered)
+    victim = sorted(_server_pids(daemon))[0]
+    os.kill(victim, signal.SIGKILL)
+    assert wait_until(lambda: len(_server_pids(daemon)) == 2 and victim not in _server_pids(daemon), timeout=30)
+    after = _scrape(metered)
+    assert all(after.get(name, 0) >= value for name, value in counts.items() if name.endswith("_total"))
+
+
+def _stage_as(daemon: Daemon, pid: int, source: os.PathLike, name: str) -> Path:
+    """An upload staged by server process ``pid`` as it stages one (rostergate.sftp.files.ServerState.stage)."""
+    token = daemon.data_dir / "incoming" / A / f"{pid}-{os.urandom(8).hex()}"
+    token.mkdir(mode=0o700, parents=True)
+    (token / ".origin").write_text(f"/{name}")
+    staged = token / name
+    staged.write_bytes(Path(source).read_bytes())
+    staged.chmod(0o600)
+    return token
+
+
+def _runs_named(daemon: Daemon, name: str) -> list[dict]:
+    return [r for r in daemon.runs(A) if r["upload_name"] == name]
+
+
+def test_a_killed_process_s_staged_upload_is_recovered_without_a_restart(metered):
+    daemon = metered["daemon"]
+    victim, survivor = sorted(_server_pids(daemon))
+    zipped = roster_zip(metered["root"], "staged.zip")
+    left = _stage_as(daemon, victim, zipped, "left-by-the-dead.zip")
+    other = _stage_as(daemon, survivor, zipped, "still-in-hand.zip")  # the living process's: not the daemon's
+    os.kill(victim, signal.SIGKILL)
+    assert wait_until(lambda: any(e["sftp_pid"] == victim for e in _events(daemon, "sftp_process_uploads_recovered")),
+                      timeout=20)
+    assert wait_until(lambda: [r["status"] for r in _runs_named(daemon, "left-by-the-dead.zip")] == ["delivered"],
+                      timeout=30, interval=0.3)
+    assert not left.exists()
+    assert other.exists() and not _runs_named(daemon, "still-in-hand.zip")
+    for path in other.iterdir():  # under the test's own tmp_path
+        path.unlink()
+    other.rmdir()
+
+
+def _staged_tokens(daemon: Daemon) -> list[Path]:
+    folder = daemon.data_dir / "incoming" / A
+    return sorted(p for p in folder.iterdir() if p.is_dir()) if folder.exists() else []
+
+
+def test_an_upload_handed_over_as_its_process_dies_becomes_one_run(metered):
+    """The daemon is stopped (SIGSTOP) while a server process stages an upload and hands it over;
+    the process is killed before any answer. Whether its hand-over reached the socket or not, the
+    upload becomes exactly one run once the daemon runs again."""
+    daemon = metered["daemon"]
+    assert daemon.process is not None
+    zipped = roster_zip(metered["root"], "race.zip")
+    assert wait_until(lambda: _open_connections(daemon) == 0, timeout=10)
+    daemon.process.send_signal(signal.SIGSTOP)
+    try:
+        client = paramiko_client(daemon, A, password=metered["password"])
+        try:
+            client.open_sftp().put(str(zipped), "race.zip")  # answered by the server process alone
+        finally:
+            client.close()
+        assert wait_until(lambda: len(_staged_tokens(daemon)) == 1, timeout=10)
+        token = _staged_tokens(daemon)[0]
+        stager = int(token.name.split("-")[0])
+        assert stager in _server_pids(daemon)
+        time.sleep(0.2)  # its hand-over, if it goes out, is in the socket now
+        os.kill(stager, signal.SIGKILL)
+    finally:
+        daemon.process.send_signal(signal.SIGCONT)
+    assert wait_until(lambda: [r["status"] for r in _runs_named(daemon, "race.zip")] == ["delivered"],
+                      timeout=30, interval=0.3)
+    assert wait_until(lambda: not token.exists(), timeout=10)
+    time.sleep(1.0)  # nothing hands it over a second time
+    assert len(_runs_named(daemon, "race.zip")) == 1

@@ -22,9 +22,9 @@ class Clock:
         return self.now
 
 
-def _defender(data_dir, clock, **overrides) -> Defender:
+def _defender(data_dir, clock, pid=None, **overrides) -> Defender:
     settings = DefenderSettings(**{"threshold": 10, "ban_seconds": 100, "observation_seconds": 60, **overrides})
-    return Defender(settings, clock, conn=store.connect(data_dir))
+    return Defender(settings, clock, data_dir=data_dir, pid=pid)
 
 
 def test_a_ban_made_in_one_process_refuses_the_source_in_another(tmp_path):
@@ -60,7 +60,7 @@ def test_bans_and_lengthening_survive_a_restart(tmp_path):
     clock.now += 101  # the first ban is over
     for _ in range(10):
         before.login_failed("10.0.0.1", "other", known=True)
-    before._db.close()
+    before.close()
     after = _defender(tmp_path, clock, account_threshold=4)  # a restarted daemon, a new connection
     assert after.ban_left("10.0.0.1") == pytest.approx(150)  # the second ban: 50 % longer, still in force
     assert after.account_locked("other") and not after.account_locked("district-a")
@@ -103,3 +103,20 @@ def test_session_slots_hold_across_processes_and_free_with_a_process(tmp_path):
     assert one.open_sessions("district-a") == 0 and one.open_sessions("district-b") == 0
     one.take("district-a", 2)
     assert two.clear() == 1 and one.open_sessions("district-a") == 0
+
+
+def test_connections_per_source_count_across_processes_and_free_with_a_process(tmp_path):
+    clock = Clock()
+    one = _defender(tmp_path, clock, pid=101, max_connections_per_source=2, threshold=1000)
+    two = _defender(tmp_path, clock, pid=202, max_connections_per_source=2, threshold=1000)
+    assert one.connection_opened("10.0.0.1") is None and two.connection_opened("10.0.0.1") is None
+    assert "too many connections" in (two.connection_opened("10.0.0.1") or "")
+    assert "too many connections" in (one.connection_opened("10.0.0.1") or "")
+    assert one.connection_opened("10.0.0.2") is None  # per source
+    two.connection_closed("10.0.0.1")
+    assert one.connection_opened("10.0.0.1") is None  # the slot two gave back
+    assert two.connection_opened("10.0.0.1") is not None
+    assert SessionSlots(store.connect(tmp_path)).forget_process(101) == 0  # no sessions, but its connections go
+    assert two.connection_opened("10.0.0.1") is None and two.connection_opened("10.0.0.1") is None
+    assert two.connection_opened("10.0.0.1") is not None
+    assert SessionSlots(store.connect(tmp_path)).clear() == 0 and one.connection_opened("10.0.0.1") is None

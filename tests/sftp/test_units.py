@@ -240,3 +240,37 @@ def test_auth_priority_trusted_then_clean_then_by_score():
     assert d.auth_priority("10.0.0.1", "b") == 1 + 2 and d.auth_priority("10.0.0.2", "b") == 1
     clock.now += 61
     assert d.auth_priority("10.0.0.8", "c") == 1 and d.auth_priority("10.0.0.1", "a") == 1
+
+
+def test_a_dead_process_s_staged_uploads_are_told_apart_and_handed_over_alone(tmp_path):
+    """ServerState.stage names each staging folder by the staging process, so the daemon recovers a dead
+    process's uploads (staged_by, recover) without touching another process's."""
+    import os
+
+    from rostergate.sftp.files import ServerState
+
+    homes = tmp_path / "homes"
+    (homes / "district-a").mkdir(parents=True)
+    handed: list[str] = []
+
+    async def on_upload(account: str, path) -> None:
+        handed.append(f"{account}/{path.name}")
+        path.unlink()  # taken by the intake
+
+    async def scenario() -> tuple[list, list]:
+        state = ServerState(SftpSettings(), tmp_path / "var", homes, on_upload)
+        (homes / "district-a" / "mine.zip").write_bytes(b"x" * 10)
+        staged = state.stage("district-a", os.fsencode(str(homes / "district-a" / "mine.zip")), "mine.zip")
+        assert staged is not None and (staged.parent / ".origin").read_text() == "mine.zip"
+        other = state.incoming / "district-a" / "4242-feed"  # another process's, still in its hands
+        other.mkdir()
+        (other / ".origin").write_text("theirs.zip")
+        (other / "theirs.zip").write_bytes(b"y" * 10)
+        mine = state.staged_by(os.getpid())
+        assert state.staged_by(4242) == [other] and mine == [staged.parent]
+        assert state.recover(mine) == 1
+        await asyncio.gather(*state.tasks)
+        return mine, sorted(p.name for p in (state.incoming / "district-a").iterdir())
+
+    mine, left = asyncio.run(scenario())
+    assert handed == ["district-a/mine.zip"] and not mine[0].exists() and left == ["4242-feed"]

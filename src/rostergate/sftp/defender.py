@@ -18,23 +18,38 @@ that does not exist, ``score_limit_exceeded`` when a connection uses up its
   sources and names, then those with recent failures, by their scores. A
   password spray therefore queues behind the districts that log in every day.
 
-Scores and bans are kept in the state store (tables ``defender_entries`` and
-``defender_events``, store migration 8), so every SFTP server process sees the same
-bans and a ban outlives a restart; times there are wall-clock (``time.time``). Each
-table is bounded (``max_entries``, oldest unbanned entries dropped first). Without a
-store connection (unit tests) an in-memory database with the same schema is used.
-What stays in the process's memory: connections per source (``max_connections_per_source``
-counts one server process's connections) and the trusted (source, account) pairs that
-order password checks. Nothing here ever sees a password.
+Scores, bans and the connections open per source are kept in the state store (tables
+``defender_entries``, ``defender_events``, store migration 8, and ``sftp_connections``,
+migration 10), so every SFTP server process sees the same bans and counts, and a ban outlives
+a restart; times there are wall-clock (``time.time``). ``max_connections_per_source`` counts
+the connections of every server process: each open connection is a row carrying the pid of
+the process serving it, removed when it closes, or with every row of that process when the
+process ends (:meth:`rostergate.sftp.slots.SessionSlots.forget_process`, by the daemon). Each
+table is bounded (``max_entries``, oldest unbanned entries dropped first). Without a data
+directory (unit tests) an in-memory database with the same schema is used. What stays in
+the process's memory: the trusted (source, account) pairs that order password checks.
+
+Threads: the reads (:meth:`Defender.ban_left`, :meth:`Defender.account_locked`,
+:meth:`Defender.auth_priority`) are single indexed queries on a connection of their own,
+cheap enough for the event loop, and WAL readers never wait for a writer. Every write
+(a failed login, a connection opened or closed) is a write transaction that may wait for
+another process's, so the SFTP server runs them on the defender's own writer thread
+(:meth:`Defender.write`), never on the event loop. Nothing here ever sees a password.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextvars
+import functools
 import ipaddress
-import sqlite3
+import os
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any, TypeVar
 
 import structlog
 
@@ -45,32 +60,63 @@ log = structlog.get_logger("rostergate.sftp.defender")
 
 
 SOURCE, ACCOUNT = "source", "account"
+T = TypeVar("T")
 
 
 class Defender:
-    """Scores, bans and connection counts; every method is synchronous and cheap (indexed
-    queries on the store, small write transactions on a failure)."""
+    """Scores, bans and connection counts (module doc): reads are synchronous and cheap; writes
+    are small write transactions, run through :meth:`write` by the server."""
 
     def __init__(self, settings: DefenderSettings, clock: Callable[[], float] = time.time,
-                 conn: sqlite3.Connection | None = None):
+                 data_dir: Path | None = None, pid: int | None = None):
         self.settings = settings
         self._clock = clock
-        self._db = conn if conn is not None else store.connect_memory()
-        self._lock = threading.Lock()  # one connection: one transaction at a time
-        self._connections: dict[str, int] = {}
+        if data_dir is None:  # one private in-memory store: the same connection reads and writes
+            self._db = self._reader = store.connect_memory()
+            self._lock = self._read_lock = threading.Lock()
+        else:  # scores and counts may lose their last changes on a power loss: no fsync per commit
+            self._db = store.connect(data_dir, durable=False)
+            self._reader = store.connect(data_dir, durable=False)
+            self._lock, self._read_lock = threading.Lock(), threading.Lock()  # one transaction at a time each
+        self._pid = os.getpid() if pid is None else pid
+        self._rows: dict[str, list[int]] = {}  # source -> this process's rows in sftp_connections
         self._trusted: dict[tuple[str, str], float] = {}  # (source, account) -> last successful login
         self._safe = [ipaddress.ip_network(net, strict=False) for net in settings.safe_list]
+        self._writer: ThreadPoolExecutor | None = None
+        self._tasks: set[asyncio.Task[Any]] = set()
+
+    async def write(self, method: Callable[..., T], *args: Any) -> T:
+        """Run ``method(*args)`` (one of the writing methods) on the defender's writer thread."""
+        if self._writer is None:
+            self._writer = ThreadPoolExecutor(1, thread_name_prefix="sftp-defender")
+        context = contextvars.copy_context()  # as asyncio.to_thread: log lines keep what is bound (sftp_pid)
+        return await asyncio.get_running_loop().run_in_executor(self._writer,
+                                                                functools.partial(context.run, method, *args))
+
+    def spawn(self, coro: Coroutine[Any, Any, Any]) -> None:
+        """Run ``coro`` in the background, kept referenced until it ends (a release after a connection's end)."""
+        task = asyncio.ensure_future(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    def close(self) -> None:
+        """Stop the writer thread (after its queued writes) and close the store connections."""
+        if self._writer is not None:
+            self._writer.shutdown(wait=True)
+        self._db.close()
+        if self._reader is not self._db:
+            self._reader.close()
 
     # -- store ---------------------------------------------------------------------
     def _banned_until(self, kind: str, key: str) -> float:
-        with self._lock:
-            row = self._db.execute("SELECT banned_until FROM defender_entries WHERE kind = ? AND key = ?",
-                                   (kind, key)).fetchone()
+        with self._read_lock:
+            row = self._reader.execute("SELECT banned_until FROM defender_entries WHERE kind = ? AND key = ?",
+                                       (kind, key)).fetchone()
         return float(row[0]) if row else 0.0
 
     def _score(self, kind: str, key: str, now: float) -> int:
-        with self._lock:
-            row = self._db.execute(
+        with self._read_lock:
+            row = self._reader.execute(
                 "SELECT COALESCE(SUM(score), 0) FROM defender_events WHERE kind = ? AND key = ? AND at >= ?",
                 (kind, key, now - self.settings.observation_seconds)).fetchone()
         return int(row[0])
@@ -109,25 +155,42 @@ class Defender:
             return False
         return any(address in net for net in self._safe)
 
-    # -- connections ---------------------------------------------------------------
+    # -- connections (writes: through write() in the server) ------------------------
     def connection_opened(self, host: str) -> str | None:
-        """Count a new connection; returns why it must be refused, or None."""
+        """Count a new connection from ``host`` in every server process; returns why it must be
+        refused (banned, or ``max_connections_per_source`` open already), or None."""
         left = self.ban_left(host)
         if left > 0:
             return f"too many failed logins from {host}: try again in {int(left) + 1} s"
-        count = self._connections.get(host, 0)
-        if self.settings.enabled and count >= self.settings.max_connections_per_source and not self.is_safe(host):
+        return self.count_connection(host)
+
+    def count_connection(self, host: str) -> str | None:
+        """:meth:`connection_opened` without the ban check (the server made it as the connection came)."""
+        limit = self.settings.max_connections_per_source
+        if not self.settings.enabled or self.is_safe(host):
+            return None  # not counted: nothing to refuse
+        with self._lock:  # one statement, so one write transaction: the count and the row together
+            cursor = self._db.execute(
+                "INSERT INTO sftp_connections (source, pid, opened_at) SELECT ?, ?, ? "
+                "WHERE (SELECT COUNT(*) FROM sftp_connections WHERE source = ?) < ?",
+                (host, self._pid, self._clock(), host, limit))
+        if cursor.rowcount != 1:
             self.limit_exceeded(host)
-            return f"too many connections from {host} (at most {self.settings.max_connections_per_source})"
-        self._connections[host] = count + 1
+            return f"too many connections from {host} (at most {limit})"
+        assert cursor.lastrowid is not None
+        self._rows.setdefault(host, []).append(cursor.lastrowid)
         return None
 
     def connection_closed(self, host: str) -> None:
-        count = self._connections.get(host, 0) - 1
-        if count > 0:
-            self._connections[host] = count
-        else:
-            self._connections.pop(host, None)
+        """A connection from ``host`` that :meth:`connection_opened` let in has ended."""
+        rows = self._rows.get(host)
+        if not rows:
+            return
+        row = rows.pop()
+        if not rows:
+            del self._rows[host]
+        with self._lock:
+            self._db.execute("DELETE FROM sftp_connections WHERE id = ? AND pid = ?", (row, self._pid))
 
     # -- scoring -------------------------------------------------------------------
     def login_failed(self, host: str, account: str, known: bool) -> None:

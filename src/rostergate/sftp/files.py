@@ -72,6 +72,8 @@ file right after uploading it.
 from __future__ import annotations
 
 import asyncio
+import contextvars
+import functools
 import io
 import os
 import posixpath
@@ -82,7 +84,7 @@ from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import Literal, TypeVar
 
 import asyncssh
 import structlog
@@ -98,9 +100,11 @@ from rostergate.uploadnames import is_upload_name
 log = structlog.get_logger("rostergate.sftp")
 
 UploadCallback = Callable[[str, Path], Awaitable[object]]
+T = TypeVar("T")
 _WRITE_FLAGS = FXF_WRITE | FXF_APPEND | FXF_CREAT | FXF_TRUNC
 GHOST_SECONDS = 120.0
 INCOMING_DIR = "incoming"
+LOGIN_THREADS = 4
 _ORIGIN = ".origin"
 _EOCD = b"PK\x05\x06"
 _LOCAL_HEADER = b"PK\x03\x04"
@@ -230,9 +234,18 @@ class ServerState:
         self.usage: dict[str, Usage] = {}  # account -> what its home stores
         self.extents: dict[Inode, Extent] = {}  # inodes with writes pending (rostergate.sftp.writes)
         self.write_pool = ThreadPoolExecutor(WRITE_THREADS, thread_name_prefix="sftp-write")
+        # Logins' and sessions' store reads and slot writes: a pool of their own, so that they never
+        # queue behind the intake's hashing of finished uploads in asyncio's default one.
+        self.login_pool = ThreadPoolExecutor(LOGIN_THREADS, thread_name_prefix="sftp-login")
         self.write_buffer_bytes = MAX_PENDING_BYTES  # per session, waiting for the disk
         self._measuring: dict[str, asyncio.Task[None]] = {}
         self.tasks: set[asyncio.Future[object]] = set()
+
+    async def off_loop(self, function: Callable[..., T], *args: object) -> T:
+        """``function(*args)`` on the login pool (as ``asyncio.to_thread``, context included)."""
+        context = contextvars.copy_context()
+        return await asyncio.get_running_loop().run_in_executor(
+            self.login_pool, functools.partial(context.run, function, *args))
 
     def spawn(self, coro: Awaitable[object]) -> None:
         task = asyncio.ensure_future(coro)
@@ -264,7 +277,7 @@ class ServerState:
 
     async def _measure(self, account: str) -> None:
         try:
-            self.usage[account] = await asyncio.to_thread(measure_home, self.homes / account, self.walk_bound)
+            self.usage[account] = await self.off_loop(measure_home, self.homes / account, self.walk_bound)
         finally:
             self._measuring.pop(account, None)
 
@@ -324,17 +337,18 @@ class ServerState:
             return None
         folder = self.incoming / account
         folder.mkdir(exist_ok=True, mode=0o700)
-        token = folder / uuid.uuid4().hex
+        token = folder / f"{os.getpid()}-{uuid.uuid4().hex}"  # whose: see staged_by
         token.mkdir(mode=0o700)
+        fd = os.open(token / _ORIGIN, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+        with os.fdopen(fd, "w") as origin:  # before the move: a staged file always knows where it came from
+            origin.write(relative)
         staged = token / os.fsdecode(posixpath.basename(local))
         try:
             os.rename(local, staged)
         except OSError:
+            (token / _ORIGIN).unlink()
             token.rmdir()
             return None
-        fd = os.open(token / _ORIGIN, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
-        with os.fdopen(fd, "w") as origin:
-            origin.write(relative)
         self.remember(local, attrs)
         self.charge(account, -attrs.st_size, -1)
         return staged
@@ -363,20 +377,34 @@ class ServerState:
         except OSError:
             pass
 
-    def recover(self) -> None:
-        """Finish uploads staged before a crash (called once at start)."""
-        for account_dir in sorted(p for p in self.incoming.iterdir() if p.is_dir()):
-            for token in sorted(p for p in account_dir.iterdir() if p.is_dir()):
-                files = [p for p in token.iterdir() if p.name != _ORIGIN]
-                origin = token / _ORIGIN
-                if not files or not origin.exists():
-                    for path in token.iterdir():
-                        path.unlink()
-                    token.rmdir()
-                    continue
-                relative = origin.read_text().strip("/")
-                local = os.fsencode(str((self.homes / account_dir.name).resolve() / relative))
-                self.spawn(self.finish(account_dir.name, files[0], local))
+    def staged_by(self, pid: int) -> list[Path]:
+        """The staging folders of process ``pid``'s uploads not yet finished (each upload is staged in
+        ``incoming/<account>/<pid>-<token>/``)."""
+        return sorted(p for p in self.incoming.glob(f"*/{pid}-*") if p.is_dir())
+
+    def recover(self, tokens: list[Path] | None = None) -> int:
+        """Finish uploads staged by a server that ended before it finished them: every one (at start,
+        before any server serves), or those in ``tokens`` (a server process that died, by the daemon:
+        :meth:`staged_by`). Returns how many uploads are handed to the intake again."""
+        if tokens is None:
+            tokens = sorted(p for p in self.incoming.glob("*/*") if p.is_dir())
+        recovered = 0
+        for token in tokens:
+            if not token.is_dir():  # finished meanwhile
+                continue
+            account = token.parent.name
+            files = [p for p in token.iterdir() if p.name != _ORIGIN]
+            origin = token / _ORIGIN
+            if not files or not origin.exists():  # handed over already, or never moved in
+                for path in token.iterdir():
+                    path.unlink()
+                token.rmdir()
+                continue
+            relative = origin.read_text().strip("/")
+            local = os.fsencode(str((self.homes / account).resolve() / relative))
+            self.spawn(self.finish(account, files[0], local))
+            recovered += 1
+        return recovered
 
 
 class TenantSFTPServer(asyncssh.SFTPServer):

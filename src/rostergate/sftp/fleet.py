@@ -9,16 +9,23 @@ connections over them and every core decrypts and writes. Each server process:
 * hands every finished upload to the daemon over a Unix socket (``<data_dir>/run/sftp.sock``,
   owner-only) and waits for the answer, so the daemon's intake records it exactly as with one
   process, one account's uploads in the order they finished (the intake's per-account lock);
-* shares bans, failed-login scores and per-account session slots with the others through the
-  state store (:mod:`rostergate.sftp.defender`, :mod:`rostergate.sftp.slots`); accounts are
-  read from the store at every login anyway;
+* shares bans, failed-login scores, connections per source and per-account session slots with
+  the others through the state store (:mod:`rostergate.sftp.defender`,
+  :mod:`rostergate.sftp.slots`); accounts are read from the store at every login anyway;
+* reports its SFTP counters (logins, failed logins, bans, bytes) to the daemon over the same
+  socket, every :data:`REPORT_SECONDS` when they changed and once more as it exits, so the
+  daemon's ``/metrics`` serves the sums (:class:`rostergate.metrics.CounterRelay`);
 * on ``SIGTERM`` stops listening and lets its uploads in flight finish (``stop_grace_seconds``),
   then exits.
 
-The daemon replaces a server process that dies (its session slots are freed), and on a reload
-starts a new set with the new settings before it stops the old one (which drains as on
-``SIGTERM``): sessions already connected keep the settings they started with. An upload that a
-killed server process had staged but not yet handed over is recovered at the next start.
+The daemon replaces a server process that dies: its session slots and connection counts are
+freed, and the uploads it had staged but not finished (moved out of the home into
+``incoming/<account>/<pid>-<token>/``, not yet handed over or not yet answered) are finished
+by the daemon with the recovery the start uses (:meth:`rostergate.sftp.files.ServerState.recover`),
+once every hand-over the dead process had started is done, so none is handed over twice. The
+counts a killed process made after its last report are lost. On a reload the daemon starts a
+new set with the new settings before it stops the old one (which drains as on ``SIGTERM``):
+sessions already connected keep the settings they started with.
 """
 
 from __future__ import annotations
@@ -37,10 +44,10 @@ from pathlib import Path
 
 import structlog
 
-from rostergate import logs, store
+from rostergate import logs, metrics, store
 from rostergate.accounts import AccountStore
 from rostergate.procs import die_with_parent
-from rostergate.sftp.files import INCOMING_DIR
+from rostergate.sftp.files import INCOMING_DIR, ServerState
 from rostergate.sftp.server import start_server
 from rostergate.sftp.settings import SftpSettings
 from rostergate.sftp.slots import SessionSlots
@@ -52,6 +59,7 @@ SOCKET_NAME = "sftp.sock"
 START_SECONDS = 60.0  # a server process that is not listening by then is a failed start
 SUPERVISE_SECONDS = 0.5
 MAX_MESSAGE_BYTES = 64 * 1024
+REPORT_SECONDS = 0.5  # how often a server process reports its counters, when they changed
 UploadCallback = Callable[[str, Path], Awaitable[object]]
 
 
@@ -81,11 +89,16 @@ class Fleet:
     """The daemon's SFTP server processes: start, supervise, replace, drain (module doc)."""
 
     def __init__(self, count: int, config: ServerProcessConfig, on_upload: UploadCallback,
-                 conn: sqlite3.Connection):
+                 conn: sqlite3.Connection, staged: ServerState):
+        """``staged`` finishes the uploads a dead server process left staged (its ``on_upload`` is the intake's)."""
         self.count = count
         self.config = config
         self._on_upload = on_upload
         self._slots = SessionSlots(conn)
+        self._staged = staged
+        self._relay = metrics.CounterRelay()
+        self._link_of: dict[int, asyncio.Task[None]] = {}  # server process pid -> its link (from its "ready")
+        self._recoveries: set[asyncio.Task[None]] = set()
         self._context = multiprocessing.get_context("spawn")
         self._live: list[BaseProcess] = []  # serving; replaced when they die
         self._retiring: list[BaseProcess] = []  # draining after a reload or on stop; not replaced
@@ -160,13 +173,32 @@ class Fleet:
 
     def _reaped(self, process: BaseProcess, replaced: bool) -> None:
         process.join(0)
-        assert process.pid is not None
-        freed = self._slots.forget_process(process.pid)
+        pid = process.pid
+        assert pid is not None
+        freed = self._slots.forget_process(pid)
+        self._relay.forget(pid)
         if replaced:
-            log.error("sftp_process_lost", sftp_pid=process.pid, exitcode=process.exitcode, sessions_freed=freed,
+            log.error("sftp_process_lost", sftp_pid=pid, exitcode=process.exitcode, sessions_freed=freed,
                       replaced=True)
         else:
-            log.info("sftp_process_stopped", sftp_pid=process.pid, exitcode=process.exitcode)
+            log.info("sftp_process_stopped", sftp_pid=pid, exitcode=process.exitcode)
+        link = self._link_of.pop(pid, None)
+        if self._closing:
+            return  # what it left staged is recovered at the next start
+        # Listed now, before a new process could be given the same pid and stage its own uploads.
+        tokens = self._staged.staged_by(pid)
+        if tokens:
+            task = asyncio.create_task(self._recover(pid, link, tokens))
+            self._recoveries.add(task)
+            task.add_done_callback(self._recoveries.discard)
+
+    async def _recover(self, pid: int, link: asyncio.Task[None] | None, tokens: list[Path]) -> None:
+        """Finish what process ``pid`` left staged, once the hand-overs it had sent are done (its link ends
+        after answering them): one it handed over is in the spool, and only its folder is left to remove."""
+        if link is not None:
+            await asyncio.wait({link})
+        count = self._staged.recover(tokens)
+        log.warning("sftp_process_uploads_recovered", sftp_pid=pid, uploads=count)
 
     async def replace_settings(self, sftp: SftpSettings) -> None:
         """A reload: start a new set with ``sftp`` (its limits), then drain the old one."""
@@ -190,9 +222,15 @@ class Fleet:
             while line := await reader.readline():
                 message = json.loads(line)
                 if "ready" in message:
-                    ready = self._ready.get(int(message["ready"]))
+                    pid = int(message["ready"])
+                    if link is not None:
+                        self._link_of[pid] = link
+                    ready = self._ready.get(pid)
                     if ready is not None and not ready.done():
                         ready.set_result(None)
+                    continue
+                if "metrics" in message:
+                    self._relay.add(int(message["pid"]), message["metrics"])
                     continue
                 task = asyncio.create_task(self._hand_over(message, writer))
                 answers.add(task)
@@ -235,8 +273,9 @@ class Fleet:
         return [p.pid for p in self._live if p.pid is not None]
 
     def in_progress(self) -> int:
-        """Server processes still running (draining their uploads) plus uploads being handed over."""
-        return sum(p.is_alive() for p in self._live + self._retiring) + self._handoffs
+        """Server processes still running (draining their uploads), uploads being handed over, and
+        recoveries of a dead process's uploads waiting for its hand-overs."""
+        return sum(p.is_alive() for p in self._live + self._retiring) + self._handoffs + len(self._recoveries)
 
     def close(self) -> None:
         """Stop accepting: every server process gets ``SIGTERM`` and drains (module doc)."""
@@ -328,10 +367,32 @@ async def _serve(config: ServerProcessConfig) -> None:
     loop.add_signal_handler(signal.SIGINT, lambda: None)  # a terminal's ^C is the daemon's to handle
     loop.add_signal_handler(signal.SIGHUP, lambda: None)  # the daemon reloads by replacing this process
     await link.send({"ready": os.getpid()})
+    reporter = asyncio.create_task(_report_counters(link))
     await stop.wait()
     server.close()
     deadline = loop.time() + config.stop_grace_seconds
     while (sum(state.writers.values()) or state.tasks) and loop.time() < deadline:
         await asyncio.sleep(0.1)
+    reporter.cancel()
+    await _send_counters(link, None)
     log.info("sftp_process_drained", uploads_cut_short=sum(state.writers.values()) + len(state.tasks))
     conn.close()
+
+
+async def _report_counters(link: _Link) -> None:
+    """Send this process's SFTP counters to the daemon every REPORT_SECONDS when they changed."""
+    sent: metrics.Totals | None = None
+    while True:
+        await asyncio.sleep(REPORT_SECONDS)
+        sent = await _send_counters(link, sent)
+
+
+async def _send_counters(link: _Link, sent: metrics.Totals | None) -> metrics.Totals:
+    """Send the running totals unless they are ``sent`` already; returns what the daemon has now."""
+    totals = metrics.counter_totals()
+    if totals != sent:
+        try:
+            await link.send({"metrics": totals, "pid": os.getpid()})
+        except ConnectionError:  # the daemon is gone: so is its /metrics
+            pass
+    return totals

@@ -86,11 +86,12 @@ class TenantSSHServer(asyncssh.SSHServer):
         self._conn: asyncssh.SSHServerConnection | None = None
         self._host = ""
         self._remote = ""
-        self._counted = False
+        self._admission: asyncio.Future[str | None] | None = None  # the connection counted across processes
         self._failures = 0
         self._username = ""
         self._last_activity = time.monotonic()
         self._watchdog: asyncio.Task[None] | None = None
+        self._keys: tuple[str, asyncio.Future[asyncssh.SSHAuthorizedKeys | None]] | None = None  # prefetched
 
     # -- connection ----------------------------------------------------------------
     def connection_made(self, conn: asyncssh.SSHServerConnection) -> None:
@@ -98,23 +99,55 @@ class TenantSSHServer(asyncssh.SSHServer):
         self._conn = conn
         peer = conn.get_extra_info("peername") or ("", 0)
         self._host, self._remote = str(peer[0]), f"{peer[0]}:{peer[1]}"
-        refusal = self._defender.connection_opened(self._host)
-        if refusal is not None:
-            log.warning("connection_refused", remote=self._remote, reason=refusal)
-            conn.disconnect(asyncssh.DISC_NO_MORE_AUTH_METHODS_AVAILABLE, refusal)
+        left = self._defender.ban_left(self._host)  # a read: a banned source is cut off before any key exchange
+        if left > 0:
+            self._refuse(f"too many failed logins from {self._host}: try again in {int(left) + 1} s")
             return
-        self._counted = True
+        # Counting the connection is a write to the store (all server processes count): off the loop,
+        # beside the key exchange; authentication waits for it (begin_auth).
+        self._admission = asyncio.ensure_future(self._defender.write(self._defender.count_connection, self._host))
+        self._admission.add_done_callback(self._admitted)
+
+    def _admitted(self, admission: asyncio.Future[str | None]) -> None:
+        if admission.cancelled():
+            return
+        error = admission.exception()
+        if error is not None:  # the store failed: the source is not banned (checked above), so let it in
+            log.error("connection_count_failed", remote=self._remote, error=type(error).__name__)
+        elif (refusal := admission.result()) is not None:
+            self._refuse(refusal)
+
+    def _refuse(self, reason: str) -> None:
+        log.warning("connection_refused", remote=self._remote, reason=reason)
+        if self._conn is not None:
+            self._conn.disconnect(asyncssh.DISC_NO_MORE_AUTH_METHODS_AVAILABLE, reason)
 
     def connection_lost(self, exc: Exception | None) -> None:
-        if self._counted:
-            self._defender.connection_closed(self._host)
-            self._counted = False
+        if self._admission is not None:
+            self._defender.spawn(self._release(self._admission))
+            self._admission = None
         if self._watchdog is not None:
             self._watchdog.cancel()
 
+    async def _release(self, admission: asyncio.Future[str | None]) -> None:
+        """Give back the connection's count once it was taken (the admission may still be under way)."""
+        try:
+            refusal = await admission
+        except Exception:  # noqa: BLE001 - the count was not taken (logged where it failed)
+            return
+        if refusal is None:
+            await self._defender.write(self._defender.connection_closed, self._host)
+
     # -- authentication ------------------------------------------------------------
-    def begin_auth(self, username: str) -> bool:
+    async def begin_auth(self, username: str) -> bool:
         self._username = username
+        # The account's keys are read while the client sends its first request (OpenSSH's "none" first):
+        # a public-key login then finds them read, without waiting for the thread pool on a busy loop.
+        keys = asyncio.ensure_future(self._state.off_loop(self._accounts.authorized_keys, username))
+        keys.add_done_callback(lambda done: done.cancelled() or done.exception())  # a failure is raised where used
+        self._keys = (username, keys)
+        if self._admission is not None and not self._admission.done():  # done already: no turn of a busy loop
+            await asyncio.wait({self._admission})  # when refused, the connection is closing meanwhile
         return True  # always authenticate; unknown users fail like wrong passwords
 
     def password_auth_supported(self) -> bool:
@@ -134,7 +167,11 @@ class TenantSSHServer(asyncssh.SSHServer):
         return False
 
     async def validate_public_key(self, username: str, key: asyncssh.SSHKey) -> bool:
-        keys = await asyncio.to_thread(self._accounts.authorized_keys, username)
+        prefetched = self._keys
+        if prefetched is not None and prefetched[0] == username:
+            keys = prefetched[1].result() if prefetched[1].done() else await prefetched[1]
+        else:
+            keys = await self._state.off_loop(self._accounts.authorized_keys, username)
         if keys and keys.validate(key, self._host, self._host, None) is not None:
             return True
         await self._failed(username, "publickey")
@@ -143,8 +180,8 @@ class TenantSSHServer(asyncssh.SSHServer):
     async def _failed(self, username: str, method: str) -> None:
         self._failures += 1
         metrics.LOGIN_FAILURES.labels(method).inc()
-        known = await asyncio.to_thread(self._accounts.get, username) is not None
-        self._defender.login_failed(self._host, username, known)
+        known = await self._state.off_loop(self._accounts.get, username) is not None
+        await self._defender.write(self._defender.login_failed, self._host, username, known)
         if self._checks.waiting():
             self._checks.reorder(self._defender.auth_priority)  # what this failure taught moves others back
         log.warning("login_failed", account=username, remote=self._remote, method=method,
@@ -154,7 +191,7 @@ class TenantSSHServer(asyncssh.SSHServer):
             return
         limit = self._defender.settings.max_auth_attempts
         if self._failures >= limit:
-            self._defender.limit_exceeded(self._host)
+            await self._defender.write(self._defender.limit_exceeded, self._host)
             log.warning("login_attempts_exhausted", account=username, remote=self._remote, limit=limit)
             conn.disconnect(asyncssh.DISC_NO_MORE_AUTH_METHODS_AVAILABLE,
                             f"too many authentication failures (at most {limit} per connection)")
@@ -223,14 +260,13 @@ async def start_server(
     accounts.homes.chmod(0o700)
     data_dir = accounts.homes.parent
     # The defender and the session slots share the state store with every server process
-    # (rostergate.sftp.slots): a connection of their own, apart from the accounts' one.
-    shared = store.connect(data_dir)
-    slots = SessionSlots(shared)
+    # (rostergate.sftp.slots): connections of their own, apart from the accounts' one.
+    slots = SessionSlots(store.connect(data_dir, durable=False))  # a commit per session start and end: no fsync
     slots.forget_process(os.getpid())  # a pid reused from a process that is gone
     state = ServerState(settings, data_dir, accounts.homes, on_upload, slots)
     if recover:
         state.recover()
-    defender = Defender(settings.defender, conn=shared)
+    defender = Defender(settings.defender, data_dir=data_dir)
     checks = PasswordChecks(lanes=HASH_LANES)
     install_tuning()
     algorithms = policy(settings.algorithms)
@@ -249,6 +285,7 @@ async def start_server(
         allow_pty=False,
         kbdint_auth=False,
         reuse_port=reuse_port,
+        gss_host=None,  # no GSS-API; asyncssh's default looks the host name up (getfqdn) at every login
         **algorithms.listen_options(),
     )
     return Listener(acceptor, state)

@@ -286,25 +286,26 @@ class TenantSession(SSHServerStreamSession[bytes]):
         state, account = self._state, self._account
         limit = state.settings.session_limit(account)
         refusal = None
-        slot = await asyncio.to_thread(state.slots.take, account, limit)  # counted across server processes
-        if slot is None:
-            refusal = (f"too many sessions: account {account} may have at most {limit} SFTP session(s) open "
-                       "at once; close another session and try again")
-            log.warning("session_refused", account=account, remote=self._remote, limit=limit)
-        else:
-            state.sessions[account] = state.sessions.get(account, 0) + 1
+        slot = None
+        state.sessions[account] = state.sessions.get(account, 0) + 1  # first: open_usage reads it
         try:
-            if refusal is None:
-                await state.open_usage(account)  # the first session of the account measures its home
+            # The slot (counted across server processes) and, for the account's first session, the measure
+            # of its home, side by side: one wait for the thread pool instead of two.
+            slot, _ = await asyncio.gather(state.off_loop(state.slots.take, account, limit),
+                                           state.open_usage(account))
+            if slot is None:
+                refusal = (f"too many sessions: account {account} may have at most {limit} SFTP session(s) open "
+                           "at once; close another session and try again")
+                log.warning("session_refused", account=account, remote=self._remote, limit=limit)
             server = TenantSFTPServer(chan, state, account, self._remote)
             handler = TenantSFTPHandler(server, reader, writer, 3, state, self._touch_conn, refusal)
             await handler.run()
         finally:
             if slot is not None:
-                await asyncio.to_thread(state.slots.give_back, slot)
-                left = state.sessions.get(account, 1) - 1
-                if left > 0:
-                    state.sessions[account] = left
-                else:
-                    state.sessions.pop(account, None)
+                await state.off_loop(state.slots.give_back, slot)
+            left = state.sessions.get(account, 1) - 1
+            if left > 0:
+                state.sessions[account] = left
+            else:
+                state.sessions.pop(account, None)
             await asyncio.sleep(0)

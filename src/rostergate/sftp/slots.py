@@ -2,10 +2,12 @@
 
 Each open SFTP session is a row of ``sftp_sessions`` (store migration 8) carrying the
 pid of the process serving it. :meth:`SessionSlots.take` counts the account's rows and
-adds one in the same write transaction, so two processes cannot both take the last
-slot. Rows of a process that is gone are removed: :meth:`SessionSlots.forget_process`
+adds one in one statement (one write transaction), so two processes cannot both take the
+last slot. Rows of a process that is gone are removed: :meth:`SessionSlots.forget_process`
 (by the daemon when a server process ends) and :meth:`SessionSlots.clear` (at the
-daemon's start, when no server process runs yet).
+daemon's start, when no server process runs yet). Both also remove the process's rows of
+``sftp_connections``, the connections per source the defender counts the same way
+(:mod:`rostergate.sftp.defender`).
 """
 
 from __future__ import annotations
@@ -26,20 +28,12 @@ class SessionSlots:
 
     def take(self, account: str, limit: int) -> int | None:
         """A slot for a new session of ``account``: its id, or ``None`` when ``limit`` sessions are open."""
-        with self._lock:
-            db = self._db
-            db.execute("BEGIN IMMEDIATE")
-            try:
-                count = db.execute("SELECT COUNT(*) FROM sftp_sessions WHERE account = ?", (account,)).fetchone()[0]
-                slot = None
-                if count < limit:
-                    slot = db.execute("INSERT INTO sftp_sessions (account, pid, opened_at) VALUES (?, ?, ?)",
-                                      (account, self._pid, time.time())).lastrowid
-                db.execute("COMMIT")
-            except BaseException:
-                db.execute("ROLLBACK")
-                raise
-        return slot
+        with self._lock:  # one statement, so one write transaction: the count and the row together
+            cursor = self._db.execute(
+                "INSERT INTO sftp_sessions (account, pid, opened_at) SELECT ?, ?, ? "
+                "WHERE (SELECT COUNT(*) FROM sftp_sessions WHERE account = ?) < ?",
+                (account, self._pid, time.time(), account, limit))
+        return cursor.lastrowid if cursor.rowcount == 1 else None
 
     def give_back(self, slot: int) -> None:
         with self._lock:
@@ -51,11 +45,15 @@ class SessionSlots:
                                         (account,)).fetchone()[0])
 
     def forget_process(self, pid: int) -> int:
-        """Remove the slots of process ``pid`` (which has ended); returns how many."""
+        """Remove the session slots and connection rows of process ``pid`` (which has ended); returns
+        how many sessions."""
         with self._lock:
+            self._db.execute("DELETE FROM sftp_connections WHERE pid = ?", (pid,))
             return self._db.execute("DELETE FROM sftp_sessions WHERE pid = ?", (pid,)).rowcount
 
     def clear(self) -> int:
-        """Remove every slot (at start, before any server process serves); returns how many."""
+        """Remove every slot and connection row (at start, before any server process serves); returns
+        how many sessions."""
         with self._lock:
+            self._db.execute("DELETE FROM sftp_connections")
             return self._db.execute("DELETE FROM sftp_sessions").rowcount
