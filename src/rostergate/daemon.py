@@ -64,7 +64,10 @@ from rostergate.watch import InboxWatcher
 
 log = structlog.get_logger("rostergate.daemon")
 # Imported when a worker starts, so a run's time limit does not pay for them.
-WORKER_PRELOAD = ("rostergate.runs.stages", "rostergate.formats.validate.entry", "rostergate.formats.convert.entry")
+# imported in every worker as it starts, then a tiny district run through prepare(): the first
+# upload after a start pays neither the imports nor the first use of the format code
+WORKER_PRELOAD = ("rostergate.runs.stages", "rostergate.formats.validate.entry", "rostergate.formats.convert.entry",
+                  "rostergate.runs.warmup:warm_up")
 DRAIN_POLL_SECONDS = 0.2
 # /healthz calls the pipeline dead when its loop (which turns at least every POLL_SECONDS) has not
 # turned for this long: the event loop is stuck, or the pipeline's task ended.

@@ -97,9 +97,13 @@ def _call(fn: Callable[[*Ts], T], args: tuple[*Ts]) -> T:
 
 
 def _ready(preload: tuple[str, ...]) -> int:
-    """The first call in a new worker: import the heavy modules up front; returns the worker's pid."""
+    """The first call in a new worker: import the heavy modules up front, and call each
+    ``module:function`` named (a warm-up run); returns the worker's pid."""
     for name in preload:
-        importlib.import_module(name)
+        module, _, function = name.partition(":")
+        imported = importlib.import_module(module)
+        if function:
+            getattr(imported, function)()
     return os.getpid()
 
 
