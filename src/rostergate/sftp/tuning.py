@@ -9,15 +9,14 @@ these are the places where asyncssh spends more than the work needs; each keeps
 the bytes on the wire identical.
 
 * :class:`ChachaPoly` (``chacha20-poly1305@openssh.com``, what OpenSSH clients
-  pick first): asyncssh builds three ChaCha20 contexts per packet and concatenates
-  the packet twice to authenticate and decrypt it. Here the Poly1305 key and the
-  payload come from one context (the key is block 0 of the same stream, the
-  payload starts at block 1: PROTOCOL.chacha20poly1305 in OpenSSH's sources),
-  Poly1305 is fed piece by piece, and a context is made without re-validating a
-  new ``ChaCha20`` object each time (:func:`_direct_streams`, used only when it
-  matches cryptography's public API on test vectors at import). About 10 % of the
-  loop's CPU. The tag is checked before anything is decrypted, with Poly1305's own
-  constant-time verify.
+  pick first): asyncssh builds three ChaCha20 contexts per packet (each one a
+  cipher lookup in OpenSSL) and concatenates the packet twice to authenticate and
+  decrypt it. Here each key has one context for the whole connection, whose nonce
+  is reset for each packet (cryptography's public ``reset_nonce``, 43.0 on); the
+  Poly1305 key and the payload come from the same stream (the key is block 0, the
+  payload starts at block 1: PROTOCOL.chacha20poly1305 in OpenSSH's sources), and
+  Poly1305 is fed piece by piece. The tag is checked before anything is decrypted,
+  with Poly1305's own constant-time verify. About 15 % of the loop's CPU.
 * :func:`tune_connection`, receive side: asyncssh appends each socket read (up to
   256 KiB) to one ``bytes`` buffer and re-slices the rest of it twice per packet,
   so a 256 KiB read was copied about eight times. Handing it over in
@@ -60,63 +59,27 @@ _BLOCK0 = bytes(64)  # ChaCha20 block 0: its first 32 bytes are the Poly1305 key
 _COUNTER0 = bytes(8)
 
 
-def _public_streams(key: bytes) -> Callable[[bytes], Any]:
-    """``nonce -> ChaCha20 keystream of key at block 0`` through cryptography's public API."""
-    return lambda nonce: Cipher(ChaCha20(key, _COUNTER0 + nonce), mode=None).encryptor()
+def _keystream(key: bytes) -> Any:
+    """A ChaCha20 context of ``key``; its nonce is set with ``reset_nonce`` for each packet."""
+    return Cipher(ChaCha20(key, bytes(16)), mode=None).encryptor()
 
 
-def _direct_streams(key: bytes) -> Callable[[bytes], Any]:
-    """The same keystreams without building a ``Cipher`` and a validated ``ChaCha20`` per packet
-    (half the cost of a context): one ``ChaCha20`` per key whose nonce is set for each packet,
-    handed to the backend call ``Cipher.encryptor()`` makes. Used only after :func:`_pick_streams`
-    found it equal to the public path."""
-    algorithm = ChaCha20(key, bytes(16))
-
-    def stream(nonce: bytes) -> Any:
-        algorithm._nonce = _COUNTER0 + nonce  # checked by _pick_streams
-        assert _create_context is not None
-        return _create_context(algorithm, None)
-
-    return stream
-
-
-def _pick_streams() -> Callable[[bytes], Callable[[bytes], Any]]:
-    """:func:`_direct_streams` when this cryptography supports it and it gives the public API's
-    bytes for a few keys and nonces, else :func:`_public_streams`."""
-    try:
-        for trial in range(3):
-            key, nonce = bytes([trial]) * 32, trial.to_bytes(8, "big")
-            sample = bytes(range(200))
-            direct = _direct_streams(key)
-            if direct(nonce).update(sample) != _public_streams(key)(nonce).update(sample):
-                return _public_streams
-            if direct(b"\xff" * 8).update(sample) != _public_streams(key)(b"\xff" * 8).update(sample):
-                return _public_streams
-    except Exception:  # another cryptography: its internals differ
-        return _public_streams
-    return _direct_streams
-
-
-_create_context: Callable[..., Any] | None
-try:
-    from cryptography.hazmat.bindings._rust import openssl as _rust_openssl
-
-    _create_context = _rust_openssl.ciphers.create_encryption_ctx
-except (ImportError, AttributeError):  # pragma: no cover - another cryptography
-    _create_context = None
-_streams = _pick_streams() if _create_context is not None else _public_streams
+def nonce_reset_supported() -> bool:
+    """True when this cryptography can reset a ChaCha20 context's nonce (``reset_nonce``, 43.0 on)."""
+    return callable(getattr(_keystream(bytes(32)), "reset_nonce", None))
 
 
 class ChachaPoly(encryption.ChachaEncryption):
-    """OpenSSH's chacha20-poly1305 with two ChaCha20 contexts per packet instead of three.
+    """OpenSSH's chacha20-poly1305 with one ChaCha20 context per key for the whole connection.
 
     The key is 64 bytes: the first 32 encrypt the payload (and give the Poly1305 key),
-    the last 32 encrypt the 4-byte length (OpenSSH's K_2 and K_1).
+    the last 32 encrypt the 4-byte length (OpenSSH's K_2 and K_1). Each packet's nonce is
+    its sequence number, set with ``reset_nonce`` (the counter starts again at block 0).
     """
 
     def __init__(self, key: bytes):  # asyncssh's own class takes a cipher object here
-        self._main = _streams(key[:32])
-        self._length = _streams(key[32:])
+        self._main = _keystream(key[:32])
+        self._length = _keystream(key[32:])
 
     @classmethod
     def new(cls, cipher_name: str, key: bytes, iv: bytes, mac_alg: bytes = b"",
@@ -124,28 +87,34 @@ class ChachaPoly(encryption.ChachaEncryption):
         return cls(key)
 
     def encrypt_packet(self, seq: int, header: bytes, packet: bytes) -> tuple[bytes, bytes]:
-        nonce = seq.to_bytes(8, "big")
-        length = self._length(nonce).update(header)
-        stream = self._main(nonce)
-        tag = Poly1305(stream.update(_BLOCK0)[:32])
-        body = stream.update(packet)
+        nonce = _COUNTER0 + seq.to_bytes(8, "big")
+        self._length.reset_nonce(nonce)
+        length = self._length.update(header)
+        main = self._main
+        main.reset_nonce(nonce)
+        tag = Poly1305(main.update(_BLOCK0)[:32])
+        body = main.update(packet)
         tag.update(length)
         tag.update(body)
         return length + body, tag.finalize()
 
     def decrypt_header(self, seq: int, first_block: bytes, header_len: int) -> tuple[bytes, bytes]:
-        return first_block, self._length(seq.to_bytes(8, "big")).update(first_block[:header_len])
+        self._length.reset_nonce(_COUNTER0 + seq.to_bytes(8, "big"))
+        return first_block, self._length.update(first_block[:header_len])
 
     def decrypt_packet(self, seq: int, first: bytes, rest: bytes, header_len: int, mac: bytes) -> bytes | None:
-        stream = self._main(seq.to_bytes(8, "big"))
-        tag = Poly1305(stream.update(_BLOCK0)[:32])
+        """The payload of a packet whose tag is ``mac``, or None when the tag does not match
+        (checked before anything is decrypted). ``first``, ``rest`` and ``mac`` may be views."""
+        main = self._main
+        main.reset_nonce(_COUNTER0 + seq.to_bytes(8, "big"))
+        tag = Poly1305(main.update(_BLOCK0)[:32])
         tag.update(first)  # the encrypted length and the start of the payload
         tag.update(rest)
         try:
-            tag.verify(mac)
+            tag.verify(bytes(mac))
         except InvalidSignature:
             return None
-        payload: bytes = stream.update(first[header_len:]) + stream.update(rest)
+        payload: bytes = main.update(first[header_len:]) + main.update(rest)
         return payload
 
 
@@ -155,7 +124,7 @@ def install() -> bool:
     done = True
     params = getattr(encryption, "_enc_params", None)
     current = params.get(CHACHA) if isinstance(params, dict) else None
-    if current is None or not issubclass(current[0], encryption.ChachaEncryption):
+    if current is None or not issubclass(current[0], encryption.ChachaEncryption) or not nonce_reset_supported():
         log.warning("asyncssh_tuning_skipped", part="chacha20-poly1305", asyncssh=asyncssh.__version__)
         done = False
     else:
