@@ -104,7 +104,7 @@ def test_packets_are_described_only_when_asyncssh_logs_them(monkeypatch):
 class FakeConnection:
     """What tune_connection wraps: asyncssh's receive entry, raw send and packet send."""
 
-    _inpbuf = b""
+    _inpbuf = _packet = b""
     _recv_handler = _recv_pkthdr = _recv_packet = _recv_data = None
     _recv_encryption = None  # not chacha20-poly1305: handed over in pieces
     _recv_blocksize, _recv_macsize = 16, 16
@@ -224,6 +224,7 @@ class ReadSplitter:
         self.corrupt_at = corrupt_at
         self.after = after
         self.connections: list[asyncssh.SSHServerConnection] = []
+        self.kept: set[type] = set()  # what the connections held between reads
 
     def __call__(self, original):
         def tune(conn):
@@ -242,6 +243,7 @@ class ReadSplitter:
                     size = self.random.choice([1, 3, 15, 16, 17, 4096, 32_768 + 44, 70_000])
                     receive(bytes(view[:size]), datatype)
                     view = view[size:]
+                    self.kept.update({type(conn._inpbuf), type(conn._packet)})
 
             conn.data_received = data_received
             self.connections.append(conn)
@@ -322,6 +324,7 @@ def test_uploads_arrive_whole_whatever_the_read_boundaries_rekeys_and_ciphers(tm
     asyncio.run(asyncio.wait_for(_serve(tmp_path, scenario), 60))
     assert len(splitter.connections) == 1
     assert any(seen) and seen.count(True) > len(payload) // 65_536  # most data packets came as views
+    assert splitter.kept == {bytes}  # no view of a read outlives it
     if switch_to is not None and cipher.startswith("chacha"):
         assert type(splitter.connections[0]._recv_encryption) is not tuning.ChachaPoly
 

@@ -161,8 +161,8 @@ def install() -> bool:
     return done
 
 
-_VIEW_INTERNALS = ("_inpbuf", "_recv_data", "_recv_handler", "_recv_pkthdr", "_recv_packet", "_recv_encryption",
-                   "_recv_blocksize", "_recv_macsize")
+_VIEW_INTERNALS = ("_inpbuf", "_packet", "_recv_data", "_recv_handler", "_recv_pkthdr", "_recv_packet",
+                   "_recv_encryption", "_recv_blocksize", "_recv_macsize")
 
 
 def _receiving_views(conn: asyncssh.SSHServerConnection) -> Callable[[memoryview], None] | None:
@@ -171,9 +171,9 @@ def _receiving_views(conn: asyncssh.SSHServerConnection) -> Callable[[memoryview
     internals it needs are not there.
 
     asyncssh keeps its input in ``conn._inpbuf`` and slices it per packet; here that is a view, so
-    its slicing copies nothing. What it kept of the last read (the start of a packet) is completed
-    with just the bytes that packet needs, so only that short piece is copied. asyncssh's other
-    ciphers concatenate what they are given, which a view does not allow: its header parser is
+    its slicing copies nothing. What is left at the end of a read (the start of a packet) is kept
+    as bytes and completed with just the bytes that packet needs, so only that short piece is
+    copied. asyncssh's other ciphers concatenate what they are given, which a view does not allow: its header parser is
     wrapped to turn a view back into ``bytes`` whenever the packet it starts is not decrypted by
     :class:`ChachaPoly` (a rekey can change the cipher in the middle of a read).
     """
@@ -202,21 +202,28 @@ def _receiving_views(conn: asyncssh.SSHServerConnection) -> Callable[[memoryview
         return need if need > 0 else None
 
     def receive(view: memoryview) -> None:
-        left = conn._inpbuf
-        while left:
-            need = missing(len(left))
-            if need is None or need >= len(view):
-                conn._inpbuf = memoryview(bytes(left) + view)  # type: ignore[assignment]  # asyncssh slices it only
+        try:
+            left = conn._inpbuf  # bytes (see below)
+            while left:
+                need = missing(len(left))
+                if need is None or need >= len(view):
+                    conn._inpbuf = memoryview(left + view)  # type: ignore[assignment]  # asyncssh slices it only
+                    break
+                conn._inpbuf = memoryview(left + view[:need])  # type: ignore[assignment]
+                view = view[need:]
                 conn._recv_data()
-                return
-            conn._inpbuf = memoryview(bytes(left) + view[:need])  # type: ignore[assignment]
-            view = view[need:]
+                if conn.get_extra_info("socket") is None:
+                    return  # the connection was closed by that packet: the rest is not read
+                left = bytes(conn._inpbuf)
+            else:
+                conn._inpbuf = view  # type: ignore[assignment]
             conn._recv_data()
-            if conn.get_extra_info("socket") is None:
-                return  # the connection was closed by that packet: the rest is not read
-            left = conn._inpbuf
-        conn._inpbuf = view  # type: ignore[assignment]
-        conn._recv_data()
+        finally:
+            # What is left (the start of a packet) is kept as bytes: no view pins this read's
+            # buffer (up to 256 KiB) while the connection waits for the next one.
+            conn._inpbuf = bytes(conn._inpbuf)
+            if isinstance(conn._packet, memoryview):
+                conn._packet = bytes(conn._packet)
 
     return receive
 
