@@ -194,10 +194,11 @@ class Sshd:
 
 
 class Rostergate:
-    """``rostergate serve`` of this checkout, with one account that logs in with ``client_key``."""
+    """``rostergate serve`` of this checkout (or of the ``src`` folder given), with one account that
+    logs in with ``client_key``."""
 
     def __init__(self, root: Path, client_key: Path, account: str = "bench", server_toml: str = "",
-                 flows_toml: str = ""):
+                 flows_toml: str = "", src: Path | None = None):
         self.root = root
         self.port = free_port()
         self.account = account
@@ -208,7 +209,8 @@ class Rostergate:
             f'[server]\nlisten = "127.0.0.1:{self.port}"\ndata_dir = "{self.data_dir}"\n'
             f'host_key = "{self.data_dir / "ssh_host_ed25519_key"}"\n{server_toml}\n{flows_toml}\n'
         )
-        self.env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(SRC), os.environ.get("PYTHONPATH")]))}
+        self.env = {**os.environ,
+                    "PYTHONPATH": os.pathsep.join(filter(None, [str(src or SRC), os.environ.get("PYTHONPATH")]))}
         self.process: subprocess.Popen | None = None
 
     @property

@@ -2,11 +2,13 @@
 
     python bench/bench_intake.py                    # 512 MiB, 5 rounds
     python bench/bench_intake.py --size-mib 128 --rounds 3
+    python bench/bench_intake.py --against /path/to/other/checkout/src   # that tree's daemon in the same rounds
 
 The same random file is uploaded with the OpenSSH ``sftp`` client (default
 cipher and buffer sizes: what a district's script does) to an ``sshd`` with
 ``internal-sftp`` and to the real daemon of this checkout, alternating which goes
-first in each round, after one warm-up upload to each. The name is not a
+first in each round, after one warm-up upload to each (with ``--against``, a
+daemon of another checkout's ``src/`` too, the three rotating). The name is not a
 ``*.zip``, so no run starts: what is measured is the intake alone, and each
 round overwrites the previous upload (the quota stays flat).
 
@@ -31,12 +33,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import _harness as h  # noqa: E402
 
 
-def upload_once(server: str, sshd: h.Sshd, daemon: h.Rostergate, key: Path, local: Path) -> dict:
+def upload_once(server: str, sshd: h.Sshd, daemons: dict[str, h.Rostergate], key: Path, local: Path) -> dict:
     if server == "openssh":
         before = h.process_cpu(sshd.pid, children=True)
         seconds = h.sftp_put(sshd.port, sshd.user, key, local, "bench.bin")
         h.wait_children_reaped(sshd.pid)
         return {"seconds": seconds, "cpu": h.process_cpu(sshd.pid, children=True) - before}
+    daemon = daemons[server]
     before, loop_before = h.process_cpu(daemon.pid), h.thread_cpu(daemon.pid)
     seconds = h.sftp_put(daemon.port, daemon.account, key, local, "bench.bin")
     time.sleep(0.2)  # the session's last replies and log lines
@@ -48,6 +51,7 @@ def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--size-mib", type=int, default=h.sized(512, 32))
     parser.add_argument("--rounds", type=int, default=h.sized(5, 1))
+    parser.add_argument("--against", type=Path, help="another checkout's src/ whose daemon runs in the same rounds")
     args = parser.parse_args(argv)
     size = args.size_mib * h.MiB
     load_before = h.loadavg()
@@ -60,23 +64,31 @@ def main(argv: list[str] | None = None) -> dict:
         sshd = h.Sshd(root / "sshd", key).start()
         limits = (f"[server.limits]\nmax_upload_bytes = {size + h.MiB}\n"
                   f"max_account_bytes = {4 * size + h.MiB}\n")
-        daemon = h.Rostergate(root / "rostergate", key, server_toml=limits)
+        daemons = {"rostergate": h.Rostergate(root / "rostergate", key, server_toml=limits)}
+        if args.against:
+            (root / "against").mkdir()
+            daemons["against"] = h.Rostergate(root / "against", key, server_toml=limits, src=args.against)
+        servers = ("openssh", *daemons)
         try:
-            daemon.start()
-            for server in ("openssh", "rostergate"):  # warm-up: page cache, imports, first session
-                upload_once(server, sshd, daemon, key, local)
+            for daemon in daemons.values():
+                daemon.start()
+            for server in servers:  # warm-up: page cache, imports, first session
+                upload_once(server, sshd, daemons, key, local)
             rounds = []
             for index in range(args.rounds):
-                order = ("openssh", "rostergate") if index % 2 == 0 else ("rostergate", "openssh")
-                one = {server: upload_once(server, sshd, daemon, key, local) for server in order}
-                one["ratio"] = one["openssh"]["seconds"] / one["rostergate"]["seconds"]
+                shift = index % len(servers)
+                order = servers[shift:] + servers[:shift]
+                one = {server: upload_once(server, sshd, daemons, key, local) for server in order}
+                for name in daemons:
+                    one[f"ratio_{name}"] = one["openssh"]["seconds"] / one[name]["seconds"]
+                one["ratio"] = one["ratio_rostergate"]
                 one["load"] = h.loadavg()[0]
                 rounds.append(one)
-                print(f"round {index + 1}: openssh {one['openssh']['seconds']:.2f} s, "
-                      f"rostergate {one['rostergate']['seconds']:.2f} s, ratio {one['ratio']:.2f}, "
-                      f"load {one['load']:.2f}", flush=True)
+                times = ", ".join(f"{server} {one[server]['seconds']:.2f} s" for server in servers)
+                print(f"round {index + 1}: {times}, ratio {one['ratio']:.2f}, load {one['load']:.2f}", flush=True)
         finally:
-            daemon.stop()
+            for daemon in daemons.values():
+                daemon.stop()
             sshd.stop()
     med = h.median
     ref_s = med([r["openssh"]["seconds"] for r in rounds])
@@ -97,7 +109,8 @@ def main(argv: list[str] | None = None) -> dict:
     }
     markdown = (
         f"SFTP intake of {args.size_mib} MiB with the OpenSSH `sftp` client, {args.rounds} alternated rounds "
-        f"(`python bench/bench_intake.py --size-mib {args.size_mib} --rounds {args.rounds}`); "
+        f"(`python bench/bench_intake.py --size-mib {args.size_mib} --rounds {args.rounds}"
+        + (f" --against {args.against}" if args.against else "") + "`); "
         f"load average {load_before[0]:.2f} before, {result['load_after'][0]:.2f} after.\n\n"
         "| | OpenSSH internal-sftp | rostergate | Ratio |\n|---|---|---|---|\n"
         f"| Upload (median) | {ref_s:.2f} s | {rg_s:.2f} s | {ref_s / rg_s:.2f}x (ratio of medians) |\n"
@@ -107,6 +120,21 @@ def main(argv: list[str] | None = None) -> dict:
         f"| Event-loop thread CPU per byte (target <= 1.2x sshd) | | {rg_loop:.2f} ns | "
         f"**{rg_loop / ref_cpu:.2f}x** |\n"
     )
+    if args.against:
+        other = [r["ratio_against"] for r in rounds]
+        other_s = med([r["against"]["seconds"] for r in rounds])
+        other_loop = med([r["against"]["loop_cpu"] for r in rounds]) * ns
+        other_cpu = med([r["against"]["cpu"] for r in rounds]) * ns
+        result["against"] = {
+            "src": str(args.against), "seconds": other_s, "median_round_ratio": med(other),
+            "round_ratio_range": [min(other), max(other)], "cpu_ns_per_byte": other_cpu,
+            "loop_cpu_ns_per_byte": other_loop, "loop_cpu_vs_sshd": other_loop / ref_cpu,
+        }
+        markdown += (
+            f"| `{args.against}` in the same rounds: upload, per-round ratio | | {other_s:.2f} s | "
+            f"{med(other):.2f}x ({min(other):.2f}-{max(other):.2f}) |\n"
+            f"| its event-loop thread CPU per byte | | {other_loop:.2f} ns | {other_loop / ref_cpu:.2f}x |\n"
+        )
     h.record("intake", result, markdown)
     print(markdown)
     return result

@@ -113,6 +113,9 @@ PREFERRED_CIPHERS = ("aes128-gcm@openssh.com", "aes256-gcm@openssh.com")
 MAX_WRITE_BYTES = 255 * 1024
 # Unanswered WRITE bytes at most: enough to keep the server's 2 MiB SSH window full.
 IN_FLIGHT_BYTES = 4 * 1024 * 1024
+# A WRITE's header is sent joined to this much of the request (paramiko's SSH packets carry at most
+# the server's maximum packet size less 64 bytes: 32,704 with OpenSSH), so it adds no packet.
+FIRST_PIECE = 32 * 1024 - 64
 
 
 def login(downstream: Downstream) -> paramiko.SSHClient:
@@ -311,23 +314,24 @@ class _Session(paramiko.SFTPClient):
     def send_write(self, receiver: paramiko.SFTPFile, handle: bytes, offset: int, data: bytes | memoryview) -> int:
         """Send one WRITE whose answer goes to ``receiver``; returns its request number.
 
-        The packet is built with one copy of ``data`` (paramiko's request path makes three:
-        into a Message, out of it, and onto its length prefix).
+        Only the request's header and the start of ``data`` (one SSH packet's worth) are copied
+        to be sent together; the rest is handed to the channel as views (paramiko's request path
+        copies the whole request three times: into a Message, out of it, and onto its length prefix).
         """
         with self._lock:  # paramiko's lock over its request numbers and their receivers
             number: int = self.request_number
             self._expecting[number] = receiver
             self.request_number += 1
         size = len(data)
-        packet = bytearray(struct.pack(">IBII", 1 + 4 + 4 + len(handle) + 8 + 4 + size, CMD_WRITE, number,
-                                       len(handle)))
-        packet += handle
-        packet += struct.pack(">QI", offset, size)
-        packet += data
-        self._write_all(packet)
+        head = struct.pack(">IBII", 1 + 4 + 4 + len(handle) + 8 + 4 + size, CMD_WRITE, number, len(handle))
+        head += handle + struct.pack(">QI", offset, size)
+        view = memoryview(data)
+        start = max(0, FIRST_PIECE - len(head))
+        self._write_all(head + view[:start])
+        self._write_all(view[start:])
         return number
 
-    def _write_all(self, out: bytes | bytearray) -> None:
+    def _write_all(self, out: bytes | memoryview) -> None:
         """Send ``out`` whole over the channel, which takes it a packet at a time.
 
         paramiko's own slices what is left after each packet (``out = out[n:]``): a
