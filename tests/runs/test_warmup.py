@@ -18,7 +18,9 @@ def test_the_warm_up_district_is_converted_and_leaves_no_file_behind() -> None:
     assert prepared.outcome == "ready", [i.message for i in prepared.issues]
     assert not [i for i in prepared.issues if i.severity == "error"]
     assert [s.name for s in prepared.steps] == ["unpack", "detect", "validate", "convert", "check-output"]
-    assert prepared.counts["users.csv"]["delivered"] == 3 and prepared.counts["enrollments.csv"]["delivered"] == 4
+    students = warmup.STUDENTS
+    assert prepared.counts["users.csv"]["delivered"] == students + 1
+    assert prepared.counts["enrollments.csv"]["delivered"] == 2 * students + 2
     assert set(Path(tempfile.gettempdir()).glob("rostergate-warm-up-*")) == before
 
 
