@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import csv
 import functools
-import io
 import re
 import threading
 from collections.abc import Iterator
@@ -359,7 +358,7 @@ class _Rows:
         refused = _Refused()
         keep = [n for n in names if n not in self.skipped]
         table = pacsv.read_csv(
-            io.BytesIO(self.data),
+            pa.BufferReader(self.data),  # zero-copy blocks (a Python file object would copy each one)
             read_options=pacsv.ReadOptions(column_names=names, skip_rows=1, use_threads=threads),
             parse_options=pacsv.ParseOptions(
                 delimiter=self.delimiter, newlines_in_values=newlines_in_values, invalid_row_handler=refused,
@@ -367,7 +366,7 @@ class _Rows:
             ),
             convert_options=pacsv.ConvertOptions(
                 # large_string is what pandas' Arrow strings hold: parsing straight into it saves a
-                # cast (a copy of every value) when the table becomes a frame
+                # cast (every offset rewritten) when the table becomes a frame
                 column_types={n: pa.large_string() for n in keep},
                 include_columns=keep if len(keep) < len(names) else None,  # (choosing columns costs a little)
                 strings_can_be_null=False,
@@ -499,14 +498,18 @@ class _Rows:
         return (self.header[position] if position < len(self.header) else None), raw
 
     def frame(self) -> pd.DataFrame:
+        """The rows as a frame of pandas Arrow strings; the parsed table is let go.
+
+        A blank column of a big file becomes slices of one shared array (:func:`_empty_strings`).
+        """
         assert self.table is not None
-        table = self.table
-        for i, column in enumerate(table.columns):
-            if _all_empty(column):
-                table = table.set_column(i, table.field(i), _empty_strings(len(column)))
-        frame: pd.DataFrame = table.to_pandas(types_mapper=_string_mapper)
-        frame.columns = self.table.column_names
+        columns, names = list(self.table.columns), self.table.column_names
         self.table = None
+        for i, column in enumerate(columns):
+            if _all_empty(column):
+                columns[i] = _empty_strings(len(column))
+        frame: pd.DataFrame = pa.table(columns, names=names).to_pandas(types_mapper=_string_mapper)
+        frame.columns = names
         return frame
 
 
