@@ -16,9 +16,12 @@ import tempfile
 import zipfile
 from pathlib import Path
 
+import structlog
+
 from rostergate.intake import SPOOL_DIR, UPLOAD_NAME
 from rostergate.runs.stages import Prepared, prepare
 
+log = structlog.get_logger("rostergate.workers")
 _RUN_ID = "20000101-000000-000000"
 
 #: students in the warm-up district: enough rows that pyarrow parses with its threads, as for a real
@@ -61,13 +64,21 @@ _FIXED: dict[str, str] = {
 }
 
 
-def warm_up() -> Prepared:
-    """Run :func:`district` through :func:`prepare` in a private temporary folder (removed after); its result."""
-    with tempfile.TemporaryDirectory(prefix="rostergate-warm-up-") as tmp:
-        run_dir = Path(tmp) / SPOOL_DIR / _RUN_ID
-        run_dir.mkdir(parents=True)
-        upload = run_dir / UPLOAD_NAME
-        with zipfile.ZipFile(upload, "w", compression=zipfile.ZIP_DEFLATED) as archive:
-            for name, text in district().items():
-                archive.writestr(name, text)
-        return prepare(str(run_dir), str(upload), "oneroster", "asm", "strict")
+def warm_up() -> Prepared | None:
+    """Run :func:`district` through :func:`prepare` in a private temporary folder (removed after); its result.
+
+    Best effort: a warm-up that fails (no room in the temporary folder, say) is logged and
+    costs the first real run its speed, never the worker (``None``).
+    """
+    try:
+        with tempfile.TemporaryDirectory(prefix="rostergate-warm-up-") as tmp:
+            run_dir = Path(tmp) / SPOOL_DIR / _RUN_ID
+            run_dir.mkdir(parents=True)
+            upload = run_dir / UPLOAD_NAME
+            with zipfile.ZipFile(upload, "w", compression=zipfile.ZIP_DEFLATED) as archive:
+                for name, text in district().items():
+                    archive.writestr(name, text)
+            return prepare(str(run_dir), str(upload), "oneroster", "asm", "strict")
+    except Exception as exc:  # noqa: BLE001 - whatever it was, the worker works without the warm-up
+        log.warning("worker_warm_up_failed", error=type(exc).__name__, detail=str(exc)[:200])
+        return None
