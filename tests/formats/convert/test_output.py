@@ -256,7 +256,7 @@ def test_a_verbatim_frame_is_exactly_what_its_bytes_parse_to(rows: list[tuple[st
     frame = pd.DataFrame({"person_id": [a for a, _ in rows], "last_name": [b for _, b in rows]}, dtype="str")
     specials = set(" \t,\"\\\r\n\x00")
     has_special = any(ch in specials for row in rows for cell in row for ch in cell)
-    assert asmwrite.is_verbatim(frame) is not has_special
+    assert asmwrite.serialise(frame).verbatim is not has_special
     if not has_special:
         expected = "person_id,last_name\n" + "".join(f"{a},{b}\n" for a, b in rows)
         assert csv_bytes(frame) == expected.encode("utf-8")  # Arrow's writer, rows joined as they are
@@ -266,15 +266,15 @@ def test_a_verbatim_frame_is_exactly_what_its_bytes_parse_to(rows: list[tuple[st
 
 
 def test_header_names_count_for_verbatim() -> None:
-    assert not asmwrite.is_verbatim(pd.DataFrame({"first name": ["a"]}, dtype="str"))
-    assert asmwrite.is_verbatim(pd.DataFrame({"first_name": ["a"]}, dtype="str"))
+    assert not asmwrite.serialise(pd.DataFrame({"first name": ["a"]}, dtype="str")).verbatim
+    assert asmwrite.serialise(pd.DataFrame({"first_name": ["a"]}, dtype="str")).verbatim
 
 
 def test_a_frame_with_missing_values_is_never_verbatim() -> None:
     """A null the writer would turn into "" must be checked from the bytes, not the frame."""
     frame = pd.DataFrame({"roster_id": ["r1", None], "class_id": ["c1", "c2"]}, dtype="str")
-    assert not asmwrite.is_verbatim(frame)
-    assert not asmwrite.is_verbatim(pd.DataFrame({"roster_id": [1, 2]}))
+    assert not asmwrite.serialise(frame).verbatim
+    assert not asmwrite.serialise(pd.DataFrame({"roster_id": [1, 2]})).verbatim
 
 
 def test_a_zip_stream_takes_a_file_in_pieces_and_refuses_names_out_of_order() -> None:

@@ -132,11 +132,6 @@ def csv_bytes(frame: pd.DataFrame) -> bytes:
     return serialise(frame).joined()
 
 
-def is_verbatim(frame: pd.DataFrame) -> bool:
-    """Whether :func:`serialise` writes every header name and value of ``frame`` as it is."""
-    return serialise(frame).verbatim
-
-
 def csv_size_bound(frame: pd.DataFrame) -> int:
     """A size the CSV of ``frame`` cannot exceed: every byte escaped, every value quoted and
     followed by a separator, a value that is not a string yet taken as 64 bytes."""

@@ -79,7 +79,7 @@ def validate_asm(
     ``source`` is a folder, or file name → content for files that exist only in memory
     (the converter's output: checked before it is zipped, never written out as CSVs).
     Content is the file's bytes, or the frame of strings they parse to, given only when
-    that is certain (see ``asmwrite.is_verbatim``): the rules then skip the parse.
+    that is certain (see ``asmwrite.Serialised.verbatim``): the rules then skip the parse.
     """
     present: dict[str, Path | bytes | pd.DataFrame] = (
         dict(source) if isinstance(source, Mapping) else {p.name: p for p in Path(source).iterdir() if p.is_file()}

@@ -80,7 +80,7 @@ def validate_asm_files(
     """Validate ASM files held in memory, as :func:`validate_dir` would on disk.
 
     ``files`` maps each file name to its bytes or, where parsing the bytes certainly
-    gives it back (``asmwrite.is_verbatim``), to the frame itself. For the
+    gives it back (``asmwrite.Serialised.verbatim``), to the frame itself. For the
     converter's output: it is checked from what will be zipped.
     """
     collector = Collector(get_profile(profile), cap=cap)
