@@ -176,40 +176,45 @@ def test_a_connection_without_the_expected_internals_is_left_alone():
     assert "data_received" not in vars(other)
 
 
-def test_the_server_tunes_every_connection(tmp_path, monkeypatch):
-    """A real login: the listener installed the cipher and wrapped the connection."""
+async def _serve(tmp_path, scenario):
+    """Run ``scenario(port, client_key)`` against a real listener with one account."""
     from rostergate import store
     from rostergate.accounts import AccountStore
 
+    data = tmp_path / "var"
+    conn = store.connect(data)
+    accounts = AccountStore(conn, data)
+    key = asyncssh.generate_private_key("ssh-ed25519")
+    accounts.create("district-a", key.export_public_key().decode(), with_password=False)
+
+    async def on_upload(account, path):
+        return None
+
+    acceptor = (await sftp_server.start_server("127.0.0.1", 0, data / "host_key", accounts, on_upload)).acceptor
+    try:
+        await scenario(acceptor.get_port(), key)
+    finally:
+        acceptor.close()
+        await acceptor.wait_closed()
+        conn.close()
+
+
+def test_the_server_tunes_every_connection(tmp_path, monkeypatch):
+    """A real login: the listener installed the cipher and wrapped the connection."""
     results = []
     original = sftp_server.tune_connection
     monkeypatch.setattr(sftp_server, "tune_connection", lambda conn: results.append(original(conn)))
 
-    async def scenario():
-        data = tmp_path / "var"
-        conn = store.connect(data)
-        accounts = AccountStore(conn, data)
-        key = asyncssh.generate_private_key("ssh-ed25519")
-        accounts.create("district-a", key.export_public_key().decode(), with_password=False)
+    async def scenario(port, key):
+        async with asyncssh.connect("127.0.0.1", port, username="district-a", client_keys=[key],
+                                    known_hosts=None, encryption_algs=["chacha20-poly1305@openssh.com"]) as client:
+            assert client.get_extra_info("recv_cipher") == "chacha20-poly1305@openssh.com"
+            async with client.start_sftp_client() as sftp:
+                async with await sftp.open("x.bin", "wb") as handle:
+                    await handle.write(os.urandom(300_000))
+                assert (await sftp.stat("x.bin")).size == 300_000
 
-        async def on_upload(account, path):
-            return None
-
-        acceptor = (await sftp_server.start_server("127.0.0.1", 0, data / "host_key", accounts, on_upload)).acceptor
-        try:
-            async with asyncssh.connect("127.0.0.1", acceptor.get_port(), username="district-a", client_keys=[key],
-                                        known_hosts=None, encryption_algs=["chacha20-poly1305@openssh.com"]) as client:
-                assert client.get_extra_info("recv_cipher") == "chacha20-poly1305@openssh.com"
-                async with client.start_sftp_client() as sftp:
-                    async with await sftp.open("x.bin", "wb") as handle:
-                        await handle.write(os.urandom(300_000))
-                    assert (await sftp.stat("x.bin")).size == 300_000
-        finally:
-            acceptor.close()
-            await acceptor.wait_closed()
-            conn.close()
-
-    asyncio.run(asyncio.wait_for(scenario(), 30))
+    asyncio.run(asyncio.wait_for(_serve(tmp_path, scenario), 30))
     assert results == [True]
     assert encryption._enc_params[tuning.CHACHA][0] is tuning.ChachaPoly
 
@@ -250,29 +255,6 @@ class ReadSplitter:
             return tuned
 
         return tune
-
-
-async def _serve(tmp_path, scenario):
-    """Run ``scenario(port, client_key)`` against a real listener with one account."""
-    from rostergate import store
-    from rostergate.accounts import AccountStore
-
-    data = tmp_path / "var"
-    conn = store.connect(data)
-    accounts = AccountStore(conn, data)
-    key = asyncssh.generate_private_key("ssh-ed25519")
-    accounts.create("district-a", key.export_public_key().decode(), with_password=False)
-
-    async def on_upload(account, path):
-        return None
-
-    acceptor = (await sftp_server.start_server("127.0.0.1", 0, data / "host_key", accounts, on_upload)).acceptor
-    try:
-        await scenario(acceptor.get_port(), key)
-    finally:
-        acceptor.close()
-        await acceptor.wait_closed()
-        conn.close()
 
 
 def _seen_views(monkeypatch) -> list[bool]:
