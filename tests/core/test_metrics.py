@@ -3,19 +3,9 @@
 from __future__ import annotations
 
 import json
-import urllib.error
-import urllib.request
 
 from rostergate import metrics
-from tests.conftest import free_port
-
-
-def get(url: str) -> tuple[int, bytes]:
-    try:
-        with urllib.request.urlopen(url, timeout=10) as response:
-            return response.status, response.read()
-    except urllib.error.HTTPError as exc:
-        return exc.code, exc.read()
+from tests.conftest import free_port, http_get
 
 
 def test_healthz_is_200_while_every_check_holds_and_503_naming_the_one_that_does_not():
@@ -23,12 +13,12 @@ def test_healthz_is_200_while_every_check_holds_and_503_naming_the_one_that_does
     port = free_port()
     server = metrics.serve_metrics(f"127.0.0.1:{port}", lambda: dict(state))
     try:
-        status, body = get(f"http://127.0.0.1:{port}/healthz")
+        status, body = http_get(f"http://127.0.0.1:{port}/healthz")
         assert status == 200 and json.loads(body) == {"ok": True, "sftp_listening": True, "pipeline_alive": True}
         state["pipeline_alive"] = False
-        status, body = get(f"http://127.0.0.1:{port}/healthz")
+        status, body = http_get(f"http://127.0.0.1:{port}/healthz")
         assert status == 503 and json.loads(body)["pipeline_alive"] is False and json.loads(body)["ok"] is False
-        status, body = get(f"http://127.0.0.1:{port}/metrics")
+        status, body = http_get(f"http://127.0.0.1:{port}/metrics")
         assert status == 200 and b"rostergate_runs_received_total" in body
     finally:
         server.shutdown()
@@ -42,9 +32,9 @@ def test_a_check_that_raises_is_an_unhealthy_answer_not_a_dead_listener():
     port = free_port()
     server = metrics.serve_metrics(f"127.0.0.1:{port}", broken)
     try:
-        status, body = get(f"http://127.0.0.1:{port}/healthz")
+        status, body = http_get(f"http://127.0.0.1:{port}/healthz")
         assert status == 503 and json.loads(body) == {"ok": False, "checks_ran": False, "error": "RuntimeError"}
-        assert get(f"http://127.0.0.1:{port}/metrics")[0] == 200
+        assert http_get(f"http://127.0.0.1:{port}/metrics")[0] == 200
     finally:
         server.shutdown()
         server.server_close()

@@ -7,25 +7,15 @@ import json
 import re
 import sqlite3
 import time
-import urllib.error
-import urllib.request
 
 import pytest
 
 from tests.alerts.conftest import WEBHOOK_SECRET, secret_file
 from tests.alerts.receivers import WebhookReceiver
-from tests.conftest import ONEROSTER_11_VALID, Daemon, free_port, require_tool, zip_folder
+from tests.conftest import ONEROSTER_11_VALID, Daemon, free_port, http_get, require_tool, zip_folder
 from tests.sftp.helpers import sftp_batch
 
 pytestmark = pytest.mark.e2e
-
-
-def get(url: str) -> tuple[int, bytes]:
-    try:
-        with urllib.request.urlopen(url, timeout=10) as response:
-            return response.status, response.read()
-    except urllib.error.HTTPError as exc:
-        return exc.code, exc.read()
 
 
 def settled_runs(daemon: Daemon, count: int, timeout: float = 30.0) -> dict[str, dict[str, str]]:
@@ -64,7 +54,7 @@ def test_a_bad_upload_reaches_the_operators_webhook_and_the_metrics(tmp_path):
     good = zip_folder(ONEROSTER_11_VALID, tmp_path / "roster.zip")
     daemon.start()
     try:
-        status, body = get(f"http://127.0.0.1:{metrics_port}/healthz")
+        status, body = http_get(f"http://127.0.0.1:{metrics_port}/healthz")
         assert status == 200, body
         assert json.loads(body) == {"ok": True, "sftp_listening": True, "pipeline_alive": True}
 
@@ -87,7 +77,7 @@ def test_a_bad_upload_reaches_the_operators_webhook_and_the_metrics(tmp_path):
         report = (daemon.home("district-a") / "reports" / f"{body['run_id']}.txt").read_text()
         assert "has been alerted to this run (by webhook)" in report
 
-        text = get(f"http://127.0.0.1:{metrics_port}/metrics")[1].decode()
+        text = http_get(f"http://127.0.0.1:{metrics_port}/metrics")[1].decode()
         assert metric(text, "rostergate_sftp_logins_total") >= 1
         assert metric(text, 'rostergate_sftp_bytes_total{direction="in"}') == bad.stat().st_size + good.stat().st_size
         assert metric(text, 'rostergate_last_delivery_timestamp_seconds{account="district-a"}') > 0
