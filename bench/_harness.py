@@ -1,9 +1,9 @@
 """Shared pieces of the real-path benchmarks: servers, clients, CPU accounting, results.
 
 Everything listens on 127.0.0.1 only and lives in a temporary folder the caller
-owns. Nothing here imports ``tests/`` (the benchmarks must run from a plain
-checkout without the test suite); the few helpers both need are copied here on
-purpose, in their smallest form.
+owns. The helpers the tests have too (a free port, waiting for a listener, an
+OpenSSH key pair) come from ``tests/conftest.py``: ``make bench`` runs from a
+checkout, with the test extra installed.
 
 * :class:`Sshd`: OpenSSH's ``sshd`` with ``internal-sftp`` (started in ``upload_dir``),
   key login for the user running the bench.
@@ -26,7 +26,6 @@ import json
 import os
 import platform
 import shutil
-import socket
 import statistics
 import subprocess
 import sys
@@ -41,6 +40,10 @@ BENCH = Path(__file__).resolve().parent
 ROOT = BENCH.parent
 SRC = Path(os.environ.get("BENCH_SRC") or ROOT / "src")  # another checkout's src/ to measure it instead
 sys.path.insert(0, str(SRC))  # every benchmark measures this checkout (or BENCH_SRC), whatever venv runs it
+sys.path.insert(1, str(ROOT))  # tests/, for the helpers shared with the test suite
+
+from tests.conftest import free_port, make_keypair, wait_for_port  # noqa: E402, F401  (re-exported: h.free_port ...)
+
 QUICK = bool(os.environ.get("BENCH_QUICK"))  # BENCH_QUICK=1: small sizes, one round (a smoke run of the bench)
 RESULTS = BENCH / "results"
 SSH_OPTS = ("-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null", "-o", "LogLevel=ERROR",
@@ -49,31 +52,7 @@ CLK_TCK = os.sysconf("SC_CLK_TCK")
 MiB = 1024 * 1024
 
 
-# -- small copies of the test helpers (tests/conftest.py) ----------------------------
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def wait_for_port(port: int, timeout: float = 20.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        with socket.socket() as sock:
-            sock.settimeout(0.5)
-            if sock.connect_ex(("127.0.0.1", port)) == 0:
-                return
-        time.sleep(0.1)
-    raise TimeoutError(f"nothing listens on 127.0.0.1:{port} after {timeout}s")
-
-
-def make_keypair(folder: Path, name: str) -> Path:
-    """An ed25519 key pair made by ssh-keygen; returns the private key's path."""
-    key = folder / name
-    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(key)], check=True)
-    return key
-
-
+# -- files ---------------------------------------------------------------------------
 def random_file(path: Path, size: int) -> Path:
     """``size`` bytes that do not compress (written in 8 MiB blocks)."""
     with open(path, "wb") as handle:
