@@ -25,19 +25,6 @@ class AlgorithmSettings:
 
 MIN_ASYNCSSH = (2, 14, 2)  # strict kex; 2.23.1 fixed SCP traversal (SCP stays off anyway)
 
-SAFE_KEX: tuple[str, ...] = (
-    "mlkem768x25519-sha256",
-    "sntrup761x25519-sha512",
-    "sntrup761x25519-sha512@openssh.com",
-    "curve25519-sha256",
-    "curve25519-sha256@libssh.org",
-    "diffie-hellman-group18-sha512",
-    "diffie-hellman-group16-sha512",
-    "diffie-hellman-group14-sha256",
-    "ecdh-sha2-nistp521",
-    "ecdh-sha2-nistp384",
-    "ecdh-sha2-nistp256",
-)
 DEFAULT_KEX: tuple[str, ...] = (
     "mlkem768x25519-sha256",
     "sntrup761x25519-sha512",
@@ -47,6 +34,12 @@ DEFAULT_KEX: tuple[str, ...] = (
     "diffie-hellman-group18-sha512",
     "diffie-hellman-group16-sha512",
     "diffie-hellman-group14-sha256",
+)
+#: what ``[server.algorithms] kex`` may name: the defaults, and the NIST curves on request
+SAFE_KEX: tuple[str, ...] = DEFAULT_KEX + (
+    "ecdh-sha2-nistp521",
+    "ecdh-sha2-nistp384",
+    "ecdh-sha2-nistp256",
 )
 SAFE_CIPHERS: tuple[str, ...] = (
     "chacha20-poly1305@openssh.com",
