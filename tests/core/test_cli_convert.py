@@ -64,13 +64,7 @@ def test_an_id_apple_refuses_is_caught_at_validation_or_traced_to_the_upload(tmp
     """A 1.2-legal id with '@': the asm profile refuses it at the uploaded row; converted anyway
     (strict does not know Apple's rules), the check of the output names users.csv, not students.csv."""
     folder = Path(shutil.copytree(kit.OR12, tmp_path / "src"))
-    for file, column in (("users.csv", "sourcedId"), ("roles.csv", "userSourcedId"),
-                         ("enrollments.csv", "userSourcedId")):
-        table = kit.rows(folder / file)
-        i = table[0].index(column)
-        for row in table[1:]:
-            row[i] = row[i].replace("usr-s1", "usr-s1@north")
-        kit.write_rows(folder / file, table)
+    kit.rename_user(folder, "usr-s1", "usr-s1@north")
     out = tmp_path / "asm.zip"
     code, _, stderr = run("convert", str(folder), "-o", str(out))
     assert code == 1 and "users.csv:4 - sourcedId = 'usr-s1@north'" in stderr and "oneroster.asm.invalid_id" in stderr

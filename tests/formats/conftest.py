@@ -59,6 +59,19 @@ def copy_row(folder: Path, file: str, row: int, **changes: str) -> None:
     write_rows(folder / file, table)
 
 
+def rename_user(folder: Path, old: str, new: str) -> None:
+    """Replace ``old`` by ``new`` in a OneRoster 1.2 folder's user ids: users.sourcedId and the
+    roles' and enrolments' userSourcedId (``usr-s1`` -> ``usr-s1@north``: legal in OneRoster 1.2,
+    not in ASM)."""
+    for file, column in (("users.csv", "sourcedId"), ("roles.csv", "userSourcedId"),
+                         ("enrollments.csv", "userSourcedId")):
+        table = rows(folder / file)
+        i = table[0].index(column)
+        for row in table[1:]:
+            row[i] = row[i].replace(old, new)
+        write_rows(folder / file, table)
+
+
 def rename_column(folder: Path, file: str, old: str, new: str) -> None:
     table = rows(folder / file)
     table[0][table[0].index(old)] = new

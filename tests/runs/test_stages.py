@@ -175,13 +175,7 @@ def test_an_id_apple_refuses_is_reported_at_the_uploaded_row(tmp_path: Path, pro
     """issue 11: with the asm profile validation refuses it; with strict the output check does, and
     the report names users.csv, line and sourcedId, not the converted students.csv."""
     upload = kit.copy(kit.OR12, tmp_path / "at")
-    for file, column in (("users.csv", "sourcedId"), ("roles.csv", "userSourcedId"),
-                         ("enrollments.csv", "userSourcedId")):
-        table = kit.rows(upload / file)
-        i = table[0].index(column)
-        for row in table[1:]:
-            row[i] = row[i].replace("usr-s1", "usr-s1@north")
-        kit.write_rows(upload / file, table)
+    kit.rename_user(upload, "usr-s1", "usr-s1@north")
     run_dir = _run_dir(tmp_path)
     prepared = prepare(str(run_dir), _upload(upload, run_dir), "oneroster", "asm", profile)
     assert prepared.outcome == "rejected"
