@@ -33,11 +33,9 @@ RECOVER_MAX_ENTRIES = 100_000  # per home; more than any limit lets a tenant mak
 
 
 def sha256_of(path: Path) -> str:
-    digest = hashlib.sha256()
+    """The SHA-256 of the file at ``path``, in hex."""
     with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
+        return hashlib.file_digest(handle, "sha256").hexdigest()
 
 
 class Intake:

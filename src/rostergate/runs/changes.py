@@ -6,13 +6,13 @@ it finds a run's output ZIP through the stages' spool layout.
 
 from __future__ import annotations
 
-import hashlib
 import json
 from pathlib import Path
 
 from rostergate.errors import RunError
 from rostergate.formats.snapshot import diff_records
 from rostergate.history import History, Run
+from rostergate.intake import sha256_of
 from rostergate.runs.safeguard import snapshot_path
 from rostergate.runs.stages import OUTPUT_NAME, spooled_run_dir
 from rostergate.runstatus import RunStatus
@@ -41,7 +41,7 @@ def run_changes(data_dir: Path, history: History, run: Run, show_values: bool = 
     else:
         path = snapshot_path(data_dir, run.account)
         baseline = path if path.exists() else None
-        earlier = history.delivered_with(run.account, _sha256(baseline)) if baseline else None
+        earlier = history.delivered_with(run.account, sha256_of(baseline)) if baseline else None
         compared_with = {"run_id": earlier.id if earlier else None, "what": "the account's last delivery"}
         gone = False
     data["compared_with"] = compared_with
@@ -66,8 +66,3 @@ def _output(data_dir: Path, run: Run) -> Path | None:
         return None
     output = folder / OUTPUT_NAME
     return output if output.is_file() else None
-
-
-def _sha256(path: Path) -> str:
-    with open(path, "rb") as handle:
-        return hashlib.file_digest(handle, "sha256").hexdigest()

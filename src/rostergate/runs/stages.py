@@ -42,7 +42,7 @@ from rostergate.formats.snapshot import (
 )
 from rostergate.formats.validate.entry import validate_asm_files, validate_dir
 from rostergate.formats.validate.profiles import ProfileName
-from rostergate.intake import SPOOL_DIR, UPLOAD_NAME
+from rostergate.intake import SPOOL_DIR, UPLOAD_NAME, sha256_of
 from rostergate.runs.safeguard import load_baseline
 
 WORK_DIR = "work"
@@ -290,8 +290,7 @@ def _prepare(run_dir: str, upload: str, input_format: InputFormat, output_format
             return prepared
     prepared.outcome = "ready"
     prepared.output = str(Path(run_dir) / OUTPUT_NAME)
-    with open(prepared.output, "rb") as handle:
-        prepared.output_sha256 = hashlib.file_digest(handle, "sha256").hexdigest()
+    prepared.output_sha256 = sha256_of(Path(prepared.output))
     if baseline is not None:
         _compare(prepared, Path(run_dir), Path(baseline), output_check, converted=bool(outputs))
     return prepared
