@@ -719,10 +719,10 @@ def runs_purge(ctx: Context, dry_run: bool, as_json: bool, by: str | None, reaso
                 say(f"    {path}")
         for refused in result.refused:
             say(f"refused run {refused.run_id} ({refused.account}): {refused.reason}")
-        totals, settings = result.totals, ctx.settings
-        configured = settings.retention.enabled or any(f.retention and f.retention.enabled for f in settings.flows)
-        say(f"{verb}: {totals['runs']} run(s), {totals['paths']} path(s), {totals['bytes']} bytes"
-            + ("" if configured else " (no retention is configured: [retention] keep_days / keep_runs)"))
+        totals = result.totals
+        unset = ("" if ctx.settings.retention_configured
+                 else " (no retention is configured: [retention] keep_days / keep_runs)")
+        say(f"{verb}: {totals['runs']} run(s), {totals['paths']} path(s), {totals['bytes']} bytes{unset}")
     if result.refused:
         sys.exit(1)
 

@@ -190,6 +190,11 @@ class Settings:
         flow = self.flow_for(account)
         return flow.retention if flow is not None and flow.retention is not None else self.retention
 
+    @property
+    def retention_configured(self) -> bool:
+        """Whether ``[retention]`` or any flow's ``[flows.retention]`` removes anything."""
+        return self.retention.enabled or any(f.retention is not None and f.retention.enabled for f in self.flows)
+
     def alerts_for(self, account: str) -> AlertSettings:
         """Where ``account``'s alerts go: its flow's, else the server's ``[alerts]``."""
         flow = self.flow_for(account)
@@ -479,12 +484,7 @@ def _parse_server(table: object, base: Path, problems: _Problems) -> ServerSetti
         metrics_listen = None
     grace = _seconds(table, "stop_grace_seconds", 60.0, "server", problems, "must be a finite number of seconds >= 0",
                      minimum=0.0)
-    sftp_processes = table.get("sftp_processes", 1)
-    if isinstance(sftp_processes, bool) or not isinstance(sftp_processes, int) or not (
-            1 <= sftp_processes <= MAX_SFTP_PROCESSES):
-        problems.add("server.sftp_processes", f"must be a whole number from 1 to {MAX_SFTP_PROCESSES}, "
-                     f"got {sftp_processes!r}")
-        sftp_processes = 1
+    sftp_processes = _whole(table, "sftp_processes", 1, "server", problems, 1, MAX_SFTP_PROCESSES)
     try:
         sftp = parse_sftp_settings(table, "server")
     except ConfigError as exc:
@@ -526,7 +526,7 @@ def _whole(table: Table, key: str, default: int, prefix: str, problems: _Problem
     """``table[key]``, a whole number from ``low`` to ``high`` (no bool), else ``default`` and a problem."""
     value = table.get(key, default)
     if isinstance(value, bool) or not isinstance(value, int) or value < low or (high is not None and value > high):
-        limits = f"{low}-{high}" if high is not None else f">= {low}"
+        limits = f"from {low} to {high}" if high is not None else f">= {low}"
         problems.add(f"{prefix}.{key}", f"must be a whole number {limits}, got {value!r}")
         return default
     return value

@@ -300,7 +300,7 @@ class Daemon:
         while True:
             await asyncio.sleep(self.settings.retention_interval_seconds)
             settings = self.settings  # as reloaded
-            if not (settings.retention.enabled or any(f.retention and f.retention.enabled for f in settings.flows)):
+            if not settings.retention_configured:
                 continue
             try:
                 result = await asyncio.to_thread(_retention_pass, settings)
