@@ -256,12 +256,9 @@ def _prepare(run_dir: str, upload: str, input_format: InputFormat, output_format
         for name in sorted(conversion.tables):
             frame = conversion.tables[name]
             serialised = serialise(frame)
-            if serialised.verbatim:  # checked as its frame; its CSV is made batch by batch as it is deflated
-                output.add(name, serialised.chunks())
-                output_check[name] = frame
-            else:  # checked as its bytes, which are then deflated as they are
-                output_check[name] = data = serialised.joined()
-                output.add(name, (data,))
+            output_check[name] = checked = serialised.check_input(frame)
+            # a frame's CSV is made batch by batch as it is deflated; bytes made for the check are deflated as they are
+            output.add(name, (checked,) if isinstance(checked, bytes) else serialised.chunks())
         prepared.summary = conversion_summary(conversion)
         return "ok", prepared.summary.splitlines()[0] if prepared.summary else "converted", True
 

@@ -110,6 +110,11 @@ class Serialised:
         """The whole CSV as one ``bytes``."""
         return b"".join(self.chunks())
 
+    def check_input(self, frame: pd.DataFrame) -> pd.DataFrame | bytes:
+        """What the output check reads for ``frame`` (the table this was made from): the frame
+        itself when verbatim (parsing the CSV gives it back exactly), else the CSV's bytes."""
+        return frame if self.verbatim else self.joined()
+
 
 def serialise(frame: pd.DataFrame) -> Serialised:
     """``frame`` (all values strings) prepared as an ASM CSV (one scan per column; see :class:`Serialised`)."""

@@ -124,13 +124,10 @@ def check_output(conversion: Conversion) -> ValidationResult:
     """Apple's rules (the asm profile) on the six tables as they would be written.
 
     A table is checked as its frame where writing and re-reading it certainly gives the
-    frame back (:attr:`~.asmwrite.Serialised.verbatim`), else as its CSV bytes; see
+    frame back (:meth:`~.asmwrite.Serialised.check_input`), else as its CSV bytes; see
     :func:`trace_to_input` for placing what is found at the upload.
     """
-    files: dict[str, pd.DataFrame | bytes] = {}
-    for name, frame in conversion.tables.items():
-        serialised = serialise(frame)
-        files[name] = frame if serialised.verbatim else serialised.joined()
+    files = {name: serialise(frame).check_input(frame) for name, frame in conversion.tables.items()}
     return validate_asm_files(files, profile="asm")
 
 
