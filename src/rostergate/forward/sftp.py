@@ -78,7 +78,6 @@ from paramiko.sftp import (
     SFTP_FLAG_TRUNC,
     SFTP_FLAG_WRITE,
     SFTPError,
-    int64,
 )
 from paramiko.sftp_attr import SFTPAttributes
 
@@ -373,8 +372,7 @@ class _CheckedFile(paramiko.SFTPFile):
     _closed: bool
 
     @classmethod
-    def create(cls, sftp: paramiko.SFTPClient, path: str, write_size: int = paramiko.SFTPFile.MAX_REQUEST_SIZE,
-               ) -> _CheckedFile:
+    def create(cls, sftp: _Session, path: str, write_size: int) -> _CheckedFile:
         """Open ``path`` for writing, created or truncated (what a crashed attempt left there is overwritten).
 
         Each WRITE carries at most ``write_size`` bytes; at most :data:`IN_FLIGHT_BYTES`
@@ -386,9 +384,9 @@ class _CheckedFile(paramiko.SFTPFile):
             raise SFTPError("Expected handle")
         return cls(sftp, msg.get_binary(), "wb", write_size)
 
-    def __init__(self, sftp: paramiko.SFTPClient, handle: bytes, mode: str,
-                 write_size: int = paramiko.SFTPFile.MAX_REQUEST_SIZE):
+    def __init__(self, sftp: _Session, handle: bytes, mode: str, write_size: int):
         super().__init__(sftp, handle, mode)
+        self.session = sftp
         self.MAX_REQUEST_SIZE = write_size  # paramiko's class attribute, per file here
         self.window = max(4, IN_FLIGHT_BYTES // write_size)  # unanswered WRITEs at most
         self._unanswered: dict[int, int] = {}  # request number -> offset
@@ -397,10 +395,7 @@ class _CheckedFile(paramiko.SFTPFile):
     def _write(self, data: bytes | memoryview) -> int:
         chunk = data[: self.MAX_REQUEST_SIZE]
         offset = self._realpos
-        if isinstance(self.sftp, _Session):
-            number = self.sftp.send_write(self, self.handle, offset, chunk)
-        else:
-            number = _wire(self.sftp)._async_request(self, CMD_WRITE, self.handle, int64(offset), chunk)
+        number = self.session.send_write(self, self.handle, offset, chunk)
         self._unanswered[number] = offset
         while len(self._unanswered) > self.window:
             _wire(self.sftp)._read_response()

@@ -269,9 +269,6 @@ class Fleet:
     def is_serving(self) -> bool:
         return not self._closing and any(p.is_alive() for p in self._live)
 
-    def pids(self) -> list[int]:
-        return [p.pid for p in self._live if p.pid is not None]
-
     def in_progress(self) -> int:
         """Server processes still running (draining their uploads), uploads being handed over, and
         recoveries of a dead process's uploads waiting for its hand-overs."""
