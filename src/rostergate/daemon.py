@@ -382,7 +382,7 @@ class Daemon:
         """Files open for writing, and finished uploads still on their way to a run (with server processes:
         those still draining, and their uploads being handed over)."""
         fleet = self.fleet.in_progress() if self.fleet is not None else 0
-        return sum(self.state.writers.values()) + len(self.state.tasks) + fleet
+        return self.state.uploads_in_progress() + fleet
 
     async def _drain_and_stop(self, server: asyncssh.SSHAcceptor | Fleet, history: History,
                               background: list[asyncio.Task[None]]) -> None:

@@ -241,6 +241,10 @@ class ServerState:
         self._measuring: dict[str, asyncio.Task[None]] = {}
         self.tasks: set[asyncio.Future[object]] = set()
 
+    def uploads_in_progress(self) -> int:
+        """Write handles open in any session, and finished uploads still on their way to a run."""
+        return sum(self.writers.values()) + len(self.tasks)
+
     async def off_loop(self, function: Callable[..., T], *args: object) -> T:
         """``function(*args)`` on the login pool (as ``asyncio.to_thread``, context included)."""
         context = contextvars.copy_context()

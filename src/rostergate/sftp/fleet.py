@@ -368,11 +368,11 @@ async def _serve(config: ServerProcessConfig) -> None:
     await stop.wait()
     server.close()
     deadline = loop.time() + config.stop_grace_seconds
-    while (sum(state.writers.values()) or state.tasks) and loop.time() < deadline:
+    while state.uploads_in_progress() and loop.time() < deadline:
         await asyncio.sleep(0.1)
     reporter.cancel()
     await _send_counters(link, None)
-    log.info("sftp_process_drained", uploads_cut_short=sum(state.writers.values()) + len(state.tasks))
+    log.info("sftp_process_drained", uploads_cut_short=state.uploads_in_progress())
     conn.close()
 
 
