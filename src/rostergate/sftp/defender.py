@@ -159,10 +159,12 @@ class Defender:
     def connection_opened(self, host: str) -> str | None:
         """Count a new connection from ``host`` in every server process; returns why it must be
         refused (banned, or ``max_connections_per_source`` open already), or None."""
+        return self.ban_refusal(host) or self.count_connection(host)
+
+    def ban_refusal(self, host: str) -> str | None:
+        """Why a connection from ``host`` is refused while the source is banned, or None (a read)."""
         left = self.ban_left(host)
-        if left > 0:
-            return f"too many failed logins from {host}: try again in {int(left) + 1} s"
-        return self.count_connection(host)
+        return f"too many failed logins from {host}: try again in {int(left) + 1} s" if left > 0 else None
 
     def count_connection(self, host: str) -> str | None:
         """:meth:`connection_opened` without the ban check (the server made it as the connection came)."""

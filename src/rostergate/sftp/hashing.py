@@ -62,8 +62,11 @@ class PasswordChecks:
         """Rank the waiting checks again with ``priority_of(source, account)`` (call it from the
         thread that owns what it reads, the event loop)."""
         with self._ready:
-            self._queue = [(priority_of(*key), order, key, check, future)
-                           for _, order, key, check, future in self._queue if not future.cancelled()]
+            waiting = [(order, key, check, future) for _, order, key, check, future in self._queue
+                       if not future.cancelled()]
+            # once per (source, account): each is a store read, and a spray queues many checks per source
+            priority = {key: priority_of(*key) for _, key, _, _ in waiting}
+            self._queue = [(priority[key], order, key, check, future) for order, key, check, future in waiting]
             heapq.heapify(self._queue)
 
     def waiting(self) -> int:

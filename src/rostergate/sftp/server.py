@@ -99,9 +99,9 @@ class TenantSSHServer(asyncssh.SSHServer):
         self._conn = conn
         peer = conn.get_extra_info("peername") or ("", 0)
         self._host, self._remote = str(peer[0]), f"{peer[0]}:{peer[1]}"
-        left = self._defender.ban_left(self._host)  # a read: a banned source is cut off before any key exchange
-        if left > 0:
-            self._refuse(f"too many failed logins from {self._host}: try again in {int(left) + 1} s")
+        banned = self._defender.ban_refusal(self._host)  # a read: a banned source is cut off before any key exchange
+        if banned:
+            self._refuse(banned)
             return
         # Counting the connection is a write to the store (all server processes count): off the loop,
         # beside the key exchange; authentication waits for it (begin_auth).
