@@ -30,10 +30,9 @@ from rostergate.formats.convert.mapping import Mapping
 from rostergate.formats.holdrules import Changes
 from rostergate.formats.issues import Issue
 from rostergate.formats.read.archive import unpack
-from rostergate.formats.read.csvio import hand_over_loaded_tables, read_table_bytes, sharing_loaded_tables
+from rostergate.formats.read.csvio import hand_over_loaded_tables, sharing_loaded_tables
 from rostergate.formats.read.detect import detect_format
 from rostergate.formats.read.text import EncodingPolicy
-from rostergate.formats.schema.asm import ESCAPE
 from rostergate.formats.snapshot import (
     compare,
     save_snapshot,
@@ -266,7 +265,9 @@ def _prepare(run_dir: str, upload: str, input_format: InputFormat, output_format
         if not outputs:
             return "skipped", "", True
         # deflating the ZIP's entries goes on beside the checks (both release the GIL)
-        result = validate_asm_files(output_check, profile="asm")
+        read: dict[str, pd.DataFrame] = {}
+        result = validate_asm_files(output_check, profile="asm", read=read)
+        output_check.update(read)  # the tables checked as bytes, now as their frames (for the safeguard's rows)
         outputs[0].finish()
         if not result.valid:
             prepared.issues.extend(trace_to_input(result, conversions[0], mapping))
@@ -324,10 +325,9 @@ def _compare(prepared: Prepared, run_dir: Path, baseline: Path, checked: dict[st
     """The safeguard's diff: this delivery's row snapshot (kept beside it for when it is delivered) against
     the account's last delivery (``baseline``: where its ZIP is kept)."""
     started, clock = timeutil.iso_ms(), time.perf_counter()
-    if converted:  # the frames in memory; a file whose bytes say more than its frame is read back from them
-        tables = {name: value if isinstance(value, pd.DataFrame) else read_table_bytes(value, name, escape_char=ESCAPE)
-                  for name, value in checked.items()}
-        current = snapshot_of_tables(tables)
+    if converted:  # the frames in memory: as converted, or as the (passed) output check read them from their bytes
+        frames = {name: frame for name, frame in checked.items() if isinstance(frame, pd.DataFrame)}
+        current = snapshot_of_tables(frames)
     else:  # forwarded as it came: whatever ASM files the ZIP holds
         current = snapshot_of_zip(run_dir / OUTPUT_NAME)
     save_snapshot(current, run_dir / ROWS_NAME)

@@ -75,17 +75,22 @@ def validate_dir(
 
 
 def validate_asm_files(
-    files: Mapping[str, bytes | pd.DataFrame], profile: str | Profile = "asm", *, cap: int = DEFAULT_CAP
+    files: Mapping[str, bytes | pd.DataFrame], profile: str | Profile = "asm", *, cap: int = DEFAULT_CAP,
+    read: dict[str, pd.DataFrame] | None = None,
 ) -> ValidationResult:
     """Validate ASM files held in memory, as :func:`validate_dir` would on disk.
 
     ``files`` maps each file name to its bytes or, where parsing the bytes certainly
     gives it back (``asmwrite.Serialised.verbatim``), to the frame itself. For the
-    converter's output: it is checked from what will be zipped.
+    converter's output: it is checked from what will be zipped. ``read``, when given,
+    receives each file name and the frame its content was read as (bytes parsed once,
+    for whoever needs the rows next).
     """
     collector = Collector(get_profile(profile), cap=cap)
     try:
-        validate_asm(files, collector)
+        tables = validate_asm(files, collector)
+        if read is not None:
+            read.update({table.name: table.frame for table in tables.values()})
     except Exception as exc:  # as in validate_dir: the report survives a bug
         _raise_if_out_of_memory(exc)
         collector.add("internal.error", reason=type(exc).__name__)
