@@ -22,6 +22,7 @@ who did what to runs and accounts, when and why; never a secret.
 from __future__ import annotations
 
 import builtins
+import json
 import os
 import pwd
 import sqlite3
@@ -394,9 +395,11 @@ class History:
         )
         return [(_run(row), row["newest"]) for row in rows]
 
-    def purged(self) -> builtins.list[Run]:
-        """Runs whose files were purged."""
-        rows = self.conn.execute(f"SELECT {_RUN_COLUMNS} FROM runs WHERE purged_at IS NOT NULL ORDER BY id")
+    def purged(self, among: Collection[str]) -> builtins.list[Run]:
+        """The runs of ``among`` (run ids) whose files were purged, by id (the purged ones only grow:
+        the ids filter in SQL, not in Python)."""
+        rows = self.conn.execute(f"SELECT {_RUN_COLUMNS} FROM runs WHERE purged_at IS NOT NULL "
+                                 "AND id IN (SELECT value FROM json_each(?)) ORDER BY id", (json.dumps(sorted(among)),))
         return [_run(r) for r in rows]
 
     def mark_purged(self, run_id: str) -> bool:

@@ -121,7 +121,7 @@ def purge(settings: Settings, history: History, *, dry_run: bool = False, by: Ac
             chosen.append((run, why, False))
     left = _present_ids(data_dir)
     chosen += [(run, f"purged at {run.purged_at}; its files were left behind", True)
-               for run in history.purged() if run.id in left]
+               for run in history.purged(left)]
     for run, why, marked in chosen:
         try:
             files = _files_of(data_dir, run)
