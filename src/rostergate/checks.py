@@ -22,7 +22,7 @@ from pathlib import Path
 import paramiko
 
 from rostergate import forward
-from rostergate.accounts import AccountStore
+from rostergate.accountrecords import AccountRecords
 from rostergate.config import Downstream, Flow, Settings, credential_out_of_reach
 from rostergate.errors import DeliveryError, HostKeyError, StoreError
 from rostergate.sftp.algorithms import available_kex
@@ -210,7 +210,7 @@ def _account_names(data_dir: Path) -> set[str]:
         raise StoreError(f"server.data_dir: cannot read the state store {path}: {exc}") from None
     try:
         conn.row_factory = sqlite3.Row
-        return {account.name for account in AccountStore(conn, data_dir).list()}
+        return {account.name for account in AccountRecords(conn, data_dir).list()}
     except sqlite3.Error as exc:
         raise StoreError(f"server.data_dir: cannot read the state store {path}: {exc}") from None
     finally:
