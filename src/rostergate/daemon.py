@@ -366,7 +366,10 @@ class Daemon:
         self.settings = self.pipeline.settings = applied
         self.state.settings = sftp
         if self.fleet is not None:  # server processes take new settings by being replaced (rostergate.sftp.fleet)
-            await self.fleet.replace_settings(sftp)
+            try:
+                await self.fleet.replace_settings(sftp, new.server.stop_grace_seconds)
+            except ServerProcessFailed as exc:  # the processes already serving go on, with the settings they have
+                log.error("reload_sftp_processes_failed", exitcode=exc.exitcode)
         if _watched(applied) != _watched(old):
             self._stop_watchers()
             self._start_watchers(applied)

@@ -126,8 +126,16 @@ class Fleet:
         self._supervisor = asyncio.create_task(self._supervise())
 
     async def _start_many(self, count: int, config: ServerProcessConfig) -> list[BaseProcess]:
+        """``count`` server processes, each listening; when one cannot start, the others are killed
+        (tracked nowhere yet, they would hold the port unsupervised) and the failure raised."""
         started = [self._spawn(config) for _ in range(count)]
-        await asyncio.gather(*(self._wait_ready(p) for p in started))
+        try:
+            await asyncio.gather(*(self._wait_ready(p) for p in started))
+        except BaseException:
+            for process in started:
+                if process.is_alive():
+                    process.kill()
+            raise
         return started
 
     def _spawn(self, config: ServerProcessConfig) -> BaseProcess:
@@ -200,9 +208,10 @@ class Fleet:
         count = self._staged.recover(tokens)
         log.warning("sftp_process_uploads_recovered", sftp_pid=pid, uploads=count)
 
-    async def replace_settings(self, sftp: SftpSettings) -> None:
-        """A reload: start a new set with ``sftp`` (its limits), then drain the old one."""
-        config = replace(self.config, sftp=sftp)
+    async def replace_settings(self, sftp: SftpSettings, stop_grace_seconds: float) -> None:
+        """A reload: start a new set with ``sftp`` (its limits) and ``stop_grace_seconds``, then drain the
+        old one; raises :class:`ServerProcessFailed` (the old set serving on) when the new set cannot start."""
+        config = replace(self.config, sftp=sftp, stop_grace_seconds=stop_grace_seconds)
         fresh = await self._start_many(self.count, config)
         old, self._live, self.config = self._live, fresh, config
         for process in old:
