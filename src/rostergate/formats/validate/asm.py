@@ -38,8 +38,6 @@ from rostergate.formats.schema.asm import (
     FILES,
     HEADERS,
     ID_MAX,
-    ID_OK,
-    ID_TOLERATED,
     INSTRUCTOR_N,
     KEYS,
     LOCATION_N,
@@ -55,14 +53,13 @@ from rostergate.formats.schema.asm import (
 )
 from rostergate.formats.validate.collect import Collector, Task, parallel_map, task
 from rostergate.formats.validate.masks import (
+    asm_id_problems,
     flag,
     later_duplicates,
     longer_than,
     missing_in,
     nonempty,
     not_in,
-    not_in_charset,
-    not_matching,
     required,
 )
 
@@ -205,9 +202,8 @@ def _check_password_policy(c: Collector, t: ReadTable, s: pd.Series) -> None:
 
 def _check_id(c: Collector, t: ReadTable, col: str, s: pd.Series) -> None:
     """asm.md §1.1: letters, digits and '-' (``_``/``.`` tolerated with a warning, §7 Q4)."""
-    odd = not_in_charset(s, ID_OK)
+    odd, bad = asm_id_problems(s)
     if odd.any():
-        bad = odd & not_matching(s, ID_TOLERATED)
         flag(c, "asm.value.invalid_id", t, col, bad)
         flag(c, "asm.value.id_characters", t, col, odd & ~bad)
     _check_length(c, t, col, s, ID_MAX)
@@ -215,9 +211,7 @@ def _check_id(c: Collector, t: ReadTable, col: str, s: pd.Series) -> None:
 
 def _malformed_ids(s: pd.Series) -> Mask:
     """Values that are no ASM identifier at all (characters beyond even the tolerated ``_``/``.``)."""
-    odd = not_in_charset(s, ID_OK)
-    bad: Mask = (odd & not_matching(s, ID_TOLERATED)).to_numpy() if odd.any() else np.zeros(len(s), dtype=bool)
-    return bad
+    return asm_id_problems(s)[1]
 
 
 def _flag_unresolved(c: Collector, t: ReadTable, col: str, s: pd.Series, missing: Mask | pd.Series, target: str,

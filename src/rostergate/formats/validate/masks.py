@@ -19,6 +19,7 @@ import pyarrow.compute as pc
 from rostergate.formats.arrowops import Mask, Positions, Strings, duplicate_mask, position_in, strings
 from rostergate.formats.issues import Severity
 from rostergate.formats.read.csvio import ReadTable
+from rostergate.formats.schema import asm
 from rostergate.formats.validate.collect import Collector
 
 
@@ -75,6 +76,15 @@ def not_in_charset(s: pd.Series, charset: str, max_len: int | None = None) -> pd
             return _none(s)
         return _mask(s, pc.greater(pc.binary_length(arr), max_len))
     return not_matching(s, f"[{re.escape(charset)}]+", max_len)
+
+
+def asm_id_problems(s: pd.Series) -> tuple[Mask, Mask]:
+    """Values Apple's identifier rule (asm.md §1.1) questions: those with characters beyond letters,
+    digits and '-', and of those the ones beyond even the tolerated '_' and '.' (§7 Q4)."""
+    odd: Mask = not_in_charset(s, asm.ID_OK).to_numpy(dtype=bool)
+    if not odd.any():
+        return odd, odd
+    return odd, odd & not_matching(s, asm.ID_TOLERATED).to_numpy(dtype=bool)
 
 
 def _all_bytes_in(arr: pa.ChunkedArray, charset: str) -> bool:

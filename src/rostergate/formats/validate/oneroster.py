@@ -32,6 +32,7 @@ from rostergate.formats.schema import asm
 from rostergate.formats.schema import oneroster as S
 from rostergate.formats.validate.collect import Collector, Task, parallel_map, task
 from rostergate.formats.validate.masks import (
+    asm_id_problems,
     flag,
     later_duplicates,
     longer_than,
@@ -709,9 +710,9 @@ def _check_asm(pkg: Package, version: str, c: Collector) -> None:
             continue
         s = t.frame[column]
         sent = _sent_to_asm(stem, t, pkg, version)
-        odd = sent & not_in_charset(s, asm.ID_OK).to_numpy()
+        odd, bad = asm_id_problems(s)
+        odd, bad = sent & odd, sent & bad
         if odd.any():
-            bad = odd & not_matching(s, asm.ID_TOLERATED).to_numpy()
             flag(c, "oneroster.asm.invalid_id", t, column, bad)
             flag(c, "oneroster.asm.id_characters", t, column, odd & ~bad)
         flag(c, "oneroster.asm.too_long", t, column, sent & longer_than(s, asm.ID_MAX), limit=asm.ID_MAX,
