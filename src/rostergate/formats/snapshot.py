@@ -176,6 +176,12 @@ def _matches(now_ids: pa.ChunkedArray, before_ids: pa.ChunkedArray) -> Positions
     return position_in(now_ids, before_ids) if len(before_ids) else np.full(len(now_ids), -1)
 
 
+def _counts(before: int, now: int, kept: int, changed: int) -> FileChanges:
+    """One file's counts: rows before and now, and of them added, removed, changed, unchanged."""
+    return {"before": before, "now": now, "added": now - kept, "removed": before - kept, "changed": changed,
+            "unchanged": kept - changed}
+
+
 def compare(previous: RowSnapshot | None, current: RowSnapshot) -> Changes:
     """Per ASM file: rows before and now, and how many were added, removed, changed, unchanged.
 
@@ -201,10 +207,7 @@ def compare(previous: RowSnapshot | None, current: RowSnapshot) -> Changes:
             changed = len(kept)
         else:
             changed = int(np.count_nonzero(now.hashes[kept] != before.hashes[at[kept]]))
-        files[name] = {
-            "before": len(before_ids), "now": len(now_ids), "added": len(now_ids) - len(kept),
-            "removed": len(before_ids) - len(kept), "changed": changed, "unchanged": len(kept) - changed,
-        }
+        files[name] = _counts(len(before_ids), len(now_ids), len(kept), changed)
     return {"baseline": bool(previous is not None and previous.files), "asm": bool(current.files), "files": files}
 
 
@@ -240,10 +243,7 @@ class _Compared:
         return changed
 
     def counts(self) -> FileChanges:
-        changed = int(self.changed_rows().sum())
-        return {"before": len(self.before_ids), "now": len(self.now_ids), "added": len(self.now_ids) - len(self.kept),
-                "removed": len(self.before_ids) - len(self.kept), "changed": changed,
-                "unchanged": len(self.kept) - changed}
+        return _counts(len(self.before_ids), len(self.now_ids), len(self.kept), int(self.changed_rows().sum()))
 
 
 def _compare(now: pd.DataFrame, before: pd.DataFrame, key: str) -> _Compared:
