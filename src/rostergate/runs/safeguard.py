@@ -51,11 +51,17 @@ def remember_delivery(data_dir: Path, account: str, delivered_zip: Path, rows: P
     target = snapshot_path(data_dir, account)
     target.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
     rows_path(target).unlink(missing_ok=True)
-    for source, kept in ((delivered_zip, target), *(((rows, rows_path(target)),) if rows is not None else ())):
-        partial = kept.with_name(kept.name + ".partial")
-        shutil.copyfile(source, partial)
-        partial.chmod(0o600)
-        os.replace(partial, kept)
+    _keep(delivered_zip, target)
+    if rows is not None:
+        _keep(rows, rows_path(target))
+
+
+def _keep(source: Path, kept: Path) -> None:
+    """``kept`` becomes an owner-only copy of ``source``, whole or not at all (a ``.partial`` renamed)."""
+    partial = kept.with_name(kept.name + ".partial")
+    shutil.copyfile(source, partial)
+    partial.chmod(0o600)
+    os.replace(partial, kept)
 
 
 def rows_path(zip_path: Path) -> Path:
