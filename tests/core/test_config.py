@@ -9,6 +9,16 @@ from rostergate import config
 from rostergate.formats.holdrules import Thresholds
 from rostergate.sftp.settings import SftpSettings
 
+#: one flow whose downstream password is a systemd credential
+_FLOW_WITH_CREDENTIAL = """
+[[flows]]
+account = "a"
+[flows.downstream]
+url = "sftp://u@h:22/in"
+password_file = "${CREDENTIALS_DIRECTORY}/secret_a.pass"
+host_key = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIEbYm0+g2pEGX9DGNB/nWoHAfZf2BL7FZDafdkprrCbK"
+"""
+
 
 def write(tmp_path: Path, text: str) -> Path:
     path = tmp_path / "rostergate.toml"
@@ -65,14 +75,7 @@ def test_paths_may_point_into_the_service_credentials_directory(tmp_path, monkey
     credentials.mkdir()
     (credentials / "secret_a.pass").write_text("pw\n")
     monkeypatch.setenv("CREDENTIALS_DIRECTORY", str(credentials))
-    path = write(tmp_path, """
-[[flows]]
-account = "a"
-[flows.downstream]
-url = "sftp://u@h:22/in"
-password_file = "${CREDENTIALS_DIRECTORY}/secret_a.pass"
-host_key = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIEbYm0+g2pEGX9DGNB/nWoHAfZf2BL7FZDafdkprrCbK"
-""")
+    path = write(tmp_path, _FLOW_WITH_CREDENTIAL)
     assert config.load(path).flow_for("a").downstream.password_file == credentials / "secret_a.pass"
     (credentials / "secret_a.pass").unlink()
     with pytest.raises(config.ConfigError, match=r"password_file: file not found: .*/credentials/secret_a.pass"):
@@ -85,14 +88,7 @@ def test_outside_the_stopped_service_its_credentials_are_not_required(tmp_path, 
     service = tmp_path / "run" / "credentials" / "rostergate.service"
     monkeypatch.setattr(config, "SERVICE_CREDENTIALS", service)
     monkeypatch.delenv("CREDENTIALS_DIRECTORY", raising=False)
-    path = write(tmp_path, """
-[[flows]]
-account = "a"
-[flows.downstream]
-url = "sftp://u@h:22/in"
-password_file = "${CREDENTIALS_DIRECTORY}/secret_a.pass"
-host_key = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIEbYm0+g2pEGX9DGNB/nWoHAfZf2BL7FZDafdkprrCbK"
-""")
+    path = write(tmp_path, _FLOW_WITH_CREDENTIAL)
     assert config.load(path).flow_for("a").downstream.password_file == service / "secret_a.pass"
     service.mkdir(parents=True)  # the service runs: its credentials are there to be seen
     with pytest.raises(config.ConfigError, match=f"password_file: file not found: {service}/secret_a.pass"):

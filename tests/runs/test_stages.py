@@ -74,11 +74,15 @@ def test_extracted_files_are_removed_when_a_step_raises(tmp_path: Path, monkeypa
     assert not (run_dir / "work").exists()
 
 
-def test_shared_tables_are_parsed_once_even_when_two_threads_ask_at_once(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    path = tmp_path / "users.csv"
-    path.write_text("sourcedId,name\n" + "".join(f"u{i},N {i}\n" for i in range(20_000)))
-    parses = []
+def _users(folder: Path, rows: int) -> Path:
+    path = folder / "users.csv"
+    path.write_text("sourcedId,name\n" + "".join(f"u{i},N {i}\n" for i in range(rows)))
+    return path
+
+
+def _count_parses(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The names of the threads that parse a CSV from now on (csvio.load_bytes), one per parse."""
+    parses: list[str] = []
     real = csvio.load_bytes
 
     def counting(*args, **kwargs):
@@ -86,6 +90,13 @@ def test_shared_tables_are_parsed_once_even_when_two_threads_ask_at_once(
         return real(*args, **kwargs)
 
     monkeypatch.setattr(csvio, "load_bytes", counting)
+    return parses
+
+
+def test_shared_tables_are_parsed_once_even_when_two_threads_ask_at_once(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    path = _users(tmp_path, 20_000)
+    parses = _count_parses(monkeypatch)
     start = threading.Barrier(4)
     results: list = []
 
@@ -108,11 +119,8 @@ def test_shared_tables_are_parsed_once_even_when_two_threads_ask_at_once(
 def test_after_the_hand_over_a_shared_table_goes_to_its_next_reader_alone(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """The converter takes each parsed table out of the cache, so what it drops is freed at once."""
-    path = tmp_path / "users.csv"
-    path.write_text("sourcedId,name\n" + "".join(f"u{i},N {i}\n" for i in range(100)))
-    parses = []
-    real = csvio.load_bytes
-    monkeypatch.setattr(csvio, "load_bytes", lambda *a, **k: parses.append(1) or real(*a, **k))
+    path = _users(tmp_path, 100)
+    parses = _count_parses(monkeypatch)
     with sharing_loaded_tables():
         validated = load_table(path)
         assert load_table(path) is validated and len(parses) == 1  # shared while validating
