@@ -189,8 +189,9 @@ class Daemon:
         self.pipeline = pipeline = Pipeline(settings, history, accounts, workers,
                                             concurrency=2 * server_settings.workers.processes, alerts=alerter)
         metrics_server = None
+        intake_conn = store.connect(data_dir)  # the intake records from threads: a connection of its own
         try:
-            intake = Intake(history, data_dir, wake=pipeline.wake)
+            intake = Intake(History(intake_conn), data_dir, wake=pipeline.wake)
             self.intake = intake
             recovered = intake.recover({a.name: accounts.home(a.name) for a in accounts.list()})
             if recovered:
@@ -229,6 +230,7 @@ class Daemon:
             await self._drain_and_stop(server, history, background)
         finally:
             await workers.close()  # no worker outlives the daemon, not even one in the middle of a run
+            intake_conn.close()
             unsent = await asyncio.to_thread(dispatcher.close, ALERT_GRACE_SECONDS)
             if unsent:
                 log.error("alerts_unsent_at_stop", count=unsent)

@@ -12,6 +12,7 @@ import asyncio
 import hashlib
 import json
 import os
+import threading
 from collections.abc import Callable
 from pathlib import Path
 
@@ -39,10 +40,17 @@ def sha256_of(path: Path) -> str:
 
 
 class Intake:
-    """Turns finished uploads into ``received`` runs and wakes the pipeline."""
+    """Turns finished uploads into ``received`` runs and wakes the pipeline.
+
+    Uploads of different accounts are recorded from several threads at once; they take
+    turns on ``history`` (one lock), so give the intake a store connection no other thread
+    uses: a connection shared with another thread can hold a read open when this one
+    writes, and SQLite then answers "database is locked" at once, whatever its busy timeout.
+    """
 
     def __init__(self, history: History, data_dir: Path, wake: Callable[[], None] = lambda: None):
         self.history = history
+        self._history_lock = threading.Lock()
         self.spool = Path(data_dir) / SPOOL_DIR
         self.spool.mkdir(parents=True, exist_ok=True, mode=0o700)
         self._wake = wake
@@ -94,10 +102,9 @@ class Intake:
         return run_id
 
     def _record(self, run_id: str, account: str, name: str, target: Path, received_at: str) -> None:
-        size = target.stat().st_size
-        self.history.record_received(
-            run_id, account, name, str(target), size, sha256_of(target), received_at=received_at
-        )
+        size, sha256 = target.stat().st_size, sha256_of(target)
+        with self._history_lock:
+            self.history.record_received(run_id, account, name, str(target), size, sha256, received_at=received_at)
         log.info("run_received", run_id=run_id, account=account, bytes=size)
         metrics.RUNS_RECEIVED.labels(account).inc()
         self._wake()

@@ -111,3 +111,50 @@ def test_host_key_is_generated_once_owner_only_and_reused(tmp_path):
     assert path.stat().st_mode & 0o777 == 0o600
     assert load_or_create_host_key(path).get_fingerprint() == first.get_fingerprint()
     assert first.get_algorithm() == "ssh-ed25519"
+
+
+def test_uploads_finishing_at_once_are_all_recorded_while_the_store_is_busy(tmp_path, monkeypatch):
+    """Several accounts' uploads are recorded from several threads at once, while other connections
+    write (the SFTP server's shared state) and the daemon's own connection reads (the pipeline):
+    every upload becomes a run. A connection used by two threads at once answered "database is
+    locked" at once (a read of one thread open when the other wrote), and the upload was lost."""
+    import threading
+    import zipfile
+    from concurrent.futures import ThreadPoolExecutor
+
+    data = tmp_path / "var"
+    shared = History(store.connect(data))  # the daemon's connection, read by the pipeline
+    intake = Intake(History(store.connect(data)), data)  # the intake's own, as the daemon gives it
+    other = store.connect(data, durable=False)  # the SFTP server's shared state
+    stop = threading.Event()
+
+    def writer() -> None:
+        while not stop.is_set():
+            other.execute("INSERT INTO sftp_connections (source, pid, opened_at) VALUES ('192.0.2.1', 1, 0)")
+            other.execute("DELETE FROM sftp_connections WHERE source = '192.0.2.1'")
+
+    def reader() -> None:
+        while not stop.is_set():
+            shared.list(limit=50)
+
+    home = tmp_path / "home"
+    home.mkdir()
+
+    def upload(i: int) -> str | None:
+        path = home / f"u{i}.zip"
+        with zipfile.ZipFile(path, "w") as archive:
+            archive.writestr("users.csv", "sourcedId\n")
+        return intake.accept(f"district-{i % 3}", path)
+
+    background = [threading.Thread(target=writer), threading.Thread(target=reader)]
+    for thread in background:
+        thread.start()
+    try:
+        with ThreadPoolExecutor(6) as pool:
+            run_ids = list(pool.map(upload, range(120)))
+    finally:
+        stop.set()
+        for thread in background:
+            thread.join(timeout=10)
+    assert all(run_ids) and len(set(run_ids)) == 120
+    assert len(shared.list()) == 120
