@@ -377,8 +377,9 @@ class Daemon:
             self._start_watchers(applied)
         if restart:
             log.warning("reload_needs_restart", keys=restart)
-        accounts = await asyncio.to_thread(self.accounts.list)
-        log.info("reloaded", flows=len(applied.flows), accounts=len(accounts))
+        # read on the loop, whose connection this is (a thread reading it while the loop writes is what
+        # makes SQLite answer "database is locked": see Intake); the accounts are a few hundred rows
+        log.info("reloaded", flows=len(applied.flows), accounts=len(self.accounts.list()))
         self.notifier.ready(f"reloaded: {len(applied.flows)} flow(s)")
         return True
 
